@@ -1,0 +1,3 @@
+from caterva.cli.app import main
+
+main()

@@ -1,0 +1,115 @@
+"""The ``caterva`` command. Commands are thin: parse, call, render; errors become exit codes
+only here, at the edge. Heavy modules (blosc2, numpy, services) are imported inside the
+commands that need them, so ``caterva roots`` starts fast."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from caterva.errors import BadRequest, CatervaError, NotFound, Unauthorized, Unavailable
+
+app = typer.Typer(
+    name="caterva",
+    help="Publish, follow and read Blosc2 datasets across machines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# exit codes, documented in the README
+EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_AUTH = 1, 2, 3, 4, 5
+
+
+def exit_code(exc: CatervaError) -> int:
+    if isinstance(exc, BadRequest):
+        return EXIT_USAGE
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, Unavailable):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, PermissionError):
+        return EXIT_AUTH
+    return EXIT_ERROR
+
+
+def setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)],
+    )
+    for noisy in ("amqtt", "transitions", "httpx", "httpcore", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
+Broker = Annotated[
+    Optional[str],
+    typer.Option("--broker", help="MQTT broker URL, mqtt://HOST:PORT [env CATERVA_BROKER]."),
+]
+Statedir = Annotated[
+    Optional[Path],
+    typer.Option("--statedir", help="Where this service keeps its state [env CATERVA_STATEDIR]."),
+]
+
+
+@app.command()
+def bro(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind [default 127.0.0.1].")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port to bind [default 1883].")] = None,
+    engine: Annotated[str, typer.Option(help="amqtt (embedded) or mosquitto.")] = "amqtt",
+    statedir: Statedir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run an MQTT broker: embedded (amqtt) by default, or a Mosquitto child process."""
+    setup_logging(verbose)
+    from services.broker import run
+
+    run(engine=engine, host=host, port=port, statedir=statedir)
+
+
+@app.command()
+def pub(
+    name: Annotated[str, typer.Argument(help="Root name to publish the directory as.")],
+    directory: Annotated[Path, typer.Argument(help="Directory of datasets to publish.")],
+    broker: Broker = None,
+    http: Annotated[
+        Optional[str], typer.Option(help="HOST:PORT to serve REST on [default 127.0.0.1:8470].")
+    ] = None,
+    statedir: Statedir = None,
+    verbose: Verbose = False,
+) -> None:
+    """Publish DIRECTORY as root NAME: announce it over MQTT and serve its chunks over REST."""
+    setup_logging(verbose)
+    from services.publisher import run
+
+    run(name=name, directory=directory, broker=broker, http=http, statedir=statedir)
+
+
+def main() -> None:
+    try:
+        app()
+    except CatervaError as exc:
+        _stderr().print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if isinstance(exc, Unauthorized):
+            _stderr().print("run [bold]caterva login[/] and try again", highlight=False)
+        sys.exit(exit_code(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Every error caterva raises, with the stable code it travels under.
+
+    CatervaError
+    ├── InvalidName          (ValueError)        invalid_name          400
+    ├── BadRequest           (ValueError)        bad_request           400
+    │   └── BadSelection     (IndexError too)    bad_selection         400
+    ├── ProtocolError        (ValueError)        protocol_error        502
+    │   └── DigestMismatch                       digest_mismatch       502
+    ├── NotFound             (LookupError)       not_found             404
+    │   ├── UnknownRoot                          unknown_root          404
+    │   ├── UnknownDataset   (FileNotFoundError) unknown_dataset       404
+    │   └── ChunkOutOfRange  (IndexError)        chunk_out_of_range    404
+    ├── NotFollowed                              not_followed          409
+    ├── Unauthorized         (PermissionError)   unauthorized          401
+    ├── Forbidden            (PermissionError)   forbidden             403
+    ├── Unavailable          (ConnectionError)   unavailable           503
+    │   ├── SourceOffline                        source_offline        503
+    │   └── BrokerUnavailable                    broker_unavailable    503
+    └── StateError           (RuntimeError)      state_error           500
+
+Errors are also the builtins callers already catch (a missing dataset is a
+FileNotFoundError). Over HTTP an error is ``{"error": {"code": ..., "message": ...}}``
+with the status above; ``from_payload`` turns such a body back into the same class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CatervaError(Exception):
+    code = "caterva_error"
+    status = 500
+
+    def __init__(self, message: str = "", **detail: Any) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail:
+            body["detail"] = self.detail
+        return {"error": body}
+
+
+class InvalidName(CatervaError, ValueError):
+    code, status = "invalid_name", 400
+
+
+class BadRequest(CatervaError, ValueError):
+    code, status = "bad_request", 400
+
+
+class BadSelection(BadRequest, IndexError):
+    code, status = "bad_selection", 400
+
+
+class ProtocolError(CatervaError, ValueError):
+    code, status = "protocol_error", 502
+
+
+class DigestMismatch(ProtocolError):
+    code, status = "digest_mismatch", 502
+
+
+class NotFound(CatervaError, LookupError):
+    code, status = "not_found", 404
+
+
+class UnknownRoot(NotFound):
+    code, status = "unknown_root", 404
+
+
+class UnknownDataset(NotFound, FileNotFoundError):
+    code, status = "unknown_dataset", 404
+
+
+class ChunkOutOfRange(NotFound, IndexError):
+    code, status = "chunk_out_of_range", 404
+
+
+class NotFollowed(CatervaError):
+    code, status = "not_followed", 409
+
+
+class Unauthorized(CatervaError, PermissionError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(CatervaError, PermissionError):
+    code, status = "forbidden", 403
+
+
+class Unavailable(CatervaError, ConnectionError):
+    code, status = "unavailable", 503
+
+
+class SourceOffline(Unavailable):
+    code, status = "source_offline", 503
+
+
+class BrokerUnavailable(Unavailable):
+    code, status = "broker_unavailable", 503
+
+
+class StateError(CatervaError, RuntimeError):
+    code, status = "state_error", 500
+
+
+def _registry() -> dict[str, type[CatervaError]]:
+    found: dict[str, type[CatervaError]] = {}
+    todo: list[type[CatervaError]] = [CatervaError]
+    while todo:
+        cls = todo.pop()
+        found[cls.code] = cls
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+_BY_CODE = _registry()
+
+
+def from_payload(payload: Any, status: int) -> CatervaError:
+    """Rebuild the error a caterva service sent; anything else becomes a ProtocolError."""
+    body = payload.get("error") if isinstance(payload, dict) else None
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return ProtocolError(f"unexpected HTTP {status} response")
+    cls = _BY_CODE.get(body["code"])
+    if cls is None:  # a newer service's code: keep the status family
+        cls = next((c for c in _BY_CODE.values() if c.status == status), CatervaError)
+    detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
+    return cls(str(body.get("message", body["code"])), **detail)

@@ -1,0 +1,212 @@
+"""An asyncio facade over paho-mqtt: the one place caterva talks MQTT.
+
+paho runs its network loop in its own thread; messages cross into the event loop through
+``call_soon_threadsafe`` and are dispatched in order by one task, so handlers run on the loop
+and never race each other. The bus reconnects by itself (paho's loop does), resubscribes, and
+calls the ``on_connect`` hooks after every (re)connect: that is where sources re-announce and
+subscribers resync. MQTT 3.1.1 is used because every broker speaks it (amqtt speaks only it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from caterva.errors import BadRequest, BrokerUnavailable
+
+log = logging.getLogger("caterva.mqtt")
+
+Handler = Callable[[str, bytes], Awaitable[None] | None]
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerURL:
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise BadRequest(f"invalid broker URL {url!r}: use mqtt://HOST:PORT or mqtts://...")
+        try:
+            port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        except ValueError as exc:
+            raise BadRequest(f"invalid broker URL {url!r}: bad port") from exc
+        return cls(
+            host=parts.hostname,
+            port=port,
+            tls=parts.scheme == "mqtts",
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def __str__(self) -> str:  # never shows the password
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+class Bus:
+    """One MQTT connection. Create, add subscriptions and hooks, ``await start()``."""
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        will: tuple[str, bytes] | None = None,
+        keepalive: int = 15,
+        cafile: str | None = None,
+    ) -> None:
+        self.url = BrokerURL.parse(url)
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
+        if self.url.username:
+            self._client.username_pw_set(self.url.username, self.url.password)
+        if self.url.tls:
+            self._client.tls_set_context(ssl.create_default_context(cafile=cafile))
+        if will:
+            self._client.will_set(will[0], will[1], qos=1, retain=True)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._keepalive = keepalive
+        self._subscriptions: list[tuple[str, Handler]] = []
+        self._hooks: list[Hook] = []
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.refused: str | None = None  # why the broker refused us, if it did
+
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        """Deliver messages matching ``pattern`` to ``handler`` (kept across reconnects)."""
+        self._subscriptions.append((pattern, handler))
+        if self.connected.is_set():
+            self._client.subscribe(pattern, qos=1)
+
+    def on_connect(self, hook: Hook) -> None:
+        """Run ``hook`` after every successful (re)connect."""
+        self._hooks.append(hook)
+
+    async def start(self, timeout: float | None = None) -> None:
+        """Start connecting; with ``timeout``, wait that long for the first connection."""
+        self._loop = asyncio.get_running_loop()
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="mqtt-dispatch")
+        self._client.connect_async(self.url.host, self.url.port, keepalive=self._keepalive)
+        self._client.loop_start()
+        if timeout is not None:
+            await self.wait_connected(timeout)
+
+    async def wait_connected(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), timeout)
+        except TimeoutError:
+            reason = self.refused or "no answer"
+            raise BrokerUnavailable(f"cannot connect to the MQTT broker at {self.url}: {reason}") from None
+
+    async def publish(
+        self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1, timeout: float = 5
+    ) -> bool:
+        """Publish; with QoS 1 wait for the broker's ack. False when it did not come in time."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if qos == 0 or info.is_published():
+            return info.rc == paho.MQTT_ERR_SUCCESS
+        future = self._loop.create_future()
+        self._acks[info.mid] = future
+        if info.is_published():  # acked between publish() and registering the future
+            self._acks.pop(info.mid, None)
+            return True
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._acks.pop(info.mid, None)
+
+    async def stop(self, final: list[tuple[str, bytes]] = ()) -> None:
+        """Publish ``final`` messages (retained, acked), then disconnect cleanly."""
+        if self.connected.is_set():
+            for topic, payload in final:
+                await self.publish(topic, payload, retain=True, timeout=2)
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+        if self._dispatcher:
+            self._inbox.put_nowait(None)
+            await self._dispatcher
+
+    # --- paho's thread -------------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            log.warning("MQTT broker %s refused the connection: %s", self.url, reason_code)
+            return
+        self.refused = None
+        for pattern, _ in self._subscriptions:
+            client.subscribe(pattern, qos=1)
+        self._loop.call_soon_threadsafe(self._connected)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.refused = self.refused or "connection refused or unreachable"
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._loop.call_soon_threadsafe(self.connected.clear)
+        if reason_code != 0:
+            log.warning("lost the MQTT broker %s (%s); reconnecting", self.url, reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        self._loop.call_soon_threadsafe(self._inbox.put_nowait, (message.topic, message.payload))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._loop.call_soon_threadsafe(self._acked, mid)
+
+    # --- the event loop ------------------------------------------------------------------------
+
+    def _connected(self) -> None:
+        self.connected.set()
+        log.info("connected to MQTT broker %s", self.url)
+        for hook in self._hooks:
+            asyncio.create_task(self._run_hook(hook))
+
+    async def _run_hook(self, hook: Hook) -> None:
+        try:
+            await hook()
+        except Exception:  # a hook's failure must not take the bus down
+            log.exception("MQTT on-connect hook failed")
+
+    def _acked(self, mid: int) -> None:
+        future = self._acks.get(mid)
+        if future and not future.done():
+            future.set_result(None)
+
+    async def _dispatch(self) -> None:
+        while (item := await self._inbox.get()) is not None:
+            topic, payload = item
+            for pattern, handler in self._subscriptions:
+                if paho.topic_matches_sub(pattern, topic):
+                    try:
+                        result = handler(topic, payload)
+                        if result is not None:
+                            await result
+                    except Exception:  # one bad message must not stop the others
+                        log.exception("MQTT handler for %s failed on %s", pattern, topic)

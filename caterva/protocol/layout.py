@@ -1,0 +1,218 @@
+"""DatasetInfo <-> numpy and blosc2: describe a stored dataset, rebuild its layout elsewhere.
+
+This is the only protocol module that imports numpy and blosc2, so commands that need no array
+code (most of the CLI) never pay for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from caterva.errors import ProtocolError
+from caterva.protocol.metadata import DatasetInfo, Kind, chunk_digest
+from caterva.protocol.selection import Key
+
+_CPARAMS = ("codec", "codec_meta", "clevel", "use_dict", "typesize", "blocksize", "splitmode")
+
+
+def dtype_to_json(dt: np.dtype) -> Any:
+    """A lossless JSON form: a dtype string, or a dict for structured and sub-array dtypes."""
+    if dt.subdtype is not None:
+        base, shape = dt.subdtype
+        return {"base": dtype_to_json(base), "shape": list(shape)}
+    if dt.names is None:
+        return dt.str
+    return {
+        "names": list(dt.names),
+        "formats": [dtype_to_json(dt.fields[n][0]) for n in dt.names],
+        "offsets": [dt.fields[n][1] for n in dt.names],
+        "itemsize": dt.itemsize,
+    }
+
+
+def dtype_from_json(value: Any) -> np.dtype:
+    try:
+        if isinstance(value, str):
+            dt = np.dtype(value)
+        elif isinstance(value, dict) and "base" in value:
+            dt = np.dtype((dtype_from_json(value["base"]), tuple(int(n) for n in value["shape"])))
+        elif isinstance(value, dict):
+            dt = np.dtype(
+                {
+                    "names": [str(n) for n in value["names"]],
+                    "formats": [dtype_from_json(f) for f in value["formats"]],
+                    "offsets": [int(o) for o in value["offsets"]],
+                    "itemsize": int(value["itemsize"]),
+                }
+            )
+        else:
+            raise TypeError(type(value).__name__)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ProtocolError(f"invalid dtype description: {value!r:.80}") from exc
+    if dt.hasobject:
+        raise ProtocolError("object dtypes are not supported")
+    return dt
+
+
+def cparams_to_json(cparams: Any) -> dict[str, Any]:
+    out = {k: _int(getattr(cparams, k)) for k in _CPARAMS}
+    out["use_dict"] = bool(cparams.use_dict)
+    out["filters"] = [_int(f) for f in cparams.filters]
+    out["filters_meta"] = [int(m) for m in cparams.filters_meta]
+    return out
+
+
+def _int(value: Any) -> int:
+    return int(getattr(value, "value", value))  # blosc2's enums are not IntEnums
+
+
+def cparams_from_json(value: dict[str, Any]) -> blosc2.CParams:
+    try:
+        return blosc2.CParams(
+            codec=blosc2.Codec(value["codec"]),
+            codec_meta=int(value["codec_meta"]),
+            clevel=int(value["clevel"]),
+            use_dict=bool(value["use_dict"]),
+            typesize=int(value["typesize"]),
+            blocksize=int(value["blocksize"]),
+            splitmode=blosc2.SplitMode(value["splitmode"]),
+            filters=[blosc2.Filter(f) for f in value["filters"]],
+            filters_meta=[int(m) for m in value["filters_meta"]],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError("invalid cparams description") from exc
+
+
+def _json_value(value: Any) -> Any:
+    """vlmeta values are msgpack objects; keep what JSON can say, tag bytes."""
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, bytes):
+        return {"__bytes__": base64.b64encode(value).decode()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _native_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__bytes__"} and isinstance(value["__bytes__"], str):
+            return base64.b64decode(value["__bytes__"])
+        return {k: _native_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_native_value(v) for v in value]
+    return value
+
+
+def vlmeta_to_json(vlmeta: Any) -> dict[str, Any]:
+    return {str(k): _json_value(v) for k, v in vlmeta.getall().items()}
+
+
+def describe(container: Any, path: str, kind: Kind, *, size: int, mtime: float) -> DatasetInfo:
+    """DatasetInfo of an open NDArray or SChunk; reads every chunk once to digest it."""
+    schunk = container.schunk if kind == "b2nd" else container
+    if kind == "b2nd":
+        shape, chunks, blocks = container.shape, container.chunks, container.blocks
+        dtype = dtype_to_json(container.dtype)
+    else:
+        nbytes = schunk.nbytes
+        shape, chunks = (nbytes,), (schunk.chunksize,)
+        blocks = (schunk.blocksize or schunk.chunksize,)
+        dtype = "|u1"
+    return DatasetInfo(
+        path=path,
+        kind=kind,
+        shape=list(shape),
+        dtype=dtype,
+        chunks=list(chunks),
+        blocks=list(blocks),
+        nchunks=schunk.nchunks,
+        chunksize=schunk.chunksize,
+        nbytes=schunk.nbytes,
+        cbytes=schunk.cbytes,
+        cparams=cparams_to_json(schunk.cparams),
+        vlmeta=vlmeta_to_json(schunk.vlmeta),
+        digests=[chunk_digest(schunk.get_chunk(i)) for i in range(schunk.nchunks)],
+        size=size,
+        mtime=mtime,
+    )
+
+
+def new_container(info: DatasetInfo, urlpath: str | None = None) -> Any:
+    """An empty container with the source layout: an NDArray for b2nd, else an SChunk.
+
+    Its chunks read as zeros until filled with ``schunk.update_chunk``: never read a chunk
+    that was not filled.
+    """
+    cparams = cparams_from_json(info.cparams)
+    storage = {"urlpath": urlpath, "contiguous": True, "mode": "w"} if urlpath else {}
+    if info.kind == "b2nd":
+        arr = blosc2.empty(
+            tuple(info.shape),
+            dtype=dtype_from_json(info.dtype),
+            chunks=tuple(info.chunks),
+            blocks=tuple(info.blocks),
+            cparams=cparams,
+            **storage,
+        )
+        target = arr.schunk
+    else:
+        arr = target = blosc2.SChunk(chunksize=info.chunksize, cparams=cparams, **storage)
+    for k, v in info.vlmeta.items():
+        target.vlmeta[k] = _native_value(v)
+    return arr
+
+
+def write_file(info: DatasetInfo, dest: str | os.PathLike, chunks: Iterable[bytes]) -> None:
+    """Write ``chunks`` (all of them, in order) as a file equal to the source dataset.
+
+    Blosc2 datasets become a Blosc2 file of the same layout holding the same compressed chunks;
+    plain files become their original bytes. Memory stays at one chunk.
+    """
+    if info.kind == "file":
+        with open(dest, "wb") as out:
+            for raw in chunks:
+                out.write(blosc2.decompress(raw))
+        return
+    container = new_container(info, os.fspath(dest))
+    if info.kind == "b2nd":
+        for i, raw in enumerate(chunks):
+            container.schunk.update_chunk(i, raw)
+    else:
+        for raw in chunks:
+            container.append_chunk(raw)
+
+
+def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:
+    """``original[key]`` for a normalized key, built only from the chunks it touches."""
+    from caterva.protocol.selection import touched_chunks
+
+    needed = touched_chunks(key, info.chunks, info.chunk_grid)
+    if info.kind == "b2nd":
+        arr = new_container(info)
+        for i in needed:
+            arr.schunk.update_chunk(i, get_chunk(i))
+        return np.asarray(arr[key])
+    # 1-D bytes: decompress whole chunks and pick the selected bytes out of them
+    (item,) = key
+    cs = info.chunksize
+    if isinstance(item, int):
+        chunk = np.frombuffer(blosc2.decompress(get_chunk(item // cs)), np.uint8)
+        return np.asarray(chunk[item % cs])
+    stop = -1 if item.stop is None else item.stop
+    idx = np.arange(item.start, stop, item.step, dtype=np.int64)
+    out = np.empty(len(idx), np.uint8)
+    owner = idx // cs
+    for i in needed:
+        chunk = np.frombuffer(blosc2.decompress(get_chunk(i)), np.uint8)
+        mask = owner == i
+        out[mask] = chunk[idx[mask] - i * cs]
+    return out

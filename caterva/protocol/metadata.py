@@ -1,0 +1,88 @@
+"""What a source says about its datasets: DatasetInfo, one per file, and the root Manifest.
+
+Every dataset reads as an array. A ``.b2nd`` file is the NDArray it stores; a ``.b2frame``
+(SChunk) and a plain ``file`` read as 1-D ``uint8`` arrays of their bytes, chunked as stored.
+``digests[i]`` identifies chunk i by content (BLAKE2b-128 of its compressed bytes), so a
+reader can verify every chunk and refetch only the ones whose digest changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from caterva.protocol.model import Model
+from caterva.protocol.names import check_path, check_root
+
+Kind = Literal["b2nd", "b2frame", "file"]
+
+
+def chunk_digest(data: bytes | memoryview) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetInfo(Model):
+    path: str
+    kind: Kind
+    shape: list[int]
+    dtype: Any  # see layout.dtype_to_json
+    chunks: list[int]
+    blocks: list[int]
+    nchunks: int
+    chunksize: int  # uncompressed bytes of a full chunk
+    nbytes: int  # uncompressed bytes of the whole dataset
+    cbytes: int  # compressed bytes as stored
+    cparams: dict[str, Any]
+    vlmeta: dict[str, Any]
+    digests: list[str]
+    size: int = 0  # bytes of the file at the source (the original size for plain files)
+    mtime: float = 0.0
+    etag: str = ""
+
+    def __post_init__(self) -> None:
+        check_path(self.path)
+        if len(self.digests) != self.nchunks:
+            raise ValueError(f"{self.path}: {len(self.digests)} digests for {self.nchunks} chunks")
+        if not self.etag:  # content identity: layout + chunk digests, not mtime
+            object.__setattr__(self, "etag", self.content_etag())
+
+    def content_etag(self) -> str:
+        body = {k: v for k, v in asdict(self).items() if k not in ("etag", "mtime", "size")}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+    @property
+    def chunk_grid(self) -> list[int]:
+        """Chunks along each dimension."""
+        return [-(-s // c) if c else 0 for s, c in zip(self.shape, self.chunks)]
+
+    def same_layout(self, other: DatasetInfo) -> bool:
+        keys = ("kind", "shape", "dtype", "chunks", "blocks", "nchunks", "chunksize")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def changed_chunks(self, new: DatasetInfo) -> list[int] | None:
+        """Indices whose digest differs in ``new``; None when the layout changed."""
+        if not self.same_layout(new):
+            return None
+        return [i for i, (a, b) in enumerate(zip(self.digests, new.digests)) if a != b]
+
+
+@dataclass(frozen=True)
+class Manifest(Model):
+    root: str
+    datasets: list[DatasetInfo] = field(default_factory=list)
+    etag: str = ""
+
+    def __post_init__(self) -> None:
+        check_root(self.root)
+        if not self.etag:
+            h = hashlib.blake2b(self.root.encode(), digest_size=16)
+            for d in sorted(self.datasets, key=lambda d: d.path):
+                h.update(f"\0{d.path}\0{d.etag}".encode())
+            object.__setattr__(self, "etag", h.hexdigest())
+
+    def by_path(self) -> dict[str, DatasetInfo]:
+        return {d.path: d for d in self.datasets}

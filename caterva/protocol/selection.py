@@ -1,0 +1,129 @@
+"""numpy-style selections as text, for URLs and the CLI: ``0:10, ::2, -1, ...``.
+
+``parse`` turns the text into a key (ints, slices, Ellipsis) without evaluating anything;
+``format`` is its inverse. ``normalize`` resolves a key against a shape, and ``touched_chunks``
+says which chunks (flat C-order indices over the chunk grid) a normalized key reads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from caterva.errors import BadSelection
+
+Key = tuple[Any, ...]
+_INT = re.compile(r"[+-]?\d{1,19}")
+MAX_ITEMS = 32
+
+
+def parse(text: str) -> Key:
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    if not text.strip():
+        return ()
+    items = [item.strip() for item in text.split(",")]
+    if items and items[-1] == "" and len(items) > 1:  # a trailing comma, as numpy allows
+        items.pop()
+    if len(items) > MAX_ITEMS:
+        raise BadSelection(f"selection has more than {MAX_ITEMS} items")
+    return tuple(_parse_item(item, text) for item in items)
+
+
+def _parse_item(item: str, text: str) -> Any:
+    if item == "...":
+        return Ellipsis
+    if _INT.fullmatch(item):
+        return int(item)
+    parts = item.split(":")
+    if 2 <= len(parts) <= 3 and all(p.strip() == "" or _INT.fullmatch(p.strip()) for p in parts):
+        bounds = [int(p) if p.strip() else None for p in parts]
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise BadSelection(f"slice step cannot be zero in {text!r}")
+        return slice(*bounds)
+    raise BadSelection(f"cannot parse selection item {item!r} in {text!r}")
+
+
+def format(key: Any) -> str:  # noqa: A001 - the inverse of parse
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for item in key:
+        if item is Ellipsis:
+            out.append("...")
+        elif isinstance(item, slice):
+            parts = ["" if v is None else str(_as_int(v)) for v in (item.start, item.stop, item.step)]
+            out.append(":".join(parts[:2]) + (f":{parts[2]}" if item.step is not None else ""))
+        else:
+            out.append(str(_as_int(item)))
+    return ",".join(out)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise BadSelection(f"only integers, slices and ... are supported, not {value!r}")
+    return value.__index__()
+
+
+def normalize(key: Any, shape: tuple[int, ...] | list[int]) -> Key:
+    """One int or slice (with resolved bounds) per dimension; raises BadSelection."""
+    shape = tuple(shape)
+    if not isinstance(key, tuple):
+        key = (key,)
+    if sum(item is Ellipsis for item in key) > 1:
+        raise BadSelection("an index can only have a single ellipsis ('...')")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        fill = len(shape) - (len(key) - 1)
+        key = key[:at] + (slice(None),) * max(fill, 0) + key[at + 1 :]
+    if len(key) > len(shape):
+        raise BadSelection(f"too many indices: {len(key)} for {len(shape)} dimensions")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    out: list[Any] = []
+    for dim, (item, size) in enumerate(zip(key, shape)):
+        if isinstance(item, slice):
+            step = None if item.step is None else _as_int(item.step)
+            if step == 0:
+                raise BadSelection("slice step cannot be zero")
+            start = None if item.start is None else _as_int(item.start)
+            stop = None if item.stop is None else _as_int(item.stop)
+            start, stop, step = slice(start, stop, step).indices(size)
+            # a negative step that runs past 0 ends at -1, which a slice would read as "last"
+            out.append(slice(start, stop if stop >= 0 else None, step))
+        else:
+            i = _as_int(item)
+            if not -size <= i < size:
+                raise BadSelection(f"index {i} is out of bounds for axis {dim} with size {size}")
+            out.append(i % size)
+    return tuple(out)
+
+
+def _range(item: slice) -> range:
+    return range(item.start, -1 if item.stop is None else item.stop, item.step)
+
+
+def result_shape(key: Key) -> tuple[int, ...]:
+    return tuple(len(_range(s)) for s in key if isinstance(s, slice))
+
+
+def touched_chunks(key: Key, chunks: list[int] | tuple[int, ...], grid: list[int]) -> list[int]:
+    """Flat indices of the chunks a normalized key reads, ascending."""
+    per_dim: list[list[int]] = []
+    for item, c in zip(key, chunks):
+        if isinstance(item, int):
+            per_dim.append([item // c])
+            continue
+        r = _range(item)
+        if not r:
+            return []
+        lo, hi = min(r[0], r[-1]), max(r[0], r[-1])
+        if abs(item.step) < c:  # no chunk between lo and hi can be skipped
+            per_dim.append(list(range(lo // c, hi // c + 1)))
+        else:  # each selected index lands in its own chunk
+            per_dim.append(sorted({i // c for i in r}))
+    strides = [1] * len(grid)
+    for d in range(len(grid) - 2, -1, -1):
+        strides[d] = strides[d + 1] * grid[d + 1]
+    return sorted(sum(c * s for c, s in zip(coords, strides)) for coords in itertools.product(*per_dim))
