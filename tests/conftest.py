@@ -64,12 +64,12 @@ class Service:
             raise AssertionError(f"caterva {' '.join(self.args)} never got ready:\n{tail}")
         return self.url
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        self.signal(sig)
+        self.send_signal(sig)
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

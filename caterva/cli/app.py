@@ -99,6 +99,25 @@ def pub(
     run(name=name, directory=directory, broker=broker, http=http, statedir=statedir)
 
 
+@app.command()
+def sub(
+    broker: Broker = None,
+    http: Annotated[
+        Optional[str], typer.Option(help="HOST:PORT to serve the API on [default 127.0.0.1:8471].")
+    ] = None,
+    statedir: Statedir = None,
+    cache_size: Annotated[
+        Optional[str], typer.Option(help="Disk budget of the chunk cache, e.g. 20GiB [default 10GiB].")
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run a subscriber: discover roots, follow them, fetch chunks on demand and cache them."""
+    setup_logging(verbose)
+    from services.subscriber import run
+
+    run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size)
+
+
 def main() -> None:
     try:
         app()

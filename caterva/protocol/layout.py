@@ -171,24 +171,49 @@ def new_container(info: DatasetInfo, urlpath: str | None = None) -> Any:
     return arr
 
 
-def write_file(info: DatasetInfo, dest: str | os.PathLike, chunks: Iterable[bytes]) -> None:
-    """Write ``chunks`` (all of them, in order) as a file equal to the source dataset.
+class FileWriter:
+    """Writes a dataset's chunks, fed in order, as a file equal to the source dataset.
 
-    Blosc2 datasets become a Blosc2 file of the same layout holding the same compressed chunks;
-    plain files become their original bytes. Memory stays at one chunk.
+    Blosc2 datasets become a Blosc2 file of the same layout holding the same compressed chunks
+    (nothing is recompressed); plain files become their original bytes. Memory stays at one
+    chunk. Use as a context manager; ``add`` each chunk from 0 to nchunks - 1.
     """
-    if info.kind == "file":
-        with open(dest, "wb") as out:
-            for raw in chunks:
-                out.write(blosc2.decompress(raw))
-        return
-    container = new_container(info, os.fspath(dest))
-    if info.kind == "b2nd":
-        for i, raw in enumerate(chunks):
-            container.schunk.update_chunk(i, raw)
-    else:
+
+    def __init__(self, info: DatasetInfo, dest: str | os.PathLike) -> None:
+        self.info = info
+        self.count = 0
+        if info.kind == "file":
+            self._out = open(dest, "wb")
+        else:
+            self._container = new_container(info, os.fspath(dest))
+
+    def add(self, raw: bytes) -> None:
+        if self.info.kind == "file":
+            self._out.write(blosc2.decompress(raw))
+        elif self.info.kind == "b2nd":
+            self._container.schunk.update_chunk(self.count, raw)
+        else:
+            self._container.append_chunk(raw)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.info.kind == "file":
+            self._out.close()
+        else:
+            del self._container  # blosc2 flushes the frame when the container goes
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_file(info: DatasetInfo, dest: str | os.PathLike, chunks: Iterable[bytes]) -> None:
+    """Write all ``chunks`` (in order) as a file equal to the source dataset."""
+    with FileWriter(info, dest) as writer:
         for raw in chunks:
-            container.append_chunk(raw)
+            writer.add(raw)
 
 
 def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:

@@ -90,8 +90,10 @@ def normalize(key: Any, shape: tuple[int, ...] | list[int]) -> Key:
             start = None if item.start is None else _as_int(item.start)
             stop = None if item.stop is None else _as_int(item.stop)
             start, stop, step = slice(start, stop, step).indices(size)
-            # a negative step that runs past 0 ends at -1, which a slice would read as "last"
-            out.append(slice(start, stop if stop >= 0 else None, step))
+            if not range(start, stop, step):
+                out.append(slice(0, 0, 1))  # resolved bounds can be -1, which reads as "last"
+            else:  # a negative step that runs past 0 ends at -1: same trap
+                out.append(slice(start, stop if stop >= 0 else None, step))
         else:
             i = _as_int(item)
             if not -size <= i < size:

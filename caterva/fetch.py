@@ -1,0 +1,96 @@
+"""Talking to sources (publishers and mirrors): one pooled httpx client, errors mapped once.
+
+Any transport failure becomes SourceOffline; a caterva JSON error becomes the same caterva
+error class it was raised as at the source; anything else is a ProtocolError. Callers above
+this module never see httpx exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from caterva.errors import CatervaError, ProtocolError, SourceOffline, from_payload
+from caterva.protocol import rest
+from caterva.protocol.metadata import DatasetInfo, Manifest
+
+TIMEOUT = httpx.Timeout(30.0, connect=3.0)
+LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+
+
+def new_client(**kwargs) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, **kwargs)
+
+
+async def raise_for_error(response: httpx.Response) -> None:
+    """Turn a non-2xx/304 response into the caterva error it carries."""
+    if response.status_code < 400:
+        return
+    await response.aread()
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    raise from_payload(payload, response.status_code)
+
+
+@asynccontextmanager
+async def _mapped(url: str):
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise SourceOffline(f"source {url} is unreachable ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:
+        raise ProtocolError(f"bad answer from source {url}: {exc}") from exc
+
+
+class Source:
+    """The source API of one base URL, over a shared client."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
+        self.client = client
+        self.url = url.rstrip("/")
+
+    async def _get_json(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
+        async with _mapped(self.url):
+            response = await self.client.get(self.url + path, headers=headers)
+        await raise_for_error(response)
+        return response
+
+    async def manifest(self, root: str, etag: str | None = None) -> Manifest | None:
+        """The root's manifest; None when it still matches ``etag`` (HTTP 304)."""
+        headers = {"If-None-Match": f'"{etag}"'} if etag else None
+        response = await self._get_json(rest.manifest(root), headers)
+        if response.status_code == 304:
+            return None
+        return _decode(Manifest, response)
+
+    async def info(self, root: str, path: str) -> DatasetInfo:
+        return _decode(DatasetInfo, await self._get_json(rest.info(root, path)))
+
+    async def chunks(
+        self, root: str, path: str, indices: list[int]
+    ) -> AsyncIterator[tuple[int, str, bytes]]:
+        """Stream (index, digest, bytes) for ``indices`` from the batch endpoint."""
+        params = {"i": rest.format_indices(indices)}
+        reader = rest.BatchReader()
+        async with _mapped(self.url):
+            async with self.client.stream(
+                "GET", self.url + rest.chunks(root, path), params=params
+            ) as response:
+                await raise_for_error(response)
+                async for data in response.aiter_bytes():
+                    for item in reader.feed(data):
+                        yield item
+        reader.close()
+
+
+def _decode(model, response: httpx.Response):
+    try:
+        return model.from_dict(response.json())
+    except ValueError as exc:
+        if isinstance(exc, CatervaError):
+            raise
+        raise ProtocolError(f"source sent invalid JSON for {model.__name__}") from exc

@@ -1,0 +1,267 @@
+"""The subscriber's HTTP API: the client API (roots, follow, data, events) and, for the roots
+it follows, the same source API a publisher serves (caterva.protocol.rest)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from caterva.cache import Cache
+from caterva.errors import BadSelection, ChunkOutOfRange
+from caterva.protocol import rest, selection
+from caterva.protocol.metadata import Manifest
+from caterva.protocol.names import check_root
+from caterva.state import Dataset
+from services.subscriber.follower import Follower
+
+router = APIRouter(prefix=rest.API)
+
+NPY = "application/x-npy"
+WINDOW = 32  # chunks held in memory at once while streaming
+
+
+def _follower(request: Request) -> Follower:
+    return request.state.follower
+
+
+def _cache(request: Request) -> Cache:
+    return request.state.cache
+
+
+FollowerDep = Annotated[Follower, Depends(_follower)]
+CacheDep = Annotated[Cache, Depends(_cache)]
+
+
+def _root(root: str) -> str:
+    return check_root(root)
+
+
+Root = Annotated[str, Depends(_root)]
+
+
+@router.get("/health", summary="Liveness")
+async def health() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage")
+async def stats(cache: CacheDep) -> dict:
+    return {**cache.stats, "used": cache.used, "budget": cache.budget}
+
+
+@router.get("/roots", summary="Every announced or followed root, its source and state")
+async def roots(follower: FollowerDep) -> dict:
+    directory = follower.directory
+    out = []
+    for name in sorted(set(directory.roots()) | set(follower.etags)):
+        chosen = directory.choose(name)
+        offers = directory.offers(name)
+        best = chosen or (offers[0] if offers else None)
+        followed = name in follower.etags
+        out.append(
+            {
+                "root": name,
+                "online": chosen is not None,
+                "followed": followed,
+                "datasets": len(follower.datasets[name]) if followed
+                else (best.announcement.datasets if best else 0),
+                "source": best.url if best else None,
+                "origin": best.announcement.origin if best else None,
+                "hops": best.announcement.hops if best else [],
+                "sources": [
+                    {"pub_id": o.pub_id, "url": o.url, "online": o.online, "hops": o.announcement.hops}
+                    for o in offers
+                ],
+            }
+        )
+    return {"roots": out}
+
+
+@router.put("/roots/{root}/follow", summary="Follow a root (one manifest request)")
+async def follow(root: Root, follower: FollowerDep) -> dict:
+    await follower.follow(root)
+    return {"root": root, "followed": True, "datasets": len(follower.datasets[root])}
+
+
+@router.delete("/roots/{root}/follow", summary="Unfollow a root and drop its cached chunks")
+async def unfollow(root: Root, follower: FollowerDep) -> dict:
+    await follower.unfollow(root)
+    return {"root": root, "followed": False}
+
+
+@router.get("/roots/{root}/manifest", summary="Manifest of a followed root (ETag / 304)")
+async def manifest(root: Root, request: Request, follower: FollowerDep) -> Response:
+    datasets = follower.followed(root)
+    body = Manifest(root=root, datasets=[d.info for d in datasets.values()])
+    etag = f'"{body.etag}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body.to_bytes(), media_type="application/json", headers={"ETag": etag})
+
+
+@router.get("/roots/{root}/info/{path:path}", summary="Dataset info, with how much is cached")
+async def info(root: Root, path: str, follower: FollowerDep, cache: CacheDep) -> dict:
+    ds = follower.dataset(root, path)
+    chunks, nbytes = cache.state.cached(ds.id)
+    return {**ds.info.to_dict(), "cached": {"chunks": chunks, "bytes": nbytes}}
+
+
+@router.get(
+    "/roots/{root}/data/{path:path}",
+    summary="A numpy-style selection, as an .npy array",
+    response_class=Response,
+    responses={200: {"content": {NPY: {}}, "description": "the selected values (NumPy .npy)"}},
+)
+async def data(
+    root: Root,
+    path: str,
+    follower: FollowerDep,
+    sel: Annotated[str, Query(description="e.g. `0:10, ::2, -1` or `...`")] = "...",
+    field: Annotated[str | None, Query(description="a field of a structured dtype")] = None,
+) -> Response:
+    from caterva.protocol.layout import dtype_from_json, read_selection
+
+    ds = follower.dataset(root, path)
+    key = selection.normalize(selection.parse(sel), ds.info.shape)
+    if field is not None and field not in (dtype_from_json(ds.info.dtype).names or ()):
+        raise BadSelection(f"{path} has no field {field!r}")
+    needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
+    with follower.cache.pinned(ds):
+        chunks = await follower.chunks(ds, needed)
+        array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
+    if field is not None:
+        array = array[field]
+    return Response(_npy(array), media_type=NPY)
+
+
+def _npy(array) -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+@router.get("/roots/{root}/chunk/{index}/{path:path}", summary="One raw compressed chunk")
+async def chunk(root: Root, index: int, path: str, follower: FollowerDep) -> Response:
+    ds = follower.dataset(root, path)
+    if not 0 <= index < ds.info.nchunks:
+        raise ChunkOutOfRange(f"chunk {index} out of range: {path} has {ds.info.nchunks} chunks")
+    data = (await follower.chunks(ds, [index]))[index]
+    return Response(
+        data, media_type="application/octet-stream",
+        headers={rest.DIGEST_HEADER: ds.info.digests[index]},
+    )
+
+
+@router.get("/roots/{root}/chunks/{path:path}", summary="Many raw chunks, streamed as frames")
+async def chunks(
+    root: Root,
+    path: str,
+    follower: FollowerDep,
+    i: Annotated[str, Query(description="chunk indices, e.g. `0-7,12`")],
+) -> StreamingResponse:
+    ds = follower.dataset(root, path)
+    indices = rest.parse_indices(i)
+    bad = [n for n in indices if n >= ds.info.nchunks]
+    if bad:
+        raise ChunkOutOfRange(f"chunk {bad[0]} out of range: {path} has {ds.info.nchunks} chunks")
+    first = await follower.chunks(ds, indices[:WINDOW])  # errors surface before streaming
+
+    async def frames():
+        with follower.cache.pinned(ds):
+            got = first
+            for start in range(0, len(indices), WINDOW):
+                part = indices[start : start + WINDOW]
+                if start:
+                    got = await follower.chunks(ds, part)
+                for n in part:
+                    raw = got.pop(n)
+                    yield rest.frame_header(n, raw, ds.info.digests[n]) + raw
+
+    return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
+
+
+@router.get(
+    "/roots/{root}/file/{path:path}",
+    summary="The whole dataset as a file: a Blosc2 file, or a plain file's original bytes",
+    response_class=Response,
+)
+async def file(root: Root, path: str, request: Request, follower: FollowerDep) -> Response:
+    ds = follower.dataset(root, path)
+    name = os.path.basename(ds.path)
+    if ds.info.kind == "file":
+        return await _plain_file(follower, ds, name)
+    tmpdir: Path = request.state.tmp
+    fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=Path(name).suffix)
+    os.close(fd)
+    try:
+        await _write(follower, ds, tmp)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return FileResponse(tmp, filename=name, background=BackgroundTask(os.unlink, tmp))
+
+
+async def _write(follower: Follower, ds: Dataset, dest: str) -> None:
+    from caterva.protocol.layout import FileWriter
+
+    with follower.cache.pinned(ds):
+        writer = FileWriter(ds.info, dest)
+        try:
+            for start in range(0, ds.info.nchunks, WINDOW):
+                part = list(range(start, min(start + WINDOW, ds.info.nchunks)))
+                got = await follower.chunks(ds, part)
+                await asyncio.to_thread(lambda: [writer.add(got[n]) for n in part])
+        finally:
+            await asyncio.to_thread(writer.close)
+
+
+async def _plain_file(follower: Follower, ds: Dataset, name: str) -> StreamingResponse:
+    import blosc2
+
+    first = await follower.chunks(ds, list(range(min(WINDOW, ds.info.nchunks))))
+
+    async def body():
+        got = first
+        for start in range(0, ds.info.nchunks, WINDOW):
+            part = list(range(start, min(start + WINDOW, ds.info.nchunks)))
+            if start:
+                got = await follower.chunks(ds, part)
+            for n in part:
+                yield await asyncio.to_thread(blosc2.decompress, got.pop(n))
+
+    return StreamingResponse(
+        body(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(ds.info.size),
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
+
+
+@router.get("/events", summary="Change events of followed roots, as they happen (NDJSON)")
+async def events(
+    follower: FollowerDep,
+    root: Annotated[str | None, Query(description="only this root")] = None,
+) -> StreamingResponse:
+    if root is not None:
+        follower.followed(check_root(root))
+
+    async def lines():
+        yield b""  # send the headers now, so a client knows it is watching
+        async for event in follower.watch():
+            if root is None or event["root"] == root:
+                yield json.dumps(event).encode() + b"\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -1,0 +1,245 @@
+"""Follow roots and keep them fresh.
+
+Following a root costs one manifest request; it records each dataset's layout and digests.
+A change event fetches the dataset's new info and drops only the chunks whose digest changed;
+a delete drops the dataset. A gap in ``seq``, a new source session, a new manifest etag in an
+announcement, or a reconnect all lead to a resync: the manifest is fetched again (a 304 when
+nothing changed) and reconciled, which also removes datasets deleted while we were away.
+Work on one root is serialised by a lock, so events and resyncs never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from caterva.cache import Cache
+from caterva.errors import (
+    CatervaError,
+    DigestMismatch,
+    NotFollowed,
+    SourceOffline,
+    UnknownDataset,
+    UnknownRoot,
+)
+from caterva.fetch import Source
+from caterva.protocol.messages import Change
+from caterva.protocol.metadata import DatasetInfo, Manifest
+from caterva.protocol.names import check_path
+from caterva.state import Dataset, State
+from services.subscriber.discovery import Directory, Offer
+
+log = logging.getLogger("caterva.subscriber")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where we are in a source's change stream."""
+
+    pub_id: str
+    session: str
+    seq: int
+
+
+class Follower:
+    def __init__(
+        self,
+        state: State,
+        cache: Cache,
+        directory: Directory,
+        client: httpx.AsyncClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state = state
+        self.cache = cache
+        self.directory = directory
+        self.client = client
+        self.clock = clock
+        self.etags = state.followed()  # root -> manifest etag we are synced to
+        self.datasets: dict[str, dict[str, Dataset]] = defaultdict(dict)
+        for ds in state.datasets():
+            self.datasets[ds.root][ds.path] = ds
+        self._cursors: dict[str, Cursor] = {}
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._watchers: set[asyncio.Queue[dict]] = set()
+        self._tasks: set[asyncio.Task] = set()
+        directory.listeners.append(self._on_offer)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def followed(self, root: str) -> dict[str, Dataset]:
+        if root not in self.etags:
+            if root in self.directory.roots():
+                raise NotFollowed(f"root {root!r} is not followed: run `caterva follow {root}`")
+            raise UnknownRoot(f"unknown root {root!r}")
+        return self.datasets[root]
+
+    def dataset(self, root: str, path: str) -> Dataset:
+        datasets = self.followed(root)
+        ds = datasets.get(check_path(path))
+        if ds is None:
+            raise UnknownDataset(f"no dataset {path!r} in root {root!r}")
+        return ds
+
+    def source(self, root: str) -> Source:
+        try:
+            offer = self.directory.source(root)
+        except UnknownRoot:
+            raise SourceOffline(f"no source of root {root!r} is known right now") from None
+        return Source(self.client, offer.url)
+
+    async def fetch(self, dataset: Dataset, indices: list[int]) -> AsyncIterator[tuple[int, str, bytes]]:
+        """The cache's fetcher: chunks from the root's chosen source."""
+        async for item in self.source(dataset.root).chunks(dataset.root, dataset.path, indices):
+            yield item
+
+    async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
+        """Chunks through the cache; a digest mismatch means our info is stale: refresh once."""
+        try:
+            return await self.cache.get(dataset, indices, self.fetch)
+        except DigestMismatch:
+            await self.refresh(dataset.root, dataset.path)
+            return await self.cache.get(self.dataset(dataset.root, dataset.path), indices, self.fetch)
+
+    # --- following -------------------------------------------------------------------------
+
+    async def follow(self, root: str) -> Manifest | None:
+        if root in self.etags:
+            return None
+        offer = self.directory.source(root)  # UnknownRoot or SourceOffline when there is none
+        manifest = await Source(self.client, offer.url).manifest(root)
+        async with self._locks[root]:
+            self.state.follow(root, self.clock())
+            self.etags[root] = None
+            self._reconcile(root, manifest)
+        self._emit(root, "follow", datasets=len(manifest.datasets))
+        return manifest
+
+    async def unfollow(self, root: str) -> None:
+        self.followed(root)
+        async with self._locks[root]:
+            for ds_id in self.state.unfollow(root):
+                self.cache.drop(ds_id)
+            self.etags.pop(root, None)
+            self.datasets.pop(root, None)
+            self._cursors.pop(root, None)
+        self._emit(root, "unfollow")
+
+    async def resync(self, root: str) -> None:
+        """Reconcile a followed root with its source's manifest."""
+        if root not in self.etags:
+            return
+        async with self._locks[root]:
+            manifest = await self.source(root).manifest(root, self.etags[root])
+            if manifest is not None:
+                self._reconcile(root, manifest)
+                self._emit(root, "resync", datasets=len(manifest.datasets))
+
+    def _reconcile(self, root: str, manifest: Manifest) -> None:
+        fresh = manifest.by_path()
+        for path in [p for p in self.datasets[root] if p not in fresh]:
+            self._delete(root, path)
+        for info in manifest.datasets:
+            self._apply(root, info)
+        self.state.set_manifest_etag(root, manifest.etag)
+        self.etags[root] = manifest.etag
+
+    def _apply(self, root: str, info: DatasetInfo) -> list[int] | None:
+        """Record a dataset's new info; drop the chunks it invalidates. Returns those."""
+        ds = self.datasets[root].get(info.path)
+        if ds is None:
+            ds_id = self.state.put_dataset(root, info)
+            self.datasets[root][info.path] = Dataset(ds_id, root, info)
+            return None
+        if ds.info.etag == info.etag:
+            return []
+        changed = ds.info.changed_chunks(info)
+        self.cache.drop(ds, changed)
+        self.state.put_dataset(root, info)
+        ds.info = info
+        return changed
+
+    def _delete(self, root: str, path: str) -> None:
+        ds = self.datasets[root].pop(path)
+        self.cache.drop(ds)
+        self.state.delete_dataset(ds.id)
+
+    async def refresh(self, root: str, path: str) -> None:
+        async with self._locks[root]:
+            self._apply(root, await self.source(root).info(root, path))
+
+    # --- change events ---------------------------------------------------------------------
+
+    async def on_change(self, pub_id: str, change: Change) -> None:
+        root = change.root
+        offer = self.directory.choose(root)
+        if root not in self.etags or offer is None or offer.pub_id != pub_id:
+            return  # not ours, or not from the source we read from
+        cursor = self._cursors.get(root)
+        if cursor and (cursor.pub_id, cursor.session) == (pub_id, change.session):
+            if change.seq <= cursor.seq:
+                return  # a duplicate (QoS 1 delivers at least once)
+            in_order = change.seq == cursor.seq + 1
+        else:  # the first event we see (the manifest covers what came before) or a new session
+            in_order = cursor is None
+        self._cursors[root] = Cursor(pub_id, change.session, change.seq)
+        if not in_order:
+            log.info("missed change events of %s; resyncing", root)
+            await self.resync(root)
+            return
+        async with self._locks[root]:
+            if change.op == "delete":
+                if change.path in self.datasets[root]:
+                    self._delete(root, change.path)
+                changed = None
+            else:
+                info = await Source(self.client, offer.url).info(root, change.path)
+                changed = self._apply(root, info)
+            self.state.set_manifest_etag(root, change.manifest_etag)
+            self.etags[root] = change.manifest_etag
+        self._emit(root, change.op, path=change.path, chunks=changed, etag=change.etag)
+
+    def reset_cursors(self) -> None:
+        self._cursors.clear()
+
+    def _on_offer(self, root: str, offer: Offer | None) -> None:
+        """A root's chosen source appeared, changed or re-announced: resync if it differs."""
+        if root in self.etags and offer and offer.announcement.manifest_etag != self.etags[root]:
+            self._spawn(self._resync_quietly(root))
+
+    async def _resync_quietly(self, root: str) -> None:
+        try:
+            await self.resync(root)
+        except CatervaError as exc:
+            log.warning("could not resync %s: %s", root, exc)
+
+    async def resync_all(self) -> None:
+        for root in list(self.etags):
+            await self._resync_quietly(root)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- watchers --------------------------------------------------------------------------
+
+    def _emit(self, root: str, event: str, **detail) -> None:
+        message = {"root": root, "event": event, "time": self.clock(), **detail}
+        for queue in self._watchers:
+            queue.put_nowait(message)
+
+    async def watch(self) -> AsyncIterator[dict]:
+        queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=10_000)
+        self._watchers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._watchers.discard(queue)

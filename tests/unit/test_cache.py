@@ -1,0 +1,154 @@
+"""The chunk cache against a one-line fake fetcher: fetch-once, single flight, verification,
+the byte budget, pinning, and recovery from a crash."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from caterva.cache import Cache
+from caterva.errors import ChunkOutOfRange, DigestMismatch
+from caterva.protocol.metadata import DatasetInfo, chunk_digest
+from caterva.state import State
+
+CHUNK = 1000
+
+
+def make_info(path: str, nchunks: int, seed: int = 0) -> tuple[DatasetInfo, list[bytes]]:
+    chunks = [bytes([(seed + i) % 256]) * CHUNK for i in range(nchunks)]
+    info = DatasetInfo(
+        path=path, kind="file", shape=[nchunks * CHUNK], dtype="|u1", chunks=[CHUNK],
+        blocks=[CHUNK], nchunks=nchunks, chunksize=CHUNK, nbytes=nchunks * CHUNK,
+        cbytes=nchunks * CHUNK, cparams={}, vlmeta={}, digests=[chunk_digest(c) for c in chunks],
+    )
+    return info, chunks
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.data: dict[str, list[bytes]] = {}
+        self.requests: list[list[int]] = []
+        self.gate: asyncio.Event | None = None
+
+    async def __call__(self, dataset, indices):
+        self.requests.append(list(indices))
+        if self.gate:
+            await self.gate.wait()
+        for i in indices:
+            data = self.data[dataset.path][i]
+            yield i, chunk_digest(data), data
+
+
+@pytest.fixture
+def env(tmp_path):
+    state = State(tmp_path / "state.db")
+    clock = iter(range(1, 10**9))
+    cache = Cache(state, tmp_path / "chunks", budget=10 * CHUNK, clock=lambda: next(clock))
+    source = FakeSource()
+
+    def add(path, nchunks, seed=0):
+        info, chunks = make_info(path, nchunks, seed)
+        source.data[path] = chunks
+        state.follow("r", 0)
+        ds_id = state.put_dataset("r", info)
+        return next(d for d in state.datasets("r") if d.id == ds_id)
+
+    return cache, source, add
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_fetches_only_missing_and_then_hits(env):
+    cache, source, add = env
+    ds = add("a", 8)
+    got = run(cache.get(ds, [0, 1, 2], source))
+    assert got == {i: source.data["a"][i] for i in (0, 1, 2)}
+    got = run(cache.get(ds, [1, 2, 3], source))
+    assert got[3] == source.data["a"][3]
+    assert source.requests == [[0, 1, 2], [3]]
+    assert cache.stats["hits"] == 2 and cache.stats["misses"] == 4
+
+
+def test_concurrent_readers_share_one_request(env):
+    cache, source, add = env
+    ds = add("a", 4)
+
+    async def both():
+        source.gate = asyncio.Event()
+        first = asyncio.create_task(cache.get(ds, [0, 1], source))
+        second = asyncio.create_task(cache.get(ds, [1, 2], source))
+        await asyncio.sleep(0)  # let both register before the source answers
+        source.gate.set()
+        return await first, await second
+
+    first, second = run(both())
+    assert first[1] == second[1] == source.data["a"][1]
+    assert sorted(map(sorted, source.requests)) == [[0, 1], [2]]
+
+
+def test_a_chunk_that_fails_its_digest_is_not_stored(env):
+    cache, source, add = env
+    ds = add("a", 2)
+    source.data["a"][1] = b"tampered" * 10
+    with pytest.raises(DigestMismatch):
+        run(cache.get(ds, [0, 1], source))
+    assert set(cache.state.present(ds.id)) == {0}
+    with pytest.raises(ChunkOutOfRange):
+        run(cache.get(ds, [2], source))
+
+
+def test_budget_holds_under_three_times_its_size_and_evicts_lru(env):
+    cache, source, add = env
+    datasets = [add(f"d{k}", 10, seed=k) for k in range(3)]
+    for ds in datasets:
+        for i in range(10):
+            assert run(cache.get(ds, [i], source))[i] == source.data[ds.path][i]
+            assert cache.used == cache.state.used_bytes() <= cache.budget
+    # the newest dataset survived whole; the older ones were evicted
+    assert set(cache.state.present(datasets[2].id)) == set(range(10))
+    assert cache.state.present(datasets[0].id) == {}
+    assert cache.stats["evicted"] == 20
+
+
+def test_pinned_dataset_is_not_evicted_and_overflow_passes_through(env):
+    cache, source, add = env
+    a, b = add("a", 6), add("b", 6, seed=50)
+    run(cache.get(a, list(range(6)), source))
+    with cache.pinned(a):
+        got = run(cache.get(b, list(range(6)), source))
+    assert got == dict(enumerate(source.data["b"]))
+    assert set(cache.state.present(a.id)) == set(range(6))  # untouched under its reader
+    assert cache.used <= cache.budget
+    assert cache.stats["passed_through"] == 2
+
+
+def test_reconcile_after_a_crash(env, tmp_path):
+    cache, source, add = env
+    ds = add("a", 4)
+    run(cache.get(ds, [0, 1, 2], source))
+    folder = tmp_path / "chunks" / str(ds.id)
+    (folder / "1").unlink()  # indexed but gone
+    (folder / "3").write_bytes(b"half")  # written but never indexed
+    (folder / ".2.123.tmp").write_bytes(b"partial")
+    cache.reconcile()
+    assert set(cache.state.present(ds.id)) == {0, 2}
+    assert sorted(p.name for p in folder.iterdir()) == ["0", "2"]
+    assert cache.used == 2 * CHUNK
+    source.requests.clear()
+    run(cache.get(ds, [0, 1, 2, 3], source))
+    assert source.requests == [[1, 3]]
+
+
+def test_changed_digest_is_a_miss(env):
+    cache, source, add = env
+    ds = add("a", 3)
+    run(cache.get(ds, [0, 1, 2], source))
+    info, chunks = make_info("a", 3, seed=7)
+    source.data["a"] = chunks
+    ds.info = info  # what a change event does, together with dropping changed chunks
+    source.requests.clear()
+    assert run(cache.get(ds, [0, 1, 2], source)) == dict(enumerate(chunks))
+    assert source.requests == [[0, 1, 2]]
