@@ -94,6 +94,7 @@ class Bus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
         self.refused: str | None = None  # why the broker refused us, if it did
 
@@ -128,11 +129,13 @@ class Bus:
     ) -> bool:
         """Publish; with QoS 1 wait for the broker's ack. False when it did not come in time."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        if qos == 0 or info.is_published():
+        # NO_CONN: paho queued it for the next connection, so an ack may still come
+        if qos == 0 or info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             return info.rc == paho.MQTT_ERR_SUCCESS
         future = self._loop.create_future()
         self._acks[info.mid] = future
-        if info.is_published():  # acked between publish() and registering the future
+        # acked between publish() and registering the future (is_published raises on NO_CONN)
+        if info.rc == paho.MQTT_ERR_SUCCESS and info.is_published():
             self._acks.pop(info.mid, None)
             return True
         try:
@@ -186,7 +189,9 @@ class Bus:
         self.connected.set()
         log.info("connected to MQTT broker %s", self.url)
         for hook in self._hooks:
-            asyncio.create_task(self._run_hook(hook))
+            task = asyncio.create_task(self._run_hook(hook))
+            self._running.add(task)  # a task without a reference can be collected mid-way
+            task.add_done_callback(self._running.discard)
 
     async def _run_hook(self, hook: Hook) -> None:
         try:

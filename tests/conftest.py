@@ -99,7 +99,7 @@ def spawn(tmp_path):
         service.stop()
 
 
-@pytest.fixture(params=["amqtt", "mosquitto"])
+@pytest.fixture(params=["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])
 def broker(request, spawn, tmp_path) -> str:
     """A running broker of each engine; the value is its mqtt:// URL."""
     service = spawn(

@@ -52,7 +52,7 @@ def setup_logging(verbose: bool) -> None:
 def _stderr():
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)  # never split an error line mid-text
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]

@@ -1,0 +1,192 @@
+"""``AsyncClient``: the async twin of ``Client`` over one pooled ``httpx.AsyncClient``.
+
+Same methods, same requests and decoding (client/base.py), awaited. Blocking file work of a
+download runs in a worker thread (anyio), so the event loop keeps serving other tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from caterva.client.base import (
+    STREAM_TIMEOUT,
+    TIMEOUT,
+    Call,
+    Calls,
+    RootInfo,
+    base_url,
+    check,
+    dataset_address,
+    event_of,
+    mapped,
+)
+from caterva.client.dataset import AsyncDataset, Progress
+from caterva.client.transfer import Assembler, Meter, dataset_target, root_targets, windows
+from caterva.errors import Unavailable
+from caterva.protocol import rest
+from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.names import split_address
+
+
+class AsyncClient:
+    """``async with AsyncClient() as client: ds = await client.dataset("r/p"); await ds[0:5]``."""
+
+    def __init__(self, url: str | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = base_url(url)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self.url}>"
+
+    async def _send(self, call: Call) -> Any:
+        with mapped(self.url):
+            response = await self._http.request(call.method, call.path, params=call.params or None)
+        return call.decode(check(response))
+
+    # --- roots ------------------------------------------------------------------------------
+
+    async def roots(self) -> list[RootInfo]:
+        return await self._send(Calls.roots())
+
+    async def follow(self, root: str) -> int:
+        return await self._send(Calls.follow(root))
+
+    async def unfollow(self, root: str) -> None:
+        await self._send(Calls.unfollow(root))
+
+    async def list(self, root: str) -> list[DatasetInfo]:
+        return await self._send(Calls.manifest(root))
+
+    async def info(self, address: str) -> DatasetInfo:
+        return (await self._send(Calls.info(*dataset_address(address))))[0]
+
+    async def dataset(self, address: str) -> AsyncDataset:
+        root, path = dataset_address(address)
+        info, cached = await self._send(Calls.info(root, path))
+        return AsyncDataset(self, root, info, cached)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._send(Calls.stats())
+
+    # --- downloads --------------------------------------------------------------------------
+
+    async def download(self, address: str, dest: str | os.PathLike | None = None, *,
+                       progress: Progress | None = None) -> Path:
+        """See ``Client.download``."""
+        root, path = split_address(address)
+        if path is None:
+            return await self._download_root(root, dest, progress)
+        info, _ = await self._send(Calls.info(root, path))
+        return await self._download_dataset(root, info, dest, progress)
+
+    async def _download_dataset(self, root: str, info: DatasetInfo, dest, progress) -> Path:
+        meter = Meter(info.nbytes, progress)
+        return await self._fetch_into(root, info, dataset_target(info.path, dest), meter)
+
+    async def _download_root(self, root: str, dest, progress) -> Path:
+        base, targets = root_targets(root, await self.list(root), dest)
+        base.mkdir(parents=True, exist_ok=True)
+        meter = Meter(sum(info.nbytes for info, _ in targets), progress)
+        for info, target in targets:
+            await self._fetch_into(root, info, target, meter)
+        return base
+
+    async def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
+        assembler = Assembler(info, target, meter)
+        await anyio.to_thread.run_sync(assembler.open)
+        try:
+            for window in windows(info):
+                await self._stream_chunks(Calls.chunks(root, info.path, window), assembler)
+            return await anyio.to_thread.run_sync(assembler.finish)
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # clean up even when cancelled
+                await anyio.to_thread.run_sync(assembler.abort)
+            raise
+
+    async def _stream_chunks(self, call: Call, assembler: Assembler) -> None:
+        reader = rest.BatchReader()
+        with mapped(self.url):
+            async with self._http.stream(call.method, call.path, params=call.params) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    check(response)
+                async for data in response.aiter_bytes():
+                    items = list(reader.feed(data))
+                    if items:  # one thread hop per network read, not per chunk
+                        await anyio.to_thread.run_sync(assembler.add_all, items)
+        reader.close()
+
+    # --- events -----------------------------------------------------------------------------
+
+    def watch(self, root: str | None = None) -> AsyncEventStream:
+        """``async with client.watch("r") as events: async for event in events: ...``
+
+        The stream is open once the ``async with`` is entered. Events are dicts, as for
+        ``Client.watch``.
+        """
+        return AsyncEventStream(self, Calls.events(root))
+
+
+class AsyncEventStream:
+    def __init__(self, client: AsyncClient, call: Call) -> None:
+        self._client = client
+        self._call = call
+        self._response: httpx.Response | None = None
+        self._lines = None
+        self._closed = False
+
+    async def open(self) -> AsyncEventStream:
+        if self._response is None:
+            client = self._client
+            with mapped(client.url):
+                request = client._http.build_request(
+                    "GET", self._call.path, params=self._call.params, timeout=STREAM_TIMEOUT
+                )
+                response = await client._http.send(request, stream=True)
+                if response.status_code >= 400:
+                    await response.aread()
+                    await response.aclose()
+                    check(response)
+            self._response = response
+            self._lines = response.aiter_lines()
+        return self
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._closed:
+            raise StopAsyncIteration
+        await self.open()
+        with mapped(self._client.url):
+            async for line in self._lines:
+                event = event_of(line)
+                if event is not None:
+                    return event
+        raise Unavailable(f"the subscriber at {self._client.url} closed the event stream")

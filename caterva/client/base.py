@@ -1,0 +1,251 @@
+"""What the sync and async clients share, with no I/O: which request each call makes, how a
+response decodes, and how httpx errors become caterva errors (here, and only here).
+
+    Call        one request: method, path, params, and the function that decodes its answer
+    mapped()    httpx exceptions -> caterva errors, ``raise ... from exc``
+    check()     a 4xx/5xx answer -> the caterva error its JSON body names
+
+``Client`` (client/sync.py) and ``AsyncClient`` (client/aio.py) only send Calls and feed
+bytes to the decoders below, so both behave the same by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from caterva.config import setting
+from caterva.errors import (
+    BadRequest,
+    CatervaError,
+    ProtocolError,
+    Unavailable,
+    from_payload,
+)
+from caterva.protocol import rest
+from caterva.protocol.metadata import DatasetInfo, Manifest
+from caterva.protocol.names import check_root, split_address
+
+# Reads may wait on the subscriber fetching chunks from a far source: be patient with reads,
+# quick to say the subscriber itself is not there.
+TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+# The events stream is idle for as long as nothing changes.
+STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
+
+
+def base_url(url: str | None) -> str:
+    """The subscriber URL to talk to: the argument, else setting("sub") (env CATERVA_SUB)."""
+    chosen = str(setting("sub", url)).strip().rstrip("/")
+    try:
+        parsed = httpx.URL(chosen)
+    except httpx.InvalidURL as exc:
+        raise BadRequest(f"invalid subscriber URL {chosen!r}: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise BadRequest(f"invalid subscriber URL {chosen!r}: use http://HOST:PORT")
+    return chosen
+
+
+@contextmanager
+def mapped(url: str) -> Iterator[None]:
+    """The one place httpx errors become caterva errors.
+
+    Works around ``await`` too: a plain context manager sees the exception either way.
+    """
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise Unavailable(
+            f"cannot reach the subscriber at {url}: start one with `caterva sub`, "
+            "or point --sub (env CATERVA_SUB) at a running one"
+        ) from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise BadRequest(f"invalid subscriber URL {url!r}: use http://HOST:PORT") from exc
+    except httpx.TimeoutException as exc:
+        raise Unavailable(f"the subscriber at {url} did not answer in time") from exc
+    except httpx.TransportError as exc:  # reset, closed mid-stream, protocol garbage
+        raise Unavailable(f"lost the connection to the subscriber at {url}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise ProtocolError(f"bad answer from the subscriber at {url}: {exc}") from exc
+
+
+def error_of(status: int, body: bytes) -> CatervaError:
+    """The caterva error a failed response carries (a ProtocolError when it is not ours)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    return from_payload(payload, status)
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    """Raise the caterva error of a 4xx/5xx response; the body must have been read."""
+    if response.status_code >= 400:
+        raise error_of(response.status_code, response.content)
+    return response
+
+
+def json_of(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("the subscriber sent a body that is not JSON") from exc
+
+
+@dataclass(frozen=True)
+class RootInfo:
+    """One root as the subscriber sees it (``Client.roots()``)."""
+
+    name: str
+    online: bool
+    followed: bool
+    datasets: int
+    source: str | None = None
+    origin: str | None = None
+    hops: list[str] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, body: Any) -> RootInfo:
+        if not isinstance(body, dict) or not isinstance(body.get("root"), str):
+            raise ProtocolError("the subscriber sent an invalid root entry")
+        return cls(
+            name=body["root"],
+            online=bool(body.get("online")),
+            followed=bool(body.get("followed")),
+            datasets=int(body.get("datasets") or 0),
+            source=body.get("source"),
+            origin=body.get("origin"),
+            hops=list(body.get("hops") or []),
+            sources=list(body.get("sources") or []),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.name, "online": self.online, "followed": self.followed,
+            "datasets": self.datasets, "source": self.source, "origin": self.origin,
+            "hops": self.hops, "sources": self.sources,
+        }
+
+
+@dataclass(frozen=True)
+class Cached:
+    """How much of a dataset the subscriber holds: chunks and their compressed bytes."""
+
+    chunks: int
+    bytes: int
+
+
+def _decode(model, body: Any):
+    if isinstance(body, dict) and "error" in body:  # never expected on a 2xx, but be exact
+        raise from_payload(body, 500)
+    return model.from_dict(body)
+
+
+def _roots(response: httpx.Response) -> list[RootInfo]:
+    body = json_of(response)
+    entries = body.get("roots") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        raise ProtocolError("the subscriber sent an invalid roots list")
+    return [RootInfo.from_dict(e) for e in entries]
+
+
+def _followed(response: httpx.Response) -> int:
+    body = json_of(response)
+    return int(body.get("datasets", 0)) if isinstance(body, dict) else 0
+
+
+def _manifest(response: httpx.Response) -> list[DatasetInfo]:
+    return sorted(_decode(Manifest, json_of(response)).datasets, key=lambda d: d.path)
+
+
+def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
+    body = json_of(response)
+    info = _decode(DatasetInfo, body)
+    cached = body.get("cached") or {}
+    return info, Cached(int(cached.get("chunks", 0)), int(cached.get("bytes", 0)))
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to the subscriber and how to decode its answer."""
+
+    method: str
+    path: str
+    decode: Callable[[httpx.Response], Any]
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def _root_path(root: str, what: str) -> str:
+    return f"{rest.API}/roots/{check_root(root)}/{what}"
+
+
+def dataset_address(address: str) -> tuple[str, str]:
+    """'root/dir/file.b2nd' -> (root, path); a bare root is an error here."""
+    root, path = split_address(address)
+    if path is None:
+        raise BadRequest(f"{address!r} names a root, not a dataset: use ROOT/PATH")
+    return root, path
+
+
+class Calls:
+    """The request behind each client method (no I/O)."""
+
+    @staticmethod
+    def roots() -> Call:
+        return Call("GET", f"{rest.API}/roots", _roots)
+
+    @staticmethod
+    def follow(root: str) -> Call:
+        return Call("PUT", _root_path(root, "follow"), _followed)
+
+    @staticmethod
+    def unfollow(root: str) -> Call:
+        return Call("DELETE", _root_path(root, "follow"), lambda r: None)
+
+    @staticmethod
+    def manifest(root: str) -> Call:
+        return Call("GET", _root_path(root, "manifest"), _manifest)
+
+    @staticmethod
+    def info(root: str, path: str) -> Call:
+        return Call("GET", rest.info(check_root(root), path), _info)
+
+    @staticmethod
+    def data(root: str, path: str, sel: str, field_name: str | None, decode) -> Call:
+        params = {"sel": sel}
+        if field_name is not None:
+            params["field"] = field_name
+        return Call("GET", f"{_root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
+
+    @staticmethod
+    def chunks(root: str, path: str, indices: list[int]) -> Call:
+        params = {"i": rest.format_indices(indices)}
+        return Call("GET", rest.chunks(check_root(root), path), lambda r: r, params)
+
+    @staticmethod
+    def events(root: str | None) -> Call:
+        params = {"root": check_root(root)} if root is not None else {}
+        return Call("GET", f"{rest.API}/events", lambda r: r, params)
+
+    @staticmethod
+    def stats() -> Call:
+        return Call("GET", f"{rest.API}/stats", json_of)
+
+
+def event_of(line: bytes | str) -> dict[str, Any] | None:
+    """One NDJSON line of the events stream; None for a keep-alive blank line."""
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("the subscriber sent an event that is not JSON") from exc
+    if not isinstance(event, dict):
+        raise ProtocolError("the subscriber sent an event that is not a JSON object")
+    return event

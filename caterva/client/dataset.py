@@ -1,0 +1,241 @@
+"""Remote datasets that index like numpy arrays.
+
+``ds[sel]`` equals ``original[sel]`` for basic selections: ints (negative too), slices with
+any step (negative too) and ``...``. Like numpy, indexing every axis with an int gives a
+scalar, anything else an array. Only the chunks a selection touches travel.
+
+Structured dtypes: ``ds["name"]`` is a *view* of one field (no I/O), with the field's dtype
+and shape, indexed the same way: ``ds["x"][0:5]`` equals ``original["x"][0:5]`` (and
+``original[0:5]["x"]``). A sub-array field ``(2,)f4`` adds its axes at the end, as in numpy.
+
+``Dataset`` (sync) reads on ``ds[sel]``; ``AsyncDataset`` reads on ``await ds[sel]`` or
+``await ds.get(sel)``. Both share ``DatasetBase``: metadata, key checks, decoding (no I/O).
+numpy is imported only when something is read or ``dtype`` is asked for.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from caterva.client.base import Cached, Call, Calls
+from caterva.errors import BadSelection, ProtocolError
+from caterva.protocol import selection
+from caterva.protocol.metadata import DatasetInfo
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from caterva.client.aio import AsyncClient
+    from caterva.client.sync import Client
+
+Progress = Callable[[int, int], None]
+
+
+def _native(value: Any) -> Any:
+    """vlmeta as it travels (JSON, bytes tagged {"__bytes__": base64}) -> Python values."""
+    if isinstance(value, dict):
+        if set(value) == {"__bytes__"} and isinstance(value["__bytes__"], str):
+            return base64.b64decode(value["__bytes__"])
+        return {k: _native(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_native(v) for v in value]
+    return value
+
+
+class DatasetBase:
+    """Metadata and selection handling shared by Dataset and AsyncDataset (no I/O)."""
+
+    def __init__(self, root: str, info: DatasetInfo, cached: Cached, field: str | None = None):
+        self.root = root
+        self.info = info
+        #: how much the subscriber held when this object was made (see ``refresh``)
+        self.cached = cached
+        #: the structured field this view reads, or None for whole records
+        self.field = field
+
+    # --- metadata ---------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+    @property
+    def address(self) -> str:
+        return f"{self.root}/{self.info.path}"
+
+    @property
+    def kind(self) -> str:
+        """``b2nd`` (NDArray), ``b2frame`` (SChunk) or ``file``; the last two read as bytes."""
+        return self.info.kind
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.info.shape) + self._field_subshape()
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        dt = self._record_dtype()
+        return dt if self.field is None else dt.fields[self.field][0].base
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return tuple(self.info.chunks)
+
+    @property
+    def blocks(self) -> tuple[int, ...]:
+        return tuple(self.info.blocks)
+
+    @property
+    def nchunks(self) -> int:
+        return self.info.nchunks
+
+    @property
+    def nbytes(self) -> int:
+        """Uncompressed bytes of the whole dataset."""
+        return self.info.nbytes
+
+    @property
+    def cbytes(self) -> int:
+        """Compressed bytes as stored at the source."""
+        return self.info.cbytes
+
+    @property
+    def cparams(self) -> dict[str, Any]:
+        return dict(self.info.cparams)
+
+    @property
+    def vlmeta(self) -> dict[str, Any]:
+        return {k: _native(v) for k, v in self.info.vlmeta.items()}
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Field names of a structured dtype (empty otherwise); no numpy needed."""
+        dt = self.info.dtype
+        return tuple(dt["names"]) if isinstance(dt, dict) and "names" in dt else ()
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d dataset")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        at = f"[{self.field!r}]" if self.field is not None else ""
+        return f"<{type(self).__name__} {self.address}{at} shape={self.shape} kind={self.kind}>"
+
+    # --- selections -------------------------------------------------------------------------
+
+    def _record_dtype(self) -> np.dtype:
+        from caterva.protocol.layout import dtype_from_json
+
+        return dtype_from_json(self.info.dtype)
+
+    def _field_subshape(self) -> tuple[int, ...]:
+        if self.field is None:
+            return ()
+        return tuple(self._record_dtype().fields[self.field][0].shape)
+
+    def _field_view_args(self, name: str) -> tuple[str, DatasetInfo, Cached, str]:
+        if self.field is not None:
+            raise BadSelection(f"{self.address}[{self.field!r}] is already a single field")
+        if name not in self.fields:
+            known = ", ".join(self.fields) or "none: its dtype is not structured"
+            raise BadSelection(f"{self.address} has no field {name!r} (fields: {known})")
+        return self.root, self.info, self.cached, name
+
+    def _data_call(self, key: Any) -> Call:
+        """The request reading ``self[key]``, and the decoder that turns it into numpy's answer."""
+        key = key if isinstance(key, tuple) else (key,)
+        try:
+            norm = selection.normalize(key, self.shape)
+        except TypeError as exc:  # e.g. a numpy array used as an index
+            raise BadSelection(f"unsupported index {key!r}: use ints, slices and ...") from exc
+        ndim = len(self.info.shape)
+        remote, local = norm[:ndim], norm[ndim:]  # local: the axes of a sub-array field
+        want = selection.result_shape(remote) + self._field_subshape()
+        # numpy returns a scalar, not a 0-d array, when every axis is indexed by an int
+        scalar = Ellipsis not in key and all(not isinstance(k, slice) for k in norm)
+
+        def decode(response) -> Any:
+            array = decode_npy(response.content)
+            if array.shape != want:
+                raise ProtocolError(f"asked for shape {want}, the subscriber sent {array.shape}")
+            if local:
+                array = array[(Ellipsis, *local)]
+            return array[()] if scalar else array
+
+        return Calls.data(self.root, self.path, selection.format(remote), self.field, decode)
+
+
+def decode_npy(body: bytes) -> np.ndarray:
+    """An .npy body -> array; never unpickles (object arrays are refused)."""
+    import numpy as np
+
+    try:
+        return np.lib.format.read_array(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ProtocolError(f"the subscriber sent an invalid .npy body: {exc}") from exc
+
+
+class Dataset(DatasetBase):
+    """A dataset of a followed root, read through the subscriber (``Client.dataset``)."""
+
+    def __init__(self, client: Client, root: str, info: DatasetInfo, cached: Cached,
+                 field: str | None = None) -> None:
+        super().__init__(root, info, cached, field)
+        self._client = client
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return Dataset(self._client, *self._field_view_args(key))
+        return self._client._send(self._data_call(key))
+
+    def get(self, key: Any = Ellipsis) -> Any:
+        """``ds.get(sel)`` is ``ds[sel]``; ``ds.get()`` reads everything."""
+        return self[key]
+
+    def __array__(self, dtype=None, copy=None):
+        array = self[...]
+        return array if dtype is None else array.astype(dtype)
+
+    def download(self, dest: str | Path | None = None, *, progress: Progress | None = None) -> Path:
+        """Write the whole dataset to ``dest`` (see ``Client.download``)."""
+        return self._client._download_dataset(self.root, self.info, dest, progress)
+
+    def refresh(self) -> Dataset:
+        """A new Dataset with the subscriber's current info and cached amounts."""
+        ds = self._client.dataset(self.address)
+        return ds if self.field is None else ds[self.field]
+
+
+class AsyncDataset(DatasetBase):
+    """The async twin of Dataset: ``await ds[sel]`` or ``await ds.get(sel)``."""
+
+    def __init__(self, client: AsyncClient, root: str, info: DatasetInfo, cached: Cached,
+                 field: str | None = None) -> None:
+        super().__init__(root, info, cached, field)
+        self._client = client
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):  # a field view is made without I/O, so it is not awaited
+            return AsyncDataset(self._client, *self._field_view_args(key))
+        call = self._data_call(key)  # a bad selection raises here, before any await
+        return self._client._send(call)
+
+    async def get(self, key: Any = Ellipsis) -> Any:
+        return await self[key]
+
+    async def download(self, dest: str | Path | None = None, *,
+                       progress: Progress | None = None) -> Path:
+        return await self._client._download_dataset(self.root, self.info, dest, progress)
+
+    async def refresh(self) -> AsyncDataset:
+        ds = await self._client.dataset(self.address)
+        return ds if self.field is None else ds[self.field]

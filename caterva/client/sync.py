@@ -1,0 +1,212 @@
+"""``Client``: the blocking front end over one pooled ``httpx.Client``.
+
+It never touches asyncio, so it also works inside a running event loop (a notebook cell).
+Requests are built and answers decoded in client/base.py, shared with AsyncClient.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from caterva.client.base import (
+    STREAM_TIMEOUT,
+    TIMEOUT,
+    Cached,
+    Call,
+    Calls,
+    RootInfo,
+    base_url,
+    check,
+    dataset_address,
+    event_of,
+    mapped,
+)
+from caterva.client.dataset import Dataset, Progress
+from caterva.client.transfer import Assembler, Meter, dataset_target, root_targets, windows
+from caterva.errors import Unavailable
+from caterva.protocol import rest
+from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.names import split_address
+
+
+class Client:
+    """Talk to a subscriber: ``Client()`` uses setting("sub") (env CATERVA_SUB).
+
+    Use as a context manager, or call ``close()``. ``transport`` is for tests (an httpx
+    transport, e.g. ``httpx.MockTransport``).
+    """
+
+    def __init__(self, url: str | None = None, *, transport: httpx.BaseTransport | None = None):
+        self.url = base_url(url)
+        self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url}>"
+
+    def _send(self, call: Call) -> Any:
+        with mapped(self.url):
+            response = self._http.request(call.method, call.path, params=call.params or None)
+        return call.decode(check(response))
+
+    # --- roots ------------------------------------------------------------------------------
+
+    def roots(self) -> list[RootInfo]:
+        """Every root the subscriber knows (announced or followed)."""
+        return self._send(Calls.roots())
+
+    def follow(self, root: str) -> int:
+        """Follow ``root``; returns how many datasets it has."""
+        return self._send(Calls.follow(root))
+
+    def unfollow(self, root: str) -> None:
+        """Stop following ``root``; the subscriber drops its cached chunks."""
+        self._send(Calls.unfollow(root))
+
+    def list(self, root: str) -> list[DatasetInfo]:
+        """The datasets of a followed root, sorted by path."""
+        return self._send(Calls.manifest(root))
+
+    def info(self, address: str) -> DatasetInfo:
+        """``info("root/path")``: layout, dtype, cparams, vlmeta and chunk digests."""
+        return self._send(Calls.info(*dataset_address(address)))[0]
+
+    def dataset(self, address: str) -> Dataset:
+        """``dataset("root/path")``: a Dataset to index like a numpy array."""
+        root, path = dataset_address(address)
+        info, cached = self._send(Calls.info(root, path))
+        return Dataset(self, root, info, cached)
+
+    def stats(self) -> dict[str, Any]:
+        """The subscriber's cache counters."""
+        return self._send(Calls.stats())
+
+    # --- downloads --------------------------------------------------------------------------
+
+    def download(self, address: str, dest: str | os.PathLike | None = None, *,
+                 progress: Progress | None = None) -> Path:
+        """Download a dataset (``root/path``) or every dataset of a root (``root``).
+
+        A Blosc2 dataset becomes a Blosc2 file equal to the original, a plain file its
+        original bytes. A dataset goes to ``dest`` (default ./NAME; into it when it is a
+        directory), a root into the directory ``dest`` (default ./ROOT) as a tree.
+        ``progress(done, total)`` is called with uncompressed bytes as chunks arrive.
+        Returns the file or directory written.
+        """
+        root, path = split_address(address)
+        if path is None:
+            return self._download_root(root, dest, progress)
+        info, _ = self._send(Calls.info(root, path))
+        return self._download_dataset(root, info, dest, progress)
+
+    def _download_dataset(self, root: str, info: DatasetInfo, dest, progress) -> Path:
+        meter = Meter(info.nbytes, progress)
+        return self._fetch_into(root, info, dataset_target(info.path, dest), meter)
+
+    def _download_root(self, root: str, dest, progress) -> Path:
+        base, targets = root_targets(root, self.list(root), dest)
+        base.mkdir(parents=True, exist_ok=True)
+        meter = Meter(sum(info.nbytes for info, _ in targets), progress)
+        for info, target in targets:
+            self._fetch_into(root, info, target, meter)
+        return base
+
+    def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
+        assembler = Assembler(info, target, meter)
+        assembler.open()
+        try:
+            for window in windows(info):
+                self._stream_chunks(Calls.chunks(root, info.path, window), assembler.add)
+            return assembler.finish()
+        except BaseException:
+            assembler.abort()
+            raise
+
+    def _stream_chunks(self, call: Call, add) -> None:
+        reader = rest.BatchReader()
+        with mapped(self.url):
+            with self._http.stream(call.method, call.path, params=call.params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    check(response)
+                for data in response.iter_bytes():
+                    for item in reader.feed(data):
+                        add(*item)
+        reader.close()
+
+    # --- events -----------------------------------------------------------------------------
+
+    def watch(self, root: str | None = None) -> EventStream:
+        """Change events of ``root`` (or of every followed root), as dicts.
+
+        ``with client.watch("r") as events: for event in events: ...`` -- the stream is
+        open once the ``with`` is entered, so nothing that happens after is missed. Each
+        event has ``root``, ``event`` (follow, unfollow, resync, create, update, delete),
+        ``time``, and for dataset events ``path`` and ``chunks`` (changed chunk indices).
+        """
+        return EventStream(self, Calls.events(root))
+
+
+class EventStream:
+    """An open events request; iterate it for dicts, close it when done."""
+
+    def __init__(self, client: Client, call: Call) -> None:
+        self._client = client
+        self._call = call
+        self._response: httpx.Response | None = None
+        self._lines = None
+        self._closed = False
+
+    def open(self) -> EventStream:
+        if self._response is None:
+            client = self._client
+            with mapped(client.url):
+                request = client._http.build_request(
+                    "GET", self._call.path, params=self._call.params, timeout=STREAM_TIMEOUT
+                )
+                response = client._http.send(request, stream=True)
+                if response.status_code >= 400:
+                    response.read()
+                    response.close()
+                    check(response)
+            self._response = response
+            self._lines = response.iter_lines()
+        return self
+
+    def close(self) -> None:
+        self._closed = True
+        if self._response is not None:
+            self._response.close()
+
+    def __enter__(self) -> EventStream:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self._closed:
+            raise StopIteration
+        self.open()
+        with mapped(self._client.url):
+            for line in self._lines:
+                event = event_of(line)
+                if event is not None:
+                    return event
+        # the subscriber never ends the stream on its own: it stopped
+        raise Unavailable(f"the subscriber at {self._client.url} closed the event stream")

@@ -1,0 +1,134 @@
+"""Downloads without the network: where files go, which chunks each batch request asks for,
+and the Assembler that turns chunks received in order into a verified file.
+
+A download writes ``DEST.part`` and renames it to DEST only once every chunk arrived and
+matched the digest the dataset's info promised, so DEST is never a half-written file and a
+dataset that changed during the download is an error, not a silent mix of versions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from caterva.errors import BadRequest, DigestMismatch, ProtocolError
+from caterva.protocol import rest
+from caterva.protocol.metadata import DatasetInfo, chunk_digest
+
+# Chunks asked for in one batch request: about this many uncompressed bytes per request. The
+# chunks stream one at a time, so this bounds request count, not memory.
+WINDOW_BYTES = 64 * 2**20
+
+
+def windows(info: DatasetInfo) -> list[list[int]]:
+    per = max(1, min(rest.MAX_BATCH, WINDOW_BYTES // max(info.chunksize, 1)))
+    return [list(range(s, min(s + per, info.nchunks))) for s in range(0, info.nchunks, per)]
+
+
+def chunk_nbytes(info: DatasetInfo, index: int) -> int:
+    """Uncompressed bytes chunk ``index`` holds (the last chunk of a byte stream is short)."""
+    return max(0, min(info.chunksize, info.nbytes - index * info.chunksize))
+
+
+def dataset_target(path: str, dest: str | os.PathLike | None) -> Path:
+    """Like cp: no dest -> ./NAME; an existing directory -> DIR/NAME; else dest itself."""
+    name = PurePosixPath(path).name
+    if dest is None:
+        return Path(name)
+    dest = Path(dest)
+    return dest / name if dest.is_dir() else dest
+
+
+def root_targets(
+    root: str, infos: list[DatasetInfo], dest: str | os.PathLike | None
+) -> tuple[Path, list[tuple[DatasetInfo, Path]]]:
+    """A root goes to DIR (default ./ROOT), each dataset to DIR/its/path."""
+    base = Path(root if dest is None else dest)
+    if base.exists() and not base.is_dir():
+        raise BadRequest(f"{base} exists and is not a directory")
+    resolved = base.resolve()
+    out = []
+    for info in infos:
+        target = base.joinpath(*PurePosixPath(info.path).parts)
+        # paths are validated relative names, but a symlink already in DIR could still
+        # point elsewhere: check where the file would really land
+        if not target.parent.resolve().is_relative_to(resolved):
+            raise BadRequest(f"{target} would be written outside {base}")
+        out.append((info, target))
+    return base, out
+
+
+class Meter:
+    """Sums progress over the datasets of one download; reports (done, total) bytes."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
+        self.total = total
+        self.done = 0
+        self._report = report
+        if report:
+            report(0, total)
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        if self._report:
+            self._report(self.done, self.total)
+
+
+class Assembler:
+    """Chunks of one dataset, fed in order 0..nchunks-1, verified, into ``target``.
+
+    ``open`` / ``add`` / ``finish`` do blocking file I/O: the async client runs them in a
+    worker thread. ``abort`` removes the partial file.
+    """
+
+    def __init__(self, info: DatasetInfo, target: Path, meter: Meter) -> None:
+        self.info = info
+        self.target = target
+        self.part = target.with_name(target.name + ".part")
+        self.meter = meter
+        self._writer = None
+        self.count = 0
+
+    def open(self) -> None:
+        from caterva.protocol.layout import FileWriter  # blosc2: only when writing
+
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = FileWriter(self.info, self.part)
+
+    def add(self, index: int, digest: str, data: bytes) -> None:
+        if index != self.count:
+            raise ProtocolError(f"expected chunk {self.count}, the subscriber sent {index}")
+        if index >= self.info.nchunks or digest != self.info.digests[index]:
+            raise DigestMismatch(
+                f"{self.info.path} changed during the download (chunk {index}): run it again"
+            )
+        if chunk_digest(data) != digest:
+            raise DigestMismatch(f"chunk {index} of {self.info.path} arrived corrupted")
+        self._writer.add(data)
+        self.count += 1
+        self.meter.advance(chunk_nbytes(self.info, index))
+
+    def add_all(self, items: list[tuple[int, str, bytes]]) -> None:
+        for item in items:
+            self.add(*item)
+
+    def finish(self) -> Path:
+        if self.count != self.info.nchunks:
+            raise ProtocolError(
+                f"{self.info.path}: got {self.count} of {self.info.nchunks} chunks"
+            )
+        self._close()
+        os.replace(self.part, self.target)
+        return self.target
+
+    def abort(self) -> None:
+        try:
+            self._close()
+        finally:
+            self.part.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
