@@ -51,9 +51,18 @@ _LAZY = {
     **{
         name: "caterva.errors"
         for name in (
-            "BadSelection", "CatervaError", "DigestMismatch", "Forbidden", "NotFollowed",
-            "NotFound", "ProtocolError", "SourceOffline", "Unauthorized", "Unavailable",
-            "UnknownDataset", "UnknownRoot",
+            "BadSelection",
+            "CatervaError",
+            "DigestMismatch",
+            "Forbidden",
+            "NotFollowed",
+            "NotFound",
+            "ProtocolError",
+            "SourceOffline",
+            "Unauthorized",
+            "Unavailable",
+            "UnknownDataset",
+            "UnknownRoot",
         )
     },
 }
@@ -61,8 +70,18 @@ _LAZY = {
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ does the work
     from caterva.client import AsyncClient, AsyncDataset, Client, Dataset, RootInfo
     from caterva.errors import (
-        BadSelection, CatervaError, DigestMismatch, Forbidden, NotFollowed, NotFound,
-        ProtocolError, SourceOffline, Unauthorized, Unavailable, UnknownDataset, UnknownRoot,
+        BadSelection,
+        CatervaError,
+        DigestMismatch,
+        Forbidden,
+        NotFollowed,
+        NotFound,
+        ProtocolError,
+        SourceOffline,
+        Unauthorized,
+        Unavailable,
+        UnknownDataset,
+        UnknownRoot,
     )
 
 

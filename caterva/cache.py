@@ -8,9 +8,9 @@ what a kill left behind. Presence is decided by the index alone, never by readin
 
 The cache is given a fetcher, not a transport: ``fetch(dataset, indices)`` yields
 ``(index, digest, bytes)``. Concurrent readers of a missing chunk share one request.
-Eviction is least-recently-used by bytes and skips datasets pinned by a reader; a chunk that
-cannot fit without evicting under a reader is passed through to its reader uncached, so the
-budget holds whatever the workload.
+Eviction is least-recently-used by bytes and never takes a chunk a reader is using (readers
+pin the chunks they asked for); a chunk that cannot fit without evicting under a reader is
+passed through to its reader uncached, so the budget holds whatever the workload.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Cache:
         self.used = state.used_bytes()
         self.stats = Counter[str]()  # hits, misses, fetched_bytes, evicted, passed_through
         self._inflight: dict[tuple[int, int], asyncio.Future[bytes]] = {}
-        self._pins = Counter[int]()
+        self._pins = Counter[tuple[int, int]]()  # (dataset id, index) -> readers using it
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -59,7 +59,7 @@ class Cache:
                 raise ChunkOutOfRange(
                     f"chunk {i} out of range: {dataset.path} has {dataset.info.nchunks} chunks"
                 )
-        with self.pinned(dataset):
+        with self.pinned(dataset, indices):
             present = self.state.present(dataset.id)
             current = dataset.info.digests
             local = [i for i in indices if i in present and present[i][0] == current[i]]
@@ -169,7 +169,9 @@ class Cache:
         if size > self.budget:
             return False
         while self.used + size > self.budget:
-            victims = self.state.oldest(exclude=+self._pins)
+            victims = [
+                v for v in self.state.oldest(limit=256 + len(self._pins)) if v[:2] not in self._pins
+            ]
             if not victims:
                 return False
             for dataset, idx, victim_size in victims:
@@ -196,13 +198,15 @@ class Cache:
             shutil.rmtree(self.dir / str(ds_id), ignore_errors=True)
 
     @contextlib.contextmanager
-    def pinned(self, dataset: Dataset):
-        """While pinned, a dataset's chunks are not evicted (a reader is using them)."""
-        self._pins[dataset.id] += 1
+    def pinned(self, dataset: Dataset, indices: list[int]):
+        """While pinned, these chunks are not evicted (a reader is using them)."""
+        keys = [(dataset.id, i) for i in indices]
+        self._pins.update(keys)
         try:
             yield
         finally:
-            self._pins[dataset.id] -= 1
+            self._pins.subtract(keys)
+            self._pins = +self._pins  # forget keys nobody pins any more
 
     def reconcile(self) -> None:
         """After a crash: drop index rows without files, files without rows, temp files."""

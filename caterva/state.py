@@ -181,16 +181,10 @@ class State:
         ).fetchone()
         return row[0], row[1]
 
-    def oldest(self, exclude: Iterable[int], limit: int = 256) -> list[tuple[int, int, int]]:
-        """Least recently used (dataset, idx, size), skipping the ``exclude``d datasets."""
-        excluded = list(exclude)
-        marks = ",".join("?" * len(excluded))
-        where = f"WHERE dataset NOT IN ({marks})" if excluded else ""
+    def oldest(self, limit: int) -> list[tuple[int, int, int]]:
+        """The least recently used chunks: (dataset, idx, size)."""
         return list(
-            self.db.execute(
-                f"SELECT dataset, idx, size FROM chunks {where} ORDER BY atime LIMIT ?",
-                (*excluded, limit),
-            )
+            self.db.execute("SELECT dataset, idx, size FROM chunks ORDER BY atime LIMIT ?", (limit,))
         )
 
     def all_chunks(self) -> set[tuple[int, int]]:

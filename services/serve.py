@@ -35,9 +35,22 @@ def ready(service: str, url: str) -> None:
     print(f"caterva {service} ready {url}", flush=True)
 
 
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        # a clean shutdown exits 0 (uvicorn would re-raise the signal once done)
+        self._captured_signals.clear()
+        # endless streams (the subscriber's /events) end now, not at the grace timeout
+        for callback in getattr(self.config.app.state, "on_exit", ()):
+            callback()
+
+
 def run(app, sock: socket.socket, *, log_level: str = "warning") -> None:
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    # a long download still open at SIGTERM gets this long to finish (uvicorn's default: forever)
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+    )
+    server = _Server(config)
     server.run(sockets=[sock])
     if not server.started:  # the lifespan refused to start: its error was logged
         sys.exit(1)

@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts say "[env CATERVA_X]": plain text, not rich markup
 )
 
 # exit codes, documented in the README
@@ -116,6 +117,14 @@ def sub(
     from services.subscriber import run
 
     run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size)
+
+
+# client commands (roots, follow, unfollow, list, info, watch, show, download) live in their
+# own modules; they register on the same app
+from caterva.cli import commands, data  # noqa: E402
+
+commands.register(app)
+data.register(app)
 
 
 def main() -> None:

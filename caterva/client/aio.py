@@ -36,8 +36,9 @@ from caterva.protocol.names import split_address
 class AsyncClient:
     """``async with AsyncClient() as client: ds = await client.dataset("r/p"); await ds[0:5]``."""
 
-    def __init__(self, url: str | None = None, *,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.url = base_url(url)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport)
 
@@ -85,8 +86,13 @@ class AsyncClient:
 
     # --- downloads --------------------------------------------------------------------------
 
-    async def download(self, address: str, dest: str | os.PathLike | None = None, *,
-                       progress: Progress | None = None) -> Path:
+    async def download(
+        self,
+        address: str,
+        dest: str | os.PathLike | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
         """See ``Client.download``."""
         root, path = split_address(address)
         if path is None:

@@ -127,9 +127,14 @@ class RootInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "root": self.name, "online": self.online, "followed": self.followed,
-            "datasets": self.datasets, "source": self.source, "origin": self.origin,
-            "hops": self.hops, "sources": self.sources,
+            "root": self.name,
+            "online": self.online,
+            "followed": self.followed,
+            "datasets": self.datasets,
+            "source": self.source,
+            "origin": self.origin,
+            "hops": self.hops,
+            "sources": self.sources,
         }
 
 
@@ -139,12 +144,6 @@ class Cached:
 
     chunks: int
     bytes: int
-
-
-def _decode(model, body: Any):
-    if isinstance(body, dict) and "error" in body:  # never expected on a 2xx, but be exact
-        raise from_payload(body, 500)
-    return model.from_dict(body)
 
 
 def _roots(response: httpx.Response) -> list[RootInfo]:
@@ -161,12 +160,12 @@ def _followed(response: httpx.Response) -> int:
 
 
 def _manifest(response: httpx.Response) -> list[DatasetInfo]:
-    return sorted(_decode(Manifest, json_of(response)).datasets, key=lambda d: d.path)
+    return sorted(Manifest.from_dict(json_of(response)).datasets, key=lambda d: d.path)
 
 
 def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
     body = json_of(response)
-    info = _decode(DatasetInfo, body)
+    info = DatasetInfo.from_dict(body)
     cached = body.get("cached") or {}
     return info, Cached(int(cached.get("chunks", 0)), int(cached.get("bytes", 0)))
 

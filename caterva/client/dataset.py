@@ -154,6 +154,7 @@ class DatasetBase:
         """The request reading ``self[key]``, and the decoder that turns it into numpy's answer."""
         key = key if isinstance(key, tuple) else (key,)
         try:
+            selection.format(key)  # checks every item is an int, a slice of ints or ...
             norm = selection.normalize(key, self.shape)
         except TypeError as exc:  # e.g. a numpy array used as an index
             raise BadSelection(f"unsupported index {key!r}: use ints, slices and ...") from exc
@@ -161,7 +162,7 @@ class DatasetBase:
         remote, local = norm[:ndim], norm[ndim:]  # local: the axes of a sub-array field
         want = selection.result_shape(remote) + self._field_subshape()
         # numpy returns a scalar, not a 0-d array, when every axis is indexed by an int
-        scalar = Ellipsis not in key and all(not isinstance(k, slice) for k in norm)
+        scalar = not any(k is Ellipsis for k in key) and all(not isinstance(k, slice) for k in norm)
 
         def decode(response) -> Any:
             array = decode_npy(response.content)
@@ -187,8 +188,9 @@ def decode_npy(body: bytes) -> np.ndarray:
 class Dataset(DatasetBase):
     """A dataset of a followed root, read through the subscriber (``Client.dataset``)."""
 
-    def __init__(self, client: Client, root: str, info: DatasetInfo, cached: Cached,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, client: Client, root: str, info: DatasetInfo, cached: Cached, field: str | None = None
+    ) -> None:
         super().__init__(root, info, cached, field)
         self._client = client
 
@@ -218,8 +220,14 @@ class Dataset(DatasetBase):
 class AsyncDataset(DatasetBase):
     """The async twin of Dataset: ``await ds[sel]`` or ``await ds.get(sel)``."""
 
-    def __init__(self, client: AsyncClient, root: str, info: DatasetInfo, cached: Cached,
-                 field: str | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        root: str,
+        info: DatasetInfo,
+        cached: Cached,
+        field: str | None = None,
+    ) -> None:
         super().__init__(root, info, cached, field)
         self._client = client
 
@@ -232,8 +240,9 @@ class AsyncDataset(DatasetBase):
     async def get(self, key: Any = Ellipsis) -> Any:
         return await self[key]
 
-    async def download(self, dest: str | Path | None = None, *,
-                       progress: Progress | None = None) -> Path:
+    async def download(
+        self, dest: str | Path | None = None, *, progress: Progress | None = None
+    ) -> Path:
         return await self._client._download_dataset(self.root, self.info, dest, progress)
 
     async def refresh(self) -> AsyncDataset:

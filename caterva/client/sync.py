@@ -15,7 +15,6 @@ import httpx
 from caterva.client.base import (
     STREAM_TIMEOUT,
     TIMEOUT,
-    Cached,
     Call,
     Calls,
     RootInfo,
@@ -95,8 +94,13 @@ class Client:
 
     # --- downloads --------------------------------------------------------------------------
 
-    def download(self, address: str, dest: str | os.PathLike | None = None, *,
-                 progress: Progress | None = None) -> Path:
+    def download(
+        self,
+        address: str,
+        dest: str | os.PathLike | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
         """Download a dataset (``root/path``) or every dataset of a root (``root``).
 
         A Blosc2 dataset becomes a Blosc2 file equal to the original, a plain file its

@@ -115,9 +115,7 @@ class Assembler:
 
     def finish(self) -> Path:
         if self.count != self.info.nchunks:
-            raise ProtocolError(
-                f"{self.info.path}: got {self.count} of {self.info.nchunks} chunks"
-            )
+            raise ProtocolError(f"{self.info.path}: got {self.count} of {self.info.nchunks} chunks")
         self._close()
         os.replace(self.part, self.target)
         return self.target

@@ -29,6 +29,7 @@ from services.serve import bind, ready
 log = logging.getLogger("caterva.broker")
 
 LISTENER = "default"
+SHUTDOWN_GRACE = 3.0  # seconds
 
 
 class RetainedStore(BasePlugin[BrokerContext]):
@@ -114,5 +115,8 @@ async def _serve(sock, statedir: Path) -> None:
     finally:
         log.info("stopping the MQTT broker")
         server.close()  # no new connections while amqtt closes the current ones
-        await broker.shutdown()
-        await server.wait_closed()
+        try:
+            # amqtt's shutdown now and then waits forever on a client's handler: bound it
+            await asyncio.wait_for(broker.shutdown(), SHUTDOWN_GRACE)
+        except TimeoutError:
+            log.warning("the MQTT broker did not stop within %s s; exiting anyway", SHUTDOWN_GRACE)

@@ -55,7 +55,8 @@ async def health() -> dict:
 
 @router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage")
 async def stats(cache: CacheDep) -> dict:
-    return {**cache.stats, "used": cache.used, "budget": cache.budget}
+    counters = dict.fromkeys(("hits", "misses", "fetched_bytes", "evicted", "passed_through"), 0)
+    return {**counters, **cache.stats, "used": cache.used, "budget": cache.budget}
 
 
 @router.get("/roots", summary="Every announced or followed root, its source and state")
@@ -135,9 +136,8 @@ async def data(
     if field is not None and field not in (dtype_from_json(ds.info.dtype).names or ()):
         raise BadSelection(f"{path} has no field {field!r}")
     needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
-    with follower.cache.pinned(ds):
-        chunks = await follower.chunks(ds, needed)
-        array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
+    chunks = await follower.chunks(ds, needed)  # in memory now: eviction cannot touch them
+    array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
     if field is not None:
         array = array[field]
     return Response(_npy(array), media_type=NPY)
@@ -147,7 +147,8 @@ def _npy(array) -> bytes:
     import numpy as np
 
     buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    # asarray, not ascontiguousarray: that one turns a 0-d result (ds[i, j]) into shape (1,)
+    np.lib.format.write_array(buffer, np.asarray(array, order="C"), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -178,15 +179,14 @@ async def chunks(
     first = await follower.chunks(ds, indices[:WINDOW])  # errors surface before streaming
 
     async def frames():
-        with follower.cache.pinned(ds):
-            got = first
-            for start in range(0, len(indices), WINDOW):
-                part = indices[start : start + WINDOW]
-                if start:
-                    got = await follower.chunks(ds, part)
-                for n in part:
-                    raw = got.pop(n)
-                    yield rest.frame_header(n, raw, ds.info.digests[n]) + raw
+        got = first
+        for start in range(0, len(indices), WINDOW):
+            part = indices[start : start + WINDOW]
+            if start:
+                got = await follower.chunks(ds, part)
+            for n in part:
+                raw = got.pop(n)
+                yield rest.frame_header(n, raw, ds.info.digests[n]) + raw
 
     return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
 
@@ -215,15 +215,14 @@ async def file(root: Root, path: str, request: Request, follower: FollowerDep) -
 async def _write(follower: Follower, ds: Dataset, dest: str) -> None:
     from caterva.protocol.layout import FileWriter
 
-    with follower.cache.pinned(ds):
-        writer = FileWriter(ds.info, dest)
-        try:
-            for start in range(0, ds.info.nchunks, WINDOW):
-                part = list(range(start, min(start + WINDOW, ds.info.nchunks)))
-                got = await follower.chunks(ds, part)
-                await asyncio.to_thread(lambda: [writer.add(got[n]) for n in part])
-        finally:
-            await asyncio.to_thread(writer.close)
+    writer = FileWriter(ds.info, dest)
+    try:
+        for start in range(0, ds.info.nchunks, WINDOW):
+            part = list(range(start, min(start + WINDOW, ds.info.nchunks)))
+            got = await follower.chunks(ds, part)
+            await asyncio.to_thread(lambda: [writer.add(got[n]) for n in part])
+    finally:
+        await asyncio.to_thread(writer.close)
 
 
 async def _plain_file(follower: Follower, ds: Dataset, name: str) -> StreamingResponse:

@@ -6,6 +6,7 @@ nothing is a module global.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shutil
@@ -66,6 +67,8 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         bus.subscribe(topics.ALL_ROOTS, directory.on_message)
         bus.subscribe(f"{topics.PREFIX}/pub/+/changes/+", on_change)
         bus.on_connect(on_connect)
+        loop = asyncio.get_running_loop()
+        app.state.on_exit = [lambda: follower.close_watchers(loop)]
         await bus.start()
         log.info(
             "subscriber serving %s (broker %s, cache %s of %s bytes used)",

@@ -66,6 +66,7 @@ class Follower:
         for ds in state.datasets():
             self.datasets[ds.root][ds.path] = ds
         self._cursors: dict[str, Cursor] = {}
+        self._sources: dict[str, str | None] = {}  # root -> URL we read it from (None: offline)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._watchers: set[asyncio.Queue[dict]] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -210,7 +211,13 @@ class Follower:
 
     def _on_offer(self, root: str, offer: Offer | None) -> None:
         """A root's chosen source appeared, changed or re-announced: resync if it differs."""
-        if root in self.etags and offer and offer.announcement.manifest_etag != self.etags[root]:
+        if root not in self.etags:
+            return
+        source = offer.url if offer else None
+        if self._sources.get(root, "") != source:
+            self._sources[root] = source
+            self._emit(root, "source", online=offer is not None, url=source)
+        if offer and offer.announcement.manifest_etag != self.etags[root]:
             self._spawn(self._resync_quietly(root))
 
     async def _resync_quietly(self, root: str) -> None:
@@ -236,10 +243,15 @@ class Follower:
             queue.put_nowait(message)
 
     async def watch(self) -> AsyncIterator[dict]:
-        queue: asyncio.Queue[dict] = asyncio.Queue(maxsize=10_000)
+        queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=10_000)
         self._watchers.add(queue)
         try:
-            while True:
-                yield await queue.get()
+            while (event := await queue.get()) is not None:
+                yield event
         finally:
             self._watchers.discard(queue)
+
+    def close_watchers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End every watch stream (the service is stopping). Safe from a signal handler."""
+        for queue in list(self._watchers):
+            loop.call_soon_threadsafe(queue.put_nowait, None)

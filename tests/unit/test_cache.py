@@ -113,16 +113,27 @@ def test_budget_holds_under_three_times_its_size_and_evicts_lru(env):
     assert cache.stats["evicted"] == 20
 
 
-def test_pinned_dataset_is_not_evicted_and_overflow_passes_through(env):
+def test_pinned_chunks_are_not_evicted_and_overflow_passes_through(env):
     cache, source, add = env
     a, b = add("a", 6), add("b", 6, seed=50)
     run(cache.get(a, list(range(6)), source))
-    with cache.pinned(a):
+    with cache.pinned(a, range(6)):
         got = run(cache.get(b, list(range(6)), source))
     assert got == dict(enumerate(source.data["b"]))
     assert set(cache.state.present(a.id)) == set(range(6))  # untouched under its reader
     assert cache.used <= cache.budget
     assert cache.stats["passed_through"] == 2
+    assert not cache._pins
+
+
+def test_one_read_larger_than_the_budget_keeps_its_own_chunks(env):
+    cache, source, add = env
+    big = add("big", 25)
+    got = run(cache.get(big, list(range(25)), source))
+    assert got == dict(enumerate(source.data["big"]))
+    # the read pinned its chunks: the first ten stayed, the rest went to the reader uncached
+    assert set(cache.state.present(big.id)) == set(range(10))
+    assert cache.stats["passed_through"] == 15 and cache.stats["evicted"] == 0
 
 
 def test_reconcile_after_a_crash(env, tmp_path):

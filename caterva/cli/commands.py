@@ -1,0 +1,107 @@
+"""Catalog commands: roots, follow, unfollow, list, info, watch.
+
+Thin: parse, call the Client, render (caterva/cli/render.py). None of them imports numpy or
+blosc2, so they start fast; errors propagate to main() in app.py, which turns them into one
+line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from caterva.cli import render
+from caterva.cli.options import Json, Sub, connect, emit, err, out
+
+Root = Annotated[str, typer.Argument(metavar="ROOT", help="A root name.")]
+Address = Annotated[
+    str, typer.Argument(metavar="ROOT/PATH", help="A dataset, e.g. example/images/terrain.b2nd.")
+]
+
+
+def roots(as_json: Json = False, sub: Sub = None) -> None:
+    """List the roots the subscriber knows: online, followed, datasets, source."""
+    with connect(sub) as client:
+        found = client.roots()
+    if as_json:
+        emit({"roots": [r.to_dict() for r in found]})
+    else:
+        out().print(render.roots_table(found))
+
+
+def follow(root: Root, as_json: Json = False, sub: Sub = None) -> None:
+    """Follow ROOT: the subscriber fetches its manifest and keeps it in sync."""
+    with connect(sub) as client:
+        count = client.follow(root)
+    if as_json:
+        emit({"root": root, "followed": True, "datasets": count})
+    else:
+        out().print(f"following [bold]{root}[/] ({count} datasets)")
+
+
+def unfollow(root: Root, as_json: Json = False, sub: Sub = None) -> None:
+    """Stop following ROOT; the subscriber drops its cached chunks."""
+    with connect(sub) as client:
+        client.unfollow(root)
+    if as_json:
+        emit({"root": root, "followed": False})
+    else:
+        out().print(f"stopped following [bold]{root}[/]; its cached chunks are dropped")
+
+
+def list_(
+    root: Root,
+    tree: Annotated[bool, typer.Option("--tree", help="Show directories as a tree.")] = False,
+    as_json: Json = False,
+    sub: Sub = None,
+) -> None:
+    """List the datasets of a followed ROOT."""
+    with connect(sub) as client:
+        infos = client.list(root)
+    if as_json:
+        emit({"root": root, "datasets": [render.dataset_summary(i) for i in infos]})
+    elif tree:
+        out().print(render.datasets_tree(root, infos))
+    else:
+        out().print(render.datasets_table(root, infos))
+
+
+def info(address: Address, as_json: Json = False, sub: Sub = None) -> None:
+    """Describe a dataset: shape, dtype, chunks, blocks, codec, ratio, vlmeta, cached."""
+    with connect(sub) as client:
+        ds = client.dataset(address)
+    if as_json:
+        emit(render.info_json(ds.address, ds.info, ds.cached))
+    else:
+        out().print(render.info_view(ds.address, ds.info, ds.cached))
+
+
+def watch(
+    root: Annotated[
+        Optional[str], typer.Argument(metavar="[ROOT]", help="A followed root [default: all].")
+    ] = None,
+    as_json: Json = False,
+    sub: Sub = None,
+) -> None:
+    """Print change events of ROOT as they happen, until Ctrl-C."""
+    try:
+        with connect(sub) as client, client.watch(root) as events:
+            err().print(f"watching {root or 'every followed root'} (Ctrl-C to stop)")
+            for event in events:
+                if as_json:
+                    emit(event)
+                else:
+                    out().print(render.event_line(event))
+                    out().file.flush()  # piped output must not sit in a buffer
+    except KeyboardInterrupt:
+        return  # the way to stop watching: not an error
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(roots)
+    app.command()(follow)
+    app.command()(unfollow)
+    app.command("list")(list_)
+    app.command()(info)
+    app.command()(watch)

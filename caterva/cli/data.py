@@ -1,0 +1,189 @@
+"""Commands that read data: show (values of a selection) and download (whole files).
+
+``show`` imports numpy (through the client) when it runs; nothing here imports it at module
+import, so registering these commands costs the catalog commands nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from caterva.cli import render
+from caterva.cli.options import Json, Sub, connect, emit, err, out
+from caterva.errors import BadRequest, CatervaError
+
+PREVIEW = 4096  # bytes of a plain file or frame `show` prints when no selection is given
+SHOW_LIMIT = 64 * 2**20  # an array bigger than this needs an explicit selection
+
+
+def split_selection(target: str) -> tuple[str, str | None]:
+    """'root/path[0:10, ::2]' -> ('root/path', '0:10, ::2'); no brackets -> (target, None).
+
+    The selection is the last [...] group (selections never contain '['), so a path that
+    itself ends in [...] is written with an explicit selection: 'root/a[1][...]'.
+    """
+    target = target.strip()
+    if target.endswith("]") and "[" in target:
+        at = target.rindex("[")
+        return target[:at], target[at + 1 : -1]
+    return target, None
+
+
+def show(
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="ROOT/PATH[SEL]",
+            help="A dataset and a numpy-style selection, e.g. 'example/a.b2nd[0:5, ::-40]'.",
+        ),
+    ],
+    field: Annotated[
+        Optional[str],
+        typer.Option("--field", metavar="NAME", help="One field of a structured dtype."),
+    ] = None,
+    as_json: Json = False,
+    sub: Sub = None,
+) -> None:
+    """Print the values of a selection (plain files: text, or a hex dump)."""
+    from caterva.protocol import selection
+
+    address, sel = split_selection(target)
+    key = selection.parse(sel) if sel is not None else None  # a bad selection fails here
+    with connect(sub) as client:
+        ds = client.dataset(address)
+        if field is not None:
+            ds = ds[field]
+        as_bytes = ds.kind != "b2nd"  # frames and plain files read as their bytes
+        if key is None:
+            if as_bytes:
+                key = (slice(0, PREVIEW),)
+            elif ds.nbytes > SHOW_LIMIT:
+                raise BadRequest(
+                    f"{address} holds {render.size_text(ds.nbytes)}: "
+                    f"give a selection, e.g. '{address}[0:10]'"
+                )
+            else:
+                key = (Ellipsis,)
+        value = ds[key]
+    shown = selection.format(key)
+    if as_bytes:
+        _show_bytes(ds, sel is None, shown, _offset(key, ds.shape), value, as_json)
+    elif as_json:
+        import numpy as np
+
+        emit(
+            {
+                "address": ds.address,
+                "selection": shown,
+                "field": field,
+                "dtype": render.numpy_dtype_json(np.asarray(value).dtype),
+                "shape": list(np.shape(value)),
+                "data": render.json_value(value),
+            }
+        )
+    else:
+        title = render.array_title(ds.address, shown, field, value)
+        out().print(render.array_view(title, value, out().width))
+
+
+def _offset(key, shape) -> int:
+    """Where a contiguous byte range starts, for hex dump addresses (0 when it is not one)."""
+    from caterva.protocol import selection
+
+    (item,) = selection.normalize(key, shape)
+    if isinstance(item, int):
+        return item
+    return item.start if item.step == 1 else 0
+
+
+def _show_bytes(ds, preview: bool, shown: str, offset: int, value, as_json: bool) -> None:
+    import numpy as np
+
+    data = np.atleast_1d(value).astype(np.uint8).tobytes()
+    total = ds.nbytes if preview else len(data)
+    if as_json:
+        emit(
+            {
+                "address": ds.address,
+                "selection": shown,
+                "kind": ds.kind,
+                "bytes": len(data),
+                "total": ds.nbytes,
+                **render.bytes_json(data),
+            }
+        )
+    else:
+        title = f"{ds.address}[{shown}]  {ds.kind}, {len(data):,} of {ds.nbytes:,} bytes"
+        out().print(render.bytes_view(title, data, total, offset))
+
+
+@contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr while the block runs; nothing when disabled."""
+    if not enabled:
+        yield None
+        return
+    progress = render.download_progress(err())
+    with progress:
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def download(
+    target: Annotated[
+        str, typer.Argument(metavar="ROOT[/PATH]", help="A dataset, or a whole root.")
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="DEST",
+            help="File or directory to write [default: ./NAME, or ./ROOT for a root].",
+        ),
+    ] = None,
+    as_json: Json = False,
+    sub: Sub = None,
+) -> None:
+    """Download a dataset as a file (Blosc2, or a plain file's bytes), or a whole root as a tree."""
+    from caterva.protocol.names import split_address
+
+    root, path = split_address(target)
+    with connect(sub) as client:
+        infos = client.list(root) if path is None else None
+        # a bar only for a person watching: on a terminal, and not when piped or logged
+        with _progress(target, enabled=err().is_terminal) as report:
+            try:
+                dest = client.download(target, output, progress=report)
+            except CatervaError:
+                raise  # some are OSErrors too (UnknownDataset is a FileNotFoundError)
+            except OSError as exc:
+                raise CatervaError(
+                    f"cannot write {exc.filename or output}: {exc.strerror or exc}"
+                ) from exc
+    if path is not None:
+        size = dest.stat().st_size
+        if as_json:
+            emit({"address": target, "dest": str(dest), "bytes": size})
+        else:
+            out().print(f"saved {target} to {dest} ({render.size_text(size)})")
+        return
+    files = [
+        {"path": i.path, "dest": str(dest / i.path), "bytes": (dest / i.path).stat().st_size}
+        for i in infos
+    ]
+    total = sum(f["bytes"] for f in files)
+    if as_json:
+        emit({"root": root, "dest": str(dest), "files": files, "bytes": total})
+    else:
+        out().print(f"saved {len(files)} datasets of {root} to {dest}/ ({render.size_text(total)})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(show)
+    app.command()(download)

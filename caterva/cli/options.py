@@ -1,0 +1,50 @@
+"""Options every client command takes, and the two output streams.
+
+Human output goes through rich consoles; ``--json`` output is one JSON document on stdout
+(one per line for ``watch``). Errors are not printed here: they propagate as caterva errors
+to ``main()`` in app.py, which prints one line on stderr and picks the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import cache
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+Json = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document on stdout.")]
+Sub = Annotated[
+    Optional[str],
+    typer.Option("--sub", metavar="URL", help="Subscriber to talk to [env CATERVA_SUB]."),
+]
+
+
+def connect(sub: str | None):
+    """A Client for --sub (default setting("sub")); httpx loads only when a command runs."""
+    from caterva.client import Client
+
+    return Client(sub)
+
+
+@cache
+def out() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # piped or redirected: rich would assume 80 columns and crop wide tables
+        console.width = 200
+    return console
+
+
+@cache
+def err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def emit(document: Any) -> None:
+    """One JSON document (one line) on stdout, flushed, so a reader gets it at once."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()

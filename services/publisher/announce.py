@@ -1,0 +1,138 @@
+"""The MQTT side of a publisher: birth and will, the retained root announcement, change events.
+
+    (re)connect -> status online (retained) -> pending change events -> announcement (retained)
+    discover    -> status + announcement again
+    scan diffs  -> change events (QoS 1, seq 1, 2, ... per session) -> announcement
+    shutdown    -> status offline, explicitly (a clean disconnect drops the will)
+
+Change events are queued and sent in order while the broker is reachable; the announcement
+that follows carries the new manifest etag even if an event was not acknowledged (it is
+retried), so readers learn of the change either way. The state store records a dataset as
+announced only once its event was acknowledged, so changes that never reached the broker
+are found and announced again after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from caterva.errors import CatervaError
+from caterva.mqtt import Bus
+from caterva.protocol import topics
+from caterva.protocol.messages import Announcement, Change, Status
+from services.publisher.catalog import Catalog, Entry, ScanResult
+from services.publisher.store import Store
+
+log = logging.getLogger("caterva.publisher")
+
+MAX_PENDING = 10_000  # events kept while the broker is away; older ones are dropped
+
+
+class Announcer:
+    def __init__(
+        self, *, name: str, url: str, pub_id: str, session: str, broker: str,
+        catalog: Catalog, store: Store,
+    ) -> None:
+        self.name, self.url, self.pub_id, self.session = name, url, pub_id, session
+        self.catalog = catalog
+        self.store = store
+        self.seq = 0
+        self._pending: deque[tuple[Change, Entry | None]] = deque()
+        self._lock = asyncio.Lock()  # events and announcements leave in order
+        self.bus = Bus(
+            broker,
+            client_id=f"caterva-pub-{pub_id}-{session[:8]}",
+            will=(topics.status(pub_id), self._status("offline")),
+        )
+        self.bus.on_connect(self.on_connect)
+        self.bus.subscribe(topics.DISCOVER, self._on_discover)
+        self.bus.subscribe(topics.status(pub_id), self._on_own_status)
+
+    async def start(self) -> None:
+        await self.bus.start()  # no wait: the REST API serves while the broker is away
+
+    async def stop(self) -> None:
+        await self.bus.stop(final=[(topics.status(self.pub_id), self._status("offline"))])
+
+    # --- what goes out ------------------------------------------------------------------------
+
+    def _status(self, state: str) -> bytes:
+        return Status(state, self.session, self.url).to_bytes()
+
+    def announcement(self) -> Announcement:
+        manifest = self.catalog.manifest
+        return Announcement(
+            root=self.name, url=self.url, session=self.session, manifest_etag=manifest.etag,
+            datasets=len(manifest.datasets), origin=self.pub_id, hops=[self.pub_id],
+        )
+
+    async def on_connect(self) -> None:
+        async with self._lock:
+            await self.bus.publish(topics.status(self.pub_id), self._status("online"), retain=True)
+            await self._flush()
+            await self._announce()
+
+    async def changed(self, result: ScanResult) -> None:
+        """Queue one change event per diff of a scan, then send what the broker will take."""
+        waiting = {change.path for change, _ in self._pending}
+        # same content, new stat: only the cache moves on (a path with an event in flight
+        # waits for its acknowledgement instead)
+        rows = [(e.path, e.stat, e.info) for e in result.refreshed if e.path not in waiting]
+        if rows:
+            await asyncio.to_thread(self.store.save_all, rows)
+        manifest_etag = self.catalog.manifest.etag
+        async with self._lock:  # a flush in progress owns the head of the queue
+            for d in result.diffs:
+                self.seq += 1  # counted even if never delivered: a gap makes readers resync
+                change = Change(
+                    root=self.name, path=d.path, op=d.op, session=self.session, seq=self.seq,
+                    manifest_etag=manifest_etag, etag=d.new.etag if d.new else None,
+                    chunks=d.chunks,
+                )
+                self._pending.append((change, result.entries.get(d.path)))
+                if len(self._pending) > MAX_PENDING:
+                    dropped, entry = self._pending.popleft()
+                    await self._commit(dropped.path, entry)
+            if self._pending and self.bus.connected.is_set():  # with earlier unacked events
+                await self._flush()
+                await self._announce()
+
+    async def _flush(self) -> None:
+        while self._pending and self.bus.connected.is_set():
+            change, entry = self._pending[0]
+            topic = topics.changes(self.pub_id, self.name)
+            if not await self.bus.publish(topic, change.to_bytes(), qos=1):
+                log.warning("change event %d not acknowledged; will retry", change.seq)
+                return
+            self._pending.popleft()
+            await self._commit(change.path, entry)
+
+    async def _commit(self, path: str, entry: Entry | None) -> None:
+        """Record ``path`` as announced in its new state (or gone)."""
+        if entry is None:
+            await asyncio.to_thread(self.store.delete, path)
+        else:
+            await asyncio.to_thread(self.store.save, path, entry.stat, entry.info)
+
+    async def _announce(self) -> None:
+        topic = topics.root(self.pub_id, self.name)
+        await self.bus.publish(topic, self.announcement().to_bytes(), retain=True)
+
+    # --- what comes in ------------------------------------------------------------------------
+
+    async def _on_discover(self, topic: str, payload: bytes) -> None:
+        async with self._lock:  # any message counts: the payload is only informative
+            await self.bus.publish(topics.status(self.pub_id), self._status("online"), retain=True)
+            await self._announce()
+
+    async def _on_own_status(self, topic: str, payload: bytes) -> None:
+        # a previous run's late will may overwrite our retained birth: put it back
+        try:
+            status = Status.from_bytes(payload)
+        except CatervaError:
+            return
+        if status.state == "offline" and status.session != self.session:
+            log.info("replacing a stale offline status of session %s", status.session)
+            await self.bus.publish(topics.status(self.pub_id), self._status("online"), retain=True)

@@ -1,0 +1,206 @@
+"""The source API routes (paths in caterva.protocol.rest), served from the catalog.
+
+Routes are plain ``def``: FastAPI runs them in its thread pool, so blosc2 and disk reads never
+block the event loop. A batch streams its chunks from a generator, read one at a time as the
+client consumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from caterva.errors import CatervaError, ChunkOutOfRange, UnknownDataset, UnknownRoot
+from caterva.protocol import rest
+from caterva.protocol.names import check_root
+from services.publisher.catalog import Catalog
+from services.publisher.httperrors import RangeFileResponse, responses
+from services.publisher.stats import Stats
+
+log = logging.getLogger("caterva.publisher")
+
+router = APIRouter(prefix=rest.API)
+
+JSON_BODY = {"application/json": {}}
+BYTES_BODY = {"application/octet-stream": {}}
+
+
+def _catalog(request: Request) -> Catalog:
+    return request.state.catalog
+
+
+def _stats(request: Request) -> Stats:
+    return request.state.stats
+
+
+def _root(request: Request, root: Annotated[str, PathParam(description="Root name.")]) -> str:
+    check_root(root)
+    if root != request.state.settings.name:
+        raise UnknownRoot(f"no root {root!r} is served here", root=root)
+    return root
+
+
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
+StatsDep = Annotated[Stats, Depends(_stats)]
+Root = Annotated[str, Depends(_root)]
+DatasetPath = Annotated[str, PathParam(description="Dataset path inside the root, with slashes.")]
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    tags = [t.strip().removeprefix("W/").strip('"') for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+@router.get(
+    "/roots/{root}/manifest",
+    summary="Root manifest",
+    description="Every dataset of the root with its etag, layout and chunk digests. Send "
+    "`If-None-Match` with the last ETag to get 304 when nothing changed.",
+    response_class=Response,
+    responses={
+        200: {"content": JSON_BODY, "description": "The manifest; its etag is in `ETag`."},
+        304: {"description": "Unchanged since the ETag in `If-None-Match`."},
+        **responses(400, 404),
+    },
+)
+def manifest(
+    root: Root,
+    catalog: CatalogDep,
+    stats: StatsDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    stats.endpoint("manifest")
+    etag, body = catalog.manifest_body()
+    headers = {"ETag": f'"{etag}"'}
+    if if_none_match and _etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.get(
+    "/roots/{root}/info/{path:path}",
+    summary="Dataset info",
+    description="Shape, dtype, chunks, blocks, cparams, vlmeta, nchunks and chunk digests.",
+    response_class=Response,
+    responses={
+        200: {"content": JSON_BODY, "description": "The DatasetInfo."}, **responses(400, 404),
+    },
+)
+def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
+    stats.endpoint("info")
+    entry = catalog.get(path)
+    return Response(entry.info.to_bytes(), media_type="application/json",
+                    headers={"ETag": f'"{entry.info.etag}"'})
+
+
+@router.get(
+    "/roots/{root}/chunk/{index}/{path:path}",
+    summary="One raw chunk",
+    description="Chunk `index` exactly as stored (compressed); the BLAKE2b-128 digest of "
+    f"these bytes is in `{rest.DIGEST_HEADER}`.",
+    response_class=Response,
+    responses={
+        200: {"content": BYTES_BODY, "description": "The compressed chunk."},
+        **responses(400, 404, 503),
+    },
+)
+def chunk(
+    root: Root,
+    index: Annotated[int, PathParam(description="Chunk index, from 0.")],
+    path: DatasetPath,
+    catalog: CatalogDep,
+    stats: StatsDep,
+) -> Response:
+    stats.endpoint("chunk")
+    data, digest = catalog.get(path).read_chunk(index)
+    stats.chunk(path, len(data))
+    return Response(data, media_type="application/octet-stream",
+                    headers={rest.DIGEST_HEADER: digest})
+
+
+@router.get(
+    "/roots/{root}/chunks/{path:path}",
+    summary="Many raw chunks, streamed",
+    description="The chunks listed in `i` (e.g. `0-7,12`), in that order, each as a 28-byte "
+    "header `<u32 index><u64 length><16-byte digest>` followed by the chunk as stored.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
+        **responses(400, 404),
+    },
+)
+def chunks(
+    root: Root,
+    path: DatasetPath,
+    i: Annotated[str, Query(description="Chunk indices and ranges, e.g. `0-7,12`.")],
+    catalog: CatalogDep,
+    stats: StatsDep,
+) -> StreamingResponse:
+    stats.endpoint("chunks")
+    entry = catalog.get(path)
+    indices = rest.parse_indices(i)
+    beyond = [n for n in indices if n >= entry.info.nchunks]
+    if beyond:  # refuse before streaming: a status can no longer change once bytes flow
+        raise ChunkOutOfRange(
+            f"chunk {beyond[0]} out of range: {path!r} has {entry.info.nchunks} chunks",
+            index=beyond[0], nchunks=entry.info.nchunks,
+        )
+
+    def frames():
+        for n in indices:
+            try:
+                data, digest = entry.read_chunk(n)
+            except CatervaError as exc:  # the file changed mid-batch: end short, reader retries
+                log.info("batch of %r cut at chunk %d: %s", path, n, exc)
+                return
+            stats.chunk(path, len(data))
+            yield rest.frame_header(n, data, digest) + data
+
+    return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
+
+
+@router.get(
+    "/roots/{root}/file/{path:path}",
+    summary="The whole stored file",
+    description="The file as stored at the source (the original bytes for plain files), "
+    "streamed. Supports `Range` (206, 416) and `If-Range`.",
+    response_class=RangeFileResponse,
+    responses={
+        200: {"content": BYTES_BODY, "description": "The whole file."},
+        206: {"content": BYTES_BODY, "description": "The requested byte range(s)."},
+        **responses(400, 404, 416),
+    },
+)
+def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
+    stats.endpoint("file")
+    entry = catalog.get(path)
+    try:
+        st = os.stat(entry.source)
+    except OSError:
+        raise UnknownDataset(f"no dataset {path!r} in root {root!r}", path=path) from None
+    return RangeFileResponse(entry.source, stat_result=st, media_type="application/octet-stream")
+
+
+@router.get("/stats", summary="Serving counters", description="See services.publisher.stats.")
+def counters(request: Request, stats: StatsDep) -> dict[str, Any]:
+    stats.endpoint("stats")
+    return {"root": request.state.settings.name, **stats.snapshot()}
+
+
+@router.get("/health", summary="Liveness and broker connection")
+def health(request: Request, catalog: CatalogDep, stats: StatsDep) -> JSONResponse:
+    stats.endpoint("health")
+    announcer = request.state.announcer
+    return JSONResponse({
+        "status": "ok",
+        "root": request.state.settings.name,
+        "pub_id": announcer.pub_id,
+        "session": announcer.session,
+        "broker_connected": announcer.bus.connected.is_set(),
+        "datasets": len(catalog.manifest.datasets),
+    })

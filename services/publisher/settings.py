@@ -1,0 +1,81 @@
+"""What one publisher process needs to know, resolved once from flags, env and config.
+
+``Settings.build`` validates user input (root name, directory) and raises caterva errors, so
+``run()`` fails with a clear message before anything binds or starts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from caterva import config
+from caterva.errors import BadRequest, NotFound
+from caterva.mqtt import BrokerURL
+from caterva.protocol.names import check_root
+from services.publisher.plainfiles import CHUNKSIZE as FRAME_CHUNKSIZE
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str  # the root name
+    directory: Path  # resolved: every served file must resolve inside it
+    statedir: Path  # this root's own state: <statedir>/<name>
+    broker: str
+    url: str  # the REST URL announced to subscribers
+    scan_interval: float = 0.2
+    frame_chunksize: int = FRAME_CHUNKSIZE
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        directory: str | os.PathLike,
+        url: str,
+        broker: str | None = None,
+        statedir: str | os.PathLike | None = None,
+        scan_interval: float | None = None,
+        frame_chunksize: int = FRAME_CHUNKSIZE,
+    ) -> Settings:
+        check_root(name)
+        path = Path(directory).expanduser()
+        if not path.exists():
+            raise NotFound(f"directory {os.fspath(directory)!r} does not exist")
+        if not path.is_dir():
+            raise BadRequest(f"{os.fspath(directory)!r} is not a directory")
+        interval = float(config.setting("scan_interval", scan_interval))
+        if interval <= 0:
+            raise BadRequest(f"scan_interval must be positive, not {interval}")
+        broker_url = config.setting("broker", broker)
+        BrokerURL.parse(broker_url)  # a malformed URL is a usage error now, not a retry loop later
+        # one subdirectory per root: two publishers sharing a statedir keep separate identities
+        state = config.statedir(statedir, "publisher") / name
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(
+            name=name,
+            directory=path.resolve(),
+            statedir=state,
+            broker=broker_url,
+            url=url,
+            scan_interval=interval,
+            frame_chunksize=frame_chunksize,
+        )
+
+
+def listen_address(http: str | None) -> tuple[str, int]:
+    """HOST:PORT to bind, from the flag or the ``publisher_http`` setting."""
+    _, default_port = config.parse_hostport(config.DEFAULTS["publisher_http"], 0)
+    return config.parse_hostport(config.setting("publisher_http", http), default_port)
+
+
+def advertised_url(sock: socket.socket, scheme: str = "http") -> str:
+    """The URL subscribers should use; a wildcard bind is announced under the host's name."""
+    from services.serve import url_of
+
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        return f"{scheme}://{socket.getfqdn()}:{port}"
+    return url_of(sock, scheme)

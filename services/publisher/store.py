@@ -1,0 +1,153 @@
+"""The publisher's durable state: one SQLite database (WAL) in its state directory.
+
+It holds the publisher's stable id and, per dataset, the state last announced: the file's
+stat key and its DatasetInfo. That one table is both the digest cache (a restart does not
+re-read a file whose stat is unchanged) and the last published manifest (a restart diffs the
+directory against it and announces what changed while it was down).
+
+The schema has a version: older databases are migrated in place, newer ones are refused.
+A lock file keeps a second publisher off the same state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import secrets
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from caterva.errors import CatervaError, StateError
+from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.topics import check_pub_id
+
+log = logging.getLogger("caterva.publisher")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE datasets (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    info TEXT NOT NULL
+);
+"""
+# MIGRATIONS[n] upgrades a database from version n to n + 1.
+MIGRATIONS: dict[int, str] = {}
+
+
+@dataclass(frozen=True)
+class StatKey:
+    """What says a file may have changed; equal keys mean 'do not read it again'."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> StatKey:
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Store:
+    def __init__(self, db: sqlite3.Connection, lock_fd: int) -> None:
+        self._db = db
+        self._lock_fd = lock_fd
+        self._mutex = threading.Lock()  # one connection shared by worker threads
+
+    @classmethod
+    def open(cls, statedir: Path) -> Store:
+        lock_fd = os.open(statedir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise StateError(f"another publisher is using the state directory {statedir}") from None
+        try:
+            db = sqlite3.connect(statedir / "publisher.db", check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db, statedir)
+        except sqlite3.Error as exc:
+            os.close(lock_fd)
+            raise StateError(f"cannot open the publisher state in {statedir}: {exc}") from exc
+        except CatervaError:
+            os.close(lock_fd)
+            raise
+        return cls(db, lock_fd)
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+        os.close(self._lock_fd)  # releases the flock
+
+    def identity(self) -> tuple[str, bool]:
+        """This publisher's id, generated once and kept for good; True if made just now."""
+        with self._mutex, self._db:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'pub_id'").fetchone()
+            if row:
+                return check_pub_id(row[0]), False
+            pub_id = new_pub_id()
+            self._db.execute("INSERT INTO meta VALUES ('pub_id', ?)", (pub_id,))
+            return pub_id, True
+
+    def load(self) -> dict[str, tuple[StatKey, DatasetInfo]]:
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, inode, info FROM datasets"
+            ).fetchall()
+        known = {}
+        for path, size, mtime_ns, inode, info in rows:
+            try:
+                known[path] = (StatKey(size, mtime_ns, inode), DatasetInfo.from_bytes(info))
+            except CatervaError:  # unreadable row: the file is described again and announced
+                log.warning("dropping an unreadable state row for %r", path)
+        return known
+
+    def save(self, path: str, stat: StatKey, info: DatasetInfo) -> None:
+        with self._mutex, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)",
+                (path, stat.size, stat.mtime_ns, stat.inode, info.to_bytes().decode()),
+            )
+
+    def save_all(self, rows: Iterable[tuple[str, StatKey, DatasetInfo]]) -> None:
+        with self._mutex, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)",
+                [(p, s.size, s.mtime_ns, s.inode, i.to_bytes().decode()) for p, s, i in rows],
+            )
+
+    def delete(self, path: str) -> None:
+        with self._mutex, self._db:
+            self._db.execute("DELETE FROM datasets WHERE path = ?", (path,))
+
+
+def _migrate(db: sqlite3.Connection, statedir: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"the publisher state in {statedir} has schema version {version}, newer than this "
+            f"caterva understands ({SCHEMA_VERSION}): upgrade caterva or use another --statedir"
+        )
+    with db:
+        if version == 0:
+            db.executescript(_SCHEMA)
+        else:
+            for step in range(version, SCHEMA_VERSION):
+                db.executescript(MIGRATIONS[step])
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def new_pub_id() -> str:
+    """``<host>-<random>``: readable in broker logs, unique across hosts and state dirs."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:24].strip("-")
+    return check_pub_id(f"{host or 'pub'}-{secrets.token_hex(5)}")

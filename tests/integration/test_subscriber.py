@@ -1,0 +1,261 @@
+"""The subscriber against a real broker and a real publisher, all as child processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import queue
+import threading
+import time
+
+import blosc2
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import free_port
+
+GRID = np.add.outer(np.linspace(0, 6, 60), np.linspace(0, 8, 80)) ** 2  # (60, 80) float64
+
+
+def make_root(directory):
+    directory.mkdir()
+    blosc2.asarray(GRID, urlpath=str(directory / "grid.b2nd"), mode="w", chunks=(20, 20), blocks=(10, 10))
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 2**63, size=(64, 32768), dtype=np.int64)  # 64 incompressible chunks
+    blosc2.asarray(noise, urlpath=str(directory / "noise.b2nd"), mode="w", chunks=(1, 32768))
+    (directory / "docs").mkdir()
+    (directory / "docs" / "notes.txt").write_text("caterva notes\n" * 5000)
+    return {"noise": noise}
+
+
+class Stack:
+    """Broker, publisher of ``data/`` as root ``demo``, subscriber; plus an event listener."""
+
+    def __init__(self, spawn, tmp_path, broker: str, cache_size: str = "1GiB") -> None:
+        self.spawn, self.tmp, self.broker = spawn, tmp_path, broker
+        self.data = tmp_path / "data"
+        self.arrays = make_root(self.data)
+        self.start_publisher()
+        self.start_subscriber(cache_size)
+
+    def start_publisher(self):
+        self.pub = self.spawn(
+            "pub", "demo", str(self.data), "--broker", self.broker,
+            "--http", "127.0.0.1:0", "--statedir", str(self.tmp / "pubstate"),
+        )
+        return self.pub
+
+    def start_subscriber(self, cache_size: str = "1GiB"):
+        self.sub = self.spawn(
+            "sub", "--broker", self.broker, "--http", "127.0.0.1:0",
+            "--statedir", str(self.tmp / "substate"), "--cache-size", cache_size,
+        )
+        self.http = httpx.Client(base_url=self.sub.url + "/v1", timeout=30)
+        return self.sub
+
+    def wait_root(self, online: bool = True, timeout: float = 10) -> dict:
+        """Wait until the subscriber lists ``demo`` in the given state (announcements are
+        asynchronous: this is the readiness signal the API offers)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for root in self.http.get("/roots").json()["roots"]:
+                if root["root"] == "demo" and root["online"] == online:
+                    return root
+            time.sleep(0.02)
+        raise AssertionError(f"root demo never became online={online}")
+
+    def follow(self) -> None:
+        self.wait_root()
+        assert self.http.put("/roots/demo/follow").status_code == 200
+
+    def read(self, path: str, sel: str = "...") -> np.ndarray:
+        r = self.http.get(f"/roots/demo/data/{path}", params={"sel": sel})
+        assert r.status_code == 200, r.text
+        return np.load(io.BytesIO(r.content), allow_pickle=False)
+
+    def served(self, path: str) -> int:
+        stats = httpx.get(self.pub.url + "/v1/stats").json()
+        return stats["datasets"].get(path, 0)
+
+    def events(self) -> queue.Queue:
+        """Subscriber events (NDJSON), from a background reader; ready when this returns."""
+        q: queue.Queue = queue.Queue()
+        opened = threading.Event()
+
+        def reader():
+            try:
+                with httpx.stream("GET", self.sub.url + "/v1/events", timeout=None) as r:
+                    opened.set()
+                    for line in r.iter_lines():
+                        if line:
+                            q.put(json.loads(line))
+            except httpx.HTTPError:
+                pass  # the subscriber went away: the test decides whether that was expected
+
+        threading.Thread(target=reader, daemon=True).start()
+        assert opened.wait(10)
+        return q
+
+
+def next_event(q: queue.Queue, event: str, timeout: float = 5, **match) -> dict:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            e = q.get(timeout=left)
+        except queue.Empty:
+            break
+        if e["event"] == event and all(e.get(k) == v for k, v in match.items()):
+            return e
+    raise AssertionError(f"no {event} event matching {match} within {timeout} s")
+
+
+@pytest.fixture
+def stack(spawn, tmp_path):
+    broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "broker")).url
+    return Stack(spawn, tmp_path, broker)
+
+
+def test_end_to_end_on_each_broker(spawn, tmp_path, broker):
+    s = Stack(spawn, tmp_path, broker)
+    s.follow()
+    assert np.array_equal(s.read("grid.b2nd", "5:25, ::3"), GRID[5:25, ::3])
+    listing = s.http.get("/roots").json()["roots"]
+    assert [(r["root"], r["online"], r["followed"], r["datasets"]) for r in listing] == [
+        ("demo", True, True, 3)
+    ]
+
+
+def test_a_slice_fetches_exactly_the_chunks_it_touches_once(stack):
+    stack.follow()
+    got = stack.read("grid.b2nd", "0:30, 10:50")  # rows 0-29 x cols 10-49: 2 x 3 chunks
+    assert np.array_equal(got, GRID[0:30, 10:50])
+    assert stack.served("grid.b2nd") == 6
+    assert np.array_equal(stack.read("grid.b2nd", "0:30, 10:50"), GRID[0:30, 10:50])
+    assert stack.served("grid.b2nd") == 6  # the second read was served from the cache
+    assert np.array_equal(stack.read("grid.b2nd", "-1, ::-7"), GRID[-1, ::-7])  # 4 more chunks
+    assert stack.served("grid.b2nd") == 10
+
+
+def test_follow_is_one_manifest_request(stack):
+    stack.wait_root()
+    before = httpx.get(stack.pub.url + "/v1/stats").json()["endpoints"]
+    stack.follow()
+    after = httpx.get(stack.pub.url + "/v1/stats").json()["endpoints"]
+    assert after.get("manifest", 0) - before.get("manifest", 0) == 1
+    assert after.get("info", 0) == before.get("info", 0)
+    info = stack.http.get("/roots/demo/info/grid.b2nd").json()
+    assert (info["shape"], info["chunks"], info["blocks"], info["cached"]) == (
+        [60, 80], [20, 20], [10, 10], {"chunks": 0, "bytes": 0},
+    )
+
+
+def test_a_change_is_visible_within_a_second_refetching_only_changed_chunks(stack):
+    stack.follow()
+    assert np.array_equal(stack.read("grid.b2nd"), GRID)
+    assert stack.served("grid.b2nd") == 12
+    events = stack.events()
+    started = time.monotonic()
+    arr = blosc2.open(str(stack.data / "grid.b2nd"), mode="a")
+    arr[0:20, 0:20] = -1.0  # exactly chunk 0
+    event = next_event(events, "update", path="grid.b2nd")
+    assert time.monotonic() - started < 1.0
+    assert event["chunks"] == [0]
+    expected = GRID.copy()
+    expected[0:20, 0:20] = -1.0
+    assert np.array_equal(stack.read("grid.b2nd"), expected)
+    assert stack.served("grid.b2nd") == 13
+
+
+def test_a_dataset_deleted_while_the_subscriber_was_down_is_gone_after_restart(stack):
+    stack.follow()
+    assert stack.read("docs/notes.txt", "0:7").tobytes() == b"caterva"
+    stack.sub.stop()
+    (stack.data / "docs" / "notes.txt").unlink()
+    stack.start_subscriber()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # resync happens once the announcement arrives
+        paths = [d["path"] for d in stack.http.get("/roots/demo/manifest").json()["datasets"]]
+        if "docs/notes.txt" not in paths:
+            break
+        time.sleep(0.02)
+    assert paths == ["grid.b2nd", "noise.b2nd"]
+    r = stack.http.get("/roots/demo/data/docs/notes.txt")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_dataset"
+
+
+def test_publisher_offline_serves_cache_and_503_for_the_rest(stack):
+    stack.follow()
+    cached = stack.read("grid.b2nd", "0:20, 0:20")
+    events = stack.events()
+    stack.pub.kill()  # SIGKILL: the broker sends its last will
+    next_event(events, "source", online=False)
+    assert np.array_equal(stack.read("grid.b2nd", "0:20, 0:20"), cached)
+    started = time.monotonic()
+    r = stack.http.get("/roots/demo/data/grid.b2nd", params={"sel": "40:60, 60:80"})
+    assert time.monotonic() - started < 2
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "source_offline"
+    stack.start_publisher()
+    next_event(events, "source", online=True)
+    assert np.array_equal(stack.read("grid.b2nd", "40:60, 60:80"), GRID[40:60, 60:80])
+
+
+def test_bad_requests_get_json_errors(stack):
+    stack.follow()
+    cases = {
+        "/roots/nope/data/x.b2nd": (404, "unknown_root"),
+        "/roots/demo/data/missing.b2nd": (404, "unknown_dataset"),
+        "/roots/demo/data/grid.b2nd?sel=0:2,0:2,0:2": (400, "bad_selection"),
+        "/roots/demo/data/grid.b2nd?sel=__import__('os')": (400, "bad_selection"),
+        "/roots/demo/data/grid.b2nd?sel=99": (400, "bad_selection"),
+        "/roots/demo/chunk/12/grid.b2nd": (404, "chunk_out_of_range"),
+        "/roots/demo/chunks/grid.b2nd?i=0-x": (400, "bad_request"),
+        "/roots/demo/data/..%2F..%2Fetc%2Fpasswd": (400, "invalid_name"),
+        "/roots/b%2Fc/manifest": (404, "not_found"),
+        "/nowhere": (404, "not_found"),
+    }
+    for url, (status, code) in cases.items():
+        r = stack.http.get(url)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), url
+
+
+def test_cache_cap_holds_under_three_times_its_size(spawn, tmp_path):
+    broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "broker")).url
+    stack = Stack(spawn, tmp_path, broker, cache_size="6MB")  # noise.b2nd is ~16 MB compressed
+    stack.follow()
+    noise = stack.arrays["noise"]
+    for rows in ("0:22", "22:44", "44:64", "0:64"):
+        assert np.array_equal(stack.read("noise.b2nd", rows), noise[eval_rows(rows)])
+        stats = stack.http.get("/stats").json()
+        assert stats["used"] <= 6_000_000
+    assert stats["evicted"] > 0
+    # the last read needed 16 MB at once: what did not fit went to the reader uncached
+    assert stats["passed_through"] > 0
+
+
+def eval_rows(text: str) -> slice:
+    a, b = text.split(":")
+    return slice(int(a), int(b))
+
+
+def test_sigkill_during_a_large_download_then_resume(stack):
+    stack.follow()
+    # the batch stream sends its first window as soon as it is cached; kill after the first bytes
+    url = stack.sub.url + "/v1/roots/demo/chunks/noise.b2nd"
+    with httpx.stream("GET", url, params={"i": "0-63"}, timeout=30) as r:
+        assert r.status_code == 200
+        assert next(r.iter_bytes())
+        stack.sub.kill()
+    served_before = stack.served("noise.b2nd")
+    assert 0 < served_before <= 64
+    stack.start_subscriber()
+    info = stack.http.get("/roots/demo/info/noise.b2nd").json()
+    kept = info["cached"]["chunks"]
+    assert kept > 0
+    r = stack.http.get("/roots/demo/file/noise.b2nd")
+    assert r.status_code == 200
+    out = stack.tmp / "noise-copy.b2nd"
+    out.write_bytes(r.content)
+    assert np.array_equal(blosc2.open(str(out))[:], stack.arrays["noise"])
+    assert stack.served("noise.b2nd") - served_before == 64 - kept

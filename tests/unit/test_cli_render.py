@@ -1,0 +1,154 @@
+"""The CLI's pure parts: how values, tables and events render, and how `show` splits an
+address from its selection. No sockets, no services."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from caterva.cli import render
+from caterva.cli.data import split_selection
+from caterva.client.base import Cached, RootInfo
+from caterva.protocol.layout import dtype_to_json
+from caterva.protocol.metadata import DatasetInfo
+
+
+def text_of(renderable, width: int = 120) -> str:
+    console = Console(record=True, width=width, color_system=None)
+    console.print(renderable)
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+def info(path="a/b.b2nd", kind="b2nd", dtype="<f4", **kw) -> DatasetInfo:
+    body = dict(
+        path=path, kind=kind, shape=[10, 20], dtype=dtype, chunks=[5, 10], blocks=[5, 5],
+        nchunks=4, chunksize=200, nbytes=800, cbytes=200,
+        cparams={"codec": 5, "clevel": 5, "filters": [0, 0, 0, 0, 0, 2]},
+        vlmeta={"units": "m", "raw": {"__bytes__": "AAE="}}, digests=["0" * 32] * 4, size=300,
+    )
+    body.update(kw)
+    return DatasetInfo(**body)
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    ["<f4", "<f8", "|u1", "<i2", "<c8", "|b1", "<U16", "|S4", ">f4", "<M8[ns]",
+     [("a", "<i2"), ("b", "<f4", (2,))], [("x", [("y", "<u2")])]],
+)
+def test_dtype_text_matches_numpy_without_numpy(dtype):
+    dt = np.dtype(dtype)
+    want = {"<U16": "<U16", "|S4": "|S4", ">f4": ">f4"}.get(str(dtype), str(dt))
+    if dt.names:
+        want = "{" + ", ".join(
+            f"{n}: {render.dtype_text(dtype_to_json(dt.fields[n][0]))}" for n in dt.names) + "}"
+    assert render.dtype_text(dtype_to_json(dt)) == want
+
+
+def test_subarray_dtype_text():
+    assert render.dtype_text({"base": "<f4", "shape": [2]}) == "(2,)float32"
+    assert render.dtype_text({"base": "<i8", "shape": [2, 3]}) == "(2, 3)int64"
+
+
+def test_codec_shape_ratio():
+    assert render.codec_text({"codec": 5, "clevel": 5, "filters": [0, 0, 0, 0, 0, 2]}) == (
+        "ZSTD clevel 5, BITSHUFFLE")
+    assert render.codec_text({"codec": 99, "clevel": 1, "filters": [1]}) == "codec 99 clevel 1, SHUFFLE"
+    assert render.shape_text([3]) == "(3,)" and render.shape_text([]) == "()"
+    assert render.ratio_text(800, 200) == "4.0x" and render.ratio_text(1, 0) == "-"
+
+
+def test_roots_table_and_empty():
+    roots = [RootInfo("demo", True, True, 3, "http://h:1"), RootInfo("old", False, False, 0)]
+    lines = text_of(render.roots_table(roots)).splitlines()
+    assert lines[0].split() == ["root", "online", "followed", "datasets", "source"]
+    assert lines[1].split() == ["demo", "yes", "yes", "3", "http://h:1"]
+    assert lines[2].split() == ["old", "no", "no", "0", "-"]
+    assert "no roots known yet" in text_of(render.roots_table([]))
+
+
+def test_datasets_table_never_cuts_a_path():
+    long = "deep/" * 12 + "file.b2nd"
+    out = text_of(render.datasets_table("r", [info(long), info("x.txt", kind="file")]), width=80)
+    assert long in out.replace("\n", "") or any(long in line for line in out.splitlines())
+    assert "…" not in out
+
+
+def test_datasets_tree():
+    out = text_of(render.datasets_tree("r", [info("a/b.b2nd"), info("a/c/d.b2nd"), info("e.b2nd")]))
+    assert out.splitlines()[0] == "r"
+    assert "├── a/" in out and "└── d.b2nd" in out and "└── e.b2nd" in out
+
+
+def test_info_view():
+    out = text_of(render.info_view("r/a/b.b2nd", info(), Cached(1, 50)))
+    fields = dict(line.split(None, 1) for line in out.splitlines() if line and not line[0].isspace())
+    assert fields["shape"] == "(10, 20)" and fields["dtype"] == "float32"
+    assert fields["chunks"] == "(5, 10), 4 in all" and fields["codec"] == "ZSTD clevel 5, BITSHUFFLE"
+    assert fields["size"] == "800 bytes uncompressed, 200 bytes stored (ratio 4.0x)"
+    assert fields["cached"] == "1 of 4 chunks (50 bytes)"
+    assert fields["vlmeta"] == 'units: "m"' and "raw: b'\\x00\\x01'" in out
+    body = render.info_json("r/a/b.b2nd", info(), Cached(1, 50))
+    assert body["cached"] == {"chunks": 1, "bytes": 50} and "proto" not in body
+    json.dumps(body)
+
+
+def test_event_lines():
+    update = {"root": "r", "event": "update", "time": 0, "path": "a.b2nd", "chunks": [1, 2]}
+    assert text_of(render.event_line(update)).split()[1:] == ["r", "update", "a.b2nd", "chunks", "1,", "2"]
+    layout = {"root": "r", "event": "update", "time": 0, "path": "a.b2nd", "chunks": None}
+    assert "layout changed" in text_of(render.event_line(layout))
+    source = {"root": "r", "event": "source", "time": 0, "online": False, "url": None, "new": 1}
+    assert text_of(render.event_line(source)).split()[1:] == ["r", "source", "offline", "new=1"]
+
+
+def test_json_values():
+    rec = np.zeros(2, [("a", "<i2"), ("b", "<f4", (2,)), ("c", "S2")])
+    rec["c"] = [b"hi", b"\xff\x00"]
+    assert render.json_value(rec) == [
+        {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}},
+        {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "/w=="}},
+    ]
+    assert render.json_value(np.array([1 + 2j], np.complex64)) == [[1.0, 2.0]]
+    assert render.json_value(np.array([np.nan, np.inf, -np.inf])) == ["NaN", "Infinity", "-Infinity"]
+    assert render.json_value(np.float32(1.5)) == 1.5 and render.json_value(np.array(3)) == 3
+    assert render.json_value(rec[0]) == {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}}
+
+
+def test_bytes_as_text_or_hexdump():
+    assert render.as_text("ünï\n".encode()) == "ünï\n"
+    assert render.as_text("ab€".encode()[:-1]) == "ab"  # a preview cut inside a character
+    assert render.as_text(bytes(range(256))) is None
+    assert render.bytes_json(b"\x00\xff") == {"base64": "AP8="}
+    dump = render.hexdump(b"ABC\x00" * 5, offset=0x20)
+    assert dump.splitlines() == [
+        "00000020  41 42 43 00 41 42 43 00 41 42 43 00 41 42 43 00  ABC.ABC.ABC.ABC.",
+        "00000030  41 42 43 00" + " " * 38 + "ABC.",
+    ]
+    out = text_of(render.bytes_view("t", b"hello", total=10))
+    assert out.splitlines() == ["t", "hello", "... 5 more bytes"]
+
+
+def test_array_view_uses_numpy_printing():
+    value = np.arange(6).reshape(2, 3)
+    assert text_of(render.array_view("title", value, 80)).splitlines() == [
+        "title", "[[0 1 2]", " [3 4 5]]"]
+    assert render.array_title("r/a", "0:2", None, value) == "r/a[0:2]  int64  shape (2, 3)"
+    big = np.arange(100_000)
+    assert "..." in text_of(render.array_view("t", big, 80))  # summarised, not 100k numbers
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("r/a.b2nd", ("r/a.b2nd", None)),
+        ("r/a.b2nd[0:10, ::2, -1]", ("r/a.b2nd", "0:10, ::2, -1")),
+        (" r/a.b2nd[] ", ("r/a.b2nd", "")),
+        ("r/a[1].b2nd[...]", ("r/a[1].b2nd", "...")),
+        ("r/a[1].b2nd", ("r/a[1].b2nd", None)),
+    ],
+)
+def test_split_selection(target, expected):
+    assert split_selection(target) == expected

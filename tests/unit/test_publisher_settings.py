@@ -1,0 +1,58 @@
+"""Publisher settings and the errors `caterva pub` raises before anything starts (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+import services.publisher
+from caterva.errors import BadRequest, InvalidName, NotFound
+from services.publisher.settings import Settings, listen_address
+
+
+@pytest.fixture(autouse=True)
+def no_config(monkeypatch):
+    monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
+    for name in ("BROKER", "PUBLISHER_HTTP", "SCAN_INTERVAL", "STATEDIR"):
+        monkeypatch.delenv(f"CATERVA_{name}", raising=False)
+
+
+def test_build_resolves_and_defaults(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    s = Settings.build(name="demo", directory="data", url="http://x", statedir=tmp_path / "st")
+    assert s.directory == (tmp_path / "data").resolve()
+    assert s.statedir == (tmp_path / "st" / "demo").resolve() and s.statedir.is_dir()
+    assert (s.broker, s.scan_interval) == ("mqtt://127.0.0.1:1883", 0.2)
+    monkeypatch.setenv("CATERVA_SCAN_INTERVAL", "0.5")
+    assert Settings.build(name="demo", directory="data", url="", statedir="st").scan_interval == 0.5
+
+
+def test_listen_address():
+    assert listen_address(None) == ("127.0.0.1", 8470)
+    assert listen_address(":0") == ("127.0.0.1", 0)
+    assert listen_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    with pytest.raises(BadRequest):
+        listen_address("host:99999")
+
+
+@pytest.mark.parametrize(
+    ("name", "directory", "broker", "error"),
+    [
+        ("bad name", "data", None, InvalidName),
+        ("demo", "missing", None, NotFound),
+        ("demo", "file.txt", None, BadRequest),
+        ("demo", "data", "http://not-mqtt", BadRequest),
+    ],
+)
+def test_run_raises_caterva_errors_for_bad_input(
+    tmp_path, monkeypatch, name, directory, broker, error
+):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    started = []
+    monkeypatch.setattr("services.serve.run", lambda *a, **k: started.append(a))
+    with pytest.raises(error):
+        services.publisher.run(name=name, directory=directory, broker=broker, http="127.0.0.1:0",
+                               statedir=tmp_path / "state")
+    assert started == []
