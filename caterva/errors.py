@@ -1,8 +1,8 @@
 """Every error caterva raises, with the stable code it travels under.
 
     CatervaError
-    ├── InvalidName          (ValueError)        invalid_name          400
     ├── BadRequest           (ValueError)        bad_request           400
+    │   ├── InvalidName                          invalid_name          400
     │   └── BadSelection     (IndexError too)    bad_selection         400
     ├── ProtocolError        (ValueError)        protocol_error        502
     │   └── DigestMismatch                       digest_mismatch       502
@@ -47,12 +47,12 @@ class CatervaError(Exception):
         return {"error": body}
 
 
-class InvalidName(CatervaError, ValueError):
-    code, status = "invalid_name", 400
-
-
 class BadRequest(CatervaError, ValueError):
     code, status = "bad_request", 400
+
+
+class InvalidName(BadRequest):
+    code, status = "invalid_name", 400
 
 
 class BadSelection(BadRequest, IndexError):

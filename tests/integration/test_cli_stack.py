@@ -458,3 +458,12 @@ def test_reading_an_uncached_chunk_with_the_source_offline(run, stack, tmp_path,
         stack.start_publisher()
         wait_event(events, event="source", online=True)
     assert ok(run("show", "demo/late.b2nd[2]", "--json")).json()["data"] == 2.0
+
+
+def test_watch_ends_with_an_error_when_the_subscriber_stops(stack):
+    """(Last of all: it stops the subscriber.)"""
+    proc, out, err, _ = watcher(stack)
+    assert stack.sub.stop() == 0
+    assert proc.wait(timeout=30) == 4
+    assert err.get(timeout=10) == f"error: the subscriber at {stack.url} closed the event stream\n"
+    assert err.get(timeout=10) is None and out.get(timeout=10) is None

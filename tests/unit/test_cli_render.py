@@ -24,10 +24,20 @@ def text_of(renderable, width: int = 120) -> str:
 
 def info(path="a/b.b2nd", kind="b2nd", dtype="<f4", **kw) -> DatasetInfo:
     body = dict(
-        path=path, kind=kind, shape=[10, 20], dtype=dtype, chunks=[5, 10], blocks=[5, 5],
-        nchunks=4, chunksize=200, nbytes=800, cbytes=200,
+        path=path,
+        kind=kind,
+        shape=[10, 20],
+        dtype=dtype,
+        chunks=[5, 10],
+        blocks=[5, 5],
+        nchunks=4,
+        chunksize=200,
+        nbytes=800,
+        cbytes=200,
         cparams={"codec": 5, "clevel": 5, "filters": [0, 0, 0, 0, 0, 2]},
-        vlmeta={"units": "m", "raw": {"__bytes__": "AAE="}}, digests=["0" * 32] * 4, size=300,
+        vlmeta={"units": "m", "raw": {"__bytes__": "AAE="}},
+        digests=["0" * 32] * 4,
+        size=300,
     )
     body.update(kw)
     return DatasetInfo(**body)
@@ -35,15 +45,32 @@ def info(path="a/b.b2nd", kind="b2nd", dtype="<f4", **kw) -> DatasetInfo:
 
 @pytest.mark.parametrize(
     "dtype",
-    ["<f4", "<f8", "|u1", "<i2", "<c8", "|b1", "<U16", "|S4", ">f4", "<M8[ns]",
-     [("a", "<i2"), ("b", "<f4", (2,))], [("x", [("y", "<u2")])]],
+    [
+        "<f4",
+        "<f8",
+        "|u1",
+        "<i2",
+        "<c8",
+        "|b1",
+        "<U16",
+        "|S4",
+        ">f4",
+        "<M8[ns]",
+        [("a", "<i2"), ("b", "<f4", (2,))],
+        [("x", [("y", "<u2")])],
+    ],
 )
 def test_dtype_text_matches_numpy_without_numpy(dtype):
     dt = np.dtype(dtype)
     want = {"<U16": "<U16", "|S4": "|S4", ">f4": ">f4"}.get(str(dtype), str(dt))
     if dt.names:
-        want = "{" + ", ".join(
-            f"{n}: {render.dtype_text(dtype_to_json(dt.fields[n][0]))}" for n in dt.names) + "}"
+        want = (
+            "{"
+            + ", ".join(
+                f"{n}: {render.dtype_text(dtype_to_json(dt.fields[n][0]))}" for n in dt.names
+            )
+            + "}"
+        )
     assert render.dtype_text(dtype_to_json(dt)) == want
 
 
@@ -54,8 +81,12 @@ def test_subarray_dtype_text():
 
 def test_codec_shape_ratio():
     assert render.codec_text({"codec": 5, "clevel": 5, "filters": [0, 0, 0, 0, 0, 2]}) == (
-        "ZSTD clevel 5, BITSHUFFLE")
-    assert render.codec_text({"codec": 99, "clevel": 1, "filters": [1]}) == "codec 99 clevel 1, SHUFFLE"
+        "ZSTD clevel 5, BITSHUFFLE"
+    )
+    assert (
+        render.codec_text({"codec": 99, "clevel": 1, "filters": [1]})
+        == "codec 99 clevel 1, SHUFFLE"
+    )
     assert render.shape_text([3]) == "(3,)" and render.shape_text([]) == "()"
     assert render.ratio_text(800, 200) == "4.0x" and render.ratio_text(1, 0) == "-"
 
@@ -84,9 +115,13 @@ def test_datasets_tree():
 
 def test_info_view():
     out = text_of(render.info_view("r/a/b.b2nd", info(), Cached(1, 50)))
-    fields = dict(line.split(None, 1) for line in out.splitlines() if line and not line[0].isspace())
+    fields = dict(
+        line.split(None, 1) for line in out.splitlines() if line and not line[0].isspace()
+    )
     assert fields["shape"] == "(10, 20)" and fields["dtype"] == "float32"
-    assert fields["chunks"] == "(5, 10), 4 in all" and fields["codec"] == "ZSTD clevel 5, BITSHUFFLE"
+    assert (
+        fields["chunks"] == "(5, 10), 4 in all" and fields["codec"] == "ZSTD clevel 5, BITSHUFFLE"
+    )
     assert fields["size"] == "800 bytes uncompressed, 200 bytes stored (ratio 4.0x)"
     assert fields["cached"] == "1 of 4 chunks (50 bytes)"
     assert fields["vlmeta"] == 'units: "m"' and "raw: b'\\x00\\x01'" in out
@@ -97,7 +132,14 @@ def test_info_view():
 
 def test_event_lines():
     update = {"root": "r", "event": "update", "time": 0, "path": "a.b2nd", "chunks": [1, 2]}
-    assert text_of(render.event_line(update)).split()[1:] == ["r", "update", "a.b2nd", "chunks", "1,", "2"]
+    assert text_of(render.event_line(update)).split()[1:] == [
+        "r",
+        "update",
+        "a.b2nd",
+        "chunks",
+        "1,",
+        "2",
+    ]
     layout = {"root": "r", "event": "update", "time": 0, "path": "a.b2nd", "chunks": None}
     assert "layout changed" in text_of(render.event_line(layout))
     source = {"root": "r", "event": "source", "time": 0, "online": False, "url": None, "new": 1}
@@ -112,7 +154,11 @@ def test_json_values():
         {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "/w=="}},
     ]
     assert render.json_value(np.array([1 + 2j], np.complex64)) == [[1.0, 2.0]]
-    assert render.json_value(np.array([np.nan, np.inf, -np.inf])) == ["NaN", "Infinity", "-Infinity"]
+    assert render.json_value(np.array([np.nan, np.inf, -np.inf])) == [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+    ]
     assert render.json_value(np.float32(1.5)) == 1.5 and render.json_value(np.array(3)) == 3
     assert render.json_value(rec[0]) == {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}}
 
@@ -134,7 +180,10 @@ def test_bytes_as_text_or_hexdump():
 def test_array_view_uses_numpy_printing():
     value = np.arange(6).reshape(2, 3)
     assert text_of(render.array_view("title", value, 80)).splitlines() == [
-        "title", "[[0 1 2]", " [3 4 5]]"]
+        "title",
+        "[[0 1 2]",
+        " [3 4 5]]",
+    ]
     assert render.array_title("r/a", "0:2", None, value) == "r/a[0:2]  int64  shape (2, 3)"
     big = np.arange(100_000)
     assert "..." in text_of(render.array_view("t", big, 80))  # summarised, not 100k numbers

@@ -17,7 +17,10 @@ def imported(*args: str) -> tuple[str, set[str]]:
     env = {**os.environ, "CATERVA_CONFIG": "/nonexistent"}
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "caterva", *args],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     modules = {

@@ -59,7 +59,8 @@ def test_import_is_cheap():
     """`import caterva` loads neither httpx, numpy nor blosc2; using the client loads httpx only."""
     code = (
         "import sys, caterva\n"
-        "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules} & {'httpx', 'numpy', 'blosc2'})\n"
+        "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules}\n"
+        "                       & {'httpx', 'numpy', 'blosc2'})\n"
         "print(heavy())\n"
         "caterva.Client\n"
         "print(heavy())\n"
@@ -92,9 +93,27 @@ def test_client_and_async_client_are_twins():
 
     assert public(caterva.Client) - {"close"} == public(caterva.AsyncClient) - {"aclose"}
     assert public(caterva.Dataset) == public(caterva.AsyncDataset)
-    assert {"roots", "follow", "unfollow", "list", "info", "dataset", "download", "watch"} <= public(
-        caterva.Client
-    )
+    assert {
+        "roots",
+        "follow",
+        "unfollow",
+        "list",
+        "info",
+        "dataset",
+        "download",
+        "watch",
+    } <= public(caterva.Client)
     # (info, cached, root and field are set per instance)
-    assert {"shape", "dtype", "chunks", "blocks", "vlmeta", "nchunks", "kind", "download",
-            "get", "refresh", "address"} <= public(caterva.Dataset)
+    assert {
+        "shape",
+        "dtype",
+        "chunks",
+        "blocks",
+        "vlmeta",
+        "nchunks",
+        "kind",
+        "download",
+        "get",
+        "refresh",
+        "address",
+    } <= public(caterva.Dataset)
