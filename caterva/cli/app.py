@@ -127,6 +127,24 @@ commands.register(app)
 data.register(app)
 
 
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Argument(help="Directory to publish [default: ./root-example].")
+    ] = Path("root-example"),
+    root: Annotated[str, typer.Option(help="Root name to publish it as.")] = "example",
+    workdir: Annotated[
+        Optional[Path], typer.Option(help="Keep state and logs here [default: a temp dir].")
+    ] = None,
+) -> None:
+    """Run the whole flow once: broker, publisher, subscriber, and a client reading."""
+    from rich.console import Console
+
+    from caterva.cli.demo import run
+
+    run(directory, root, workdir, Console(soft_wrap=True))
+
+
 def main() -> None:
     try:
         app()
