@@ -48,9 +48,9 @@ def _root(root: str) -> str:
 Root = Annotated[str, Depends(_root)]
 
 
-@router.get("/health", summary="Liveness")
-async def health() -> dict:
-    return {"status": "ok"}
+@router.get("/health", summary="Liveness, and whether the MQTT broker is connected")
+async def health(request: Request) -> dict:
+    return {"status": "ok", "broker_connected": request.state.bus.connected.is_set()}
 
 
 @router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage")

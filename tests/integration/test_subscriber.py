@@ -98,6 +98,14 @@ class Stack:
         return q
 
 
+def wait_until(condition, timeout: float = 10) -> None:
+    """Poll a readiness condition the API exposes, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
 def next_event(q: queue.Queue, event: str, timeout: float = 5, **match) -> dict:
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
@@ -259,3 +267,22 @@ def test_sigkill_during_a_large_download_then_resume(stack):
     out.write_bytes(r.content)
     assert np.array_equal(blosc2.open(str(out))[:], stack.arrays["noise"])
     assert stack.served("noise.b2nd") - served_before == 64 - kept
+
+
+def test_survives_a_broker_restart(spawn, tmp_path):
+    port = free_port()
+    broker_args = ("bro", "--port", str(port), "--statedir", str(tmp_path / "broker"))
+    broker = spawn(*broker_args)
+    stack = Stack(spawn, tmp_path, broker.url)
+    stack.follow()
+    assert np.array_equal(stack.read("grid.b2nd", "0:20, 0:20"), GRID[0:20, 0:20])
+    events = stack.events()
+    broker.stop()
+    spawn(*broker_args)  # same port: publisher and subscriber reconnect by themselves
+    for url in (stack.pub.url, stack.sub.url):
+        wait_until(lambda: httpx.get(url + "/v1/health").json()["broker_connected"], timeout=20)
+    arr = blosc2.open(str(stack.data / "grid.b2nd"), mode="a")
+    arr[40:60, 60:80] = 7.0  # chunk 11
+    event = next_event(events, "update", path="grid.b2nd", timeout=20)
+    assert event["chunks"] == [11]
+    assert np.all(stack.read("grid.b2nd", "40:60, 60:80") == 7.0)

@@ -1,0 +1,93 @@
+"""Every dataset of root-example, read through a real subscriber with random selections,
+equals numpy's answer on the original file."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import blosc2
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from caterva.protocol import selection
+from tests.conftest import EXAMPLE, Service, free_port
+
+
+def originals() -> dict[str, np.ndarray]:
+    out = {}
+    for path in sorted(EXAMPLE.rglob("*")):
+        rel = path.relative_to(EXAMPLE).as_posix()
+        if not path.is_file() or rel.startswith(("big/", "__pycache__")) or "/." in f"/{rel}":
+            continue
+        if path.suffix == ".b2nd":
+            out[rel] = blosc2.open(str(path), mode="r")[...]
+        elif path.suffix == ".b2frame":
+            out[rel] = np.frombuffer(blosc2.open(str(path), mode="r")[:], dtype=np.uint8)
+        else:
+            out[rel] = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    return out
+
+
+ORIGINALS = originals()
+
+
+@pytest.fixture(scope="module")
+def subscriber(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("examples")
+    services = []
+
+    def start(*args):
+        service = Service(list(args), tmp / f"{args[0]}.log")
+        services.append(service)
+        return service.wait_ready()
+
+    broker = start("bro", "--port", str(free_port()), "--statedir", str(tmp / "broker"))
+    start("pub", "example", str(EXAMPLE), "--broker", broker, "--http", "127.0.0.1:0",
+          "--statedir", str(tmp / "pub"))
+    url = start("sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp / "sub"))
+    client = httpx.Client(base_url=url + "/v1", timeout=30)
+    for _ in range(500):  # the announcement arrives asynchronously after start
+        if client.put("/roots/example/follow").status_code == 200:
+            break
+        time.sleep(0.02)
+    yield client
+    client.close()
+    for service in reversed(services):
+        service.stop()
+
+
+def test_the_root_lists_every_example(subscriber):
+    manifest = subscriber.get("/roots/example/manifest").json()
+    listed = {d["path"] for d in manifest["datasets"]}
+    assert set(ORIGINALS) <= listed
+    kinds = {d["path"]: d["kind"] for d in manifest["datasets"]}
+    assert kinds["signals/vibration.b2frame"] == "b2frame" and kinds["README.txt"] == "file"
+
+
+def keys_for(shape):
+    items = []
+    for size in shape:
+        bound = st.none() | st.integers(-size - 2, size + 2)
+        step = st.none() | st.integers(-7, 7).filter(bool)
+        items.append(st.one_of(st.integers(-size, size - 1), st.builds(slice, bound, bound, step)))
+    return st.tuples(*items) if items else st.just(())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_selections_equal_numpy(subscriber, data):
+    path = data.draw(st.sampled_from(sorted(ORIGINALS)))
+    original = ORIGINALS[path]
+    key = data.draw(keys_for(original.shape))
+    ndrop = data.draw(st.integers(0, len(key)))
+    key = key[: len(key) - ndrop] + ((Ellipsis,) if ndrop and data.draw(st.booleans()) else ())
+    r = subscriber.get(f"/roots/example/data/{path}", params={"sel": selection.format(key)})
+    assert r.status_code == 200, r.text
+    got = np.load(io.BytesIO(r.content), allow_pickle=False)
+    expected = np.array(original[key], dtype=original.dtype)  # a scalar keeps the array's dtype
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected, equal_nan=got.dtype.kind in "fc")
