@@ -1,41 +1,115 @@
-"""What every caterva HTTP service shares: errors as JSON with stable codes, never HTML and
-never a 500 for bad input."""
+"""Every error a source API answers is caterva JSON: ``{"error": {"code", "message"}}``.
+
+    CatervaError             -> its own status and code
+    request validation       -> 400 bad_request
+    unknown route / method   -> 404 not_found / 405 method_not_allowed
+    bad or unsatisfiable Range on a file -> 400 bad_request / 416 range_not_satisfiable
+    anything unexpected      -> 500 internal_error, with no detail (it could name server paths)
+
+Written for any app serving the source API (a republishing subscriber can install it too).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.types import Message, Receive, Scope, Send
 
-from caterva.errors import BadRequest, CatervaError, NotFound
+from caterva.errors import CatervaError
 
-log = logging.getLogger("caterva.http")
+log = logging.getLogger("caterva.publisher")
 
 
-def error_response(exc: CatervaError) -> JSONResponse:
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+async def _caterva_error(request: Request, exc: CatervaError) -> JSONResponse:
     return JSONResponse(exc.to_payload(), status_code=exc.status)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(CatervaError)
-    async def caterva_error(request: Request, exc: CatervaError) -> JSONResponse:
-        if exc.status >= 500 and exc.status != 503:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        return error_response(exc)
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("path", "query"))
+    message = f"invalid {where or 'request'}: {first.get('msg', 'malformed')}"
+    return JSONResponse(error_body("bad_request", message), status_code=400)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error_response(BadRequest(f"invalid request: {where}: {first.get('msg', '')}"))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            return error_response(NotFound(f"no such endpoint: {request.url.path}"))
-        error = CatervaError(str(exc.detail))
-        error.code, error.status = f"http_{exc.status_code}", exc.status_code
-        return error_response(error)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    code = code or ("bad_request" if exc.status_code < 500 else "internal_error")
+    message = exc.detail if isinstance(exc.detail, str) else code
+    return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error on %s", request.url.path, exc_info=exc)
+    return JSONResponse(error_body("internal_error", "internal error"), status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(CatervaError, _caterva_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    described = {
+        400: "Malformed request: invalid name, path, index list or parameter.",
+        404: "Unknown root, unknown dataset, or chunk index out of range.",
+        416: "The Range asks for bytes the file does not have.",
+        503: "The dataset is being rewritten; retry shortly.",
+    }
+    return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
+
+
+class RangeFileResponse(FileResponse):
+    """A FileResponse (streamed, Range-aware) whose Range errors are caterva JSON too.
+
+    Starlette answers a malformed or unsatisfiable Range with a plain-text 400/416; we keep
+    its parsing and swap that body, so the rule "errors are JSON" holds on every path.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replaced = False
+
+        async def json_errors(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] in (400, 416):
+                replaced = True
+                status = message["status"]
+                body = json.dumps(
+                    error_body("range_not_satisfiable", "the requested range is not satisfiable")
+                    if status == 416
+                    else error_body("bad_request", "malformed Range header")
+                ).encode()
+                keep = [(k, v) for k, v in message["headers"] if k.lower() == b"content-range"]
+                headers = [*keep, (b"content-type", b"application/json"),
+                           (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            if not replaced:
+                await send(message)
+
+        await super().__call__(scope, receive, json_errors)
