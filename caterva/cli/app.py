@@ -46,7 +46,7 @@ def setup_logging(verbose: bool) -> None:
         format="%(message)s",
         handlers=[RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)],
     )
-    for noisy in ("amqtt", "transitions", "httpx", "httpcore", "uvicorn.error"):
+    for noisy in ("amqtt", "transitions", "httpx", "httpcore", "uvicorn.error", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
