@@ -8,6 +8,9 @@ what a kill left behind. Presence is decided by the index alone, never by readin
 
 The cache is given a fetcher, not a transport: ``fetch(dataset, indices)`` yields
 ``(index, digest, bytes)``. Concurrent readers of a missing chunk share one request.
+Chunks arriving from a fetch are verified and written a group at a time (about GROUP_BYTES, in
+one worker-thread hop) and indexed in one transaction: per-chunk hops and commits cost more
+than small chunks themselves.
 Eviction is least-recently-used by bytes and never takes a chunk a reader is using (readers
 pin the chunks they asked for); a chunk that cannot fit without evicting under a reader is
 passed through to its reader uncached, so the budget holds whatever the workload.
@@ -29,9 +32,11 @@ from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError
 from caterva.protocol.metadata import chunk_digest
 from caterva.state import Dataset, State
 
-BATCH_BYTES = 16 << 20  # aim for batch requests of about this many compressed bytes
+BATCH_BYTES = 4 << 20  # aim for batch requests of about this many compressed bytes
 MAX_BATCH = 256  # chunks in one batch request
 CONCURRENCY = 4  # batch requests in flight per read
+GROUP_BYTES = 1 << 20  # fetched chunks verified and written per worker-thread hop
+INLINE_BYTES = 256 << 10  # cached chunks read in the event loop itself, when no more than this
 
 
 class Fetcher(Protocol):
@@ -60,10 +65,13 @@ class Cache:
                     f"chunk {i} out of range: {dataset.path} has {dataset.info.nchunks} chunks"
                 )
         with self.pinned(dataset, indices):
-            present = self.state.present(dataset.id)
+            present = self.state.present(dataset.id, indices)
             current = dataset.info.digests
             local = [i for i in indices if i in present and present[i][0] == current[i]]
-            out = await asyncio.to_thread(self._read_files, dataset.id, local)
+            if sum(present[i][1] for i in local) <= INLINE_BYTES:  # not worth a thread hop
+                out = self._read_files(dataset.id, local)
+            else:
+                out = await asyncio.to_thread(self._read_files, dataset.id, local)
             missing = [i for i in indices if i not in out]  # includes files gone since the query
             self.stats["hits"] += len(out)
             if out:
@@ -120,27 +128,76 @@ class Cache:
         self, dataset: Dataset, batch: list[int], fetch: Fetcher, limit: asyncio.Semaphore
     ) -> None:
         pending = set(batch)
+        stores: list[asyncio.Future] = []  # groups being verified and written, in threads
         try:
             async with limit:
+                group: list[tuple[int, str, bytes]] = []
+                size = 0
                 async for i, digest, data in fetch(dataset, batch):
                     if i not in pending:
                         raise ProtocolError(f"source sent chunk {i} of {dataset.path}, not asked for")
-                    expected = dataset.info.digests[i]  # read now: a change may have replaced info
-                    actual = await asyncio.to_thread(chunk_digest, data)
-                    if actual != digest or actual != expected:
-                        raise DigestMismatch(
-                            f"chunk {i} of {dataset.root}/{dataset.path} does not match its digest",
-                            index=i,
-                        )
-                    await self._store(dataset, i, digest, data)
-                    pending.discard(i)
-                    self._resolve(dataset.id, i, data)
+                    group.append((i, digest, data))
+                    size += len(data)
+                    if size >= GROUP_BYTES:
+                        # keep receiving while this group is hashed and written; at most two
+                        # groups wait, so memory stays bounded when the disk is slower
+                        stores.append(self._spawn_store(dataset, group, pending))
+                        group, size = [], 0
+                        if len(stores) > 1:
+                            await stores[-2]
+                stores.append(self._spawn_store(dataset, group, pending))
+                for store in stores:
+                    await store
             if pending:
                 raise ProtocolError(f"source did not send chunks {sorted(pending)} of {dataset.path}")
         except BaseException as exc:
+            # stores are never cancelled (a write cut short would leak its reservation): wait
+            await asyncio.gather(*stores, return_exceptions=True)
             for i in pending:
                 self._resolve(dataset.id, i, exc=exc)
             raise
+
+    def _spawn_store(self, dataset: Dataset, group, pending: set[int]) -> asyncio.Task:
+        task = asyncio.ensure_future(self._store_group(dataset, group, pending))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # reported by the batch
+        return task
+
+    async def _store_group(
+        self, dataset: Dataset, group: list[tuple[int, str, bytes]], pending: set[int]
+    ) -> None:
+        """Verify, cache (what fits) and hand out ``group``; a bad chunk raises after the good
+        ones before it are stored."""
+        if not group:
+            return
+        keep = []  # room is made (and reserved in self.used) before the files are written
+        for i, _, data in group:
+            self.stats["fetched_bytes"] += len(data)
+            if self._make_room(len(data)):
+                keep.append(i)
+                self.used += len(data)
+            else:
+                self.stats["passed_through"] += 1
+        expected = dataset.info.digests  # read now: a change may have replaced info
+        sizes = {i: len(data) for i, _, data in group}
+        try:
+            good, error = await asyncio.to_thread(
+                _verify_and_write, self.dir / str(dataset.id), group, expected, set(keep)
+            )
+        except BaseException:  # e.g. a full disk: nothing of this group is indexed
+            self.used -= sum(sizes[i] for i in keep)
+            raise
+        written = [i for i, _, _ in group[:good] if i in keep]
+        self.used -= sum(sizes[i] for i in keep) - sum(sizes[i] for i in written)
+        now = self.clock()
+        self.state.add_chunks(dataset.id, [(i, expected[i], sizes[i], now) for i in written])
+        for i, _, data in group[:good]:
+            pending.discard(i)
+            self._resolve(dataset.id, i, data)
+        if error is not None:
+            raise DigestMismatch(
+                f"chunk {error} of {dataset.root}/{dataset.path} does not match its digest",
+                index=error,
+            )
 
     def _resolve(self, dataset: int, i: int, data: bytes | None = None, exc: BaseException | None = None):
         future = self._inflight.pop((dataset, i), None)
@@ -153,17 +210,6 @@ class Cache:
             future.set_result(data)
 
     # --- storing and evicting ----------------------------------------------------------------
-
-    async def _store(self, dataset: Dataset, i: int, digest: str, data: bytes) -> None:
-        self.stats["fetched_bytes"] += len(data)
-        size = len(data)
-        if not self._make_room(size):
-            self.stats["passed_through"] += 1
-            return
-        folder = self.dir / str(dataset.id)
-        await asyncio.to_thread(_write_atomically, folder, str(i), data)
-        self.state.add_chunk(dataset.id, i, digest, size, self.clock())
-        self.used += size
 
     def _make_room(self, size: int) -> bool:
         if size > self.budget:
@@ -228,9 +274,27 @@ class Cache:
         self.used = self.state.used_bytes()
 
 
+def _verify_and_write(
+    folder: Path, group: list[tuple[int, str, bytes]], expected: list[str], keep: set[int]
+) -> tuple[int, int | None]:
+    """Check each chunk against the digest sent and the one expected, writing those in
+    ``keep``; stops at the first bad one. Returns (chunks that passed, index of the bad one)."""
+    for n, (i, digest, data) in enumerate(group):
+        actual = chunk_digest(data)
+        if actual != digest or actual != expected[i]:
+            return n, i
+        if i in keep:
+            _write_atomically(folder, str(i), data)
+    return len(group), None
+
+
 def _write_atomically(folder: Path, name: str, data: bytes) -> None:
-    folder.mkdir(exist_ok=True)
     tmp = folder / f".{name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
+    try:
+        f = open(tmp, "wb")
+    except FileNotFoundError:  # the dataset's first chunk
+        folder.mkdir(exist_ok=True)
+        f = open(tmp, "wb")
+    with f:
         f.write(data)
     os.replace(tmp, folder / name)

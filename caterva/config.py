@@ -26,6 +26,29 @@ DEFAULTS: dict[str, Any] = {
     "statedir": "~/.local/state/caterva",
     "cache_size": "10GiB",
     "scan_interval": 0.2,  # seconds between publisher scans of its directory
+    # a subscriber lists several brokers comma-separated (env) or as a TOML list; the first
+    # is its own (the LAN's), where it republishes unless republish_broker says otherwise
+    "republish": False,  # `caterva sub` serves and announces the roots it follows, as a mirror
+    "republish_broker": "",  # "" = the subscriber's first broker
+    "advertise": "",  # the URL a mirror announces; "" = the URL it is bound to
+    "prefer": "",  # sources a subscriber reads from first: pub_ids or URLs, comma-separated
+    # --- security (docs: DESIGN.md section 8); "" means "not set" --------------------------
+    "users": "",  # the users database; "" = <subscriber statedir>/users.db
+    "auth": False,  # does `caterva sub` require login (deny by default when on)
+    "token_ttl": "12h",  # how long a login token is valid
+    "token_secret_file": "",  # the key tokens are signed with; "" = <statedir>/token-secret
+    "token_file": "~/.config/caterva/tokens.json",  # a client's stored logins, per subscriber
+    "source_token": "",  # what a subscriber sends to its sources (Authorization: Bearer)
+    "source_token_file": "",  # ... or read from this file (keeps it out of `ps`)
+    "require_token": "",  # a publisher answers only requests that carry this token
+    "require_token_file": "",  # ... or any of the tokens in this file, one per line
+    "pub_id": "",  # a publisher's id; "" = generated once (or the MQTT username)
+    "broker_user": "",  # MQTT username, when not in the broker URL
+    "broker_password": "",  # MQTT password, when not in the broker URL
+    "broker_password_file": "",  # `caterva bro`: MQTT accounts (user:password or user:hash)
+    "tls_cert": "",  # a service serves HTTPS (or MQTTS for `caterva bro`) with this certificate
+    "tls_key": "",  # ... and this private key
+    "ca_file": "",  # clients verify TLS servers against this CA (default: the system's)
 }
 
 
@@ -66,7 +89,16 @@ def setting(name: str, flag: Any = None) -> Any:
     return default
 
 
+def setting_list(name: str, flags: list[str] | None = None) -> list[str]:
+    """A setting that may hold several values: repeated flags, else comma-separated."""
+    if flags:
+        return list(flags)
+    return [v.strip() for v in str(setting(name)).split(",") if v.strip()]
+
+
 def _convert(name: str, value: Any, default: Any) -> Any:
+    if isinstance(value, list) and isinstance(default, str):
+        value = ",".join(map(str, value))  # a TOML list of a setting_list()
     try:
         if isinstance(default, bool):
             return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
@@ -90,6 +122,24 @@ def parse_size(text: str | int) -> int:
     base = 1024 if "i" in unit else 1000
     power = "kmgt".find(unit[:1]) + 1 if unit[:1] in "kmgt" and unit else 0
     return int(float(m.group(1)) * base**power)
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", re.IGNORECASE)
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float) -> float:
+    """``90``, ``90s``, ``15m``, ``12h``, ``30d``: seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = _DURATION.fullmatch(str(text))
+        if not m:
+            raise BadRequest(f"invalid duration {text!r}: use e.g. 90s, 15m, 12h or 30d")
+        seconds = float(m.group(1)) * _SECONDS[m.group(2).lower()]
+    if seconds <= 0:
+        raise BadRequest(f"invalid duration {text!r}: it must be positive")
+    return seconds
 
 
 def parse_hostport(text: str, default_port: int) -> tuple[str, int]:

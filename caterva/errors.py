@@ -12,9 +12,12 @@
     │   └── ChunkOutOfRange  (IndexError)        chunk_out_of_range    404
     ├── NotFollowed                              not_followed          409
     ├── Unauthorized         (PermissionError)   unauthorized          401
+    │   ├── BadCredentials                       bad_credentials       401
+    │   └── TokenExpired                         token_expired         401
     ├── Forbidden            (PermissionError)   forbidden             403
     ├── Unavailable          (ConnectionError)   unavailable           503
     │   ├── SourceOffline                        source_offline        503
+    │   ├── SourceRefused                        source_refused        502
     │   └── BrokerUnavailable                    broker_unavailable    503
     └── StateError           (RuntimeError)      state_error           500
 
@@ -91,6 +94,16 @@ class Unauthorized(CatervaError, PermissionError):
     code, status = "unauthorized", 401
 
 
+class BadCredentials(Unauthorized):
+    """Wrong email or password at login (logging in again with the same ones will not help)."""
+
+    code, status = "bad_credentials", 401
+
+
+class TokenExpired(Unauthorized):
+    code, status = "token_expired", 401
+
+
 class Forbidden(CatervaError, PermissionError):
     code, status = "forbidden", 403
 
@@ -101,6 +114,13 @@ class Unavailable(CatervaError, ConnectionError):
 
 class SourceOffline(Unavailable):
     code, status = "source_offline", 503
+
+
+class SourceRefused(Unavailable):
+    """A source answered 401/403 to this subscriber: its source credentials are missing or
+    not enough. A 502: the reader's own credentials are not the problem."""
+
+    code, status = "source_refused", 502
 
 
 class BrokerUnavailable(Unavailable):

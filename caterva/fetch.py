@@ -10,17 +10,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpcore
 import httpx
 
-from caterva.errors import CatervaError, ProtocolError, SourceOffline, from_payload
+from caterva.errors import CatervaError, ProtocolError, SourceOffline, SourceRefused, from_payload
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo, Manifest
 
 TIMEOUT = httpx.Timeout(30.0, connect=3.0)
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+READ_BYTES = 1 << 20
 
 
 def new_client(**kwargs) -> httpx.AsyncClient:
+    # httpcore reads a response 64 KiB at a time, with ~100 us of Python around each read;
+    # chunk batches are megabytes, so read bigger pieces. A class setting (httpcore has no
+    # option for it): this process's only HTTP client talks to sources.
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
     return httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, **kwargs)
 
 
@@ -33,7 +39,13 @@ async def raise_for_error(response: httpx.Response) -> None:
         payload = response.json()
     except ValueError:
         payload = None
-    raise from_payload(payload, response.status_code)
+    error = from_payload(payload, response.status_code)
+    if isinstance(error, PermissionError):  # our credentials, not the reader's: say whose
+        raise SourceRefused(
+            f"source {response.url.scheme}://{response.url.netloc.decode()} refused this "
+            f"subscriber ({error.message}): set its --source-token (env CATERVA_SOURCE_TOKEN)"
+        ) from error
+    raise error
 
 
 @asynccontextmanager

@@ -13,8 +13,8 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,11 +29,15 @@ Hook = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True)
 class BrokerURL:
+    """``mqtt[s]://[USER[:PASSWORD]@]HOST[:PORT][?cafile=PATH]``: where the broker is, and
+    everything needed to reach it, in the one string every service already passes on."""
+
     host: str
     port: int
     tls: bool = False
     username: str | None = None
     password: str | None = None
+    cafile: str | None = None  # verify an mqtts broker against this CA (default: the system's)
 
     @classmethod
     def parse(cls, url: str) -> BrokerURL:
@@ -44,16 +48,45 @@ class BrokerURL:
             port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         except ValueError as exc:
             raise BadRequest(f"invalid broker URL {url!r}: bad port") from exc
+        query = parse_qs(parts.query)
         return cls(
             host=parts.hostname,
             port=port,
             tls=parts.scheme == "mqtts",
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            cafile=query["cafile"][-1] if query.get("cafile") else None,
         )
 
     def __str__(self) -> str:  # never shows the password
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def full(self) -> str:
+        """The URL with credentials and CA: for passing on, never for printing."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        auth = ""
+        if self.username is not None:
+            auth = quote(self.username, safe="")
+            if self.password is not None:
+                auth += ":" + quote(self.password, safe="")
+            auth += "@"
+        query = f"?{urlencode({'cafile': self.cafile})}" if self.cafile else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{host}:{self.port}{query}"
+
+
+def with_credentials(
+    url: str, username: str | None = None, password: str | None = None,
+    cafile: str | None = None,
+) -> str:
+    """``url`` with what flags and env add to it (``--broker-user``, CATERVA_BROKER_PASSWORD,
+    a CA file); what the URL itself says wins."""
+    parsed = BrokerURL.parse(url)
+    return replace(
+        parsed,
+        username=parsed.username or username or None,
+        password=parsed.password or password or None,
+        cafile=parsed.cafile or cafile or None,
+    ).full()
 
 
 class Bus:
@@ -78,7 +111,8 @@ class Bus:
         if self.url.username:
             self._client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:
-            self._client.tls_set_context(ssl.create_default_context(cafile=cafile))
+            context = ssl.create_default_context(cafile=cafile or self.url.cafile)
+            self._client.tls_set_context(context)
         if will:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=5)

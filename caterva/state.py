@@ -15,6 +15,7 @@ from pathlib import Path
 
 from caterva.errors import StateError
 from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.topics import check_pub_id, new_pub_id
 
 SCHEMA_VERSION = 1
 
@@ -101,6 +102,16 @@ class State:
     def close(self) -> None:
         self.db.close()
 
+    def identity(self) -> str:
+        """This subscriber's pub_id as a mirror: made once, kept with the state for good."""
+        with self.transaction():
+            row = self.db.execute("SELECT value FROM meta WHERE key='pub_id'").fetchone()
+            if row:
+                return check_pub_id(row[0])
+            pub_id = new_pub_id()
+            self.db.execute("INSERT INTO meta VALUES ('pub_id', ?)", (pub_id,))
+        return pub_id
+
     # --- roots -------------------------------------------------------------------------------
 
     def followed(self) -> dict[str, str | None]:
@@ -147,15 +158,27 @@ class State:
 
     # --- the cache index ---------------------------------------------------------------------
 
-    def present(self, dataset: int) -> dict[int, tuple[str, int]]:
-        """idx -> (digest, size) of the chunks held for a dataset."""
-        rows = self.db.execute("SELECT idx, digest, size FROM chunks WHERE dataset=?", (dataset,))
-        return {idx: (digest, size) for idx, digest, size in rows}
+    def present(
+        self, dataset: int, among: list[int] | None = None
+    ) -> dict[int, tuple[str, int]]:
+        """idx -> (digest, size) of the chunks held for a dataset (of ``among``, if given:
+        a read asks about its own chunks, not all of a large dataset's)."""
+        query, args = "SELECT idx, digest, size FROM chunks WHERE dataset=?", (dataset,)
+        if among:
+            query, args = query + " AND idx BETWEEN ? AND ?", (dataset, min(among), max(among))
+        return {idx: (digest, size) for idx, digest, size in self.db.execute(query, args)}
 
     def add_chunk(self, dataset: int, idx: int, digest: str, size: int, now: float) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", (dataset, idx, digest, size, now)
-        )
+        self.add_chunks(dataset, [(idx, digest, size, now)])
+
+    def add_chunks(self, dataset: int, rows: list[tuple[int, str, int, float]]) -> None:
+        """Index chunks (idx, digest, size, atime) in one transaction."""
+        if rows:
+            with self.transaction():
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                    [(dataset, *row) for row in rows],
+                )
 
     def drop_chunks(self, dataset: int, indices: Iterable[int] | None = None) -> None:
         if indices is None:
@@ -166,10 +189,11 @@ class State:
             )
 
     def touch(self, dataset: int, indices: Iterable[int], now: float) -> None:
-        self.db.executemany(
-            "UPDATE chunks SET atime=? WHERE dataset=? AND idx=?",
-            [(now, dataset, i) for i in indices],
-        )
+        with self.transaction():  # one commit, not one per chunk
+            self.db.executemany(
+                "UPDATE chunks SET atime=? WHERE dataset=? AND idx=?",
+                [(now, dataset, i) for i in indices],
+            )
 
     def used_bytes(self) -> int:
         return self.db.execute("SELECT COALESCE(SUM(size), 0) FROM chunks").fetchone()[0]

@@ -6,7 +6,7 @@
     bad or unsatisfiable Range on a file -> 400 bad_request / 416 range_not_satisfiable
     anything unexpected      -> 500 internal_error, with no detail (it could name server paths)
 
-Written for any app serving the source API (a republishing subscriber can install it too).
+Every caterva HTTP service (publisher, subscriber) installs these: one place for the rule.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from caterva.errors import CatervaError
 
-log = logging.getLogger("caterva.publisher")
+log = logging.getLogger("caterva.http")
 
 
 class ErrorDetail(BaseModel):

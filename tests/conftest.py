@@ -95,7 +95,7 @@ def spawn(tmp_path):
         return service
 
     yield _spawn
-    for service in started:
+    for service in reversed(started):  # clients before the brokers they would wait for
         service.stop()
 
 

@@ -11,7 +11,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from caterva.errors import BadRequest, CatervaError, NotFound, Unauthorized, Unavailable
+from caterva.cli import security
+from caterva.errors import (
+    BadCredentials,
+    BadRequest,
+    CatervaError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
 
 app = typer.Typer(
     name="caterva",
@@ -73,13 +81,21 @@ def bro(
     port: Annotated[Optional[int], typer.Option(help="Port to bind [default 1883].")] = None,
     engine: Annotated[str, typer.Option(help="amqtt (embedded) or mosquitto.")] = "amqtt",
     statedir: Statedir = None,
+    password_file: Annotated[Optional[Path], typer.Option(
+        "--password-file", "--users-file", metavar="PATH", rich_help_panel=security.PANEL,
+        help="Require MQTT logins: USER:PASSWORD lines (plain, or mosquitto_passwd's "
+        "sha512-pbkdf2 hashes); each user may publish only under caterva/v1/pub/USER/ "
+        "[env CATERVA_BROKER_PASSWORD_FILE].")] = None,
+    tls_cert: security.TlsCert = None,
+    tls_key: security.TlsKey = None,
     verbose: Verbose = False,
 ) -> None:
     """Run an MQTT broker: embedded (amqtt) by default, or a Mosquitto child process."""
     setup_logging(verbose)
     from services.broker import run
 
-    run(engine=engine, host=host, port=port, statedir=statedir)
+    run(engine=engine, host=host, port=port, statedir=statedir, password_file=password_file,
+        tls_cert=tls_cert, tls_key=tls_key)
 
 
 @app.command()
@@ -91,18 +107,43 @@ def pub(
         Optional[str], typer.Option(help="HOST:PORT to serve REST on [default 127.0.0.1:8470].")
     ] = None,
     statedir: Statedir = None,
+    pub_id: Annotated[Optional[str], typer.Option(
+        "--pub-id", metavar="ID", rich_help_panel=security.PANEL,
+        help="This publisher's id in MQTT topics [default: generated once; with broker auth, "
+        "the MQTT username, which it must equal; env CATERVA_PUB_ID].")] = None,
+    require_token: security.RequireToken = None,
+    require_token_file: security.RequireTokenFile = None,
+    tls_cert: security.TlsCert = None,
+    tls_key: security.TlsKey = None,
+    ca_file: security.CaFile = None,
+    broker_user: security.BrokerUser = None,
+    broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
 ) -> None:
     """Publish DIRECTORY as root NAME: announce it over MQTT and serve its chunks over REST."""
     setup_logging(verbose)
+    from caterva.config import setting
     from services.publisher import run
+    from services.security import Security
 
-    run(name=name, directory=directory, broker=broker, http=http, statedir=statedir)
+    guard = Security.build(require_token=require_token, require_token_file=require_token_file,
+                           tls_cert=tls_cert, tls_key=tls_key, ca_file=ca_file)
+    [broker] = security.with_broker_credentials(
+        [setting("broker", broker)], broker_user, broker_password, ca_file)
+    run(name=name, directory=directory, broker=broker, http=http, statedir=statedir,
+        pub_id=pub_id, security=guard)
 
 
 @app.command()
 def sub(
-    broker: Broker = None,
+    broker: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--broker", metavar="URL",
+            help="MQTT broker URL, mqtt://HOST:PORT; repeat to discover on several, the first "
+            "being this subscriber's own (its LAN's) [env CATERVA_BROKER, comma-separated].",
+        ),
+    ] = None,
     http: Annotated[
         Optional[str], typer.Option(help="HOST:PORT to serve the API on [default 127.0.0.1:8471].")
     ] = None,
@@ -110,21 +151,79 @@ def sub(
     cache_size: Annotated[
         Optional[str], typer.Option(help="Disk budget of the chunk cache, e.g. 20GiB [default 10GiB].")
     ] = None,
+    republish: Annotated[
+        Optional[bool],
+        typer.Option("--republish", help="Serve the followed roots to others and announce them "
+                     "as a mirror [env CATERVA_REPUBLISH]."),
+    ] = None,
+    republish_broker: Annotated[
+        Optional[str],
+        typer.Option(metavar="URL", help="Announce as a mirror on this broker (the LAN's) "
+                     "[default: the first --broker; env CATERVA_REPUBLISH_BROKER]."),
+    ] = None,
+    advertise: Annotated[
+        Optional[str],
+        typer.Option(metavar="URL", help="The URL a mirror announces [default: the one it is "
+                     "bound to; env CATERVA_ADVERTISE]."),
+    ] = None,
+    prefer: Annotated[
+        Optional[list[str]],
+        typer.Option(metavar="PUB_ID_OR_URL", help="Read from this source when it is online; "
+                     "repeatable, first wins [env CATERVA_PREFER, comma-separated]."),
+    ] = None,
+    auth: Annotated[Optional[bool], typer.Option(
+        "--auth", rich_help_panel=security.PANEL,
+        help="Require login (POST /v1/login) and serve each user only the roots granted with "
+        "`caterva user grant` [env CATERVA_AUTH].")] = None,
+    users: Annotated[Optional[Path], typer.Option(
+        "--users", metavar="PATH", rich_help_panel=security.PANEL,
+        help="The users database; implies --auth [default: <statedir>/users.db; "
+        "env CATERVA_USERS].")] = None,
+    token_ttl: Annotated[Optional[str], typer.Option(
+        "--token-ttl", metavar="DURATION", rich_help_panel=security.PANEL,
+        help="How long a login lasts, e.g. 12h, 30d [default 12h; env CATERVA_TOKEN_TTL].")] = None,
+    source_token: security.SourceToken = None,
+    source_token_file: security.SourceTokenFile = None,
+    require_token: security.RequireToken = None,
+    require_token_file: security.RequireTokenFile = None,
+    tls_cert: security.TlsCert = None,
+    tls_key: security.TlsKey = None,
+    ca_file: security.CaFile = None,
+    broker_user: security.BrokerUser = None,
+    broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
 ) -> None:
-    """Run a subscriber: discover roots, follow them, fetch chunks on demand and cache them."""
+    """Run a subscriber: discover roots, follow them, fetch chunks on demand and cache them;
+    with --republish, serve them to the LAN as a mirror."""
     setup_logging(verbose)
+    from caterva.config import setting, setting_list
+    from services.security import Security
     from services.subscriber import run
 
-    run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size)
+    guard = Security.build(
+        auth=auth, users=users, token_ttl=token_ttl, source_token=source_token,
+        source_token_file=source_token_file, require_token=require_token,
+        require_token_file=require_token_file, tls_cert=tls_cert, tls_key=tls_key,
+        ca_file=ca_file,
+    )
+    guard.check_republishing(bool(setting("republish", republish)))
+    broker = security.with_broker_credentials(
+        setting_list("broker", broker), broker_user, broker_password, ca_file)
+    if republish_broker:
+        [republish_broker] = security.with_broker_credentials(
+            [republish_broker], broker_user, broker_password, ca_file)
+    run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size,
+        republish=republish, republish_broker=republish_broker, advertise=advertise,
+        prefer=prefer, security=guard)
 
 
 # client commands (roots, follow, unfollow, list, info, watch, show, download) live in their
 # own modules; they register on the same app
-from caterva.cli import commands, data  # noqa: E402
+from caterva.cli import commands, data, users  # noqa: E402
 
 commands.register(app)
 data.register(app)
+users.register(app)  # user add/grant/revoke/list/remove/passwd, login, logout
 
 
 @app.command()
@@ -150,7 +249,7 @@ def main() -> None:
         app()
     except CatervaError as exc:
         _stderr().print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        if isinstance(exc, Unauthorized):
+        if isinstance(exc, Unauthorized) and not isinstance(exc, BadCredentials):
             _stderr().print("run [bold]caterva login[/] and try again", highlight=False)
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:

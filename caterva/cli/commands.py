@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from caterva.cli import render
-from caterva.cli.options import Json, Sub, connect, emit, err, out
+from caterva.cli.options import CaFile, Json, Sub, connect, emit, err, out
 
 Root = Annotated[str, typer.Argument(metavar="ROOT", help="A root name.")]
 Address = Annotated[
@@ -20,9 +20,13 @@ Address = Annotated[
 ]
 
 
-def roots(as_json: Json = False, sub: Sub = None) -> None:
+def roots(
+    as_json: Json = False,
+    sub: Sub = None,
+    ca_file: CaFile = None,
+) -> None:
     """List the roots the subscriber knows: online, followed, datasets, source."""
-    with connect(sub) as client:
+    with connect(sub, ca_file) as client:
         found = client.roots()
     if as_json:
         emit({"roots": [r.to_dict() for r in found]})
@@ -30,9 +34,14 @@ def roots(as_json: Json = False, sub: Sub = None) -> None:
         out().print(render.roots_table(found))
 
 
-def follow(root: Root, as_json: Json = False, sub: Sub = None) -> None:
+def follow(
+    root: Root,
+    as_json: Json = False,
+    sub: Sub = None,
+    ca_file: CaFile = None,
+) -> None:
     """Follow ROOT: the subscriber fetches its manifest and keeps it in sync."""
-    with connect(sub) as client:
+    with connect(sub, ca_file) as client:
         count = client.follow(root)
     if as_json:
         emit({"root": root, "followed": True, "datasets": count})
@@ -40,9 +49,14 @@ def follow(root: Root, as_json: Json = False, sub: Sub = None) -> None:
         out().print(f"following [bold]{root}[/] ({count} datasets)")
 
 
-def unfollow(root: Root, as_json: Json = False, sub: Sub = None) -> None:
+def unfollow(
+    root: Root,
+    as_json: Json = False,
+    sub: Sub = None,
+    ca_file: CaFile = None,
+) -> None:
     """Stop following ROOT; the subscriber drops its cached chunks."""
-    with connect(sub) as client:
+    with connect(sub, ca_file) as client:
         client.unfollow(root)
     if as_json:
         emit({"root": root, "followed": False})
@@ -55,9 +69,10 @@ def list_(
     tree: Annotated[bool, typer.Option("--tree", help="Show directories as a tree.")] = False,
     as_json: Json = False,
     sub: Sub = None,
+    ca_file: CaFile = None,
 ) -> None:
     """List the datasets of a followed ROOT."""
-    with connect(sub) as client:
+    with connect(sub, ca_file) as client:
         infos = client.list(root)
     if as_json:
         emit({"root": root, "datasets": [render.dataset_summary(i) for i in infos]})
@@ -67,9 +82,14 @@ def list_(
         out().print(render.datasets_table(root, infos))
 
 
-def info(address: Address, as_json: Json = False, sub: Sub = None) -> None:
+def info(
+    address: Address,
+    as_json: Json = False,
+    sub: Sub = None,
+    ca_file: CaFile = None,
+) -> None:
     """Describe a dataset: shape, dtype, chunks, blocks, codec, ratio, vlmeta, cached."""
-    with connect(sub) as client:
+    with connect(sub, ca_file) as client:
         ds = client.dataset(address)
     if as_json:
         emit(render.info_json(ds.address, ds.info, ds.cached))
@@ -83,10 +103,11 @@ def watch(
     ] = None,
     as_json: Json = False,
     sub: Sub = None,
+    ca_file: CaFile = None,
 ) -> None:
     """Print change events of ROOT as they happen, until Ctrl-C."""
     try:
-        with connect(sub) as client, client.watch(root) as events:
+        with connect(sub, ca_file) as client, client.watch(root) as events:
             err().print(f"watching {root or 'every followed root'} (Ctrl-C to stop)")
             for event in events:
                 if as_json:

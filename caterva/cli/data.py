@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from caterva.cli import render
-from caterva.cli.options import Json, Sub, connect, emit, err, out
+from caterva.cli.options import CaFile, Json, Sub, connect, emit, err, out
 from caterva.errors import BadRequest, CatervaError
 
 PREVIEW = 4096  # bytes of a plain file or frame `show` prints when no selection is given
@@ -48,13 +48,14 @@ def show(
     ] = None,
     as_json: Json = False,
     sub: Sub = None,
+    ca_file: CaFile = None,
 ) -> None:
     """Print the values of a selection (plain files: text, or a hex dump)."""
     from caterva.protocol import selection
 
     address, sel = split_selection(target)
     key = selection.parse(sel) if sel is not None else None  # a bad selection fails here
-    with connect(sub) as client:
+    with connect(sub, ca_file) as client:
         ds = client.dataset(address)
         if field is not None:
             ds = ds[field]
@@ -149,12 +150,13 @@ def download(
     ] = None,
     as_json: Json = False,
     sub: Sub = None,
+    ca_file: CaFile = None,
 ) -> None:
     """Download a dataset as a file (Blosc2, or a plain file's bytes), or a whole root as a tree."""
     from caterva.protocol.names import split_address
 
     root, path = split_address(target)
-    with connect(sub) as client:
+    with connect(sub, ca_file) as client:
         infos = client.list(root) if path is None else None
         # a bar only for a person watching: on a terminal, and not when piped or logged
         with _progress(target, enabled=err().is_terminal) as report:

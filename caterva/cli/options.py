@@ -21,13 +21,19 @@ Sub = Annotated[
     Optional[str],
     typer.Option("--sub", metavar="URL", help="Subscriber to talk to [env CATERVA_SUB]."),
 ]
+CaFile = Annotated[
+    Optional[str],
+    typer.Option("--ca-file", metavar="PATH",
+                 help="Verify an https:// subscriber against this CA [env CATERVA_CA_FILE]."),
+]
 
 
-def connect(sub: str | None):
-    """A Client for --sub (default setting("sub")); httpx loads only when a command runs."""
+def connect(sub: str | None, ca_file: str | None = None):
+    """A Client for --sub (default setting("sub")), with the token `caterva login` stored for
+    it; httpx loads only when a command runs."""
     from caterva.client import Client
 
-    return Client(sub)
+    return Client(sub, ca_file=ca_file)
 
 
 @cache

@@ -122,9 +122,18 @@ def roots_table(roots: Sequence[RootInfo]) -> RenderableType:
             Text("yes", style="green") if r.online else Text("no", style="red"),
             "yes" if r.followed else "no",
             str(r.datasets),
-            r.source or "-",
+            source_text(r),
         )
     return table
+
+
+def source_text(root: RootInfo) -> str:
+    """Where a root is read from: the origin's URL, or "URL via MIRROR (N hops)"."""
+    if not root.source:
+        return "-"
+    if len(root.hops) < 2 or not root.source_id:
+        return root.source
+    return f"{root.source} via {root.source_id} ({len(root.hops)} hops)"
 
 
 def dataset_summary(info: DatasetInfo) -> dict[str, Any]:
@@ -273,7 +282,7 @@ def array_title(address: str, sel: str | None, field: str | None, value: Any) ->
 
 def numpy_dtype_json(dtype: Any) -> Any:
     """A numpy dtype in the JSON form DatasetInfo uses (layout.dtype_to_json)."""
-    from caterva.protocol.layout import dtype_to_json
+    from caterva.protocol.dtypes import dtype_to_json
 
     return dtype_to_json(dtype)
 

@@ -18,15 +18,24 @@ from caterva.client.base import (
     TIMEOUT,
     Call,
     Calls,
+    Credentials,
     RootInfo,
     base_url,
     check,
+    connection_options,
     dataset_address,
     event_of,
     mapped,
 )
 from caterva.client.dataset import AsyncDataset, Progress
-from caterva.client.transfer import Assembler, Meter, dataset_target, root_targets, windows
+from caterva.client.transfer import (
+    ROOT_PARALLEL,
+    Assembler,
+    Meter,
+    dataset_target,
+    root_targets,
+    windows,
+)
 from caterva.errors import Unavailable
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
@@ -37,10 +46,21 @@ class AsyncClient:
     """``async with AsyncClient() as client: ds = await client.dataset("r/p"); await ds[0:5]``."""
 
     def __init__(
-        self, url: str | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        ca_file: str | os.PathLike | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """See ``Client``: the same credentials and TLS options."""
         self.url = base_url(url)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport)
+        options = connection_options(self.url, token=token, email=email, password=password,
+                                     ca_file=ca_file)
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport,
+                                       **options)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -84,6 +104,16 @@ class AsyncClient:
     async def stats(self) -> dict[str, Any]:
         return await self._send(Calls.stats())
 
+    async def login(self, email: str, password: str) -> dict[str, Any]:
+        """See ``Client.login``."""
+        call = Calls.login()
+        with mapped(self.url):
+            response = await self._http.request(call.method, call.path, auth=None,
+                                                json={"email": email, "password": password})
+        answer = call.decode(check(response))
+        self._http.auth = Credentials(f"{self.url}/v1/login", answer["token"], None, None)
+        return answer
+
     # --- downloads --------------------------------------------------------------------------
 
     async def download(
@@ -108,8 +138,19 @@ class AsyncClient:
         base, targets = root_targets(root, await self.list(root), dest)
         base.mkdir(parents=True, exist_ok=True)
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
-        for info, target in targets:
-            await self._fetch_into(root, info, target, meter)
+        # a few datasets at a time (see Client._download_root)
+        limit = anyio.Semaphore(ROOT_PARALLEL)
+
+        async def one(info: DatasetInfo, target: Path) -> None:
+            async with limit:
+                await self._fetch_into(root, info, target, meter)
+
+        try:
+            async with anyio.create_task_group() as group:
+                for info, target in targets:
+                    group.start_soon(one, info, target)
+        except BaseExceptionGroup as failed:  # the first failure cancelled the rest: raise it
+            raise failed.exceptions[0] from None
         return base
 
     async def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:

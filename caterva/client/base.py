@@ -4,6 +4,7 @@ response decodes, and how httpx errors become caterva errors (here, and only her
     Call        one request: method, path, params, and the function that decodes its answer
     mapped()    httpx exceptions -> caterva errors, ``raise ... from exc``
     check()     a 4xx/5xx answer -> the caterva error its JSON body names
+    connection_options()  credentials (Authorization header) and TLS verification, once
 
 ``Client`` (client/sync.py) and ``AsyncClient`` (client/aio.py) only send Calls and feed
 bytes to the decoders below, so both behave the same by construction.
@@ -12,6 +13,8 @@ bytes to the decoders below, so both behave the same by construction.
 from __future__ import annotations
 
 import json
+import os
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from caterva.errors import (
     BadRequest,
     CatervaError,
     ProtocolError,
+    TokenExpired,
     Unavailable,
     from_payload,
 )
@@ -59,7 +63,14 @@ def mapped(url: str) -> Iterator[None]:
     """
     try:
         yield
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+    except httpx.ConnectError as exc:
+        if (tls := _tls_error(exc)) is not None:
+            raise tls from exc
+        raise Unavailable(
+            f"cannot reach the subscriber at {url}: start one with `caterva sub`, "
+            "or point --sub (env CATERVA_SUB) at a running one"
+        ) from exc
+    except httpx.ConnectTimeout as exc:
         raise Unavailable(
             f"cannot reach the subscriber at {url}: start one with `caterva sub`, "
             "or point --sub (env CATERVA_SUB) at a running one"
@@ -72,6 +83,117 @@ def mapped(url: str) -> Iterator[None]:
         raise Unavailable(f"lost the connection to the subscriber at {url}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise ProtocolError(f"bad answer from the subscriber at {url}: {exc}") from exc
+
+
+def _tls_error(exc: BaseException) -> Unavailable | None:
+    """A clear error for a failed TLS handshake (httpx only says "ConnectError")."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return Unavailable(
+            f"cannot verify the TLS certificate of {exc.request.url.host} "
+            f"({cause.verify_message}): give the CA that signed it with --ca-file "
+            "(env CATERVA_CA_FILE)"
+        )
+    if isinstance(cause, ssl.SSLError):
+        return Unavailable(f"TLS handshake with {exc.request.url.host} failed ({cause.reason}): "
+                           "is it an https:// server?")
+    return None
+
+
+def verify_option(ca_file: str | os.PathLike | None = None) -> ssl.SSLContext | bool:
+    """httpx's ``verify=``: the system's CAs, or only the CA file given (env CATERVA_CA_FILE)."""
+    path = str(setting("ca_file", os.fspath(ca_file) if ca_file is not None else None)).strip()
+    if not path:
+        return True
+    try:
+        return ssl.create_default_context(cafile=os.path.expanduser(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise BadRequest(f"cannot use CA file {path}: {exc}") from exc
+
+
+class Credentials(httpx.Auth):
+    """``Authorization: Bearer`` on every request: a token given (or stored by ``caterva
+    login``), or one traded for an email and password at the first request and again when
+    it expires. One flow for both clients; only reading a response differs."""
+
+    def __init__(self, login_url: str, token: str | None, email: str | None,
+                 password: str | None) -> None:
+        self.login_url, self.token, self.email, self.password = login_url, token, email, password
+
+    def _login(self) -> httpx.Request:
+        return httpx.Request("POST", self.login_url,
+                             json={"email": self.email, "password": self.password})
+
+    def _took(self, response: httpx.Response) -> None:
+        token = json_of(check(response)).get("token")
+        if not isinstance(token, str):
+            raise ProtocolError("the subscriber sent a login answer without a token")
+        self.token = token
+
+    def _sign(self, request: httpx.Request) -> httpx.Request:
+        if self.token:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+    def _expired(self, response: httpx.Response) -> bool:
+        return response.status_code == 401 and self.email is not None
+
+    def sync_auth_flow(self, request: httpx.Request):
+        if self.token is None and self.email is not None:
+            login = yield self._login()
+            login.read()
+            self._took(login)
+        response = yield self._sign(request)
+        if self._expired(response):
+            response.read()
+            if isinstance(error_of(401, response.content), TokenExpired):
+                login = yield self._login()
+                login.read()
+                self._took(login)
+                yield self._sign(request)
+
+    async def async_auth_flow(self, request: httpx.Request):
+        if self.token is None and self.email is not None:
+            login = yield self._login()
+            await login.aread()
+            self._took(login)
+        response = yield self._sign(request)
+        if self._expired(response):
+            await response.aread()
+            if isinstance(error_of(401, response.content), TokenExpired):
+                login = yield self._login()
+                await login.aread()
+                self._took(login)
+                yield self._sign(request)
+
+
+def connection_options(
+    url: str,
+    *,
+    token: str | None = None,
+    email: str | None = None,
+    password: str | None = None,
+    ca_file: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """``auth`` and ``verify`` for the httpx client of a Client or AsyncClient of ``url``.
+
+    Without ``token`` or ``email``, the token ``caterva login`` stored for ``url`` is used.
+    """
+    if (email is None) != (password is None):
+        raise BadRequest("give both email= and password= (or a token=)")
+    if token is None and email is None:
+        from caterva import credentials
+
+        token = credentials.load(url)
+    # plain http: no TLS, so no CA bundle to load (httpx loads one per client otherwise,
+    # ~70 ms of every CLI command)
+    verify = verify_option(ca_file) if url.startswith("https:") else False
+    options: dict[str, Any] = {"verify": verify}
+    if token is not None or email is not None:
+        options["auth"] = Credentials(f"{url}{rest.API}/login", token, email, password)
+    return options
 
 
 def error_of(status: int, body: bytes) -> CatervaError:
@@ -109,6 +231,7 @@ class RootInfo:
     origin: str | None = None
     hops: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
+    source_id: str | None = None  # pub_id of the source read from: the origin or a mirror
 
     @classmethod
     def from_dict(cls, body: Any) -> RootInfo:
@@ -123,6 +246,7 @@ class RootInfo:
             origin=body.get("origin"),
             hops=list(body.get("hops") or []),
             sources=list(body.get("sources") or []),
+            source_id=body.get("source_id"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +259,7 @@ class RootInfo:
             "origin": self.origin,
             "hops": self.hops,
             "sources": self.sources,
+            "source_id": self.source_id,
         }
 
 
@@ -235,6 +360,11 @@ class Calls:
     @staticmethod
     def stats() -> Call:
         return Call("GET", f"{rest.API}/stats", json_of)
+
+    @staticmethod
+    def login() -> Call:
+        """POST with ``json={"email": ..., "password": ...}``; decodes to the token answer."""
+        return Call("POST", f"{rest.API}/login", json_of)
 
 
 def event_of(line: bytes | str) -> dict[str, Any] | None:

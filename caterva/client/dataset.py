@@ -133,7 +133,7 @@ class DatasetBase:
     # --- selections -------------------------------------------------------------------------
 
     def _record_dtype(self) -> np.dtype:
-        from caterva.protocol.layout import dtype_from_json
+        from caterva.protocol.dtypes import dtype_from_json
 
         return dtype_from_json(self.info.dtype)
 

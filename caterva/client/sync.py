@@ -7,6 +7,7 @@ Requests are built and answers decoded in client/base.py, shared with AsyncClien
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,25 @@ from caterva.client.base import (
     TIMEOUT,
     Call,
     Calls,
+    Credentials,
     RootInfo,
     base_url,
     check,
+    connection_options,
     dataset_address,
     event_of,
     mapped,
 )
 from caterva.client.dataset import Dataset, Progress
-from caterva.client.transfer import Assembler, Meter, dataset_target, root_targets, windows
+from caterva.client.transfer import (
+    ROOT_PARALLEL,
+    Assembler,
+    Behind,
+    Meter,
+    dataset_target,
+    root_targets,
+    windows,
+)
 from caterva.errors import Unavailable
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
@@ -35,13 +46,28 @@ from caterva.protocol.names import split_address
 class Client:
     """Talk to a subscriber: ``Client()`` uses setting("sub") (env CATERVA_SUB).
 
-    Use as a context manager, or call ``close()``. ``transport`` is for tests (an httpx
-    transport, e.g. ``httpx.MockTransport``).
+    Use as a context manager, or call ``close()``. A subscriber that requires login takes
+    ``token=``, or ``email=`` and ``password=``; with neither, the token ``caterva login``
+    stored for this URL is used. ``ca_file`` verifies an https:// subscriber signed by a
+    private CA (env CATERVA_CA_FILE). ``transport`` is for tests (an httpx transport, e.g.
+    ``httpx.MockTransport``).
     """
 
-    def __init__(self, url: str | None = None, *, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        ca_file: str | os.PathLike | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.url = base_url(url)
-        self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport)
+        options = connection_options(self.url, token=token, email=email, password=password,
+                                     ca_file=ca_file)
+        self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport,
+                                  **options)
 
     def close(self) -> None:
         self._http.close()
@@ -92,6 +118,17 @@ class Client:
         """The subscriber's cache counters."""
         return self._send(Calls.stats())
 
+    def login(self, email: str, password: str) -> dict[str, Any]:
+        """Log in; returns ``{"token", "user", "issued", "expiry"}``. This client then uses
+        the token (``caterva login`` also stores it for later clients)."""
+        call = Calls.login()
+        with mapped(self.url):
+            response = self._http.request(call.method, call.path, auth=None,
+                                          json={"email": email, "password": password})
+        answer = call.decode(check(response))
+        self._http.auth = Credentials(f"{self.url}/v1/login", answer["token"], None, None)
+        return answer
+
     # --- downloads --------------------------------------------------------------------------
 
     def download(
@@ -123,18 +160,34 @@ class Client:
         base, targets = root_targets(root, self.list(root), dest)
         base.mkdir(parents=True, exist_ok=True)
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
-        for info, target in targets:
-            self._fetch_into(root, info, target, meter)
+        # a few datasets at a time: with many small ones, waiting on one request at a time
+        # leaves both this process and the subscriber idle half the time
+        with ThreadPoolExecutor(ROOT_PARALLEL, thread_name_prefix="caterva-download") as pool:
+            jobs = [pool.submit(self._fetch_into, root, info, target, meter)
+                    for info, target in targets]
+            try:
+                for job in jobs:
+                    job.result()
+            except BaseException:
+                for job in jobs:
+                    job.cancel()
+                raise
         return base
 
     def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
         assembler = Assembler(info, target, meter)
         assembler.open()
+        # chunks are written in a thread while the next ones arrive (not worth it for one)
+        writer = Behind(assembler.add) if info.nchunks > 1 else None
         try:
             for window in windows(info):
-                self._stream_chunks(Calls.chunks(root, info.path, window), assembler.add)
+                self._stream_chunks(Calls.chunks(root, info.path, window), writer or assembler.add)
+            if writer is not None:
+                writer.close()
             return assembler.finish()
         except BaseException:
+            if writer is not None:
+                writer.stop()
             assembler.abort()
             raise
 

@@ -1,7 +1,7 @@
 """DatasetInfo <-> numpy and blosc2: describe a stored dataset, rebuild its layout elsewhere.
 
-This is the only protocol module that imports numpy and blosc2, so commands that need no array
-code (most of the CLI) never pay for them.
+This is the only protocol module that imports blosc2, so commands that need no array code
+(most of the CLI) never pay for it; dtypes (caterva.protocol.dtypes) need numpy only.
 """
 
 from __future__ import annotations
@@ -15,49 +15,11 @@ import blosc2
 import numpy as np
 
 from caterva.errors import ProtocolError
+from caterva.protocol.dtypes import dtype_from_json, dtype_to_json
 from caterva.protocol.metadata import DatasetInfo, Kind, chunk_digest
 from caterva.protocol.selection import Key
 
 _CPARAMS = ("codec", "codec_meta", "clevel", "use_dict", "typesize", "blocksize", "splitmode")
-
-
-def dtype_to_json(dt: np.dtype) -> Any:
-    """A lossless JSON form: a dtype string, or a dict for structured and sub-array dtypes."""
-    if dt.subdtype is not None:
-        base, shape = dt.subdtype
-        return {"base": dtype_to_json(base), "shape": list(shape)}
-    if dt.names is None:
-        return dt.str
-    return {
-        "names": list(dt.names),
-        "formats": [dtype_to_json(dt.fields[n][0]) for n in dt.names],
-        "offsets": [dt.fields[n][1] for n in dt.names],
-        "itemsize": dt.itemsize,
-    }
-
-
-def dtype_from_json(value: Any) -> np.dtype:
-    try:
-        if isinstance(value, str):
-            dt = np.dtype(value)
-        elif isinstance(value, dict) and "base" in value:
-            dt = np.dtype((dtype_from_json(value["base"]), tuple(int(n) for n in value["shape"])))
-        elif isinstance(value, dict):
-            dt = np.dtype(
-                {
-                    "names": [str(n) for n in value["names"]],
-                    "formats": [dtype_from_json(f) for f in value["formats"]],
-                    "offsets": [int(o) for o in value["offsets"]],
-                    "itemsize": int(value["itemsize"]),
-                }
-            )
-        else:
-            raise TypeError(type(value).__name__)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ProtocolError(f"invalid dtype description: {value!r:.80}") from exc
-    if dt.hasobject:
-        raise ProtocolError("object dtypes are not supported")
-    return dt
 
 
 def cparams_to_json(cparams: Any) -> dict[str, Any]:

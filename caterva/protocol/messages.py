@@ -42,9 +42,9 @@ class Announcement(Model):
 class Change(Model):
     """One dataset of a root was created, updated or deleted at a source.
 
-    ``seq`` counts the events of one source session (1, 2, ...): a gap, or a new session,
-    means events were missed and the reader must resync from the manifest. ``chunks`` lists
-    the indices whose digest changed; None means "the layout changed, refetch all".
+    ``seq`` counts the events of one root in one source session (1, 2, ...): a gap, or a new
+    session, means events were missed and the reader must resync from the manifest. ``chunks``
+    lists the indices whose digest changed; None means "the layout changed, refetch all".
     """
 
     root: str

@@ -8,6 +8,7 @@ so no validation library is imported on this path.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -42,7 +43,7 @@ class Model:
     def from_dict(cls: type[M], body: Any) -> M:
         if not isinstance(body, dict):
             raise ProtocolError(f"{cls.__name__}: expected a JSON object")
-        hints = get_type_hints(cls)
+        hints = _hints(cls)
         values = {}
         for f in dataclasses.fields(cls):
             if f.name in body:
@@ -53,6 +54,12 @@ class Model:
             return cls(**values)
         except ValueError as exc:  # invariants checked in __post_init__
             raise ProtocolError(f"{cls.__name__}: {exc}") from exc
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Field types, evaluated once per class (a manifest decodes thousands of DatasetInfos)."""
+    return get_type_hints(cls)
 
 
 def _convert(where: str, hint: Any, value: Any) -> Any:

@@ -10,6 +10,10 @@ that republishes. Paths are relative to a root; ``{path}`` is a dataset path (wi
 
 Errors are ``{"error": {"code": ..., "message": ...}}`` with a 4xx/5xx status (caterva.errors).
 
+A mirror names itself in ``X-Caterva-Via`` (after the mirrors the request came through) on
+every request it makes upstream; a mirror that finds itself there answers 503 at once, so a
+loop between mirrors fails one read instead of cycling.
+
 A batch response (``application/x-caterva-chunks``) is a sequence of frames, one per requested
 chunk in the order asked: a 28-byte header ``<u32 index><u64 length><16-byte digest>`` and then
 ``length`` bytes of the compressed chunk exactly as stored.
@@ -25,6 +29,7 @@ from caterva.errors import BadRequest, ProtocolError
 
 API = "/v1"
 DIGEST_HEADER = "X-Caterva-Digest"
+VIA_HEADER = "X-Caterva-Via"
 BATCH_TYPE = "application/x-caterva-chunks"
 FRAME = struct.Struct("<IQ16s")
 MAX_BATCH = 4096  # chunk indices in one batch request
@@ -52,6 +57,12 @@ def chunks(root: str, path: str) -> str:
 
 def file(root: str, path: str) -> str:
     return f"{API}/roots/{root}/file/{_q(path)}"
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (weak or strong, in a list, or ``*``)."""
+    tags = [t.strip().removeprefix("W/").strip('"') for t in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def format_indices(indices: Iterable[int]) -> str:
@@ -92,30 +103,68 @@ def frame_header(index: int, data: bytes | memoryview, digest_hex: str) -> bytes
     return FRAME.pack(index, len(data), bytes.fromhex(digest_hex))
 
 
+def frame_pieces(
+    chunks: Iterable[tuple[int, bytes, str]], alone: int = 1 << 18, most: int = 1 << 20
+) -> Iterator[bytes]:
+    """The frames of (index, data, digest) as few buffers as possible, copying little: small
+    frames are joined (up to about ``most`` bytes), a chunk of ``alone`` bytes or more is
+    passed on as itself rather than copied behind its header."""
+    parts: list[bytes] = []
+    size = 0
+    for index, data, digest in chunks:
+        parts.append(frame_header(index, data, digest))
+        if len(data) >= alone:
+            yield b"".join(parts)
+            yield data
+            parts, size = [], 0
+            continue
+        parts.append(data)
+        size += len(data)
+        if size >= most:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        yield b"".join(parts)
+
+
 class BatchReader:
-    """Incremental parser of a batch response: feed bytes, get (index, digest, data) back."""
+    """Incremental parser of a batch response: feed bytes, get (index, digest, data) back.
+
+    A chunk's bytes are kept as views of the pieces fed and joined once when complete: no
+    buffer is grown and then cut from the front, which copies big chunks again and again.
+    """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._head = b""  # a frame header split across pieces
         self._need: tuple[int, int, str] | None = None
+        self._parts: list[memoryview] = []
+        self._got = 0
 
     def feed(self, data: bytes) -> Iterator[tuple[int, str, bytes]]:
-        self._buf += data
-        while True:
+        view = memoryview(data)
+        pos, end = 0, len(data)
+        while pos < end or (self._need is not None and self._need[1] == 0):
             if self._need is None:
-                if len(self._buf) < FRAME.size:
+                take = min(FRAME.size - len(self._head), end - pos)
+                self._head += data[pos : pos + take]
+                pos += take
+                if len(self._head) < FRAME.size:
                     return
-                index, length, digest = FRAME.unpack_from(self._buf)
-                del self._buf[: FRAME.size]
+                index, length, digest = FRAME.unpack(self._head)
+                self._head = b""
                 self._need = (index, length, digest.hex())
             index, length, digest = self._need
-            if len(self._buf) < length:
+            take = min(length - self._got, end - pos)
+            if take:
+                self._parts.append(view[pos : pos + take])
+                self._got += take
+                pos += take
+            if self._got < length:
                 return
-            payload = bytes(self._buf[:length])
-            del self._buf[:length]
-            self._need = None
+            payload = b"".join(self._parts)
+            self._parts, self._got, self._need = [], 0, None
             yield index, digest, payload
 
     def close(self) -> None:
-        if self._buf or self._need is not None:
+        if self._head or self._need is not None:
             raise ProtocolError("batch response ended in the middle of a chunk")

@@ -2,7 +2,7 @@
 
     caterva/v1/pub/<pub_id>/status            retained  online/offline birth and last will
     caterva/v1/pub/<pub_id>/roots/<root>      retained  root announcement; empty = withdrawn
-    caterva/v1/pub/<pub_id>/changes/<root>    QoS 1     change events, seq per publisher session
+    caterva/v1/pub/<pub_id>/changes/<root>    QoS 1     change events, seq per root and session
     caterva/v1/discover                       QoS 1     anyone asks every source to re-announce
 
 Everything a publisher writes lives under its own ``pub/<pub_id>/`` subtree, so a broker ACL
@@ -11,6 +11,9 @@ can confine it there (``caterva/v1/pub/%c/#``).
 
 from __future__ import annotations
 
+import re
+import secrets
+import socket
 from dataclasses import dataclass
 
 from caterva.protocol.names import check_root
@@ -29,6 +32,11 @@ def root(pub_id: str, name: str) -> str:
     return f"{PREFIX}/pub/{check_pub_id(pub_id)}/roots/{check_root(name)}"
 
 
+def roots_of(pub_id: str) -> str:
+    """Every root announcement of one source."""
+    return f"{PREFIX}/pub/{check_pub_id(pub_id)}/roots/+"
+
+
 def changes(pub_id: str, name: str) -> str:
     return f"{PREFIX}/pub/{check_pub_id(pub_id)}/changes/{check_root(name)}"
 
@@ -39,6 +47,12 @@ def all_changes(name: str) -> str:
 
 def check_pub_id(pub_id: str) -> str:
     return check_root(pub_id)  # same alphabet: one MQTT-safe segment
+
+
+def new_pub_id() -> str:
+    """``<host>-<random>``: readable in broker logs, unique across hosts and state dirs."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:24].strip("-")
+    return check_pub_id(f"{host or 'pub'}-{secrets.token_hex(5)}")
 
 
 @dataclass(frozen=True)

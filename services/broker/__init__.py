@@ -3,7 +3,8 @@
 Two engines, one contract: listen on HOST:PORT, allow anonymous MQTT 3.1.1 clients, keep
 retained messages across restarts (state in the statedir), print
 ``caterva broker ready mqtt://HOST:PORT`` once clients can connect, and stop cleanly (exit 0)
-on SIGINT/SIGTERM.
+on SIGINT/SIGTERM. With ``--password-file``, only its accounts connect and each may publish
+only in its own subtree (``access.py``); with ``--tls-cert/--tls-key``, clients speak MQTTS.
 
 - ``amqtt`` (default): embedded, pure Python, in this process (``embedded.py``).
 - ``mosquitto``: a Mosquitto child process run from a config we write (``mosquitto.py``).
@@ -25,22 +26,35 @@ def run(
     host: str | None = None,
     port: int | None = None,
     statedir: str | os.PathLike | None = None,
+    password_file: str | os.PathLike | None = None,
+    tls_cert: str | os.PathLike | None = None,
+    tls_key: str | os.PathLike | None = None,
 ) -> None:
     """Run the broker until SIGINT/SIGTERM. Errors are raised as caterva errors."""
     if engine not in ENGINES:
         raise BadRequest(f"unknown broker engine {engine!r}: use {' or '.join(ENGINES)}")
     host = setting("broker_host", host)
     port = setting("broker_port", port)
+    from services.security import tls_files
+
+    tls = tls_files(tls_cert, tls_key)  # both or neither, and a pair that loads
+    accounts = None
+    passwords = setting("broker_password_file", os.fspath(password_file) if password_file else None)
+    if passwords:
+        from services.broker import access
+
+        accounts = access.read_accounts(passwords)
     state: Path = state_directory(statedir, "broker")
     if engine == "amqtt":
         from services.broker import embedded
 
-        embedded.serve(host, port, state)
+        embedded.serve(host, port, state, accounts, tls)
     else:
         from services.broker import mosquitto
 
-        mosquitto.serve(host, port, state)
+        mosquitto.serve(host, port, state, accounts, tls)
 
 
-def broker_url(host: str, port: int) -> str:
-    return f"mqtt://[{host}]:{port}" if ":" in host else f"mqtt://{host}:{port}"
+def broker_url(host: str, port: int, tls: bool = False) -> str:
+    scheme = "mqtts" if tls else "mqtt"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

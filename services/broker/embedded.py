@@ -6,6 +6,11 @@ and ``--port 0`` works with the real port in the ready line. amqtt keeps retaine
 memory only; ``RetainedStore`` below keeps them in SQLite in the statedir. (amqtt's own
 ``SessionDBPlugin`` needs SQLAlchemy and aiosqlite, and by default wipes its database on a
 clean shutdown, which is exactly when we want it kept.)
+
+With ``--password-file``, ``PasswordAuth`` replaces anonymous access and ``TopicAccess`` applies
+the rules of access.py (a publisher writes only its own subtree). amqtt's own
+TopicAccessControlListPlugin wants a static per-user list and its subscribe ACL breaks plugin
+loading in 0.12.1; a rule "your own username" is a few lines of our own instead.
 """
 
 from __future__ import annotations
@@ -14,16 +19,19 @@ import asyncio
 import logging
 import signal
 import sqlite3
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker, BrokerContext, RetainedApplicationMessage
 from amqtt.errors import BrokerError, PluginError, PluginLoadError
-from amqtt.plugins.base import BasePlugin
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
+from amqtt.session import Session
 
 from caterva.errors import StateError
-from services.broker import broker_url
+from services.broker import access, broker_url
 from services.serve import bind, ready
 
 log = logging.getLogger("caterva.broker")
@@ -72,29 +80,72 @@ class RetainedStore(BasePlugin[BrokerContext]):
         self._db.close()
 
 
-def broker_config(statedir: Path) -> dict:
-    return {
-        "listeners": {LISTENER: {"type": "external"}},
-        "plugins": {
-            "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-            f"{__name__}.RetainedStore": {"path": str(statedir / "retained.sqlite3")},
-        },
-    }
+class PasswordAuth(BaseAuthPlugin):
+    """Accounts of the password file; anonymous clients and wrong passwords are refused, and
+    so is a last will outside the client's own subtree (amqtt does not check wills itself)."""
+
+    @dataclass
+    class Config:
+        accounts: dict[str, str] = field(default_factory=dict)  # username -> $7$ hash
+
+    async def authenticate(self, *, session: Session) -> bool:
+        hashed = self.config.accounts.get(session.username or "")
+        if hashed is None:
+            return False
+        # PBKDF2 takes milliseconds: off the loop that serves every other client
+        if not await asyncio.to_thread(access.verify_password, session.password or "", hashed):
+            return False
+        if session.will_flag and not access.may_publish(session.username, session.will_topic):
+            log.info("refusing %s: its last will is outside its own topics", session.username)
+            return False
+        return True
 
 
-def serve(host: str, port: int, statedir: Path) -> None:
+class TopicAccess(BaseTopicPlugin):
+    """Publish only under caterva/v1/pub/<username>/ (and discover); read under caterva/v1/."""
+
+    @dataclass
+    class Config:
+        pass
+
+    async def topic_filtering(
+        self, *, session: Session | None = None, topic: str | None = None,
+        action: Action | None = None,
+    ) -> bool:
+        username = session.username if session else None
+        if not username:
+            return False
+        if action == Action.PUBLISH:
+            return access.may_publish(username, topic)
+        return access.may_read(topic)
+
+
+def broker_config(statedir: Path, accounts: dict[str, str] | None = None) -> dict:
+    plugins: dict = {f"{__name__}.RetainedStore": {"path": str(statedir / "retained.sqlite3")}}
+    if accounts:
+        plugins[f"{__name__}.PasswordAuth"] = {"accounts": accounts}
+        plugins[f"{__name__}.TopicAccess"] = {}
+    else:
+        plugins["amqtt.plugins.authentication.AnonymousAuthPlugin"] = {"allow_anonymous": True}
+    return {"listeners": {LISTENER: {"type": "external"}}, "plugins": plugins}
+
+
+def serve(
+    host: str, port: int, statedir: Path, accounts: dict[str, str] | None = None,
+    tls: tuple[str, str] | None = None,
+) -> None:
     sock = bind(host, port)  # raises Unavailable naming host:port
-    asyncio.run(_serve(sock, statedir))
+    asyncio.run(_serve(sock, statedir, accounts, tls))
 
 
-async def _serve(sock, statedir: Path) -> None:
+async def _serve(sock, statedir: Path, accounts=None, tls=None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
     try:
-        broker = Broker(broker_config(statedir))
+        broker = Broker(broker_config(statedir, accounts))
         await broker.start()
     except (BrokerError, PluginError, PluginLoadError) as exc:
         reason = exc.__cause__ or exc  # amqtt wraps the real error (e.g. an unopenable database)
@@ -105,9 +156,13 @@ async def _serve(sock, statedir: Path) -> None:
             StreamReaderAdapter(reader), StreamWriterAdapter(writer), LISTENER
         )
 
-    server = await asyncio.start_server(connected, sock=sock)
+    context = None
+    if tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+    server = await asyncio.start_server(connected, sock=sock, ssl=context)
     host, port = sock.getsockname()[:2]
-    url = broker_url(host, port)
+    url = broker_url(host, port, tls=bool(tls))
     log.info("MQTT broker (amqtt, embedded) listening on %s; state in %s", url, statedir)
     ready("broker", url)
     try:

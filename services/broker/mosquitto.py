@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 from caterva.errors import BadRequest, CatervaError, Unavailable
-from services.broker import broker_url
+from services.broker import access, broker_url
 from services.serve import ready
 
 log = logging.getLogger("caterva.broker")
@@ -40,14 +40,25 @@ def find_binary() -> str:
     return found
 
 
-def config_text(host: str, port: int, statedir: Path, *, verbose: bool = False) -> str:
-    for value in (host, str(statedir)):
+def config_text(
+    host: str, port: int, statedir: Path, *, verbose: bool = False, secured: bool = False,
+    tls: tuple[str, str] | None = None,
+) -> str:
+    """``secured``: accounts in <statedir>/passwd and topic rules in <statedir>/acl."""
+    for value in (host, str(statedir), *(tls or ())):
         if "\n" in value or "\r" in value:
             raise BadRequest(f"{value!r} cannot go into a mosquitto.conf")
+    access_lines = (
+        ["allow_anonymous false", f"password_file {statedir / 'passwd'}",
+         f"acl_file {statedir / 'acl'}"]
+        if secured else ["allow_anonymous true"]
+    )
+    tls_lines = [f"certfile {tls[0]}", f"keyfile {tls[1]}"] if tls else []
     return "\n".join([
         "# written by `caterva bro --engine mosquitto`; rewritten on every start",
         f"listener {port} {host}",
-        "allow_anonymous true",
+        *tls_lines,  # listener options: they follow their listener line
+        *access_lines,
         "persistence true",
         f"persistence_location {statedir}",  # Mosquitto adds the slash
         "autosave_interval 60",  # retained messages survive a crash too, not only a clean stop
@@ -60,17 +71,27 @@ def config_text(host: str, port: int, statedir: Path, *, verbose: bool = False) 
     ])
 
 
-def write_config(host: str, port: int, statedir: Path) -> Path:
+def write_config(
+    host: str, port: int, statedir: Path, accounts: dict[str, str] | None = None,
+    tls: tuple[str, str] | None = None,
+) -> Path:
+    if accounts:
+        access.write_private(statedir / "passwd", access.password_file_text(accounts))
+        access.write_private(statedir / "acl", access.MOSQUITTO_ACL)
     path = statedir / "mosquitto.conf"
-    path.write_text(config_text(host, port, statedir, verbose=log.isEnabledFor(logging.DEBUG)))
+    path.write_text(config_text(host, port, statedir, verbose=log.isEnabledFor(logging.DEBUG),
+                                secured=bool(accounts), tls=tls))
     return path
 
 
-def serve(host: str, port: int, statedir: Path) -> None:
+def serve(
+    host: str, port: int, statedir: Path, accounts: dict[str, str] | None = None,
+    tls: tuple[str, str] | None = None,
+) -> None:
     if port == 0:
         raise BadRequest("--engine mosquitto needs an explicit port, not 0")
     binary = find_binary()
-    conf = write_config(host, port, statedir)
+    conf = write_config(host, port, statedir, accounts, tls)
     child = subprocess.Popen(
         [binary, "-c", str(conf)],
         stdin=subprocess.DEVNULL,
@@ -94,7 +115,7 @@ def serve(host: str, port: int, statedir: Path) -> None:
             if stopping.is_set():
                 return
             raise _startup_error(early_exit, child.wait(), host, port)
-        url = broker_url(host, port)
+        url = broker_url(host, port, tls=bool(tls))
         log.info("MQTT broker (Mosquitto %s) listening on %s; state in %s", binary, url, statedir)
         ready("broker", url)
         forwarder = threading.Thread(target=_forward, args=(child.stderr,), daemon=True)

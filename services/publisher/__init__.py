@@ -6,7 +6,7 @@ chunks over REST.
     catalog    scan DIR -> DatasetInfo per file; diff scans -> create/update/delete
     plainfiles plain file -> chunked frame in the statedir (streamed)
     announce   birth/will, retained announcement, change events, discover
-    api        REST routes (caterva.protocol.rest); httperrors: JSON errors; stats: counters
+    api        REST routes (caterva.protocol.rest); stats: counters
     app        create_app(settings): lifespan wiring and the directory watcher
 """
 
@@ -31,18 +31,24 @@ def run(
     broker: str | None = None,
     http: str | None = None,
     statedir: str | os.PathLike | None = None,
+    pub_id: str | None = None,
+    security=None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; bad input raises a CatervaError before anything starts."""
-    from services import serve
+    """Serve until SIGINT/SIGTERM; bad input raises a CatervaError before anything starts.
+    ``security`` (services.security.Security): service tokens to require, HTTPS."""
+    from services import auth, serve
     from services.publisher.settings import advertised_url, listen_address
     from services.publisher.store import Store
+    from services.security import Security
 
+    security = security or Security()
     settings = Settings.build(name=name, directory=directory, broker=broker, statedir=statedir,
-                              url="")
+                              url="", pub_id=pub_id)
     Store.open(settings.statedir).close()  # a locked or too-new state fails here, clearly
     sock = serve.bind(*listen_address(http))
-    app = create_app(replace(settings, url=advertised_url(sock)))
-    serve.run(app, sock)
+    app = create_app(replace(settings, url=advertised_url(sock, security.scheme)))
+    auth.require_tokens(app, security.require_tokens)
+    serve.run(app, sock, tls=security.tls)
 
 
 __all__ = ["Settings", "create_app", "run"]

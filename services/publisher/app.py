@@ -4,7 +4,8 @@ state (catalog, announcer, stats), nothing in module globals.
     startup:  state store -> catalog from last announced state -> first scan (changes made
               while we were down; none on a first start) -> MQTT bus (connects in the
               background) -> watcher -> ready
-    running:  watcher: scan every scan_interval -> change events + re-announcement
+    running:  watcher: scan when inotify says DIR changed, and every scan_interval anyway
+              -> change events + re-announcement
     shutdown: watcher stops -> offline status -> bus disconnects -> store closes
 """
 
@@ -18,10 +19,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.publisher import httperrors
+from services import http
 from services.publisher.announce import Announcer
 from services.publisher.api import router
 from services.publisher.catalog import Catalog
+from services.publisher.notify import Changes
 from services.publisher.settings import Settings
 from services.publisher.stats import Stats, StatsMiddleware
 from services.publisher.store import Store
@@ -35,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         store = await asyncio.to_thread(Store.open, settings.statedir)
         watcher = announcer = None
+        changes = Changes(settings.directory, settings.statedir)
         try:
             catalog = Catalog(
                 settings.name, settings.directory, settings.statedir / "frames",
@@ -43,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
             first = await asyncio.to_thread(catalog.scan)
             pub_id, fresh = await asyncio.to_thread(store.identity)
+            pub_id = settings.pub_id or pub_id  # --pub-id, or the MQTT username (broker ACLs)
             announcer = Announcer(
                 name=settings.name, url=settings.url, pub_id=pub_id, session=secrets.token_hex(8),
                 broker=settings.broker, catalog=catalog, store=store,
@@ -53,7 +57,9 @@ def create_app(settings: Settings) -> FastAPI:
             else:  # what changed while we were down; queued until the broker is there
                 await announcer.changed(first)
             await announcer.start()
-            watcher = asyncio.create_task(watch(catalog, announcer, settings.scan_interval))
+            changes.start()
+            watcher = asyncio.create_task(
+                watch(catalog, announcer, settings.scan_interval, changes.wait))
             ready("publisher", settings.url)
             yield {"settings": settings, "catalog": catalog, "announcer": announcer,
                    "stats": Stats()}
@@ -61,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
+            changes.close()
             if announcer is not None:
                 await announcer.stop()
             await asyncio.to_thread(store.close)
@@ -71,16 +78,18 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
-    httperrors.install(app)
+    http.install(app)
     app.add_middleware(StatsMiddleware)
     app.include_router(router)
     return app
 
 
-async def watch(catalog: Catalog, announcer: Announcer, interval: float) -> None:
-    """Poll DIR; every scan that finds changes turns into events and a re-announcement."""
+async def watch(catalog: Catalog, announcer: Announcer, interval: float, wait=None) -> None:
+    """Scan DIR when ``wait(interval)`` returns (a change, or time is up); every scan that finds
+    changes turns into events and a re-announcement."""
+    wait = wait or asyncio.sleep
     while True:
-        await asyncio.sleep(interval)
+        await wait(interval)
         try:
             result = await asyncio.to_thread(catalog.scan)
             await announcer.changed(result)

@@ -28,7 +28,7 @@ import blosc2
 
 from caterva.errors import CatervaError, ChunkOutOfRange, Unavailable, UnknownDataset
 from caterva.protocol.layout import describe
-from caterva.protocol.metadata import DatasetInfo, Kind, Manifest, chunk_digest
+from caterva.protocol.metadata import DatasetInfo, Kind, Manifest
 from caterva.protocol.names import check_path
 from services.publisher import plainfiles
 from services.publisher.store import StatKey
@@ -60,7 +60,11 @@ class Entry:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def read_chunk(self, index: int) -> tuple[bytes, str]:
-        """Raw chunk ``index`` as stored, and the digest of exactly those bytes."""
+        """Raw chunk ``index`` as stored, and its digest as described.
+
+        The digest is not recomputed per read (hashing cost more than reading): every reader
+        verifies chunks against the digests it was promised, so a file rewritten in place
+        under an open entry shows up there as a mismatch, never as silently wrong data."""
         if not 0 <= index < self.info.nchunks:
             raise ChunkOutOfRange(
                 f"chunk {index} out of range: {self.path!r} has {self.info.nchunks} chunks",
@@ -74,7 +78,7 @@ class Entry:
         except (OSError, RuntimeError, ValueError) as exc:  # changed or removed under us
             log.info("cannot read chunk %d of %r: %s", index, self.path, exc)
             raise Unavailable(f"{self.path!r} is changing; retry shortly") from None
-        return data, chunk_digest(data)
+        return data, self.info.digests[index]
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ class Catalog:
             if old is not None and old.stat == key and self._intact(old):
                 current[path] = old
                 continue
-            new = self._describe(path, source, key)
+            new = self._describe(path, Path(source), key)
             if new is None:  # not readable yet: keep what we served, retry next scan
                 if old is not None:
                     current[path] = old
@@ -187,26 +191,41 @@ class Catalog:
         self._collect_frames()
         return ScanResult(diffs, current, refreshed)
 
-    def walk(self) -> Iterator[tuple[str, Path, os.stat_result]]:
-        """(path, file, stat) of every servable regular file under DIR, in a stable order."""
-        for top, dirs, files in os.walk(self.directory, followlinks=False):
-            dirs[:] = sorted(
-                d for d in dirs if not d.startswith(".") and Path(top, d) != self.statedir
-            )
-            for name in sorted(files):
-                if name.startswith(".") or name.endswith(TEMP_SUFFIXES):
+    def walk(self) -> Iterator[tuple[str, str, os.stat_result]]:
+        """(path, file, stat) of every servable regular file under DIR, in a stable order.
+
+        os.scandir and plain strings: a scan runs every scan_interval, and pathlib objects per
+        file made it cost ~20 ms per 1,000 files."""
+        yield from self._walk(str(self.directory), "", str(self.statedir))
+
+    def _walk(self, top: str, prefix: str, statedir: str):
+        try:
+            with os.scandir(top) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return  # gone since listed, or unreadable
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():  # follows a link, but a linked directory is not entered
+                    if not entry.is_symlink() and entry.path != statedir:
+                        subdirs.append(entry)
                     continue
-                source = Path(top, name)
-                path = source.relative_to(self.directory).as_posix()
-                try:
-                    check_path(path)
-                    st = source.stat()  # follows symlinks: what a reader would get
-                    if source.is_symlink() and not self.inside(source.resolve()):
-                        continue  # a link out of the root is never served
-                except (CatervaError, OSError):
-                    continue  # an unusable name, or gone since listed
-                if S_ISREG(st.st_mode):
-                    yield path, source, st
+                if name.endswith(TEMP_SUFFIXES):
+                    continue
+                path = check_path(prefix + name)
+                st = entry.stat()  # follows symlinks: what a reader would get
+                if entry.is_symlink() and not self.inside(Path(entry.path).resolve()):
+                    continue  # a link out of the root is never served
+            except (CatervaError, OSError):
+                continue  # an unusable name, or gone since listed
+            if S_ISREG(st.st_mode):
+                yield path, entry.path, st
+        for entry in subdirs:
+            yield from self._walk(entry.path, f"{prefix}{entry.name}/", statedir)
 
     def _entry(self, path: str, stat: StatKey, info: DatasetInfo) -> Entry:
         frame = None

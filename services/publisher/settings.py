@@ -15,6 +15,7 @@ from caterva import config
 from caterva.errors import BadRequest, NotFound
 from caterva.mqtt import BrokerURL
 from caterva.protocol.names import check_root
+from caterva.protocol.topics import check_pub_id
 from services.publisher.plainfiles import CHUNKSIZE as FRAME_CHUNKSIZE
 
 
@@ -27,6 +28,7 @@ class Settings:
     url: str  # the REST URL announced to subscribers
     scan_interval: float = 0.2
     frame_chunksize: int = FRAME_CHUNKSIZE
+    pub_id: str | None = None  # None: the one the state store generated once
 
     @classmethod
     def build(
@@ -39,6 +41,7 @@ class Settings:
         statedir: str | os.PathLike | None = None,
         scan_interval: float | None = None,
         frame_chunksize: int = FRAME_CHUNKSIZE,
+        pub_id: str | None = None,
     ) -> Settings:
         check_root(name)
         path = Path(directory).expanduser()
@@ -50,7 +53,13 @@ class Settings:
         if interval <= 0:
             raise BadRequest(f"scan_interval must be positive, not {interval}")
         broker_url = config.setting("broker", broker)
-        BrokerURL.parse(broker_url)  # a malformed URL is a usage error now, not a retry loop later
+        # a malformed URL is a usage error now, not a retry loop later
+        username = BrokerURL.parse(broker_url).username
+        pub_id = config.setting("pub_id", pub_id) or None
+        if username and pub_id and pub_id != username:  # the broker's ACL is per username
+            raise BadRequest(f"--pub-id {pub_id!r} differs from the MQTT username {username!r}: "
+                             "with broker auth a publisher may write only under its username")
+        pub_id = check_pub_id(pub_id or username) if (pub_id or username) else None
         # one subdirectory per root: two publishers sharing a statedir keep separate identities
         state = config.statedir(statedir, "publisher") / name
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -62,6 +71,7 @@ class Settings:
             url=url,
             scan_interval=interval,
             frame_chunksize=frame_chunksize,
+            pub_id=pub_id,
         )
 
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import re
-import secrets
-import socket
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -25,7 +22,7 @@ from pathlib import Path
 
 from caterva.errors import CatervaError, StateError
 from caterva.protocol.metadata import DatasetInfo
-from caterva.protocol.topics import check_pub_id
+from caterva.protocol.topics import check_pub_id, new_pub_id
 
 log = logging.getLogger("caterva.publisher")
 
@@ -145,9 +142,3 @@ def _migrate(db: sqlite3.Connection, statedir: Path) -> None:
             for step in range(version, SCHEMA_VERSION):
                 db.executescript(MIGRATIONS[step])
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def new_pub_id() -> str:
-    """``<host>-<random>``: readable in broker logs, unique across hosts and state dirs."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:24].strip("-")
-    return check_pub_id(f"{host or 'pub'}-{secrets.token_hex(5)}")

@@ -1,24 +1,53 @@
-"""``caterva sub``: discover roots, follow them, fetch chunks on demand, cache, serve."""
+"""``caterva sub``: discover roots, follow them, fetch chunks on demand, cache, serve; with
+``--republish``, also announce them to the LAN as a mirror (services.subscriber.mirror)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from caterva.config import parse_hostport, parse_size, setting, statedir
+from caterva.config import parse_hostport, parse_size, setting, setting_list, statedir
+from caterva.errors import BadRequest
+from caterva.mqtt import BrokerURL
 from services import serve
+from services.security import Security
 from services.subscriber.settings import SubscriberSettings
 
 
-def run(broker: str | None, http: str | None, statedir_flag: Path | None, cache_size: str | None) -> None:
+def run(
+    broker: list[str] | None,
+    http: str | None,
+    statedir_flag: Path | None,
+    cache_size: str | None,
+    *,
+    republish: bool | None = None,
+    republish_broker: str | None = None,
+    advertise: str | None = None,
+    prefer: list[str] | None = None,
+    security: Security | None = None,
+) -> None:
     host, port = parse_hostport(setting("subscriber_http", http), 8471)
+    brokers = tuple(setting_list("broker", broker))
+    if not brokers:
+        raise BadRequest("no broker given: use --broker mqtt://HOST:PORT")
     settings = SubscriberSettings(
-        broker=setting("broker", broker),
+        brokers=brokers,
         host=host,
         port=port,
         statedir=statedir(statedir_flag, "subscriber"),
         cache_size=parse_size(setting("cache_size", cache_size)),
+        republish=setting("republish", republish),
+        republish_broker=setting("republish_broker", republish_broker),
+        advertise=setting("advertise", advertise).rstrip("/"),
+        prefer=tuple(setting_list("prefer", prefer)),
+        security=security or Security(),
     )
+    for url in (*settings.brokers, settings.republish_broker):
+        if url:
+            BrokerURL.parse(url)  # a malformed URL is a usage error now, not a retry loop later
+    if settings.advertise and not settings.advertise.startswith(("http://", "https://")):
+        raise BadRequest(f"invalid --advertise {settings.advertise!r}: use http://HOST:PORT")
     sock = serve.bind(host, port)
     from services.subscriber.app import create_app
 
-    serve.run(create_app(settings, url=serve.url_of(sock)), sock)
+    scheme = settings.security.scheme
+    serve.run(create_app(settings, url=serve.url_of(sock, scheme)), sock, tls=settings.security.tls)

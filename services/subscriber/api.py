@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from caterva.cache import Cache
@@ -21,19 +21,24 @@ from caterva.protocol import rest, selection
 from caterva.protocol.metadata import Manifest
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
+from services.auth import may_read, readable, require_grant
+from services.http import RangeFileResponse
 from services.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
 
 NPY = "application/x-npy"
 WINDOW = 32  # chunks held in memory at once while streaming
+NPY_PIECE = 1 << 20  # an array is sent this many bytes at a time
+WINDOW_BYTES = 8 << 20  # a batch stream holds about this many compressed bytes, and as many ahead
 
 
-def _follower(request: Request) -> Follower:
+# dependencies are async: they do no I/O, and a plain def would cost a thread hop per request
+async def _follower(request: Request) -> Follower:
     return request.state.follower
 
 
-def _cache(request: Request) -> Cache:
+async def _cache(request: Request) -> Cache:
     return request.state.cache
 
 
@@ -41,7 +46,7 @@ FollowerDep = Annotated[Follower, Depends(_follower)]
 CacheDep = Annotated[Cache, Depends(_cache)]
 
 
-def _root(root: str) -> str:
+async def _root(root: str) -> str:
     return check_root(root)
 
 
@@ -50,7 +55,12 @@ Root = Annotated[str, Depends(_root)]
 
 @router.get("/health", summary="Liveness, and whether the MQTT broker is connected")
 async def health(request: Request) -> dict:
-    return {"status": "ok", "broker_connected": request.state.bus.connected.is_set()}
+    body = {"status": "ok", "broker_connected": request.state.bus.connected.is_set()}
+    mirror = request.state.mirror
+    if mirror is not None:  # republishing: who we are to the LAN
+        body["mirror"] = {"pub_id": mirror.pub_id, "url": mirror.url,
+                          "broker_connected": mirror.bus.connected.is_set()}
+    return body
 
 
 @router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage")
@@ -60,10 +70,11 @@ async def stats(cache: CacheDep) -> dict:
 
 
 @router.get("/roots", summary="Every announced or followed root, its source and state")
-async def roots(follower: FollowerDep) -> dict:
+async def roots(follower: FollowerDep, request: Request) -> dict:
     directory = follower.directory
     out = []
-    for name in sorted(set(directory.roots()) | set(follower.etags)):
+    # with --auth, roots not granted to the user are absent, not shown as forbidden
+    for name in readable(request, sorted(set(directory.roots()) | set(follower.etags))):
         chosen = directory.choose(name)
         offers = directory.offers(name)
         best = chosen or (offers[0] if offers else None)
@@ -76,10 +87,12 @@ async def roots(follower: FollowerDep) -> dict:
                 "datasets": len(follower.datasets[name]) if followed
                 else (best.announcement.datasets if best else 0),
                 "source": best.url if best else None,
+                "source_id": best.pub_id if best else None,
                 "origin": best.announcement.origin if best else None,
                 "hops": best.announcement.hops if best else [],
                 "sources": [
-                    {"pub_id": o.pub_id, "url": o.url, "online": o.online, "hops": o.announcement.hops}
+                    {"pub_id": o.pub_id, "url": o.url, "online": o.online,
+                     "hops": o.announcement.hops, "broker": o.broker}
                     for o in offers
                 ],
             }
@@ -104,7 +117,7 @@ async def manifest(root: Root, request: Request, follower: FollowerDep) -> Respo
     datasets = follower.followed(root)
     body = Manifest(root=root, datasets=[d.info for d in datasets.values()])
     etag = f'"{body.etag}"'
-    if request.headers.get("if-none-match") == etag:
+    if rest.etag_matches(request.headers.get("if-none-match", ""), body.etag):
         return Response(status_code=304, headers={"ETag": etag})
     return Response(body.to_bytes(), media_type="application/json", headers={"ETag": etag})
 
@@ -140,16 +153,39 @@ async def data(
     array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
     if field is not None:
         array = array[field]
-    return Response(_npy(array), media_type=NPY)
+    return NpyResponse(array)
 
 
-def _npy(array) -> bytes:
-    import numpy as np
+class NpyResponse(Response):
+    """An array as .npy: its header, then the array's own memory (no copy into a buffer; a
+    selection can be tens of MB)."""
 
-    buffer = io.BytesIO()
-    # asarray, not ascontiguousarray: that one turns a 0-d result (ds[i, j]) into shape (1,)
-    np.lib.format.write_array(buffer, np.asarray(array, order="C"), allow_pickle=False)
-    return buffer.getvalue()
+    def __init__(self, array) -> None:
+        import numpy as np
+
+        # asarray, not ascontiguousarray: that one turns a 0-d result (ds[i, j]) into shape (1,)
+        array = np.asarray(array, order="C")
+        header = io.BytesIO()
+        fields = np.lib.format.header_data_from_array_1_0(array)
+        try:
+            np.lib.format.write_array_header_1_0(header, fields)
+        except ValueError:  # a header too long for format 1.0 (huge structured dtypes)
+            np.lib.format.write_array_header_2_0(header, fields)
+        self._parts = (header.getvalue(), array.reshape(-1).view(np.uint8).data)
+        size = len(self._parts[0]) + array.nbytes
+        super().__init__(media_type=NPY, headers={"content-length": str(size)})
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})
+        head, data = self._parts
+        await send({"type": "http.response.body", "body": head, "more_body": True})
+        # in pieces: the server waits for each to drain instead of copying the rest of a big
+        # array into its write buffer
+        for start in range(0, len(data), NPY_PIECE):
+            piece = data[start : start + NPY_PIECE]
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 @router.get("/roots/{root}/chunk/{index}/{path:path}", summary="One raw compressed chunk")
@@ -176,19 +212,32 @@ async def chunks(
     bad = [n for n in indices if n >= ds.info.nchunks]
     if bad:
         raise ChunkOutOfRange(f"chunk {bad[0]} out of range: {path} has {ds.info.nchunks} chunks")
-    first = await follower.chunks(ds, indices[:WINDOW])  # errors surface before streaming
+    per = max(1, WINDOW_BYTES * ds.info.nchunks // max(1, ds.info.cbytes))
+    windows = [indices[s : s + per] for s in range(0, len(indices), per)]
+    first = await follower.chunks(ds, windows[0])  # errors surface before streaming
 
     async def frames():
-        got = first
-        for start in range(0, len(indices), WINDOW):
-            part = indices[start : start + WINDOW]
-            if start:
-                got = await follower.chunks(ds, part)
-            for n in part:
-                raw = got.pop(n)
-                yield rest.frame_header(n, raw, ds.info.digests[n]) + raw
+        # the next window is read (or fetched from the source) while this one is sent
+        ahead = None
+        try:
+            for k, part in enumerate(windows):
+                got, ahead = (await ahead if k else first), None
+                if k + 1 < len(windows):
+                    ahead = _start(follower.chunks(ds, windows[k + 1]))
+                for piece in rest.frame_pieces((n, got.pop(n), ds.info.digests[n]) for n in part):
+                    yield piece
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
     return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
+
+
+def _start(coro) -> asyncio.Task:
+    """A task whose failure is not reported as never retrieved when it is cancelled unread."""
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
 
 
 @router.get(
@@ -199,8 +248,8 @@ async def chunks(
 async def file(root: Root, path: str, request: Request, follower: FollowerDep) -> Response:
     ds = follower.dataset(root, path)
     name = os.path.basename(ds.path)
-    if ds.info.kind == "file":
-        return await _plain_file(follower, ds, name)
+    if ds.info.kind == "file" and "range" not in request.headers:
+        return await _plain_file(follower, ds, name)  # streamed; a Range needs the file below
     tmpdir: Path = request.state.tmp
     fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=Path(name).suffix)
     os.close(fd)
@@ -209,7 +258,7 @@ async def file(root: Root, path: str, request: Request, follower: FollowerDep) -
     except BaseException:
         os.unlink(tmp)
         raise
-    return FileResponse(tmp, filename=name, background=BackgroundTask(os.unlink, tmp))
+    return RangeFileResponse(tmp, filename=name, background=BackgroundTask(os.unlink, tmp))
 
 
 async def _write(follower: Follower, ds: Dataset, dest: str) -> None:
@@ -252,15 +301,18 @@ async def _plain_file(follower: Follower, ds: Dataset, name: str) -> StreamingRe
 @router.get("/events", summary="Change events of followed roots, as they happen (NDJSON)")
 async def events(
     follower: FollowerDep,
+    request: Request,
     root: Annotated[str | None, Query(description="only this root")] = None,
 ) -> StreamingResponse:
     if root is not None:
-        follower.followed(check_root(root))
+        require_grant(request, check_root(root))
+        follower.followed(root)
 
     async def lines():
         yield b""  # send the headers now, so a client knows it is watching
         async for event in follower.watch():
-            if root is None or event["root"] == root:
+            # asked per event: a revoke also ends what an open stream shows
+            if (root is None or event["root"] == root) and may_read(request, event["root"]):
                 yield json.dumps(event).encode() + b"\n"
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")

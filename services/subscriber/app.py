@@ -1,7 +1,8 @@
 """The subscriber daemon: state, cache, MQTT discovery and the HTTP API, built from settings.
 
-Everything shared lives in the lifespan state (one HTTP client, one MQTT bus, one cache);
-nothing is a module global.
+Everything shared lives in the lifespan state (one HTTP client, the MQTT buses, one cache);
+nothing is a module global. Discovery listens on every broker given (the first is our own);
+with republish on, a Mirror announces the followed roots on the republish broker.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import secrets
 import shutil
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from caterva import fetch
 from caterva.cache import Cache
@@ -22,10 +23,11 @@ from caterva.protocol.messages import Change, Discover
 from caterva.errors import ProtocolError
 from caterva.state import State
 from services import serve
-from services.http import install_error_handlers
+from services import auth, http
 from services.subscriber.api import router
 from services.subscriber.discovery import Directory
 from services.subscriber.follower import Follower
+from services.subscriber.mirror import LoopGuard, Mirror, via_hook
 from services.subscriber.settings import SubscriberSettings
 
 log = logging.getLogger("caterva.subscriber")
@@ -41,11 +43,13 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         state = State(statedir / "state.db")
         cache = Cache(state, statedir / "chunks", settings.cache_size)
         cache.reconcile()
-        client = fetch.new_client()
-        directory = Directory()
+        pub_id = state.identity() if settings.republish else None
+        # a mirror names itself on every request upstream (loop backstop, see mirror.py)
+        client = fetch.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
+                                  **settings.security.source_client_options())
+        directory = Directory(self_id=pub_id, prefer=settings.prefer)
         follower = Follower(state, cache, directory, client)
         name = f"caterva-sub-{secrets.token_hex(4)}"
-        bus = Bus(settings.broker, client_id=name)
 
         async def on_change(topic: str, payload: bytes) -> None:
             parsed = topics.parse(topic)
@@ -58,27 +62,50 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
                 return
             await follower.on_change(parsed.pub_id, change)
 
-        async def on_connect() -> None:
-            follower.reset_cursors()  # events may have been missed while disconnected
-            await bus.publish(topics.DISCOVER, Discover(sender=name).to_bytes())
-            await follower.resync_all()
+        def listen(index: int, broker: str) -> Bus:
+            bus = Bus(broker, client_id=f"{name}-{index}")
 
-        bus.subscribe(topics.ALL_STATUS, directory.on_message)
-        bus.subscribe(topics.ALL_ROOTS, directory.on_message)
-        bus.subscribe(f"{topics.PREFIX}/pub/+/changes/+", on_change)
-        bus.on_connect(on_connect)
+            def hints(topic: str, payload: bytes) -> None:
+                directory.on_message(topic, payload, broker=index)
+
+            async def on_connect() -> None:
+                follower.reset_cursors()  # events may have been missed while disconnected
+                await bus.publish(topics.DISCOVER, Discover(sender=name).to_bytes())
+                await follower.resync_all()
+
+            bus.subscribe(topics.ALL_STATUS, hints)
+            bus.subscribe(topics.ALL_ROOTS, hints)
+            bus.subscribe(f"{topics.PREFIX}/pub/+/changes/+", on_change)
+            bus.on_connect(on_connect)
+            return bus
+
+        buses = [listen(i, broker) for i, broker in enumerate(settings.brokers)]
+        mirror = None
+        if pub_id:
+            mirror = Mirror(
+                pub_id=pub_id, session=secrets.token_hex(8), url=settings.advertise or url,
+                broker=settings.republish_broker or settings.brokers[0],
+                follower=follower, directory=directory,
+            )
         loop = asyncio.get_running_loop()
         app.state.on_exit = [lambda: follower.close_watchers(loop)]
-        await bus.start()
+        for bus in buses:
+            await bus.start()
+        if mirror:
+            await mirror.start()
         log.info(
-            "subscriber serving %s (broker %s, cache %s of %s bytes used)",
-            url, bus.url, cache.used, settings.cache_size,
+            "subscriber serving %s (brokers %s, cache %s of %s bytes used)%s",
+            url, ", ".join(str(b.url) for b in buses), cache.used, settings.cache_size,
+            f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
         )
         serve.ready("subscriber", url)
         try:
-            yield {"follower": follower, "cache": cache, "tmp": tmp, "bus": bus}
+            yield {"follower": follower, "cache": cache, "tmp": tmp, "bus": buses[0],
+                   "mirror": mirror}
         finally:
-            await bus.stop()
+            # together: with its broker away, each waits up to a second for paho's thread
+            stopping = [bus.stop() for bus in buses] + ([mirror.stop()] if mirror else [])
+            await asyncio.gather(*stopping)
             await client.aclose()
             state.close()
 
@@ -87,7 +114,10 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         version="1",
         description="Follow roots, read datasets on demand, and (as a source) serve their chunks.",
         lifespan=lifespan,
+        dependencies=[Depends(auth.authorize)],  # deny by default with --auth (services/auth.py)
     )
-    install_error_handlers(app)
+    http.install(app)
+    app.add_middleware(LoopGuard)
     app.include_router(router)
+    auth.install(app, settings.security, settings.statedir)  # --auth, --require-token
     return app

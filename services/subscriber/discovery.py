@@ -1,14 +1,28 @@
 """Discover: which roots exist, which sources serve each, and whether they are online.
 
-Built only from MQTT hints (retained status and announcements); the REST manifest stays the
-truth. A status carries the source's session id, so a late last will from an older
-connection cannot mark a newer one offline.
+Built only from MQTT hints (retained status and announcements), heard on one or more brokers;
+the REST manifest stays the truth. A status carries the source's session id, so a late last
+will from an older connection cannot mark a newer one offline.
+
+Choosing a source for a root (``choose``), among the online offers:
+
+    1. a configured preference (``--prefer PUB_ID_OR_URL``, earlier ones first)
+    2. a mirror heard on our own broker (the first one: the LAN's)
+    3. the origin
+    4. anything else
+    ties: fewest hops from the origin, then pub_id (so every subscriber agrees)
+
+A mirror (``self_id`` set) never reads through itself: an offer whose hop chain holds
+``self_id`` is never chosen, and its own messages are ignored. Two mirrors that pick each other
+at the same moment both see the loop in the other's next announcement and both drop it; to
+keep them from picking each other again, and again, the one with the greater pub_id stops
+considering the other for as long as that session lasts.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from caterva.errors import ProtocolError, SourceOffline, UnknownRoot
@@ -20,58 +34,87 @@ log = logging.getLogger("caterva.subscriber")
 
 @dataclass(frozen=True)
 class Offer:
-    """One source's announcement of a root, with whether that source is online now."""
+    """One source's announcement of a root, as heard on one broker (0 is our own)."""
 
     pub_id: str
     announcement: Announcement
     online: bool
+    broker: int = 0
 
     @property
     def url(self) -> str:
         return self.announcement.url
 
+    @property
+    def is_origin(self) -> bool:
+        return self.pub_id == self.announcement.origin
+
+
+def _by_pub_id(item: tuple[tuple[int, str, str], Announcement]) -> tuple[str, int]:
+    (broker, pub_id, _), _ = item
+    return pub_id, broker
+
 
 class Directory:
-    def __init__(self) -> None:
-        self._status: dict[str, Status] = {}
-        self._offers: dict[tuple[str, str], Announcement] = {}
+    def __init__(self, self_id: str | None = None, prefer: Sequence[str] = ()) -> None:
+        self.self_id = self_id  # our pub_id when we republish, else None
+        self.prefer = [p.rstrip("/") for p in prefer]
+        self._status: dict[tuple[int, str], Status] = {}
+        self._offers: dict[tuple[int, str, str], Announcement] = {}  # (broker, pub_id, root)
+        self._yielded: dict[tuple[str, str], str] = {}  # (root, pub_id) -> its session
         # called with (root, offer) when the chosen source of a root appears, changes or
         # announces a new manifest: the follower resyncs if the root is followed
         self.listeners: list[Callable[[str, Offer | None], None]] = []
 
     # --- MQTT input ------------------------------------------------------------------------
 
-    def on_message(self, topic: str, payload: bytes) -> None:
+    def on_message(self, topic: str, payload: bytes, broker: int = 0) -> None:
         parsed = topics.parse(topic)
         if parsed is None or parsed.kind not in ("status", "root"):
             return
+        if parsed.pub_id == self.self_id:
+            return  # our own birth and announcements, heard back
         try:
             if parsed.kind == "status":
-                self._on_status(parsed.pub_id, Status.from_bytes(payload))
+                self._on_status(broker, parsed.pub_id, Status.from_bytes(payload))
             elif not payload:
-                self._set_offer(parsed.pub_id, parsed.root, None)
+                self._set_offer(broker, parsed.pub_id, parsed.root, None)
             else:
                 announcement = Announcement.from_bytes(payload)
                 if announcement.root != parsed.root:
                     raise ProtocolError("announcement names another root than its topic")
-                self._set_offer(parsed.pub_id, parsed.root, announcement)
+                self._set_offer(broker, parsed.pub_id, parsed.root, announcement)
         except ProtocolError as exc:
             log.warning("ignoring a bad message on %s: %s", topic, exc)
 
-    def _on_status(self, pub_id: str, status: Status) -> None:
-        known = self._status.get(pub_id)
+    def _on_status(self, broker: int, pub_id: str, status: Status) -> None:
+        known = self._status.get((broker, pub_id))
         if status.state == "offline" and known and known.session != status.session:
             return  # the will of an older connection, arriving late
-        self._status[pub_id] = status
-        for root in [r for (p, r) in self._offers if p == pub_id]:
+        self._status[(broker, pub_id)] = status
+        for root in sorted({r for (b, p, r) in self._offers if (b, p) == (broker, pub_id)}):
             self._notify(root)
 
-    def _set_offer(self, pub_id: str, root: str, announcement: Announcement | None) -> None:
+    def _set_offer(
+        self, broker: int, pub_id: str, root: str, announcement: Announcement | None
+    ) -> None:
         if announcement is None:
-            self._offers.pop((pub_id, root), None)
+            self._offers.pop((broker, pub_id, root), None)
         else:
-            self._offers[(pub_id, root)] = announcement
+            if self._must_yield(root, pub_id, announcement):
+                log.info("%s and %s read %s from each other; %s yields", self.self_id, pub_id,
+                         root, self.self_id)
+                self._yielded[(root, pub_id)] = announcement.session
+            self._offers[(broker, pub_id, root)] = announcement
         self._notify(root)
+
+    def _must_yield(self, root: str, pub_id: str, announcement: Announcement) -> bool:
+        """``pub_id`` now reads ``root`` through us while we read it from ``pub_id``: a loop,
+        which the greater pub_id of the two breaks for good (see the module docstring)."""
+        if self.self_id is None or self.self_id not in announcement.hops:
+            return False
+        current = self.choose(root)
+        return current is not None and current.pub_id == pub_id and self.self_id > pub_id
 
     def _notify(self, root: str) -> None:
         chosen = self.choose(root)
@@ -80,28 +123,45 @@ class Directory:
 
     # --- queries ----------------------------------------------------------------------------
 
-    def online(self, pub_id: str, session: str | None = None) -> bool:
-        status = self._status.get(pub_id)
+    def online(self, pub_id: str, session: str | None = None, broker: int = 0) -> bool:
+        status = self._status.get((broker, pub_id))
         if status is None or status.state != "online":
             return False
         return session is None or status.session == session
 
     def offers(self, root: str) -> list[Offer]:
         return [
-            Offer(pub_id, a, self.online(pub_id, a.session))
-            for (pub_id, r), a in sorted(self._offers.items())
+            Offer(pub_id, a, self.online(pub_id, a.session, broker), broker)
+            for (broker, pub_id, r), a in sorted(self._offers.items(), key=_by_pub_id)
             if r == root
         ]
 
     def roots(self) -> list[str]:
-        return sorted({r for (_, r) in self._offers})
+        return sorted({r for (_, _, r) in self._offers})
+
+    def usable(self, offer: Offer) -> bool:
+        """Online, not reading through us, and not a mirror we yielded to."""
+        if not offer.online:
+            return False
+        if self.self_id is not None and self.self_id in offer.announcement.hops:
+            return False
+        yielded = self._yielded.get((offer.announcement.root, offer.pub_id))
+        return yielded != offer.announcement.session
+
+    def rank(self, offer: Offer) -> tuple:
+        """Sort key: smaller is better (see the module docstring)."""
+        names = (offer.pub_id, offer.url.rstrip("/"))
+        preferred = next((i for i, p in enumerate(self.prefer) if p in names), len(self.prefer))
+        if offer.is_origin:
+            tier = 1
+        else:
+            tier = 0 if offer.broker == 0 else 2  # a mirror on our own broker, or elsewhere
+        return (preferred, tier, len(offer.announcement.hops), offer.pub_id, offer.broker)
 
     def choose(self, root: str) -> Offer | None:
-        """The source to read ``root`` from: an online one, the fewest hops from the origin."""
-        online = [o for o in self.offers(root) if o.online]
-        if not online:
-            return None
-        return min(online, key=lambda o: (len(o.announcement.hops), o.pub_id))
+        """The source to read ``root`` from, or None when no usable one is online."""
+        usable = [o for o in self.offers(root) if self.usable(o)]
+        return min(usable, key=self.rank, default=None)
 
     def source(self, root: str) -> Offer:
         """The chosen source, or the error a reader should get."""

@@ -3,9 +3,13 @@
 Following a root costs one manifest request; it records each dataset's layout and digests.
 A change event fetches the dataset's new info and drops only the chunks whose digest changed;
 a delete drops the dataset. A gap in ``seq``, a new source session, a new manifest etag in an
-announcement, or a reconnect all lead to a resync: the manifest is fetched again (a 304 when
-nothing changed) and reconciled, which also removes datasets deleted while we were away.
-Work on one root is serialised by a lock, so events and resyncs never interleave.
+announcement, a change of source, or a reconnect all lead to a resync: the manifest is fetched
+again (a 304 when nothing changed) and reconciled, which also removes datasets deleted while we
+were away. Work on one root is serialised by a lock, so events and resyncs never interleave.
+
+Whatever changes a dataset, an event or a resync, is told as a create/update/delete event
+(with the changed chunks) to watchers and to ``listeners`` (a republishing mirror passes them
+on downstream).
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class Follower:
         self._sources: dict[str, str | None] = {}  # root -> URL we read it from (None: offline)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._watchers: set[asyncio.Queue[dict]] = set()
+        # called with every event as it happens, before watchers see it (after the state moved)
+        self.listeners: list[Callable[[dict], None]] = []
         self._tasks: set[asyncio.Task] = set()
         directory.listeners.append(self._on_offer)
 
@@ -118,7 +124,8 @@ class Follower:
         async with self._locks[root]:
             self.state.follow(root, self.clock())
             self.etags[root] = None
-            self._reconcile(root, manifest)
+            self._sources[root] = offer.url
+            self._reconcile(root, manifest)  # every dataset is new: the follow event says so
         self._emit(root, "follow", datasets=len(manifest.datasets))
         return manifest
 
@@ -130,6 +137,7 @@ class Follower:
             self.etags.pop(root, None)
             self.datasets.pop(root, None)
             self._cursors.pop(root, None)
+            self._sources.pop(root, None)
         self._emit(root, "unfollow")
 
     async def resync(self, root: str) -> None:
@@ -139,17 +147,29 @@ class Follower:
         async with self._locks[root]:
             manifest = await self.source(root).manifest(root, self.etags[root])
             if manifest is not None:
-                self._reconcile(root, manifest)
+                for op, path, chunks, etag in self._reconcile(root, manifest):
+                    self._emit(root, op, path=path, chunks=chunks, etag=etag)
                 self._emit(root, "resync", datasets=len(manifest.datasets))
 
-    def _reconcile(self, root: str, manifest: Manifest) -> None:
+    def _reconcile(
+        self, root: str, manifest: Manifest
+    ) -> list[tuple[str, str, list[int] | None, str | None]]:
+        """Make a root match ``manifest``; returns (op, path, changed chunks, etag) per dataset
+        that changed (chunks None: all of them)."""
         fresh = manifest.by_path()
+        changes: list[tuple[str, str, list[int] | None, str | None]] = []
         for path in [p for p in self.datasets[root] if p not in fresh]:
             self._delete(root, path)
+            changes.append(("delete", path, None, None))
         for info in manifest.datasets:
-            self._apply(root, info)
+            known = self.datasets[root].get(info.path)
+            if known is not None and known.info.etag == info.etag:
+                continue
+            chunks = self._apply(root, info)
+            changes.append(("update" if known else "create", info.path, chunks, info.etag))
         self.state.set_manifest_etag(root, manifest.etag)
         self.etags[root] = manifest.etag
+        return changes
 
     def _apply(self, root: str, info: DatasetInfo) -> list[int] | None:
         """Record a dataset's new info; drop the chunks it invalidates. Returns those."""
@@ -210,14 +230,16 @@ class Follower:
         self._cursors.clear()
 
     def _on_offer(self, root: str, offer: Offer | None) -> None:
-        """A root's chosen source appeared, changed or re-announced: resync if it differs."""
+        """A root's chosen source appeared, changed or re-announced: resync if it is another
+        source (it may be at another version) or announces another manifest."""
         if root not in self.etags:
             return
         source = offer.url if offer else None
-        if self._sources.get(root, "") != source:
+        moved = self._sources.get(root, "") != source
+        if moved:
             self._sources[root] = source
             self._emit(root, "source", online=offer is not None, url=source)
-        if offer and offer.announcement.manifest_etag != self.etags[root]:
+        if offer and (moved or offer.announcement.manifest_etag != self.etags[root]):
             self._spawn(self._resync_quietly(root))
 
     async def _resync_quietly(self, root: str) -> None:
@@ -239,6 +261,8 @@ class Follower:
 
     def _emit(self, root: str, event: str, **detail) -> None:
         message = {"root": root, "event": event, "time": self.clock(), **detail}
+        for listener in self.listeners:
+            listener(message)
         for queue in self._watchers:
             queue.put_nowait(message)
 

@@ -3,11 +3,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.security import Security
+
 
 @dataclass(frozen=True)
 class SubscriberSettings:
-    broker: str
+    brokers: tuple[str, ...]  # the first is our own (the LAN's); discovery listens to all
     host: str
     port: int
     statedir: Path
     cache_size: int
+    republish: bool = False  # serve and announce the followed roots as a mirror
+    republish_broker: str = ""  # where a mirror announces; "" = brokers[0]
+    advertise: str = ""  # the URL a mirror announces; "" = the bound URL
+    prefer: tuple[str, ...] = ()  # pub_ids or URLs to read from first
+    security: Security = Security()  # accounts (--auth), source token, HTTPS (services.security)

@@ -100,6 +100,13 @@ def test_roots_table_and_empty():
     assert "no roots known yet" in text_of(render.roots_table([]))
 
 
+def test_roots_table_says_when_a_root_is_read_through_a_mirror():
+    via = RootInfo("demo", True, True, 3, "http://m:2", "o1", ["o1", "mirror-a"],
+                   source_id="mirror-a")
+    line = text_of(render.roots_table([via])).splitlines()[1]
+    assert line.split()[4:] == ["http://m:2", "via", "mirror-a", "(2", "hops)"]
+
+
 def test_datasets_table_never_cuts_a_path():
     long = "deep/" * 12 + "file.b2nd"
     out = text_of(render.datasets_table("r", [info(long), info("x.txt", kind="file")]), width=80)

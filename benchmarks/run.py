@@ -1,0 +1,177 @@
+"""``python -m benchmarks.run``: make data, start real services on loopback, time every
+scenario ``--repeat`` times, print the table and write JSON.
+
+    --scale 1      each cube is 1 GiB uncompressed (0.01: ~10 MiB, for a quick look)
+    --datasets N   small datasets in the many-dataset root (1000)
+    --repeat N     samples per scenario (quick ones take several per repeat)
+
+The older system's figures are quoted (and the speed-up over them shown) only at full size:
+--scale 1 and --datasets 1000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import data, harness, report
+from benchmarks.scenarios import Bench, Target
+
+MIB = 2**20
+# The targets' reference: starlette's FileResponse under uvicorn, the HTTP stack caterva itself
+# uses, always at hand. nginx (sendfile), when installed, is reported beside it.
+BASELINE = "uvicorn"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", type=float, default=1.0, help="cube size, 1 = 1 GiB (default 1)")
+    p.add_argument("--datasets", type=int, default=1000, help="small datasets (default 1000)")
+    p.add_argument("--repeat", type=int, default=3, help="samples per scenario (default 3)")
+    p.add_argument("--workdir", type=Path,
+                   default=Path(tempfile.gettempdir()) / "caterva-bench",
+                   help="data cache and scratch space (default $TMPDIR/caterva-bench)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="where to write results (default WORKDIR/results.json)")
+    args = p.parse_args(argv)
+    if args.scale <= 0 or args.repeat < 1 or args.datasets < 1:
+        p.error("--scale must be positive, --repeat and --datasets at least 1")
+    return args
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse(argv)
+    workdir = args.workdir.resolve()
+    layout = data.make(workdir, data.side_for(args.scale), args.datasets, log=log)
+    # a second, 8x smaller size: peak memory must not grow with the data
+    small = data.make(workdir, data.side_for(args.scale / 8), 0, log=log)
+    full = args.scale == 1 and args.datasets == 1000
+    older = (lambda seconds: seconds) if full else (lambda seconds: None)
+
+    rundir = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
+    scratch = rundir / "scratch"
+    scratch.mkdir()
+    memory: list[dict] = []
+    started = time.time()
+    try:
+        with harness.Services(rundir) as services:
+            broker = services.broker()
+            pub_big = services.publisher("big", layout.big, broker)
+            services.publisher("many", layout.many, broker)
+            sub = services.subscriber("sub", broker)
+            servers = {"uvicorn": services.start("static", "benchmarks.static", str(layout.big))}
+            nginx = services.nginx(layout.big)
+            if nginx is not None:
+                servers["nginx"] = nginx
+            bench = Bench(layout, sub.url, scratch, args.repeat, log=log)
+            try:
+                harness.wait_online(bench.client, ["big", "many"])
+                bench.client.follow("big")
+                run_big(bench, {k: v.url for k, v in servers.items()}, older)
+                memory += peaks(pub_big, sub, _size_text(layout.big))
+                run_many(bench, older)
+            finally:
+                bench.close()
+            memory += memory_at(services, small, broker, scratch)
+    finally:
+        shutil.rmtree(rundir, ignore_errors=True)
+
+    rows = [report.summary(r, bench.results) for r in bench.results]
+    meta = {
+        "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None
+                                                             else sys.argv[1:])]),
+        "scale": args.scale, "cube_side": layout.side, "datasets": args.datasets,
+        "repeat": args.repeat, "cpus": os.cpu_count(), "python": platform.python_version(),
+        "machine": platform.machine(), "git": _git_rev(), "duration_s": time.time() - started,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    out = args.json or workdir / "results.json"
+    report.write_json(out, meta, rows, memory)
+    print(f"\ncaterva benchmarks: cubes of {_size_text(layout.big)} each, {args.datasets} small "
+          f"datasets, {args.repeat} repeats, {os.cpu_count()} CPUs")
+    print(report.table(rows))
+    print()
+    print(report.memory_table(memory))
+    print(f"\nresults: {out}")
+    return {"meta": meta, "results": rows, "memory": memory}
+
+
+def run_big(bench: Bench, servers: dict[str, str], older) -> None:
+    """Whole-file downloads against the plain-HTTP baselines, then selections."""
+    cases = (("smooth.b2nd", "compressible", 10.5, 0.38),
+             ("noise.b2nd", "incompressible", 12.6, 1.3))
+    for name, what, _, _ in cases:
+        for server, url in servers.items():
+            bench.baseline(name, f"baseline: {server} static file, {what}", server, url)
+    for name, what, cold_s, warm_s in cases:
+        base = f"{BASELINE}_{name.split('.')[0]}"
+        bench.download(name, True, f"download {what}, cold",
+                       Target(fraction=0.7, baseline=base), older(cold_s))
+        bench.download(name, False, f"download {what}, warm",
+                       Target(fraction=0.9, baseline=base), older(warm_s))
+    bench.select_cli_cold(Target(seconds=0.3), older(0.5))
+    bench.select_client_warm(Target(seconds=0.015), older(0.036))
+
+
+def run_many(bench: Bench, older) -> None:
+    bench.follow_many(Target(seconds=0.5), older(21.0))
+    bench.download_many(True, Target(seconds=2.0), older(39.0))
+    bench.download_many(False, Target(seconds=1.0), None)
+    bench.cli_roots(Target(seconds=0.2), older(0.26))
+    bench.change_notify(Target(seconds=0.1))
+
+
+def peaks(publisher: harness.Process, subscriber: harness.Process, size: str) -> list[dict]:
+    return [
+        {"process": "publisher", "data": size, "peak": publisher.memory().get("VmHWM", 0)},
+        {"process": "subscriber", "data": size, "peak": subscriber.memory().get("VmHWM", 0)},
+    ]
+
+
+def memory_at(services: harness.Services, layout: data.Layout, broker: str,
+              scratch: Path) -> list[dict]:
+    """Peak memory of a fresh publisher and subscriber serving smaller cubes, cold and warm."""
+    from caterva import Client
+
+    pub = services.publisher("small", layout.big, broker)
+    sub = services.subscriber("sub-small", broker)
+    with Client(sub.url) as client:
+        harness.wait_online(client, ["small"])
+        client.follow("small")
+        for _ in ("cold", "warm"):
+            for name in ("smooth.b2nd", "noise.b2nd"):
+                client.download(f"small/{name}", scratch / name)
+                (scratch / name).unlink()
+    out = peaks(pub, sub, _size_text(layout.big))
+    services.stop(sub)
+    services.stop(pub)
+    return out
+
+
+def _size_text(big: Path) -> str:
+    nbytes = data.blosc2.open(str(big / "smooth.b2nd"), mode="r").nbytes
+    return f"{nbytes / MIB:.0f} MiB" if nbytes < 2**30 else f"{nbytes / 2**30:.1f} GiB"
+
+
+def _git_rev() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, cwd=harness.REPO, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""What is timed, and how each result is checked.
+
+Each scenario has an untimed setup (e.g. unfollow + follow for a cold cache), a timed part that
+does what a user does, and a verification run once, outside the timed part. Samples are wall
+times in seconds; quick scenarios take several samples per repeat.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks import data
+from caterva import Client
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a scenario should reach: at most ``seconds``, or ``fraction`` of a baseline's speed."""
+
+    seconds: float | None = None
+    fraction: float | None = None
+    baseline: str | None = None
+
+    def text(self) -> str:
+        if self.fraction is not None:
+            return f">= {self.fraction:.0%} of baseline"
+        return f"< {_ms(self.seconds)}" if self.seconds is not None else ""
+
+
+@dataclass
+class Result:
+    name: str
+    label: str
+    times: list[float] = field(default_factory=list)
+    nbytes: int | None = None  # bytes delivered: downloads report a throughput
+    target: Target = Target()
+    older: float | None = None  # the older system's figure, seconds
+    verified: bool | None = None
+    note: str = ""
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def timed(fn: Callable[[], object], settle: bool = False) -> float:
+    """Wall seconds of ``fn()``. ``settle``: first write dirty pages out (untimed), so a run is
+    not slowed by the writeback of what the runs before it wrote."""
+    if settle:
+        os.sync()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class Bench:
+    """The scenarios, against one subscriber and the data of one Layout."""
+
+    def __init__(self, layout: data.Layout, sub_url: str, scratch: Path, repeat: int,
+                 log=print) -> None:
+        self.layout = layout
+        self.sub_url = sub_url
+        self.scratch = scratch
+        self.repeat = repeat
+        self.log = log
+        self.client = Client(sub_url)
+        self.results: list[Result] = []
+        exe = Path(sys.executable).with_name("caterva")
+        self.cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "caterva"]
+
+    def record(self, result: Result) -> Result:
+        times = sorted(result.times)
+        self.log(f"  {result.label}: median {_ms(times[len(times) // 2])} "
+                 f"(min {_ms(times[0])}, max {_ms(times[-1])}), verified {result.verified}")
+        self.results.append(result)
+        return result
+
+    def refollow(self, root: str) -> None:
+        """A cold cache: unfollowing drops every cached chunk of the root."""
+        if any(r.name == root and r.followed for r in self.client.roots()):
+            self.client.unfollow(root)
+        self.client.follow(root)
+
+    # --- whole-file downloads ----------------------------------------------------------------
+
+    def baseline(self, name: str, label: str, server: str, url: str) -> Result:
+        """A plain HTTP download of the same file from a static server: curl, else httpx."""
+        source = self.layout.big / name
+        dest = self.scratch / f"baseline-{name}"
+        url = f"{url}/{name}"
+        curl = shutil.which("curl")
+
+        def fetch():
+            if curl:
+                subprocess.run([curl, "-sSf", "-o", str(dest), url], check=True)
+            else:
+                _httpx_download(url, dest)
+        stem = name.split(".")[0]
+        result = Result(f"{server}_{stem}", label, nbytes=source.stat().st_size,
+                        note=f"{server} + {'curl' if curl else 'httpx'}")
+        for _ in range(self.repeat):
+            dest.unlink(missing_ok=True)
+            result.times.append(timed(fetch, settle=True))
+        result.verified = _same_bytes(source, dest)
+        dest.unlink()
+        return self.record(result)
+
+    def download(self, name: str, cold: bool, label: str, target: Target, older: float) -> Result:
+        source = self.layout.big / name
+        dest = self.scratch / name
+        kind = "cold" if cold else "warm"
+        result = Result(f"download_{name.split('.')[0]}_{kind}", label,
+                        nbytes=source.stat().st_size, target=target, older=older)
+        if not cold:  # warm: everything cached, whatever ran before
+            self.client.download(f"big/{name}", dest)
+        for _ in range(self.repeat):
+            dest.unlink(missing_ok=True)
+            if cold:
+                self.refollow("big")
+            result.times.append(timed(lambda: self.client.download(f"big/{name}", dest), True))
+        result.verified = data.same_dataset(source, dest)
+        dest.unlink()
+        return self.record(result)
+
+    # --- selections --------------------------------------------------------------------------
+
+    def select_cli_cold(self, target: Target, older: float) -> Result:
+        address = f"big/smooth.b2nd[{self.layout.selection}]"
+        result = Result("select_cli_cold", "select 8 chunks, CLI, cold", target=target,
+                        older=older, note=f"caterva show '{address}'")
+        command = [*self.cli, "show", address, "--sub", self.sub_url]
+        for _ in range(self.repeat):
+            self.refollow("big")
+            result.times.append(timed(lambda: subprocess.run(command, capture_output=True,
+                                                             check=True)))
+        q = self.layout.side // 4
+        shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
+        result.verified = f"shape ({q}, {q}, {q})" in shown
+        return self.record(result)
+
+    def select_client_warm(self, target: Target, older: float, per_repeat: int = 10) -> Result:
+        result = Result("select_client_warm", "select 8 chunks, Python client, warm",
+                        target=target, older=older, note="ds[sel] on an open Client")
+        ds = self.client.dataset("big/smooth.b2nd")
+        got = ds[self.layout.key]  # warms the cache
+        for _ in range(self.repeat * per_repeat):
+            result.times.append(timed(lambda: ds[self.layout.key]))
+        original = data.blosc2.open(str(self.layout.big / "smooth.b2nd"), mode="r")
+        result.verified = bool(np.array_equal(got, original[self.layout.key]))
+        return self.record(result)
+
+    # --- the root of many small datasets -----------------------------------------------------
+
+    def follow_many(self, target: Target, older: float) -> Result:
+        result = Result("follow_many", f"follow a {self.layout.datasets}-dataset root",
+                        target=target, older=older)
+        count = None
+        for _ in range(self.repeat):
+            if any(r.name == "many" and r.followed for r in self.client.roots()):
+                self.client.unfollow("many")
+            start = time.perf_counter()
+            count = self.client.follow("many")
+            result.times.append(time.perf_counter() - start)
+        result.verified = count == self.layout.datasets
+        return self.record(result)
+
+    def download_many(self, cold: bool, target: Target, older: float) -> Result:
+        kind = "cold" if cold else "warm"
+        dest = self.scratch / "many"
+        result = Result(f"download_many_{kind}",
+                        f"download {self.layout.datasets} small datasets, {kind}",
+                        target=target, older=older)
+        if not cold:
+            self.client.download("many", dest)
+        for _ in range(self.repeat):
+            shutil.rmtree(dest, ignore_errors=True)
+            if cold:
+                self.refollow("many")
+            result.times.append(timed(lambda: self.client.download("many", dest), True))
+        result.verified = all(
+            data.same_dataset(self.layout.many / p, dest / p)
+            for p in map(self.layout.small_path, range(self.layout.datasets))
+        )
+        shutil.rmtree(dest)
+        return self.record(result)
+
+    # --- the CLI and change events -----------------------------------------------------------
+
+    def cli_roots(self, target: Target, older: float, per_repeat: int = 3) -> Result:
+        result = Result("cli_roots", "CLI start-up: caterva roots", target=target, older=older)
+        command = [*self.cli, "roots", "--sub", self.sub_url]
+        for _ in range(self.repeat * per_repeat):
+            result.times.append(timed(lambda: subprocess.run(command, capture_output=True,
+                                                             check=True)))
+        shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
+        result.verified = "many" in shown and "big" in shown
+        return self.record(result)
+
+    def change_notify(self, target: Target, per_repeat: int = 5) -> Result:
+        """A file rewritten at the publisher -> its update event at a watching client."""
+        path = self.layout.small_path(0)
+        target_file = self.layout.many / path
+        result = Result("change_notify", "change visible at the subscriber", target=target,
+                        note="rewrite at the publisher -> client.watch() event")
+        events: queue.Queue = queue.Queue()
+        rng = np.random.default_rng(4)
+        values = None
+        with Client(self.sub_url) as watcher, watcher.watch("many") as stream:
+            threading.Thread(target=_pump, args=(stream, events), daemon=True).start()
+            for _ in range(self.repeat * per_repeat):
+                values = rng.normal(size=data.SMALL_SHAPE)
+                tmp = target_file.with_name(target_file.name + ".tmp")  # skipped by publishers
+                data.write_small(tmp, values)
+                start = time.perf_counter()
+                os.replace(tmp, target_file)
+                while True:
+                    event = events.get(timeout=30)
+                    if event.get("path") == path and event["event"] in ("update", "create"):
+                        break
+                result.times.append(time.perf_counter() - start)
+        result.verified = bool(np.array_equal(self.client.dataset(f"many/{path}")[...], values))
+        return self.record(result)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _pump(stream, events: queue.Queue) -> None:
+    try:
+        for event in stream:
+            events.put(event)
+    except Exception:  # the stream closes when the benchmark ends
+        pass
+
+
+def _httpx_download(url: str, dest: Path) -> None:
+    with httpx.stream("GET", url) as response, open(dest, "wb") as f:
+        response.raise_for_status()
+        for part in response.iter_raw(1 << 20):
+            f.write(part)
+
+
+def _same_bytes(a: Path, b: Path, block: int = 1 << 24) -> bool:
+    with open(a, "rb") as x, open(b, "rb") as y:
+        while True:
+            u, v = x.read(block), y.read(block)
+            if u != v:
+                return False
+            if not u:
+                return True

@@ -1,0 +1,146 @@
+"""Services authenticating to each other, and republishing that never widens access.
+
+    broker <- origin publisher of "demo" (--require-token-file: T1, T2)
+           <- mirror M: subscriber --republish --users (its own accounts) --source-token T1
+           <- downstream D: subscriber --prefer M --source-token <ada's login at M>
+
+carl may read demo at M; ada may not, until the admin grants it. Through M, ada reads nothing
+(every route of demo is 403, demo is absent from her listing) and neither does D reading with
+her credentials (a token M's admin made with `caterva user token`); after the grant both work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import httpx
+import numpy as np
+import pytest
+
+from caterva import fetch
+from caterva.errors import SourceRefused
+from tests.conftest import Service
+from tests.integration.authkit import (
+    GRID,
+    bearer,
+    cli,
+    is_json_error,
+    login,
+    make_users,
+    query_for,
+    routes,
+    tiny_root,
+    wait_root,
+)
+
+T1, T2 = "service-token-one-0123456789", "service-token-two-9876543210"
+ADA, CARL = "ada@lab.org", "carl@lab.org"
+
+
+class Stack:
+    def __init__(self, tmp) -> None:
+        self.tmp = tmp
+        self.services: list[Service] = []
+        (tmp / "tokens").write_text(f"# subscribers allowed to read demo\n{T1}\n{T2}\n")
+        (tmp / "source-token").write_text(T1 + "\n")
+        self.users = make_users(tmp / "users.db", {ADA: [], CARL: ["demo"]})
+        self.broker = self.start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
+        origin = self.start("pub", "demo", str(tiny_root(tmp / "demo")), "--broker", self.broker,
+                            "--http", "127.0.0.1:0", "--statedir", str(tmp / "pub"),
+                            "--require-token-file", str(tmp / "tokens"), wait=False)
+        mirror = self.start("sub", "--broker", self.broker, "--republish", "--http",
+                            "127.0.0.1:0", "--statedir", str(tmp / "m"), "--users",
+                            str(self.users), "--source-token-file", str(tmp / "source-token"),
+                            wait=False)
+        self.origin, self.mirror = origin.wait_ready(), mirror.wait_ready()
+
+    def start(self, *args: str, wait: bool = True) -> Service:
+        service = Service(list(args), self.tmp / f"{len(self.services)}-{args[0]}.log")
+        self.services.append(service)
+        if wait:
+            service.wait_ready()
+        return service
+
+    def close(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = Stack(tmp_path_factory.mktemp("sources"))
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+def test_the_publisher_answers_only_requests_with_a_service_token(stack):
+    openapi = httpx.get(f"{stack.origin}/openapi.json").json()
+    with httpx.Client(base_url=stack.origin, timeout=10) as http:
+        checked = 0
+        for method, template, path in routes(openapi, root="demo"):
+            params = query_for(method, template)
+            if template == "/v1/health":
+                assert http.request(method, path).status_code == 200
+                continue
+            for headers in ({}, bearer("not-the-token"), bearer(T1 + "x")):
+                r = http.request(method, path, params=params, headers=headers)
+                assert is_json_error(r, 401, "unauthorized"), (method, path, r.text)
+                checked += 1
+            for token in (T1, T2):  # any token of the file
+                r = http.request(method, path, params=params, headers=bearer(token))
+                assert r.status_code in (200, 206), (method, path, r.text)
+        assert checked >= 3 * 5  # manifest, info, chunk, chunks, file, stats
+
+
+def test_a_subscriber_without_the_token_is_refused_clearly(stack):
+    async def read_manifest():
+        async with fetch.new_client() as client:
+            return await fetch.Source(client, stack.origin).manifest("demo")
+
+    with pytest.raises(SourceRefused, match="refused this subscriber.*--source-token"):
+        asyncio.run(read_manifest())
+
+
+def test_through_a_mirror_a_user_without_a_grant_reads_nothing(stack):
+    carl = bearer(login(stack.mirror, CARL))
+    # ada's credential for a service of hers: a token M's admin makes (no password involved)
+    minted = cli("user", "token", ADA, "--ttl", "1d", "--users", str(stack.users),
+                 "--secret", str(stack.tmp / "m" / "token-secret"))
+    assert minted.returncode == 0, minted.stderr
+    ada = minted.stdout.strip()
+    # carl (granted) makes M follow demo from the origin, with M's own service token
+    wait_root(stack.mirror, "demo", headers=carl)
+    assert httpx.put(f"{stack.mirror}/v1/roots/demo/follow", headers=carl).status_code == 200
+    r = httpx.get(f"{stack.mirror}/v1/roots/demo/data/grid.b2nd", headers=carl)
+    assert r.status_code == 200
+    np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), GRID)  # now cached at M
+
+    # ada, at M: demo is absent, and every route of it (the client API and the source API
+    # that M serves to downstream subscribers) is 403, cached or not
+    listing = httpx.get(f"{stack.mirror}/v1/roots", headers=bearer(ada)).json()["roots"]
+    assert listing == []
+    openapi = httpx.get(f"{stack.mirror}/openapi.json").json()
+    with httpx.Client(base_url=stack.mirror, headers=bearer(ada), timeout=10) as http:
+        for method, template, path in routes(openapi, root="demo"):
+            if "{root}" in template:
+                r = http.request(method, path, params=query_for(method, template))
+                assert is_json_error(r, 403, "forbidden"), (method, path, r.text)
+
+    # D, a subscriber reading from M with ada's credentials, gets nothing either
+    d = stack.start("sub", "--broker", stack.broker, "--prefer", stack.mirror, "--http",
+                    "127.0.0.1:0", "--statedir", str(stack.tmp / "d"), "--source-token", ada).url
+    wait_root(d, "demo", source=stack.mirror)
+    r = httpx.put(f"{d}/v1/roots/demo/follow")
+    assert is_json_error(r, 502, "source_refused"), r.text
+    assert "refused this subscriber" in r.json()["error"]["message"]
+
+    # the admin of M grants ada demo: D now reads through M
+    done = cli("user", "grant", ADA, "demo", "--users", str(stack.users))
+    assert done.returncode == 0, done.stderr
+    assert httpx.put(f"{d}/v1/roots/demo/follow").status_code == 200
+    r = httpx.get(f"{d}/v1/roots/demo/data/grid.b2nd", params={"sel": "3:9, 1::4"})
+    assert r.status_code == 200, r.text
+    np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), GRID[3:9, 1::4])

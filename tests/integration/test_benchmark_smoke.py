@@ -1,0 +1,41 @@
+"""The benchmark suite, run at a tiny scale so it does not rot: every scenario must produce
+numbers and every download must be verified. Timings are not asserted (they are measured by
+``python -m benchmarks.run``, not judged by tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCENARIOS = {
+    "uvicorn_smooth", "uvicorn_noise",
+    "download_smooth_cold", "download_smooth_warm", "download_noise_cold", "download_noise_warm",
+    "select_cli_cold", "select_client_warm",
+    "follow_many", "download_many_cold", "download_many_warm",
+    "cli_roots", "change_notify",
+}
+
+
+def test_every_scenario_runs_and_is_verified(tmp_path):
+    out = tmp_path / "results.json"
+    # as a user runs it: the command, from the repository
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--scale", "0.0002", "--datasets", "4",
+         "--repeat", "1", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        cwd=ROOT, check=True, capture_output=True, timeout=110,
+    )
+    report = json.loads(out.read_text())
+
+    results = {r["name"]: r for r in report["results"]}
+    assert SCENARIOS <= set(results)
+    for name, r in results.items():
+        assert r["samples"] >= 1 and all(t > 0 for t in r["times_s"]), name
+        assert r["verified"] is True, name
+    for name in ("download_smooth_cold", "download_noise_warm"):
+        assert results[name]["of_baseline"] > 0 and results[name]["mib_per_s"] > 0
+    assert len(report["memory"]) == 4  # publisher and subscriber, at two sizes
+    assert all(m["peak"] > 0 for m in report["memory"])

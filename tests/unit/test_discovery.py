@@ -1,0 +1,130 @@
+"""Source choice in discovery, without sockets: the ranking (preference, mirrors on our own
+broker, origin, the rest; fewest hops) and loop exclusion for mirrors."""
+
+from __future__ import annotations
+
+from caterva.protocol import topics
+from caterva.protocol.messages import Announcement, Status
+from services.subscriber.discovery import Directory
+
+
+def online(d: Directory, pub_id: str, session: str = "s1", broker: int = 0) -> None:
+    d.on_message(topics.status(pub_id), Status("online", session).to_bytes(), broker=broker)
+
+
+def offline(d: Directory, pub_id: str, session: str = "s1", broker: int = 0) -> None:
+    d.on_message(topics.status(pub_id), Status("offline", session).to_bytes(), broker=broker)
+
+
+def announce(
+    d: Directory, pub_id: str, hops: list[str], *, broker: int = 0, session: str = "s1",
+    root: str = "demo",
+) -> None:
+    body = Announcement(root=root, url=f"http://{pub_id}:1", session=session,
+                        manifest_etag="e1", datasets=3, origin=hops[0], hops=hops)
+    d.on_message(topics.root(pub_id, root), body.to_bytes(), broker=broker)
+
+
+def source(d: Directory) -> str | None:
+    chosen = d.choose("demo")
+    return chosen.pub_id if chosen else None
+
+
+def lan_and_upstream(d: Directory) -> None:
+    """origin o upstream (broker 1); mirrors m1, m3 on the LAN (broker 0), m2 upstream."""
+    for pub_id, hops, broker in [
+        ("o", ["o"], 1), ("m1", ["o", "m1"], 0), ("m2", ["o", "m2"], 1),
+        ("m3", ["o", "m2", "m3"], 0),
+    ]:
+        online(d, pub_id, broker=broker)
+        announce(d, pub_id, hops, broker=broker)
+
+
+def test_ranking_mirror_on_own_broker_then_origin_then_the_rest_fewest_hops_first():
+    d = Directory()
+    lan_and_upstream(d)
+    assert source(d) == "m1"  # a LAN mirror, 2 hops, beats m3 (3 hops)
+    offline(d, "m1")
+    assert source(d) == "m3"
+    offline(d, "m3", broker=0)
+    assert source(d) == "o"  # then the origin, though it is on the other broker
+    offline(d, "o", broker=1)
+    assert source(d) == "m2"  # then anything online
+    online(d, "m1", session="s2")  # back, but its announcement is of the old session
+    assert source(d) == "m2"
+    announce(d, "m1", ["o", "m1"], session="s2")
+    assert source(d) == "m1"
+
+
+def test_a_configured_preference_wins_by_pub_id_or_url_first_listed_first():
+    d = Directory(prefer=["http://m2:1/", "o"])
+    lan_and_upstream(d)
+    assert source(d) == "m2"
+    offline(d, "m2", broker=1)
+    assert source(d) == "o"
+    offline(d, "o", broker=1)
+    assert source(d) == "m1"
+
+
+def test_a_late_will_of_an_older_session_does_not_hide_a_source():
+    d = Directory()
+    online(d, "o", session="new")
+    announce(d, "o", ["o"], session="new")
+    offline(d, "o", session="old")
+    assert source(d) == "o"
+    offline(d, "o", session="new")
+    assert source(d) is None
+
+
+def test_listeners_hear_the_choice_change():
+    d = Directory()
+    heard = []
+    d.listeners.append(lambda root, offer: heard.append(offer.pub_id if offer else None))
+    online(d, "o", broker=1)
+    announce(d, "o", ["o"], broker=1)
+    online(d, "m1")
+    announce(d, "m1", ["o", "m1"])
+    offline(d, "m1")
+    assert heard == ["o", "m1", "o"]  # a status alone, without an announcement, says nothing
+
+
+def test_a_mirror_never_reads_through_itself_nor_hears_itself():
+    d = Directory(self_id="a")
+    online(d, "o")
+    announce(d, "o", ["o"])
+    online(d, "d")
+    announce(d, "d", ["o", "a", "d"])  # d reads through us: never a source for us
+    online(d, "a")
+    announce(d, "a", ["o", "a"])  # our own announcement, heard back
+    assert [o.pub_id for o in d.offers("demo")] == ["d", "o"]
+    assert source(d) == "o"
+    offline(d, "o")
+    assert source(d) is None  # better none than a cycle
+
+
+def test_two_mirrors_that_pick_each_other_settle_without_a_loop():
+    """Both mirrors see each other on the LAN at the same moment, every round: the worst case.
+    Each announces the chain it reads through; the exchange must reach a fixed point."""
+    mirrors = {"a": Directory(self_id="a"), "d": Directory(self_id="d")}
+    for d in mirrors.values():
+        online(d, "o", broker=1)
+        announce(d, "o", ["o"], broker=1)
+    for me, d in mirrors.items():
+        online(d, "d" if me == "a" else "a")
+
+    def chain(me: str) -> list[str]:
+        return [*mirrors[me].choose("demo").announcement.hops, me]
+
+    history = []
+    for _ in range(8):
+        chains = {me: chain(me) for me in mirrors}  # both decide, then both announce
+        history.append(chains)
+        if len(history) > 1 and history[-2] == chains:
+            break
+        for me, hops in chains.items():
+            other = "d" if me == "a" else "a"
+            announce(mirrors[other], me, hops)
+    assert history[-1] == {"a": ["o", "d", "a"], "d": ["o", "d"]}, history
+    assert len(history) <= 6
+    for hops in history[-1].values():
+        assert len(hops) == len(set(hops))
