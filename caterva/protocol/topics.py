@@ -6,7 +6,7 @@
     caterva/v1/discover                       QoS 1     anyone asks every source to re-announce
 
 Everything a publisher writes lives under its own ``pub/<pub_id>/`` subtree, so a broker ACL
-can confine it there (``caterva/v1/pub/%c/#``).
+can confine it there (``caterva/v1/pub/%u/#``, with the pub_id equal to the MQTT username).
 """
 
 from __future__ import annotations

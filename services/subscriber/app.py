@@ -17,8 +17,9 @@ from fastapi import Depends, FastAPI
 
 from caterva import fetch
 from caterva.cache import Cache
-from caterva.mqtt import Bus
+from caterva.mqtt import Bus, BrokerURL
 from caterva.protocol import topics
+from caterva.protocol.topics import check_pub_id
 from caterva.protocol.messages import Change, Discover
 from caterva.errors import ProtocolError
 from caterva.state import State
@@ -43,7 +44,9 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         state = State(statedir / "state.db")
         cache = Cache(state, statedir / "chunks", settings.cache_size)
         cache.reconcile()
-        pub_id = state.identity() if settings.republish else None
+        announce_on = settings.republish_broker or settings.brokers[0]
+        # under broker auth the ACL confines a source to caterva/v1/pub/<username>/#
+        pub_id = check_pub_id(BrokerURL.parse(announce_on).username or state.identity()) if settings.republish else None
         # a mirror names itself on every request upstream (loop backstop, see mirror.py)
         client = fetch.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
                                   **settings.security.source_client_options())
@@ -84,7 +87,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         if pub_id:
             mirror = Mirror(
                 pub_id=pub_id, session=secrets.token_hex(8), url=settings.advertise or url,
-                broker=settings.republish_broker or settings.brokers[0],
+                broker=announce_on,
                 follower=follower, directory=directory,
             )
         loop = asyncio.get_running_loop()

@@ -18,6 +18,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from caterva.protocol.messages import Announcement
 from services.broker import access
 from tests.conftest import free_port
 from tests.integration.authkit import tiny_root, wait_root
@@ -40,6 +41,7 @@ class Mqtt:
         self.result: queue.Queue = queue.Queue()
         self.messages: queue.Queue = queue.Queue()
         self.subacks: queue.Queue = queue.Queue()
+        self.seen: list = []  # every message `until` consumed, in order
         self.c.on_connect = lambda cl, ud, flags, rc, props: self.result.put(rc)
         self.c.on_disconnect = lambda cl, ud, flags, rc, props: self.result.put(rc)
         self.c.on_message = lambda cl, ud, msg: self.messages.put(msg)
@@ -65,6 +67,7 @@ class Mqtt:
         seen = []
         while True:
             msg = self.messages.get(timeout=timeout)
+            self.seen.append(msg)
             seen.append(msg.topic)
             if msg.topic == topic:
                 return seen
@@ -162,3 +165,23 @@ def test_a_last_will_outside_the_own_subtree_never_arrives(secured):
     assert reader.until("caterva/v1/pub/alice/roots/barrier") == [
         "caterva/v1/pub/alice/roots/barrier"
     ]
+
+
+def test_a_mirror_announces_under_its_username(secured, spawn, tmp_path):
+    """A republishing subscriber names itself after its MQTT account, so the ACL lets its
+    announcements through (a random id would be dropped silently)."""
+    port = secured.port
+    data = tiny_root(tmp_path / "data")
+    spawn("pub", "demo", str(data), "--broker", f"mqtt://127.0.0.1:{port}", "--broker-user", "alice",
+          "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "p"),
+          env={"CATERVA_BROKER_PASSWORD": ACCOUNTS["alice"]})
+    mirror = spawn("sub", "--republish", "--broker", f"mqtt://bob:{ACCOUNTS['bob']}@127.0.0.1:{port}",
+                   "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "m"))
+    wait_root(mirror.url, "demo")
+    assert httpx.put(f"{mirror.url}/v1/roots/demo/follow").status_code == 200
+    reader = secured("reader")
+    reader.subscribe("caterva/v1/pub/bob/roots/demo")
+    reader.until("caterva/v1/pub/bob/roots/demo")  # amqtt may also hand over others' retained
+    message = next(m for m in reader.seen if m.topic == "caterva/v1/pub/bob/roots/demo")
+    announcement = Announcement.from_bytes(message.payload)
+    assert (announcement.origin, announcement.hops, announcement.url) == ("alice", ["alice", "bob"], mirror.url)

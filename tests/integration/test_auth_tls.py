@@ -4,7 +4,6 @@ without the CA is refused with an error that says what to do."""
 
 from __future__ import annotations
 
-import shutil
 import ssl
 
 import httpx
@@ -16,7 +15,6 @@ from caterva.errors import Unavailable
 from tests.conftest import Service
 from tests.integration.authkit import GRID, cli, make_ca, tiny_root, wait_root
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
 
 @pytest.fixture(scope="module")
