@@ -1,9 +1,10 @@
 """The MQTT side of a publisher: birth and will, the retained root announcement, change events.
 
-    (re)connect -> status online (retained) -> pending change events -> announcement (retained)
-    discover    -> status + announcement again
+    (re)connect, discover -> status online (retained) -> pending change events -> announcement
     scan diffs  -> change events (QoS 1, seq 1, 2, ... per session) -> announcement
     shutdown    -> status offline, explicitly (a clean disconnect drops the will)
+
+Status, birth and will are services/presence.py's, shared with mirrors.
 
 Change events are queued and sent in order while the broker is reachable; the announcement
 that follows carries the new manifest etag even if an event was not acknowledged (it is
@@ -18,10 +19,10 @@ import asyncio
 import logging
 from collections import deque
 
-from caterva.errors import CatervaError
 from caterva.mqtt import Bus
 from caterva.protocol import topics
-from caterva.protocol.messages import Announcement, Change, Status
+from caterva.protocol.messages import Announcement, Change
+from services.presence import Presence
 from services.publisher.catalog import Catalog, Entry, ScanResult
 from services.publisher.store import Store
 
@@ -40,26 +41,22 @@ class Announcer:
         self.store = store
         self.seq = 0
         self._pending: deque[tuple[Change, Entry | None]] = deque()
-        self._lock = asyncio.Lock()  # events and announcements leave in order
-        self.bus = Bus(
-            broker,
-            client_id=f"caterva-pub-{pub_id}-{session[:8]}",
-            will=(topics.status(pub_id), self._status("offline")),
+        # status, birth on (re)connect and discover, stale-will repair: see services/presence.py
+        self.presence = Presence(
+            broker, pub_id=pub_id, session=session, url=url, role="pub", announce=self._birth
         )
-        self.bus.on_connect(self.on_connect)
-        self.bus.subscribe(topics.DISCOVER, self._on_discover)
-        self.bus.subscribe(topics.status(pub_id), self._on_own_status)
+
+    @property
+    def bus(self) -> Bus:
+        return self.presence.bus
 
     async def start(self) -> None:
-        await self.bus.start()  # no wait: the REST API serves while the broker is away
+        await self.presence.start()  # no wait: the REST API serves while the broker is away
 
     async def stop(self) -> None:
-        await self.bus.stop(final=[(topics.status(self.pub_id), self._status("offline"))])
+        await self.presence.stop()
 
     # --- what goes out ------------------------------------------------------------------------
-
-    def _status(self, state: str) -> bytes:
-        return Status(state, self.session, self.url).to_bytes()
 
     def announcement(self) -> Announcement:
         manifest = self.catalog.manifest
@@ -68,11 +65,10 @@ class Announcer:
             datasets=len(manifest.datasets), origin=self.pub_id, hops=[self.pub_id],
         )
 
-    async def on_connect(self) -> None:
-        async with self._lock:
-            await self.bus.publish(topics.status(self.pub_id), self._status("online"), retain=True)
-            await self._flush()
-            await self._announce()
+    async def _birth(self) -> None:
+        """After the online status (lock held): pending events, then the announcement."""
+        await self._flush()
+        await self._announce()
 
     async def changed(self, result: ScanResult) -> None:
         """Queue one change event per diff of a scan, then send what the broker will take."""
@@ -83,7 +79,7 @@ class Announcer:
         if rows:
             await asyncio.to_thread(self.store.save_all, rows)
         manifest_etag = self.catalog.manifest.etag
-        async with self._lock:  # a flush in progress owns the head of the queue
+        async with self.presence.lock:  # a flush in progress owns the head of the queue
             for d in result.diffs:
                 self.seq += 1  # counted even if never delivered: a gap makes readers resync
                 change = Change(
@@ -119,20 +115,3 @@ class Announcer:
     async def _announce(self) -> None:
         topic = topics.root(self.pub_id, self.name)
         await self.bus.publish(topic, self.announcement().to_bytes(), retain=True)
-
-    # --- what comes in ------------------------------------------------------------------------
-
-    async def _on_discover(self, topic: str, payload: bytes) -> None:
-        async with self._lock:  # any message counts: the payload is only informative
-            await self.bus.publish(topics.status(self.pub_id), self._status("online"), retain=True)
-            await self._announce()
-
-    async def _on_own_status(self, topic: str, payload: bytes) -> None:
-        # a previous run's late will may overwrite our retained birth: put it back
-        try:
-            status = Status.from_bytes(payload)
-        except CatervaError:
-            return
-        if status.state == "offline" and status.session != self.session:
-            log.info("replacing a stale offline status of session %s", status.session)
-            await self.bus.publish(topics.status(self.pub_id), self._status("online"), retain=True)

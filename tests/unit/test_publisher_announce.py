@@ -47,14 +47,14 @@ def test_events_queue_while_away_and_commit_only_when_acknowledged(tmp_path):
         bus = FakeBus()
         ann = Announcer(name="demo", url="http://h:1", pub_id="p1", session="s1",
                         broker="mqtt://127.0.0.1:1", catalog=catalog, store=store)
-        ann.bus = bus
+        ann.presence.bus = bus
         changes = topics.changes("p1", "demo")
 
         await ann.changed(catalog.scan())  # broker away: queued, nothing recorded
         assert bus.sent == [] and store.load() == {}
 
         bus.connected.set()
-        await ann.on_connect()
+        await ann.presence.birth()
         assert [(t, m.get("seq"), m.get("path")) for t, m, _ in bus.sent] == [
             (topics.status("p1"), None, None),
             (changes, 1, "a.b2nd"),
