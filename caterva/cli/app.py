@@ -2,7 +2,8 @@
 only here, at the edge. Heavy modules (blosc2, numpy, services) are imported inside the
 commands that need them, so ``caterva roots`` starts fast."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer would have to eval every command's
+# string annotations at each start-up (~9 ms of `caterva roots`).
 
 import logging
 import sys
@@ -20,6 +21,46 @@ from caterva.errors import (
     Unauthorized,
     Unavailable,
 )
+
+
+def _plain_values_without_pydantic() -> None:
+    """typer coerces option and argument values through a pydantic TypeAdapter, and importing
+    pydantic is ~80 ms of every command (a quarter of `caterva roots`). A ``str`` or ``bool``
+    parameter whose value already is one needs no coercion, so ours skip it; any other value
+    still gets typer's own. This leans on typer internals: if they move, the patch steps
+    aside and commands are only slower (tests/unit/test_cli_startup.py notices).
+    """
+    from dataclasses import dataclass
+    from typing import Any
+
+    from typer import core
+
+    try:
+        from typer._coercion import RuntimeParam
+
+        build = core.build_runtime_param
+    except (ImportError, AttributeError):
+        return
+
+    @dataclass(frozen=True)
+    class Plain(RuntimeParam):
+        descriptor: Any
+
+        def _coerce_value(self, value, param, ctx):
+            if type(value) is self.annotation:
+                return value
+            return build(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+    def build_runtime_param(descriptor):
+        if (descriptor.annotation in (str, bool) and descriptor.file_annotation is None
+                and descriptor.parameter_info.parser is None):
+            return Plain(descriptor.parameter_info, descriptor.annotation, descriptor)
+        return build(descriptor)
+
+    core.build_runtime_param = build_runtime_param
+
+
+_plain_values_without_pydantic()
 
 app = typer.Typer(
     name="caterva",
@@ -245,6 +286,12 @@ def demo(
 
 
 def main() -> None:
+    # Optional parts of httpx this process never uses, which it imports when they are
+    # installed: its own command line (click, pygments, rich.syntax: ~20 ms) and HTTP/2 (h2,
+    # ~11 ms; our clients speak HTTP/1.1). A None entry makes the import fail, which both
+    # handle as "not installed". Only the `caterva` process: library users keep them.
+    for optional in ("httpx._main", "h2"):
+        sys.modules.setdefault(optional, None)
     try:
         app()
     except CatervaError as exc:

@@ -4,7 +4,8 @@
 import, so registering these commands costs the catalog commands nothing.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer would have to eval every command's
+# string annotations at each start-up (~9 ms of `caterva roots`).
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

@@ -27,7 +27,14 @@ from caterva.client.base import (
     event_of,
     mapped,
 )
-from caterva.client.dataset import AsyncDataset, Progress
+from caterva.client.dataset import (
+    AsyncDataset,
+    Progress,
+    Reader,
+    Selections,
+    advance,
+    check_selections,
+)
 from caterva.client.transfer import (
     ROOT_PARALLEL,
     Assembler,
@@ -53,10 +60,12 @@ class AsyncClient:
         email: str | None = None,
         password: str | None = None,
         ca_file: str | os.PathLike | None = None,
+        selections: Selections = "chunks",
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        """See ``Client``: the same credentials and TLS options."""
+        """See ``Client``: the same credentials, TLS and ``selections`` options."""
         self.url = base_url(url)
+        self.selections = check_selections(selections)
         options = connection_options(self.url, token=token, email=email, password=password,
                                      ca_file=ca_file)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport,
@@ -78,6 +87,15 @@ class AsyncClient:
         with mapped(self.url):
             response = await self._http.request(call.method, call.path, params=call.params or None)
         return call.decode(check(response))
+
+    async def _run(self, reader: Reader) -> Any:
+        """Make the requests a Reader yields, feeding it each answer; its result. The Reader
+        resumes in a worker thread: decoding a big selection would stall the event loop."""
+        call, result = advance(reader, None)  # only plans the first request: no thread
+        while call is not None:
+            answer = await self._send(call)
+            call, result = await anyio.to_thread.run_sync(advance, reader, answer)
+        return result
 
     # --- roots ------------------------------------------------------------------------------
 

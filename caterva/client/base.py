@@ -295,6 +295,13 @@ def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
     return info, Cached(int(cached.get("chunks", 0)), int(cached.get("bytes", 0)))
 
 
+def _frames(response: httpx.Response) -> list[tuple[int, str, bytes]]:
+    reader = rest.BatchReader()
+    frames = list(reader.feed(response.content))
+    reader.close()
+    return frames
+
+
 @dataclass(frozen=True)
 class Call:
     """One request to the subscriber and how to decode its answer."""
@@ -351,6 +358,12 @@ class Calls:
     def chunks(root: str, path: str, indices: list[int]) -> Call:
         params = {"i": rest.format_indices(indices)}
         return Call("GET", rest.chunks(check_root(root), path), lambda r: r, params)
+
+    @staticmethod
+    def chunk_frames(root: str, path: str, indices: list[int]) -> Call:
+        """Like ``chunks``, read whole: decodes to a list of (index, digest, data) frames."""
+        params = {"i": rest.format_indices(indices)}
+        return Call("GET", rest.chunks(check_root(root), path), _frames, params)
 
     @staticmethod
     def events(root: str | None) -> Call:

@@ -10,20 +10,21 @@ and shape, indexed the same way: ``ds["x"][0:5]`` equals ``original["x"][0:5]`` 
 
 ``Dataset`` (sync) reads on ``ds[sel]``; ``AsyncDataset`` reads on ``await ds[sel]`` or
 ``await ds.get(sel)``. Both share ``DatasetBase``: metadata, key checks, decoding (no I/O).
-numpy is imported only when something is read or ``dtype`` is asked for.
+numpy is imported only when something is read or ``dtype`` is asked for, blosc2 only when
+something is read with ``selections="chunks"`` (the default; see ``Client``).
 """
 
 from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from caterva.client.base import Cached, Call, Calls
-from caterva.errors import BadSelection, ProtocolError
-from caterva.protocol import selection
+from caterva.errors import BadRequest, BadSelection, DigestMismatch, ProtocolError
+from caterva.protocol import rest, selection
 from caterva.protocol.metadata import DatasetInfo
 
 if TYPE_CHECKING:
@@ -33,6 +34,27 @@ if TYPE_CHECKING:
     from caterva.client.sync import Client
 
 Progress = Callable[[int, int], None]
+#: how a client reads selections: see ``Client``
+Selections = Literal["chunks", "npy"]
+#: A read without I/O: a generator that yields each Call to make and is sent its decoded
+#: answer, and returns numpy's answer. Client._run and AsyncClient._run drive it, so the
+#: requests and the decoding are written once for both.
+Reader = Generator[Call, Any, Any]
+
+
+def advance(reader: Reader, answer: Any) -> tuple[Call | None, Any]:
+    """``reader.send(answer)`` as (next Call, None), or (None, result) once it is done:
+    StopIteration cannot cross a thread (asyncio futures refuse it)."""
+    try:
+        return reader.send(answer), None
+    except StopIteration as done:
+        return None, done.value
+
+
+def check_selections(how: str) -> Selections:
+    if how not in ("chunks", "npy"):
+        raise BadRequest(f"selections={how!r}: use 'chunks' or 'npy'")
+    return how  # type: ignore[return-value]
 
 
 def _native(value: Any) -> Any:
@@ -150,8 +172,12 @@ class DatasetBase:
             raise BadSelection(f"{self.address} has no field {name!r} (fields: {known})")
         return self.root, self.info, self.cached, name
 
-    def _data_call(self, key: Any) -> Call:
-        """The request reading ``self[key]``, and the decoder that turns it into numpy's answer."""
+    def _reader(self, key: Any, how: Selections) -> Reader:
+        """The steps reading ``self[key]`` (see ``Reader``); a bad key raises here, at once.
+
+        ``how`` is the client's ``selections``: "chunks" fetches the compressed chunks the key
+        touches and decodes them here, "npy" has the subscriber decode and send an .npy body.
+        """
         key = key if isinstance(key, tuple) else (key,)
         try:
             selection.format(key)  # checks every item is an int, a slice of ints or ...
@@ -163,16 +189,65 @@ class DatasetBase:
         want = selection.result_shape(remote) + self._field_subshape()
         # numpy returns a scalar, not a 0-d array, when every axis is indexed by an int
         scalar = not any(k is Ellipsis for k in key) and all(not isinstance(k, slice) for k in norm)
+        read = self._read_chunks if how == "chunks" else self._read_npy
+        return self._finish(read(remote), want, local, scalar)
 
-        def decode(response) -> Any:
-            array = decode_npy(response.content)
-            if array.shape != want:
-                raise ProtocolError(f"asked for shape {want}, the subscriber sent {array.shape}")
-            if local:
-                array = array[(Ellipsis, *local)]
-            return array[()] if scalar else array
+    def _finish(self, read: Reader, want: tuple[int, ...], local: tuple, scalar: bool) -> Reader:
+        array = yield from read
+        if array.shape != want:
+            raise ProtocolError(f"asked for shape {want}, the subscriber sent {array.shape}")
+        if local:
+            array = array[(Ellipsis, *local)]
+        return array[()] if scalar else array
 
-        return Calls.data(self.root, self.path, selection.format(remote), self.field, decode)
+    def _read_npy(self, remote: tuple) -> Reader:
+        call = Calls.data(self.root, self.path, selection.format(remote), self.field,
+                          lambda response: decode_npy(response.content))
+        return (yield call)
+
+    def _read_chunks(self, remote: tuple) -> Reader:
+        # every byte crosses the wire once, compressed, instead of the decoded array going
+        # through the subscriber's HTTP stack and ours (8 chunks, 16 MiB: ~45 ms -> ~20 ms)
+        from caterva.protocol.layout import gather_selection  # blosc2: only when reading
+
+        needed = selection.touched_chunks(remote, self.info.chunks, self.info.chunk_grid)
+        got = yield from self._chunks(needed)
+        if got is None:  # our info is older than the subscriber's: refresh it once
+            info, cached = yield Calls.info(self.root, self.path)
+            if _layout(info) != _layout(self.info):
+                raise DigestMismatch(f"{self.address} changed shape or layout since it was "
+                                     "opened: open it again (refresh())")
+            self.info, self.cached = info, cached  # so later reads need no refresh
+            got = yield from self._chunks(needed)
+            if got is None:
+                raise DigestMismatch(f"{self.address} changed while being read: read it again")
+        array = gather_selection(self.info, remote, got.__getitem__)
+        if self.field is not None:
+            # a copy, as the .npy path gives: not a strided view keeping every field alive
+            array = array[self.field].copy()
+        return array
+
+    def _chunks(self, needed: list[int]) -> Reader:
+        """Chunks ``needed`` as {index: compressed bytes}; None when a digest is not the one
+        our info promises (the dataset changed since we read its info)."""
+        got: dict[int, bytes] = {}
+        for start in range(0, len(needed), rest.MAX_BATCH):
+            part = needed[start : start + rest.MAX_BATCH]
+            frames = yield Calls.chunk_frames(self.root, self.path, part)
+            # the subscriber verified each chunk against the digest its frame carries, so
+            # comparing digests is enough (as a download does, client/transfer.py)
+            for index, digest, data in frames:
+                if index >= self.info.nchunks or digest != self.info.digests[index]:
+                    return None
+                got[index] = data
+        if missing := set(needed) - got.keys():
+            raise ProtocolError(f"the subscriber did not send chunk {min(missing)}")
+        return got
+
+
+def _layout(info: DatasetInfo) -> tuple:
+    """What a normalized key depends on: a read can retry with new digests when it is equal."""
+    return (info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.chunksize)
 
 
 def decode_npy(body: bytes) -> np.ndarray:
@@ -197,7 +272,7 @@ class Dataset(DatasetBase):
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return Dataset(self._client, *self._field_view_args(key))
-        return self._client._send(self._data_call(key))
+        return self._client._run(self._reader(key, self._client.selections))
 
     def get(self, key: Any = Ellipsis) -> Any:
         """``ds.get(sel)`` is ``ds[sel]``; ``ds.get()`` reads everything."""
@@ -234,8 +309,8 @@ class AsyncDataset(DatasetBase):
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):  # a field view is made without I/O, so it is not awaited
             return AsyncDataset(self._client, *self._field_view_args(key))
-        call = self._data_call(key)  # a bad selection raises here, before any await
-        return self._client._send(call)
+        reader = self._reader(key, self._client.selections)  # a bad key raises before any await
+        return self._client._run(reader)
 
     async def get(self, key: Any = Ellipsis) -> Any:
         return await self[key]

@@ -7,7 +7,6 @@ Requests are built and answers decoded in client/base.py, shared with AsyncClien
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,14 @@ from caterva.client.base import (
     event_of,
     mapped,
 )
-from caterva.client.dataset import Dataset, Progress
+from caterva.client.dataset import (
+    Dataset,
+    Progress,
+    Reader,
+    Selections,
+    advance,
+    check_selections,
+)
 from caterva.client.transfer import (
     ROOT_PARALLEL,
     Assembler,
@@ -51,6 +57,12 @@ class Client:
     stored for this URL is used. ``ca_file`` verifies an https:// subscriber signed by a
     private CA (env CATERVA_CA_FILE). ``transport`` is for tests (an httpx transport, e.g.
     ``httpx.MockTransport``).
+
+    ``selections`` is how ``ds[sel]`` reads: "chunks" (default) fetches the compressed chunks
+    a selection touches and decodes them here, so every byte crosses the wire once,
+    compressed; "npy" has the subscriber decode and send the array as .npy, which spares
+    this process importing blosc2 (~0.3 s): the choice of a one-shot process, such as the
+    CLI, that reads one small selection. Both give the same values.
     """
 
     def __init__(
@@ -61,9 +73,11 @@ class Client:
         email: str | None = None,
         password: str | None = None,
         ca_file: str | os.PathLike | None = None,
+        selections: Selections = "chunks",
         transport: httpx.BaseTransport | None = None,
     ):
         self.url = base_url(url)
+        self.selections = check_selections(selections)
         options = connection_options(self.url, token=token, email=email, password=password,
                                      ca_file=ca_file)
         self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport,
@@ -85,6 +99,13 @@ class Client:
         with mapped(self.url):
             response = self._http.request(call.method, call.path, params=call.params or None)
         return call.decode(check(response))
+
+    def _run(self, reader: Reader) -> Any:
+        """Make the requests a Reader yields, feeding it each answer; its result."""
+        call, result = advance(reader, None)
+        while call is not None:
+            call, result = advance(reader, self._send(call))
+        return result
 
     # --- roots ------------------------------------------------------------------------------
 
@@ -162,6 +183,8 @@ class Client:
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
         # a few datasets at a time: with many small ones, waiting on one request at a time
         # leaves both this process and the subscriber idle half the time
+        from concurrent.futures import ThreadPoolExecutor  # not at import: CLI start-up
+
         with ThreadPoolExecutor(ROOT_PARALLEL, thread_name_prefix="caterva-download") as pool:
             jobs = [pool.submit(self._fetch_into, root, info, target, meter)
                     for info, target in targets]

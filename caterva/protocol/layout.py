@@ -7,6 +7,7 @@ This is the only protocol module that imports blosc2, so commands that need no a
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -202,4 +203,63 @@ def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes
         chunk = np.frombuffer(blosc2.decompress(get_chunk(i)), np.uint8)
         mask = owner == i
         out[mask] = chunk[idx[mask] - i * cs]
+    return out
+
+
+def gather_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:
+    """``read_selection``, faster for a Blosc2 NDArray: each touched chunk is decompressed into
+    one reused buffer and only its selected part copied out. (blosc2's own indexing, which
+    read_selection uses, allocates fresh buffers for every chunk; faulting their pages in
+    costs about as much as decompressing.)"""
+    if info.kind != "b2nd" or not info.nchunks or not info.shape:
+        return read_selection(info, key, get_chunk)  # bytes, empty and 0-d: nothing to gain
+    from caterva.protocol.selection import _range
+
+    dtype = dtype_from_json(info.dtype)
+    # a decompressed chunk is its blocks one after the other, each in C order, over the chunk
+    # rounded up to whole blocks
+    grid = [-(-c // b) for c, b in zip(info.chunks, info.blocks)]
+    padded = [g * b for g, b in zip(grid, info.blocks)]
+    if int(np.prod(padded)) * dtype.itemsize != info.chunksize:
+        raise ProtocolError(f"{info.path}: chunks of {info.chunksize} bytes do not hold "
+                            f"{padded} x {dtype.itemsize} bytes")
+    raw = np.empty(info.chunksize, np.uint8)
+    blocked = raw.view(dtype).reshape(*grid, *info.blocks)
+    n = len(grid)
+    if all(g == 1 for g in grid[1:]):  # blocks are whole rows of the chunk: already C order
+        chunk = raw.view(dtype).reshape(padded)
+        reorder = None
+    else:  # one more copy, into C order (block axes after their chunk axis)
+        chunk = np.empty(padded, dtype)
+        reorder = [a for d in range(n) for a in (d, n + d)]
+        interleaved = chunk.reshape([s for d in range(n) for s in (grid[d], info.blocks[d])])
+
+    # per axis: (chunk coordinate, where in the answer, what in the chunk) for each touched chunk
+    axes: list[list[tuple[int, slice | None, int | slice]]] = []
+    for item, c in zip(key, info.chunks):
+        if isinstance(item, int):
+            axes.append([(item // c, None, item % c)])
+            continue
+        r, runs, j = _range(item), [], 0
+        while j < len(r):
+            at = r[j] // c
+            first = r[j] - at * c
+            # how many of the next selected indices fall in this chunk
+            room = (c - 1 - first) // item.step if item.step > 0 else first // -item.step
+            count = min(room + 1, len(r) - j)
+            last = first + (count - 1) * item.step
+            stop = last + (1 if item.step > 0 else -1)
+            runs.append((at, slice(j, j + count), slice(first, stop if stop >= 0 else None,
+                                                          item.step)))
+            j += count
+        axes.append(runs)
+
+    out = np.empty(tuple(len(_range(s)) for s in key if isinstance(s, slice)), dtype)
+    strides = [int(np.prod(info.chunk_grid[d + 1 :])) for d in range(n)]
+    for parts in itertools.product(*axes):
+        blosc2.decompress2(get_chunk(sum(p[0] * s for p, s in zip(parts, strides))), dst=raw)
+        if reorder is not None:
+            np.copyto(interleaved, blocked.transpose(reorder))
+        where = tuple(p[1] for p in parts if p[1] is not None)
+        out[where] = chunk[tuple(p[2] for p in parts)]
     return out

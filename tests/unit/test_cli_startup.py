@@ -37,3 +37,37 @@ def test_help_is_light_and_documents_json_and_sub(name):
     out, modules = imported(name, "--help")
     assert "--json" in out and "--sub" in out and "CATERVA_SUB" in out
     assert not modules & {"numpy", "blosc2", "httpx"}
+
+
+def test_client_commands_skip_what_they_do_not_use():
+    """A command that talks to the subscriber loads httpx but not pydantic (typer would, for
+    its option values), nor the async client, nor httpx's own CLI or HTTP/2: together they
+    were a third of `caterva roots`."""
+    code = (
+        "import sys\n"
+        "from caterva.cli.app import main\n"
+        "sys.argv = ['caterva', 'roots', '--sub', 'http://127.0.0.1:9']\n"  # nothing listens
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    print(exc.code, *[m for m in sys.modules if sys.modules[m] is not None])\n"
+    )
+    env = {**os.environ, "CATERVA_CONFIG": "/nonexistent"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60)
+    code_, *modules = proc.stdout.split()
+    assert code_ == "4", proc.stderr[-2000:]  # Unavailable: it did try to connect
+    assert {"httpx", "caterva.client.sync"} <= set(modules)
+    top = {m.split(".")[0] for m in modules}
+    assert not top & {"pydantic", "h2", "click", "pygments", "numpy", "blosc2"}
+    assert "caterva.client.aio" not in modules
+
+
+def test_plain_option_values_skip_pydantic_but_keep_typer_checks():
+    """str and bool values pass through as they are; anything else is still typer's to check."""
+    from typer.testing import CliRunner
+
+    from caterva.cli.app import app
+
+    result = CliRunner().invoke(app, ["bro", "--port", "lots"])
+    assert result.exit_code == 2 and "--port" in result.output

@@ -168,9 +168,10 @@ def fake() -> FakeSubscriber:
     return FakeSubscriber()
 
 
-@pytest.fixture
-def client(fake):
-    with Client(URL, transport=httpx.MockTransport(fake)) as c:
+@pytest.fixture(params=["chunks", "npy"])
+def client(fake, request):
+    """Every test runs against both ways of reading a selection: the same values either way."""
+    with Client(URL, transport=httpx.MockTransport(fake), selections=request.param) as c:
         yield c
 
 
@@ -276,7 +277,10 @@ def test_structured_fields(client, fake):
     np.testing.assert_array_equal(pos[3:8, -1], original["pos"][3:8, -1])
     assert pos[5, 1] == original["pos"][5, 1]
     np.testing.assert_array_equal(pos[...], original["pos"])
-    assert all(r.url.params.get("field") in ("t", "pos") for r in fake.requests[-4:])
+    if client.selections == "npy":  # the subscriber picks the field out
+        assert all(r.url.params.get("field") in ("t", "pos") for r in fake.requests[-4:])
+    else:  # only the chunks a selection touches travel
+        assert all("/chunks/" in r.url.path for r in fake.requests[-4:])
 
 
 @pytest.mark.parametrize(
@@ -377,10 +381,67 @@ def test_invalid_npy_is_a_protocol_error(fake):
             return fake(request)
         return httpx.Response(200, content=b"\x93NUMPY garbage")
 
-    with Client(URL, transport=httpx.MockTransport(garbage)) as c:
+    with Client(URL, transport=httpx.MockTransport(garbage), selections="npy") as c:
         ds = c.dataset("r/one.b2nd")
         with pytest.raises(ProtocolError, match=".npy"):
             ds[0:3]
+    with Client(URL, transport=httpx.MockTransport(garbage)) as c:  # not chunk frames either
+        ds = c.dataset("r/one.b2nd")
+        with pytest.raises(ProtocolError, match="batch"):
+            ds[0:3]
+
+
+
+def replace_dataset(fake, path: str, array: np.ndarray, **layout) -> None:
+    """The fake subscriber now holds a new version of ``path``."""
+    nd = blosc2.asarray(array, **layout)
+    fake.keep.append(nd)
+    fake.originals[path], fake.containers[path] = array, nd.schunk
+    fake.infos[path] = describe(nd, path, "b2nd", size=0, mtime=0.0)
+
+
+def paths_of(fake) -> list[str]:
+    return [r.url.path.split("/")[4] for r in fake.requests]  # info, chunks, data...
+
+
+def test_chunk_reads_refresh_stale_info_once(fake):
+    with Client(URL, transport=httpx.MockTransport(fake)) as c:
+        ds = c.dataset("r/one.b2nd")
+        new = np.arange(50, dtype=np.int32) * 3  # same layout, other values
+        replace_dataset(fake, "one.b2nd", new, chunks=(8,), blocks=(4,))
+        del fake.requests[:]
+        np.testing.assert_array_equal(ds[5:20], new[5:20])
+        assert paths_of(fake) == ["chunks", "info", "chunks"]
+        assert ds.info == fake.infos["one.b2nd"]  # later reads need no refresh
+        del fake.requests[:]
+        assert ds[7] == new[7] and paths_of(fake) == ["chunks"]
+
+
+def test_chunk_reads_of_a_changed_layout_or_a_bad_digest_fail(fake):
+    with Client(URL, transport=httpx.MockTransport(fake)) as c:
+        ds = c.dataset("r/one.b2nd")
+        fake.tamper = 2  # chunk 2 always arrives with another chunk's digest
+        with pytest.raises(DigestMismatch, match="changed while being read"):
+            ds[0:50]
+        fake.tamper = None
+        bigger = np.arange(60, dtype=np.int32) * 2
+        replace_dataset(fake, "one.b2nd", bigger, chunks=(8,), blocks=(4,))
+        with pytest.raises(DigestMismatch, match="changed shape or layout"):
+            ds[0:5]
+
+
+def test_empty_selection_reads_no_chunk(client, fake):
+    ds = client.dataset("r/grid/a.b2nd")
+    del fake.requests[:]
+    got = ds[3:3, ::-1]
+    assert got.shape == (0, 17) and got.dtype == np.float64
+    if client.selections == "chunks":
+        assert fake.requests == []
+
+
+def test_selections_option_is_checked():
+    with pytest.raises(BadRequest, match="selections"):
+        Client(URL, selections="json")
 
 
 # --- downloads ------------------------------------------------------------------------------
