@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from caterva.child import Child
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,47 +51,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Process:
-    """A child that announces its URL on stdout (or, given ``port``, that listens on it)."""
+class Process(Child):
+    """A child that prints its ready line (or, given ``port``, that listens on it: nginx)."""
 
-    def __init__(self, name: str, command: list[str], rundir: Path, env=None,
+    def __init__(self, name: str, program: list[str], rundir: Path, env=None,
                  port: int | None = None) -> None:
-        self.name = name
-        self.log = rundir / f"{name}.log"
-        self.port = port
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                cwd=REPO,
-                env={**os.environ, "CATERVA_CONFIG": "/nonexistent", **(env or {})},
-            )
-        self.url: str | None = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__([], rundir / f"{name}.log", program=program, cwd=REPO,
+                         env={"CATERVA_CONFIG": "/nonexistent", **(env or {})})
+        self.name, self.port = name, port
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def _read(self) -> None:
-        for raw in self.proc.stdout:
-            parts = raw.decode(errors="replace").split()
-            if len(parts) >= 3 and parts[-2] == "ready" and self.url is None:
-                self.url = parts[-1]
-                self._ready.set()
-        self._ready.set()  # it ended: unblock the waiter
-
     def wait_ready(self, timeout: float = 120) -> str:
         if self.port is not None:
             self._wait_listening(timeout)
-        self._ready.wait(timeout)
-        if self.url is None:
-            self.stop()
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.name} never got ready:\n{tail}")
-        return self.url
+        return super().wait_ready(timeout)
 
     def _wait_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -105,15 +80,6 @@ class Process:
             self.url = f"http://127.0.0.1:{self.port}"
             self._ready.set()
             return
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     def memory(self) -> dict[str, int]:
         """Peak (VmHWM) and current (VmRSS) resident bytes, from /proc."""

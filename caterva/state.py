@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from caterva.errors import StateError
+from caterva import sqlite
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.topics import check_pub_id, new_pub_id
 
@@ -72,29 +72,10 @@ class State:
         self._upgrade()
 
     def _upgrade(self) -> None:
-        has_meta = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone()
-        if not has_meta:
-            with self.transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            return
-        version = int(self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{self.path} was written by a newer caterva (schema {version}, this one knows "
-                f"{SCHEMA_VERSION}): upgrade caterva or use another --statedir"
-            )
-        while version < SCHEMA_VERSION:
-            with self.transaction():
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                version += 1
-                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(version),))
+        sqlite.upgrade(
+            self.db, what="subscriber state", where=str(self.path), schema=_SCHEMA,
+            current=SCHEMA_VERSION, migrations=MIGRATIONS,
+        )
 
     def transaction(self):
         return _Transaction(self.db)

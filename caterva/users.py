@@ -23,13 +23,13 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from caterva import sqlite
 from caterva.errors import BadRequest, NotFound, StateError
 from caterva.protocol.names import check_root
 
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
     email TEXT PRIMARY KEY,
     password TEXT NOT NULL,
@@ -133,44 +133,14 @@ class Users:
         self.db.execute("COMMIT")
 
     def _upgrade(self, readonly: bool) -> None:
-        has_meta = self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone()
-        if not has_meta:
-            if readonly:
-                raise StateError(f"{self.path} is not a caterva users database")
-            with self._transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            return
-        version = self.version()
-        if version > SCHEMA_VERSION:
-            raise StateError(
-                f"{self.path} was written by a newer caterva (users schema {version}, this "
-                f"one knows {SCHEMA_VERSION}): upgrade caterva"
-            )
-        if version < SCHEMA_VERSION and readonly:
-            raise StateError(
-                f"{self.path} has an older users schema ({version}): run any `caterva user` "
-                "command once to migrate it"
-            )
-        while version < SCHEMA_VERSION:
-            with self._transaction():
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                version += 1
-                self.db.execute(
-                    "UPDATE meta SET value=? WHERE key='schema_version'", (str(version),)
-                )
+        sqlite.upgrade(
+            self.db, what="users", where=str(self.path), schema=_SCHEMA,
+            current=SCHEMA_VERSION, migrations=MIGRATIONS,
+            readonly_hint="run any `caterva user` command once to migrate it" if readonly else None,
+        )
 
     def version(self) -> int:
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        return int(row[0])
+        return sqlite.version(self.db)
 
     # --- the admin's side --------------------------------------------------------------------
 

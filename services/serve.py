@@ -9,6 +9,7 @@ import sys
 
 import uvicorn
 
+from caterva.child import ready_line
 from caterva.errors import Unavailable
 
 
@@ -34,8 +35,8 @@ def url_of(sock: socket.socket, scheme: str = "http") -> str:
 
 
 def ready(service: str, url: str) -> None:
-    """The line a harness waits for: ``caterva <service> ready <url>``."""
-    print(f"caterva {service} ready {url}", flush=True)
+    """The line whoever started us waits for (caterva/child.py)."""
+    print(ready_line(service, url), flush=True)
 
 
 def return_big_buffers(threshold: int = 1 << 20) -> None:

@@ -1,21 +1,18 @@
 """Shared fixtures: real services as child processes on free loopback ports.
 
-A service is ready when it prints ``caterva <service> ready <url>`` (see services/serve.py):
-tests wait for that line, never sleep. Each child's stderr goes to a log file whose tail is
-shown when a readiness wait fails.
+A service is ready when it prints its ready line (caterva/child.py): tests wait for that
+line, never sleep. Each child's stderr goes to a log file whose tail is shown when a
+readiness wait fails.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
+
+from caterva.child import Child
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "root-example"
@@ -27,59 +24,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Service:
-    """A ``python -m caterva ...`` child process."""
+class Service(Child):
+    """A ``python -m caterva ...`` child that reads no user config file and runs from the repo."""
 
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.log_path = log
-        self._log = open(log, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "caterva", *args],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env={**os.environ, "CATERVA_CONFIG": "/nonexistent", **(env or {})},
-            cwd=ROOT,
-        )
-        self.url: str | None = None
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.lines.append(line)
-            parts = line.split()
-            if len(parts) == 4 and parts[0] == "caterva" and parts[2] == "ready" and not self.url:
-                self.url = parts[3]
-                self._ready.set()
-        self._ready.set()  # the process ended: unblock the waiter
-
-    def wait_ready(self, timeout: float = 30) -> str:
-        self._ready.wait(timeout)
-        if not self.url:
-            self.stop()
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise AssertionError(f"caterva {' '.join(self.args)} never got ready:\n{tail}")
-        return self.url
-
-    def send_signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        self.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        return code
-
-    def kill(self) -> int:
-        return self.stop(signal.SIGKILL)
+        super().__init__(args, log, env={"CATERVA_CONFIG": "/nonexistent", **(env or {})}, cwd=ROOT)
 
 
 @pytest.fixture

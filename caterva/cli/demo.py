@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,49 +20,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
+from caterva.child import Child
 from caterva.errors import CatervaError, Unavailable
 
 READY_TIMEOUT = 60.0
-
-
-class Child:
-    """A ``caterva`` service started as a child process; ready when it prints its ready line."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.args = args
-        self.log_path = log
-        with open(log, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "caterva", *args],
-                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-            )
-        self.url: str | None = None
-        self._ready = threading.Event()
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def _watch(self) -> None:
-        for raw in self.proc.stdout:
-            parts = raw.decode(errors="replace").split()
-            if len(parts) == 4 and parts[:1] == ["caterva"] and parts[2] == "ready":
-                self.url = parts[3]
-                self._ready.set()
-        self._ready.set()  # it exited
-
-    def wait_ready(self) -> str:
-        self._ready.wait(READY_TIMEOUT)
-        if self.url is None:
-            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-5:]
-            raise Unavailable(f"`caterva {self.args[0]}` did not start: " + " / ".join(tail))
-        return self.url
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def run(directory: Path, root: str, workdir: Path | None, console: Console) -> None:
@@ -83,7 +42,7 @@ def run(directory: Path, root: str, workdir: Path | None, console: Console) -> N
             stack.callback(child.stop)  # stopped in reverse order: subscriber first
             shown = " ".join(shlex.quote(a) for a in args)
             console.print(f"[dim]$[/] caterva {shown}")
-            url = child.wait_ready()
+            url = child.wait_ready(READY_TIMEOUT)
             console.print(f"  [green]ready[/] at {url}")
             return url
 

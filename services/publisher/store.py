@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from caterva import sqlite
 from caterva.errors import CatervaError, StateError
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.topics import check_pub_id, new_pub_id
@@ -129,16 +130,7 @@ class Store:
 
 
 def _migrate(db: sqlite3.Connection, statedir: Path) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"the publisher state in {statedir} has schema version {version}, newer than this "
-            f"caterva understands ({SCHEMA_VERSION}): upgrade caterva or use another --statedir"
-        )
-    with db:
-        if version == 0:
-            db.executescript(_SCHEMA)
-        else:
-            for step in range(version, SCHEMA_VERSION):
-                db.executescript(MIGRATIONS[step])
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    sqlite.upgrade(
+        db, what="publisher state", where=f"the publisher state in {statedir}", schema=_SCHEMA,
+        current=SCHEMA_VERSION, migrations=MIGRATIONS,
+    )

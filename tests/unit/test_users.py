@@ -119,7 +119,7 @@ def test_a_service_never_creates_a_missing_database(tmp_path):
 def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path):
     Users.open(tmp_path / "u.db").close()
     with sqlite3.connect(tmp_path / "u.db") as raw:
-        raw.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+        raw.execute("PRAGMA user_version = 99")
     for readonly in (False, True):
         with pytest.raises(StateError, match="newer caterva.*schema 99"):
             Users.open(tmp_path / "u.db", readonly=readonly)
