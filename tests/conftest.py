@@ -31,21 +31,32 @@ class Service(Child):
         super().__init__(args, log, env={"CATERVA_CONFIG": "/nonexistent", **(env or {})}, cwd=ROOT)
 
 
-@pytest.fixture
-def spawn(tmp_path):
-    """spawn(*args, env=None) -> a ready Service; all are stopped after the test."""
-    started: list[Service] = []
+class Services:
+    """Services started into one log directory; ``close`` stops them last-first, so clients
+    go before the brokers they would otherwise wait for."""
 
-    def _spawn(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> Service:
-        service = Service(list(args), tmp_path / f"service-{len(started)}.log", env)
-        started.append(service)
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.started: list[Service] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> Service:
+        service = Service(list(args), self.logs / f"{len(self.started)}-{args[0]}.log", env)
+        self.started.append(service)
         if wait:
             service.wait_ready()
         return service
 
-    yield _spawn
-    for service in reversed(started):  # clients before the brokers they would wait for
-        service.stop()
+    def close(self) -> None:
+        for service in reversed(self.started):
+            service.stop()
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """spawn(*args, env=None, wait=True) -> a Service; all are stopped after the test."""
+    services = Services(tmp_path)
+    yield services.start
+    services.close()
 
 
 @pytest.fixture(params=["amqtt", pytest.param("mosquitto", marks=pytest.mark.mosquitto)])

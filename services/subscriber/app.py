@@ -46,7 +46,9 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         cache.reconcile()
         announce_on = settings.republish_broker or settings.brokers[0]
         # under broker auth the ACL confines a source to caterva/v1/pub/<username>/#
-        pub_id = check_pub_id(BrokerURL.parse(announce_on).username or state.identity()) if settings.republish else None
+        pub_id = None
+        if settings.republish:
+            pub_id = check_pub_id(BrokerURL.parse(announce_on).username or state.identity())
         # a mirror names itself on every request upstream (loop backstop, see mirror.py)
         client = fetch.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
                                   **settings.security.source_client_options())

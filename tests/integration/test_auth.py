@@ -19,7 +19,7 @@ import pytest
 from caterva.client import Client
 from caterva.errors import TokenExpired
 from caterva.tokens import Signer, load_secret
-from tests.conftest import Service, free_port
+from tests.conftest import Services, free_port
 from tests.integration.authkit import (
     GRID,
     MUTATING,
@@ -39,42 +39,31 @@ ADA, BOB = "ada@lab.org", "bob@lab.org"
 PUBLIC = {"/v1/health", "/v1/login"}
 
 
-class Stack:
+class Stack(Services):
     def __init__(self, tmp) -> None:
+        super().__init__(tmp)
         self.tmp = tmp
-        self.services: list[Service] = []
         self.users = make_users(tmp / "users.db", {ADA: [], BOB: ["other"]})
-        broker = self._start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
+        broker = self.start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
         for name in ("demo", "other"):
-            self._start("pub", name, str(tiny_root(tmp / name)), "--broker", broker,
-                        "--http", "127.0.0.1:0", "--statedir", str(tmp / "pub"), wait=False)
+            self.start("pub", name, str(tiny_root(tmp / name)), "--broker", broker,
+                       "--http", "127.0.0.1:0", "--statedir", str(tmp / "pub"), wait=False)
         self.sub_args = ["sub", "--broker", broker, "--http", f"127.0.0.1:{free_port()}",
                          "--statedir", str(tmp / "sub"), "--users", str(self.users)]
-        self.sub = self._start(*self.sub_args)
+        self.sub = self.start(*self.sub_args)
         self.url = self.sub.url
-        for service in self.services:
+        for service in self.started:
             service.wait_ready()
-
-    def _start(self, *args: str, wait: bool = True) -> Service:
-        service = Service(list(args), self.tmp / f"{len(self.services)}-{args[0]}.log")
-        self.services.append(service)
-        if wait:
-            service.wait_ready()
-        return service
 
     def restart_subscriber(self) -> None:
         assert self.sub.stop() == 0
-        self.sub = self._start(*self.sub_args)
+        self.sub = self.start(*self.sub_args)
         assert self.sub.url == self.url
 
     def user(self, command: str, *args: str):
         done = cli("user", command, *args, "--users", str(self.users))
         assert done.returncode == 0, done.stderr
         return done
-
-    def close(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 
 from caterva import fetch
 from caterva.errors import SourceRefused
-from tests.conftest import Service
+from tests.conftest import Services
 from tests.integration.authkit import (
     GRID,
     bearer,
@@ -38,10 +38,10 @@ T1, T2 = "service-token-one-0123456789", "service-token-two-9876543210"
 ADA, CARL = "ada@lab.org", "carl@lab.org"
 
 
-class Stack:
+class Stack(Services):
     def __init__(self, tmp) -> None:
+        super().__init__(tmp)
         self.tmp = tmp
-        self.services: list[Service] = []
         (tmp / "tokens").write_text(f"# subscribers allowed to read demo\n{T1}\n{T2}\n")
         (tmp / "source-token").write_text(T1 + "\n")
         self.users = make_users(tmp / "users.db", {ADA: [], CARL: ["demo"]})
@@ -54,17 +54,6 @@ class Stack:
                             str(self.users), "--source-token-file", str(tmp / "source-token"),
                             wait=False)
         self.origin, self.mirror = origin.wait_ready(), mirror.wait_ready()
-
-    def start(self, *args: str, wait: bool = True) -> Service:
-        service = Service(list(args), self.tmp / f"{len(self.services)}-{args[0]}.log")
-        self.services.append(service)
-        if wait:
-            service.wait_ready()
-        return service
-
-    def close(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from caterva.client import Client
 from caterva.errors import Unavailable
-from tests.conftest import Service
+from tests.conftest import Services
 from tests.integration.authkit import GRID, cli, make_ca, tiny_root, wait_root
 
 
@@ -22,25 +22,18 @@ def tls(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tls")
     ca = make_ca(tmp / "ca")
     files = ["--tls-cert", str(ca["cert"]), "--tls-key", str(ca["key"])]
-    services: list[Service] = []
-
-    def start(*args: str) -> Service:
-        service = Service(list(args), tmp / f"{len(services)}-{args[0]}.log")
-        services.append(service)
-        return service
-
+    services = Services(tmp)
     try:
-        broker = start("bro", "--port", "0", "--statedir", str(tmp / "bro"), *files).wait_ready()
+        broker = services.start("bro", "--port", "0", "--statedir", str(tmp / "bro"), *files).url
         assert broker.startswith("mqtts://")
-        pub = start("pub", "demo", str(tiny_root(tmp / "demo")), "--broker", broker,
-                    "--ca-file", str(ca["ca"]), "--http", "127.0.0.1:0",
-                    "--statedir", str(tmp / "pub"), *files)
-        sub = start("sub", "--broker", broker, "--ca-file", str(ca["ca"]), "--http",
-                    "127.0.0.1:0", "--statedir", str(tmp / "sub"), *files)
+        pub = services.start("pub", "demo", str(tiny_root(tmp / "demo")), "--broker", broker,
+                             "--ca-file", str(ca["ca"]), "--http", "127.0.0.1:0",
+                             "--statedir", str(tmp / "pub"), *files, wait=False)
+        sub = services.start("sub", "--broker", broker, "--ca-file", str(ca["ca"]), "--http",
+                             "127.0.0.1:0", "--statedir", str(tmp / "sub"), *files, wait=False)
         yield {"ca": ca["ca"], "pub": pub.wait_ready(), "sub": sub.wait_ready()}
     finally:
-        for service in reversed(services):
-            service.stop()
+        services.close()
 
 
 def test_publisher_and_subscriber_serve_https_and_read_over_tls(tls):

@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 
 from caterva.client import AsyncClient, Client
 from caterva.errors import BadSelection, NotFollowed, Unavailable, UnknownDataset, UnknownRoot
-from tests.conftest import Service, free_port
+from tests.conftest import Service, Services, free_port
 
 REC = np.dtype([("id", "<i4"), ("t", "<f8"), ("pos", "<f4", (2,)), ("tag", "S3")])
 ARRAYS = ("grid.b2nd", "records.b2nd", "line.b2nd", "scalar.b2nd")
@@ -74,20 +74,20 @@ def make_root(directory: Path) -> dict[str, object]:
     return originals
 
 
-class Stack:
+class Stack(Services):
     """Broker, publisher of ``data/`` as root ``demo``, subscriber (child processes)."""
 
     def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
         self.tmp = tmp
-        self.services: list[Service] = []
         self.data = tmp / "data"
         self.data.mkdir()
         self.originals = make_root(self.data)
-        self.broker = self._start(
+        self.broker = self.start(
             "bro", "--port", str(free_port()), "--statedir", str(tmp / "bro")
         ).url
         self.pub = self.start_publisher(wait=False)
-        sub = self._start(
+        sub = self.start(
             "sub",
             "--broker",
             self.broker,
@@ -103,15 +103,8 @@ class Stack:
         self.url = sub.wait_ready()
         self.sub = sub
 
-    def _start(self, *args: str, wait: bool = True) -> Service:
-        service = Service(list(args), self.tmp / f"{len(self.services)}-{args[0]}.log")
-        self.services.append(service)
-        if wait:
-            service.wait_ready()
-        return service
-
     def start_publisher(self, wait: bool = True) -> Service:
-        self.pub = self._start(
+        self.pub = self.start(
             "pub",
             "demo",
             str(self.data),
@@ -134,10 +127,6 @@ class Stack:
                 assert time.monotonic() < deadline, "root demo was never announced"
                 time.sleep(0.02)
             client.follow("demo")
-
-    def close(self) -> None:
-        for service in reversed(self.services):
-            service.stop()
 
 
 def change(stack: Stack, index: int, value: float) -> None:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caterva.protocol import selection
-from tests.conftest import EXAMPLE, Service, free_port
+from tests.conftest import EXAMPLE, Services, free_port
 
 
 def originals() -> dict[str, np.ndarray]:
@@ -38,17 +38,12 @@ ORIGINALS = originals()
 @pytest.fixture(scope="module")
 def subscriber(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("examples")
-    services = []
-
-    def start(*args):
-        service = Service(list(args), tmp / f"{args[0]}.log")
-        services.append(service)
-        return service.wait_ready()
-
-    broker = start("bro", "--port", str(free_port()), "--statedir", str(tmp / "broker"))
+    services = Services(tmp)
+    start = services.start
+    broker = start("bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")).url
     start("pub", "example", str(EXAMPLE), "--broker", broker, "--http", "127.0.0.1:0",
           "--statedir", str(tmp / "pub"))
-    url = start("sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp / "sub"))
+    url = start("sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp / "sub")).url
     client = httpx.Client(base_url=url + "/v1", timeout=30)
     for _ in range(500):  # the announcement arrives asynchronously after start
         if client.put("/roots/example/follow").status_code == 200:
@@ -56,8 +51,7 @@ def subscriber(tmp_path_factory):
         time.sleep(0.02)
     yield client
     client.close()
-    for service in reversed(services):
-        service.stop()
+    services.close()
 
 
 def test_the_root_lists_every_example(subscriber):
