@@ -199,8 +199,10 @@ class Bus:
             log.warning("MQTT broker %s refused the connection: %s", self.url, reason_code)
             return
         self.refused = None
-        for pattern, _ in self._subscriptions:
-            client.subscribe(pattern, qos=1)
+        if self._subscriptions:
+            # one SUBSCRIBE for all: every retained message they match is sent before anything
+            # we publish next is handled (the subscriber's start-up barrier relies on it)
+            client.subscribe([(pattern, 1) for pattern, _ in self._subscriptions])
         self._loop.call_soon_threadsafe(self._connected)
 
     def _on_connect_fail(self, client, userdata) -> None:

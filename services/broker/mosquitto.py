@@ -62,6 +62,9 @@ def config_text(
         "persistence true",
         f"persistence_location {statedir}",  # Mosquitto adds the slash
         "autosave_interval 60",  # retained messages survive a crash too, not only a clean stop
+        # a subscriber starts with one retained message per root and source, all at once:
+        # beyond this queue Mosquitto drops the rest silently (its default is 1000)
+        "max_queued_messages 100000",
         "log_dest stderr",
         "log_timestamp false",  # our log lines carry the time
         f"connection_messages {'true' if verbose else 'false'}",  # one line per client: -v only

@@ -72,6 +72,7 @@ async def stats(cache: CacheDep) -> dict:
 @router.get("/roots", summary="Every announced or followed root, its source and state")
 async def roots(follower: FollowerDep, request: Request) -> dict:
     directory = follower.directory
+    await directory.synced.wait()
     out = []
     # with --auth, roots not granted to the user are absent, not shown as forbidden
     for name in readable(request, sorted(set(directory.roots()) | set(follower.etags))):

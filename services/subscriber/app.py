@@ -33,6 +33,8 @@ from services.subscriber.settings import SubscriberSettings
 
 log = logging.getLogger("caterva.subscriber")
 
+SYNC_GRACE = 3.0  # seconds a request waits at start for the broker's retained hints
+
 
 def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     @asynccontextmanager
@@ -73,6 +75,16 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
             def hints(topic: str, payload: bytes) -> None:
                 directory.on_message(topic, payload, broker=index)
 
+            def on_discover(topic: str, payload: bytes) -> None:
+                # our own discover, heard back, comes after every retained message matched by
+                # our subscriptions (one SUBSCRIBE, see Bus): the start-up barrier
+                try:
+                    heard = Discover.from_bytes(payload)
+                except ProtocolError:
+                    return
+                if index == 0 and heard.sender == name:
+                    directory.synced.set()
+
             async def on_connect() -> None:
                 follower.reset_cursors()  # events may have been missed while disconnected
                 await bus.publish(topics.DISCOVER, Discover(sender=name).to_bytes())
@@ -80,6 +92,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
 
             bus.subscribe(topics.ALL_STATUS, hints)
             bus.subscribe(topics.ALL_ROOTS, hints)
+            bus.subscribe(topics.DISCOVER, on_discover)
             bus.subscribe(f"{topics.PREFIX}/pub/+/changes/+", on_change)
             bus.on_connect(on_connect)
             return bus
@@ -96,6 +109,8 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         app.state.on_exit = [lambda: follower.close_watchers(loop)]
         for bus in buses:
             await bus.start()
+        # with our broker away, stop waiting for its hints: report what we know (nothing)
+        loop.call_later(SYNC_GRACE, directory.synced.set)
         if mirror:
             await mirror.start()
         log.info(

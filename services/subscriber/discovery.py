@@ -17,10 +17,15 @@ A mirror (``self_id`` set) never reads through itself: an offer whose hop chain 
 at the same moment both see the loop in the other's next announcement and both drop it; to
 keep them from picking each other again, and again, the one with the greater pub_id stops
 considering the other for as long as that session lasts.
+
+Right after start nothing is known yet, which is not the same as "offline": ``synced`` is set
+once the retained hints of our own broker have arrived (the app's start-up barrier), and
+whoever needs a source waits for it first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,21 +55,18 @@ class Offer:
         return self.pub_id == self.announcement.origin
 
 
-def _by_pub_id(item: tuple[tuple[int, str, str], Announcement]) -> tuple[str, int]:
-    (broker, pub_id, _), _ = item
-    return pub_id, broker
-
-
 class Directory:
     def __init__(self, self_id: str | None = None, prefer: Sequence[str] = ()) -> None:
         self.self_id = self_id  # our pub_id when we republish, else None
         self.prefer = [p.rstrip("/") for p in prefer]
         self._status: dict[tuple[int, str], Status] = {}
-        self._offers: dict[tuple[int, str, str], Announcement] = {}  # (broker, pub_id, root)
+        # root -> (broker, pub_id) -> announcement: by root, as every query asks by root
+        self._offers: dict[str, dict[tuple[int, str], Announcement]] = {}
         self._yielded: dict[tuple[str, str], str] = {}  # (root, pub_id) -> its session
         # called with (root, offer) when the chosen source of a root appears, changes or
         # announces a new manifest: the follower resyncs if the root is followed
         self.listeners: list[Callable[[str, Offer | None], None]] = []
+        self.synced = asyncio.Event()
 
     # --- MQTT input ------------------------------------------------------------------------
 
@@ -92,20 +94,23 @@ class Directory:
         if status.state == "offline" and known and known.session != status.session:
             return  # the will of an older connection, arriving late
         self._status[(broker, pub_id)] = status
-        for root in sorted({r for (b, p, r) in self._offers if (b, p) == (broker, pub_id)}):
+        for root in sorted(r for r, by in self._offers.items() if (broker, pub_id) in by):
             self._notify(root)
 
     def _set_offer(
         self, broker: int, pub_id: str, root: str, announcement: Announcement | None
     ) -> None:
         if announcement is None:
-            self._offers.pop((broker, pub_id, root), None)
+            by = self._offers.get(root, {})
+            by.pop((broker, pub_id), None)
+            if not by:
+                self._offers.pop(root, None)
         else:
             if self._must_yield(root, pub_id, announcement):
                 log.info("%s and %s read %s from each other; %s yields", self.self_id, pub_id,
                          root, self.self_id)
                 self._yielded[(root, pub_id)] = announcement.session
-            self._offers[(broker, pub_id, root)] = announcement
+            self._offers.setdefault(root, {})[(broker, pub_id)] = announcement
         self._notify(root)
 
     def _must_yield(self, root: str, pub_id: str, announcement: Announcement) -> bool:
@@ -132,12 +137,12 @@ class Directory:
     def offers(self, root: str) -> list[Offer]:
         return [
             Offer(pub_id, a, self.online(pub_id, a.session, broker), broker)
-            for (broker, pub_id, r), a in sorted(self._offers.items(), key=_by_pub_id)
-            if r == root
+            for (broker, pub_id), a in sorted(self._offers.get(root, {}).items(),
+                                              key=lambda item: item[0][::-1])
         ]
 
     def roots(self) -> list[str]:
-        return sorted({r for (_, _, r) in self._offers})
+        return sorted(self._offers)
 
     def usable(self, offer: Offer) -> bool:
         """Online, not reading through us, and not a mirror we yielded to."""

@@ -94,7 +94,8 @@ class Follower:
             raise UnknownDataset(f"no dataset {path!r} in root {root!r}")
         return ds
 
-    def source(self, root: str) -> Source:
+    async def source(self, root: str) -> Source:
+        await self.directory.synced.wait()
         try:
             offer = self.directory.source(root)
         except UnknownRoot:
@@ -103,7 +104,8 @@ class Follower:
 
     async def fetch(self, dataset: Dataset, indices: list[int]) -> AsyncIterator[tuple[int, str, bytes]]:
         """The cache's fetcher: chunks from the root's chosen source."""
-        async for item in self.source(dataset.root).chunks(dataset.root, dataset.path, indices):
+        source = await self.source(dataset.root)
+        async for item in source.chunks(dataset.root, dataset.path, indices):
             yield item
 
     async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
@@ -119,6 +121,7 @@ class Follower:
     async def follow(self, root: str) -> Manifest | None:
         if root in self.etags:
             return None
+        await self.directory.synced.wait()
         offer = self.directory.source(root)  # UnknownRoot or SourceOffline when there is none
         manifest = await Source(self.client, offer.url).manifest(root)
         async with self._locks[root]:
@@ -145,7 +148,8 @@ class Follower:
         if root not in self.etags:
             return
         async with self._locks[root]:
-            manifest = await self.source(root).manifest(root, self.etags[root])
+            source = await self.source(root)
+            manifest = await source.manifest(root, self.etags[root])
             if manifest is not None:
                 for op, path, chunks, etag in self._reconcile(root, manifest):
                     self._emit(root, op, path=path, chunks=chunks, etag=etag)
@@ -193,7 +197,8 @@ class Follower:
 
     async def refresh(self, root: str, path: str) -> None:
         async with self._locks[root]:
-            self._apply(root, await self.source(root).info(root, path))
+            source = await self.source(root)
+            self._apply(root, await source.info(root, path))
 
     # --- change events ---------------------------------------------------------------------
 

@@ -11,8 +11,13 @@ import time
 import blosc2
 import httpx
 import numpy as np
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
+from caterva.mqtt import BrokerURL
+from caterva.protocol import topics
+from caterva.protocol.messages import Announcement
 from tests.conftest import free_port
 
 GRID = np.add.outer(np.linspace(0, 6, 60), np.linspace(0, 8, 80)) ** 2  # (60, 80) float64
@@ -267,6 +272,38 @@ def test_sigkill_during_a_large_download_then_resume(stack):
     out.write_bytes(r.content)
     assert np.array_equal(blosc2.open(str(out))[:], stack.arrays["noise"])
     assert stack.served("noise.b2nd") - served_before == 64 - kept
+
+
+def flood(broker: str, count: int) -> None:
+    """Retain ``count`` announcements of other roots on the broker (acked, so all are in)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    url = BrokerURL.parse(broker)
+    client.connect(url.host, url.port)
+    client.loop_start()
+    try:
+        for i in range(count):
+            body = Announcement(root=f"r{i}", url="http://127.0.0.1:9", session="s",
+                                manifest_etag="e", datasets=1,
+                                origin="flood", hops=["flood"])
+            info = client.publish(topics.root("flood", f"r{i}"), body.to_bytes(), qos=1,
+                                  retain=True)
+        info.wait_for_publish(timeout=30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_read_right_after_start_waits_for_the_retained_hints(spawn, tmp_path, broker):
+    # a long burst of retained messages ahead of ours: a read arriving before the publisher's
+    # status is in must wait for it, not answer source_offline (CI caught that once)
+    flood(broker, 1500)
+    stack = Stack(spawn, tmp_path, broker)
+    stack.follow()
+    stack.sub.stop()
+    stack.start_subscriber()
+    r = stack.http.get("/roots/demo/data/grid.b2nd", params={"sel": "0:20, 0:20"})
+    assert r.status_code == 200, r.text
+    assert np.array_equal(np.load(io.BytesIO(r.content)), GRID[0:20, 0:20])
 
 
 def test_survives_a_broker_restart(spawn, tmp_path):

@@ -67,6 +67,7 @@ def origin_announces(directory: Directory, manifest: Manifest) -> None:
                         manifest_etag=manifest.etag, datasets=len(manifest.datasets),
                         origin="o", hops=["o"])
     directory.on_message(topics.root("o", "demo"), body.to_bytes())
+    directory.synced.set()  # what the start-up barrier does once the retained hints are in
 
 
 def test_announcements_and_change_events_travel_down(tmp_path):
