@@ -2,8 +2,10 @@
 
 Every dataset reads as an array. A ``.b2nd`` file is the NDArray it stores; a ``.b2frame``
 (SChunk) and a plain ``file`` read as 1-D ``uint8`` arrays of their bytes, chunked as stored.
-``digests[i]`` identifies chunk i by content (BLAKE2b-128 of its compressed bytes), so a
-reader can verify every chunk and refetch only the ones whose digest changed.
+``digests[i]`` identifies chunk i by content (BLAKE3, 128 bits, of its compressed bytes), so
+a reader can verify every chunk and refetch only the ones whose digest changed. BLAKE3: a
+cryptographic hash (a mirror cannot forge a chunk) that runs at memory speed, about five times
+BLAKE2b's here; every chunk a subscriber fetches is hashed once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from blake3 import blake3
+
 from caterva.protocol.model import Model
 from caterva.protocol.names import check_path, check_root
 
@@ -20,7 +24,7 @@ Kind = Literal["b2nd", "b2frame", "file"]
 
 
 def chunk_digest(data: bytes | memoryview) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    return blake3(data).hexdigest(16)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) ->
 @router.get(
     "/roots/{root}/chunk/{index}/{path:path}",
     summary="One raw chunk",
-    description="Chunk `index` exactly as stored (compressed); the BLAKE2b-128 digest of "
+    description="Chunk `index` exactly as stored (compressed); the BLAKE3-128 digest of "
     f"these bytes is in `{rest.DIGEST_HEADER}`.",
     response_class=Response,
     responses={

@@ -27,7 +27,7 @@ from caterva.protocol.topics import check_pub_id, new_pub_id
 
 log = logging.getLogger("caterva.publisher")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE datasets (
@@ -39,7 +39,9 @@ CREATE TABLE datasets (
 );
 """
 # MIGRATIONS[n] upgrades a database from version n to n + 1.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    1: "DELETE FROM datasets",  # chunk digests became BLAKE3: describe every file again
+}
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,20 @@ def test_store_is_exclusive_and_refuses_a_newer_schema(tmp_path):
     with sqlite3.connect(tmp_path / "publisher.db") as db:
         db.execute("PRAGMA user_version = 1")
     Store.open(tmp_path).close()  # the refused open released its lock
+
+
+def test_a_version_1_store_describes_every_file_again(root, tmp_path):
+    import sqlite3
+
+    make_array(root / "a.b2nd")
+    store = Store.open(tmp_path)
+    entry = catalog(root, tmp_path).scan().entries["a.b2nd"]
+    store.save("a.b2nd", entry.stat, entry.info)
+    pub_id, _ = store.identity()
+    store.close()
+    with sqlite3.connect(tmp_path / "publisher.db") as db:
+        db.execute("PRAGMA user_version = 1")  # its digests are BLAKE2b
+    store = Store.open(tmp_path)
+    assert store.load() == {}
+    assert store.identity() == (pub_id, False)
+    store.close()
