@@ -38,10 +38,11 @@ from caterva.client.dataset import (
 from caterva.client.transfer import (
     ROOT_PARALLEL,
     Assembler,
+    Batch,
     Meter,
     dataset_target,
+    groups,
     root_targets,
-    windows,
 )
 from caterva.errors import Unavailable
 from caterva.protocol import rest
@@ -156,44 +157,50 @@ class AsyncClient:
         base, targets = root_targets(root, await self.list(root), dest)
         base.mkdir(parents=True, exist_ok=True)
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
-        # a few datasets at a time (see Client._download_root)
+        batches, alone = groups(targets)
+        sinks = [Batch(batch, meter) for batch in batches] + [
+            Assembler(info, target, meter) for info, target in alone]
+        # a few requests at a time (see Client._download_root)
         limit = anyio.Semaphore(ROOT_PARALLEL)
 
-        async def one(info: DatasetInfo, target: Path) -> None:
+        async def one(sink: Assembler | Batch) -> None:
             async with limit:
-                await self._fetch_into(root, info, target, meter)
+                await self._fill(root, sink)
 
         try:
             async with anyio.create_task_group() as group:
-                for info, target in targets:
-                    group.start_soon(one, info, target)
+                for sink in sinks:
+                    group.start_soon(one, sink)
         except BaseExceptionGroup as failed:  # the first failure cancelled the rest: raise it
             raise failed.exceptions[0] from None
         return base
 
     async def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
-        assembler = Assembler(info, target, meter)
-        await anyio.to_thread.run_sync(assembler.open)
+        return await self._fill(root, Assembler(info, target, meter))
+
+    async def _fill(self, root: str, sink: Assembler | Batch):
+        await anyio.to_thread.run_sync(sink.open)
         try:
-            for window in windows(info):
-                await self._stream_chunks(Calls.chunks(root, info.path, window), assembler)
-            return await anyio.to_thread.run_sync(assembler.finish)
+            for call in Calls.to_fill(root, sink):
+                await self._stream_chunks(call, sink)
+            return await anyio.to_thread.run_sync(sink.finish)
         except BaseException:
             with anyio.CancelScope(shield=True):  # clean up even when cancelled
-                await anyio.to_thread.run_sync(assembler.abort)
+                await anyio.to_thread.run_sync(sink.abort)
             raise
 
-    async def _stream_chunks(self, call: Call, assembler: Assembler) -> None:
+    async def _stream_chunks(self, call: Call, sink: Assembler | Batch) -> None:
         reader = rest.BatchReader()
         with mapped(self.url):
-            async with self._http.stream(call.method, call.path, params=call.params) as response:
+            async with self._http.stream(call.method, call.path, params=call.params,
+                                         json=call.json) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     check(response)
                 async for data in response.aiter_bytes():
                     items = list(reader.feed(data))
                     if items:  # one thread hop per network read, not per chunk
-                        await anyio.to_thread.run_sync(assembler.add_all, items)
+                        await anyio.to_thread.run_sync(sink.add_all, items)
         reader.close()
 
     # --- events -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
+from caterva.client.transfer import Assembler, Batch, windows
 from caterva.config import setting
 from caterva.errors import (
     BadRequest,
@@ -310,6 +311,7 @@ class Call:
     path: str
     decode: Callable[[httpx.Response], Any]
     params: dict[str, str] = field(default_factory=dict)
+    json: Any = None  # a JSON request body
 
 
 def _root_path(root: str, what: str) -> str:
@@ -358,6 +360,15 @@ class Calls:
     def chunks(root: str, path: str, indices: list[int]) -> Call:
         params = {"i": rest.format_indices(indices)}
         return Call("GET", rest.chunks(check_root(root), path), lambda r: r, params)
+
+    @staticmethod
+    def to_fill(root: str, sink: Assembler | Batch) -> list[Call]:
+        """The batch requests that fill ``sink``: one for a Batch of datasets, one per window
+        for a dataset."""
+        if isinstance(sink, Batch):
+            return [Call("POST", rest.chunks_of_many(check_root(root)), lambda r: r,
+                         json=sink.request())]
+        return [Calls.chunks(root, sink.info.path, window) for window in windows(sink.info)]
 
     @staticmethod
     def chunk_frames(root: str, path: str, indices: list[int]) -> Call:

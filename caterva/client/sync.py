@@ -37,11 +37,12 @@ from caterva.client.dataset import (
 from caterva.client.transfer import (
     ROOT_PARALLEL,
     Assembler,
+    Batch,
     Behind,
     Meter,
     dataset_target,
+    groups,
     root_targets,
-    windows,
 )
 from caterva.errors import Unavailable
 from caterva.protocol import rest
@@ -181,13 +182,15 @@ class Client:
         base, targets = root_targets(root, self.list(root), dest)
         base.mkdir(parents=True, exist_ok=True)
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
-        # a few datasets at a time: with many small ones, waiting on one request at a time
-        # leaves both this process and the subscriber idle half the time
+        batches, alone = groups(targets)
+        sinks = [Batch(batch, meter) for batch in batches] + [
+            Assembler(info, target, meter) for info, target in alone]
+        # a few requests at a time: waiting on one at a time leaves both this process and
+        # the subscriber idle half the time
         from concurrent.futures import ThreadPoolExecutor  # not at import: CLI start-up
 
         with ThreadPoolExecutor(ROOT_PARALLEL, thread_name_prefix="caterva-download") as pool:
-            jobs = [pool.submit(self._fetch_into, root, info, target, meter)
-                    for info, target in targets]
+            jobs = [pool.submit(self._fill, root, sink) for sink in sinks]
             try:
                 for job in jobs:
                     job.result()
@@ -198,26 +201,29 @@ class Client:
         return base
 
     def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
-        assembler = Assembler(info, target, meter)
-        assembler.open()
+        return self._fill(root, Assembler(info, target, meter))
+
+    def _fill(self, root: str, sink: Assembler | Batch):
+        sink.open()
         # chunks are written in a thread while the next ones arrive (not worth it for one)
-        writer = Behind(assembler.add) if info.nchunks > 1 else None
+        writer = Behind(sink.add) if sink.nchunks > 1 else None
         try:
-            for window in windows(info):
-                self._stream_chunks(Calls.chunks(root, info.path, window), writer or assembler.add)
+            for call in Calls.to_fill(root, sink):
+                self._stream_chunks(call, writer or sink.add)
             if writer is not None:
                 writer.close()
-            return assembler.finish()
+            return sink.finish()
         except BaseException:
             if writer is not None:
                 writer.stop()
-            assembler.abort()
+            sink.abort()
             raise
 
     def _stream_chunks(self, call: Call, add) -> None:
         reader = rest.BatchReader()
         with mapped(self.url):
-            with self._http.stream(call.method, call.path, params=call.params) as response:
+            with self._http.stream(call.method, call.path, params=call.params,
+                                   json=call.json) as response:
                 if response.status_code >= 400:
                     response.read()
                     check(response)

@@ -26,8 +26,12 @@ from caterva.protocol.metadata import DatasetInfo
 # chunks stream one at a time, so this bounds request count, not memory; each request waits
 # for its first chunk, so fewer is faster.
 WINDOW_BYTES = 512 * 2**20
-# Datasets of a root downloaded at once.
+# Requests of a root download in flight at once.
 ROOT_PARALLEL = 4
+# Small datasets of a root share a request (the subscriber's multi-dataset batch), up to this
+# many chunks and uncompressed bytes each; a dataset as big goes alone, in windows.
+GROUP_CHUNKS = 256
+GROUP_BYTES = 64 << 20
 
 
 def windows(info: DatasetInfo) -> list[list[int]]:
@@ -66,6 +70,26 @@ def root_targets(
             raise BadRequest(f"{target} would be written outside {base}")
         out.append((info, target))
     return base, out
+
+
+def groups(
+    targets: list[tuple[DatasetInfo, Path]],
+) -> tuple[list[list[tuple[DatasetInfo, Path]]], list[tuple[DatasetInfo, Path]]]:
+    """A root's datasets as groups of small ones (one request each) and big ones (alone)."""
+    batches: list[list[tuple[DatasetInfo, Path]]] = []
+    alone = []
+    chunks = nbytes = 0
+    for info, target in targets:
+        if info.nchunks == 0 or info.nchunks > GROUP_CHUNKS // 2 or info.nbytes > GROUP_BYTES // 2:
+            alone.append((info, target))
+            continue
+        if not batches or chunks + info.nchunks > GROUP_CHUNKS or nbytes + info.nbytes > GROUP_BYTES:
+            batches.append([])
+            chunks = nbytes = 0
+        batches[-1].append((info, target))
+        chunks += info.nchunks
+        nbytes += info.nbytes
+    return batches, alone
 
 
 class Meter:
@@ -140,6 +164,10 @@ class Assembler:
         self._writer = None
         self.count = 0
 
+    @property
+    def nchunks(self) -> int:
+        return self.info.nchunks
+
     def open(self) -> None:
         from caterva.protocol.layout import FileWriter  # blosc2: only when writing
 
@@ -178,3 +206,51 @@ class Assembler:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+
+
+class Batch:
+    """The datasets of one multi-dataset request, each into its target: fed the frames in the
+    order asked, it opens each dataset's Assembler at its first chunk and finishes it after
+    its last. The same interface as Assembler, so one loop drives either."""
+
+    def __init__(self, targets: list[tuple[DatasetInfo, Path]], meter: Meter) -> None:
+        self.targets = targets
+        self.meter = meter
+        self._next = 0
+        self._current: Assembler | None = None
+
+    @property
+    def nchunks(self) -> int:
+        return sum(info.nchunks for info, _ in self.targets)
+
+    def request(self) -> dict:
+        return {"datasets": [{"path": info.path, "i": f"0-{info.nchunks - 1}"}
+                             for info, _ in self.targets]}
+
+    def open(self) -> None:
+        pass  # each dataset's file is opened at its first chunk
+
+    def add(self, index: int, digest: str, data: bytes) -> None:
+        if self._current is None:
+            if self._next == len(self.targets):
+                raise ProtocolError("the subscriber sent more chunks than asked for")
+            self._current = Assembler(*self.targets[self._next], self.meter)
+            self._next += 1
+            self._current.open()
+        self._current.add(index, digest, data)
+        if self._current.count == self._current.info.nchunks:
+            self._current.finish()
+            self._current = None
+
+    def add_all(self, items: list[tuple[int, str, bytes]]) -> None:
+        for item in items:
+            self.add(*item)
+
+    def finish(self) -> None:
+        if self._current is not None or self._next < len(self.targets):
+            raise ProtocolError(f"the subscriber sent {self._next} of {len(self.targets)} datasets")
+
+    def abort(self) -> None:
+        if self._current is not None:
+            self._current.abort()
+

@@ -5,6 +5,7 @@ that republishes. Paths are relative to a root; ``{path}`` is a dataset path (wi
     GET /v1/roots/{root}/info/{path}         DatasetInfo JSON
     GET /v1/roots/{root}/chunk/{i}/{path}    raw compressed chunk i; digest in X-Caterva-Digest
     GET /v1/roots/{root}/chunks/{path}?i=..  many chunks, streamed as batch frames (below)
+    POST /v1/roots/{root}/chunks             chunks of many datasets, one stream (subscriber)
     GET /v1/roots/{root}/file/{path}         the whole stored file, streamed; Range supported
     GET /v1/stats                            counters (requests, chunks and bytes served)
 
@@ -53,6 +54,11 @@ def chunk(root: str, path: str, index: int) -> str:
 
 def chunks(root: str, path: str) -> str:
     return f"{API}/roots/{root}/chunks/{_q(path)}"
+
+
+def chunks_of_many(root: str) -> str:
+    """POST {"datasets": [{"path": ..., "i": ...}, ...]}: a subscriber's multi-dataset batch."""
+    return f"{API}/roots/{root}/chunks"
 
 
 def file(root: str, path: str) -> str:

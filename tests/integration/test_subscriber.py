@@ -16,7 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from caterva.mqtt import BrokerURL
-from caterva.protocol import topics
+from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement
 from tests.conftest import free_port
 
@@ -212,6 +212,28 @@ def test_publisher_offline_serves_cache_and_503_for_the_rest(stack):
     stack.start_publisher()
     next_event(events, "source", online=True)
     assert np.array_equal(stack.read("grid.b2nd", "40:60, 60:80"), GRID[40:60, 60:80])
+
+
+def test_many_datasets_in_one_stream(stack):
+    stack.follow()
+    url = "/roots/demo/chunks"
+    wanted = [{"path": "docs/notes.txt", "i": "0"}, {"path": "grid.b2nd", "i": "11,0-1"}]
+    r = stack.http.post(url, json={"datasets": wanted})
+    assert r.status_code == 200
+    frames = list(rest.BatchReader().feed(r.content))
+    assert [i for i, _, _ in frames] == [0, 11, 0, 1]
+    single = stack.http.get("/roots/demo/chunks/grid.b2nd", params={"i": "11,0-1"}).content
+    assert b"".join(rest.frame_header(i, data, d) + data for i, d, data in frames[1:]) == single
+    cases = [
+        ({"datasets": [{"path": "missing.b2nd", "i": "0"}]}, 404, "unknown_dataset"),
+        ({"datasets": [{"path": "grid.b2nd", "i": "12"}]}, 404, "chunk_out_of_range"),
+        ({"datasets": [{"path": "grid.b2nd", "i": "0-11"}] * 400}, 400, "bad_request"),
+        ({"datasets": []}, 400, "bad_request"),
+        ({"paths": ["grid.b2nd"]}, 400, "bad_request"),
+    ]
+    for body, status, code in cases:
+        r = stack.http.post(url, json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
 
 
 def test_bad_requests_get_json_errors(stack):

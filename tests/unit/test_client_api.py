@@ -134,6 +134,10 @@ class FakeSubscriber:
             return httpx.Response(200, json={"root": root, "followed": False})
         if root not in self.followed:
             raise NotFollowed(f"root {root!r} is not followed: run `caterva follow {root}`")
+        if what == "chunks" and request.method == "POST":  # many datasets in one stream
+            wanted = json.loads(request.content)["datasets"]
+            return httpx.Response(200, content=b"".join(
+                self.frames(item["path"], item["i"]) for item in wanted))
         if what == "manifest":
             return httpx.Response(200, content=Manifest(root, list(self.infos.values())).to_bytes())
         if rest_ not in self.infos:
@@ -152,15 +156,19 @@ class FakeSubscriber:
             np.save(buf, np.asarray(array, order="C"), allow_pickle=False)
             return httpx.Response(200, content=buf.getvalue())
         if what == "chunks":
-            out = b""
-            for i in rest.parse_indices(q["i"]):
-                raw = schunk.get_chunk(i)
-                digest = (
-                    info.digests[(i + 1) % info.nchunks] if i == self.tamper else info.digests[i]
-                )
-                out += rest.frame_header(i, raw, digest) + raw
-            return httpx.Response(200, content=out)
+            return httpx.Response(200, content=self.frames(rest_, q["i"]))
         raise AssertionError(f"unexpected request {request.url}")
+
+    def frames(self, path: str, indices: str) -> bytes:
+        if path not in self.infos:
+            raise UnknownDataset(f"no dataset {path!r}")
+        info, schunk = self.infos[path], self.containers[path]
+        out = b""
+        for i in rest.parse_indices(indices):
+            raw = schunk.get_chunk(i)
+            digest = info.digests[(i + 1) % info.nchunks] if i == self.tamper else info.digests[i]
+            out += rest.frame_header(i, raw, digest) + raw
+        return out
 
 
 @pytest.fixture
@@ -479,6 +487,21 @@ def test_download_root_as_a_tree(client, fake, tmp_path):
     )
     assert blosc2.open(str(out / "zero.b2nd"))[()] == 2.5
     assert (out / "notes.txt").read_bytes() == PLAIN
+
+
+def test_download_root_asks_for_its_small_datasets_in_one_request(client, fake, tmp_path):
+    client.download("r", tmp_path / "r")
+    posts = [json.loads(r.content) for r in fake.requests if r.method == "POST"]
+    assert len(posts) == 1
+    assert sorted(d["path"] for d in posts[0]["datasets"]) == sorted(fake.infos)
+    assert not [r for r in fake.requests if "/chunks/" in r.url.path]
+
+
+def test_download_root_that_changed_midway_leaves_no_partial_file(client, fake, tmp_path):
+    fake.tamper = 0
+    with pytest.raises(DigestMismatch, match="changed during the download"):
+        client.download("r", tmp_path / "r")
+    assert not [p for p in (tmp_path / "r").rglob("*.part")]
 
 
 def test_download_that_changed_midway_leaves_nothing(client, fake, tmp_path):
