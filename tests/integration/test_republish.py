@@ -8,7 +8,6 @@ mirror A that follows it there and announces on the LAN's broker, subscribers on
 from __future__ import annotations
 
 import io
-import json
 import queue
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from caterva.mqtt import BrokerURL
 from caterva.protocol import rest, topics
 from services.broker.mosquitto import SBIN
 from tests.conftest import ROOT, free_port
-from tests.integration.test_subscriber import GRID, make_root, next_event
+from tests.integration.test_subscriber import GRID, event_stream, make_root, next_event
 
 LAN_ENGINE = "mosquitto" if shutil.which("mosquitto", path=":".join(SBIN)) else "amqtt"
 
@@ -74,23 +73,7 @@ class Node:
         return self.http.get("/stats").json()
 
     def events(self) -> queue.Queue:
-        """This node's events (NDJSON), from a background reader; ready when this returns."""
-        q: queue.Queue = queue.Queue()
-        opened = threading.Event()
-
-        def reader():
-            try:
-                with httpx.stream("GET", self.url + "/v1/events", timeout=None) as r:
-                    opened.set()
-                    for line in r.iter_lines():
-                        if line:
-                            q.put(json.loads(line))
-            except httpx.HTTPError:
-                pass  # the node went away: the test decides whether that was expected
-
-        threading.Thread(target=reader, daemon=True).start()
-        assert opened.wait(10)
-        return q
+        return event_stream(self.url)
 
 
 class Lan:

@@ -84,23 +84,27 @@ class Stack:
         return stats["datasets"].get(path, 0)
 
     def events(self) -> queue.Queue:
-        """Subscriber events (NDJSON), from a background reader; ready when this returns."""
-        q: queue.Queue = queue.Queue()
-        opened = threading.Event()
+        return event_stream(self.sub.url)
 
-        def reader():
-            try:
-                with httpx.stream("GET", self.sub.url + "/v1/events", timeout=None) as r:
-                    opened.set()
-                    for line in r.iter_lines():
-                        if line:
-                            q.put(json.loads(line))
-            except httpx.HTTPError:
-                pass  # the subscriber went away: the test decides whether that was expected
 
-        threading.Thread(target=reader, daemon=True).start()
-        assert opened.wait(10)
-        return q
+def event_stream(url: str) -> queue.Queue:
+    """A service's events (NDJSON), from a background reader; ready when this returns."""
+    q: queue.Queue = queue.Queue()
+    opened = threading.Event()
+
+    def reader():
+        try:
+            with httpx.stream("GET", url + "/v1/events", timeout=None) as r:
+                opened.set()
+                for line in r.iter_lines():
+                    if line:
+                        q.put(json.loads(line))
+        except httpx.HTTPError:
+            pass  # the service went away: the test decides whether that was expected
+
+    threading.Thread(target=reader, daemon=True).start()
+    assert opened.wait(10)
+    return q
 
 
 def wait_until(condition, timeout: float = 10) -> None:
