@@ -6,8 +6,9 @@ A chunk file is written under a temporary name and renamed, and recorded in the 
 after that, so a kill at any point leaves either a whole chunk or none; ``reconcile`` removes
 what a kill left behind. Presence is decided by the index alone, never by reading the data.
 
-The cache is given a fetcher, not a transport: ``fetch(dataset, indices)`` yields
-``(index, digest, bytes)``. Concurrent readers of a missing chunk share one request.
+The cache is given a fetcher, not a transport: ``fetch([(dataset, indices), ...])`` yields
+``(dataset, index, digest, bytes)``, so the missing chunks of many small datasets are one
+request. Concurrent readers of a missing chunk share one request.
 Chunks arriving from a fetch are verified and written a group at a time (about GROUP_BYTES, in
 one worker-thread hop) and indexed in one transaction: per-chunk hops and commits cost more
 than small chunks themselves.
@@ -39,8 +40,11 @@ GROUP_BYTES = 1 << 20  # fetched chunks verified and written per worker-thread h
 INLINE_BYTES = 256 << 10  # cached chunks read in the event loop itself, when no more than this
 
 
+Wanted = list[tuple[Dataset, list[int]]]  # chunks of several datasets (of one root)
+
+
 class Fetcher(Protocol):
-    def __call__(self, dataset: Dataset, indices: list[int]) -> AsyncIterator[tuple[int, str, bytes]]: ...
+    def __call__(self, wanted: Wanted) -> AsyncIterator[tuple[Dataset, int, str, bytes]]: ...
 
 
 class Cache:
@@ -59,148 +63,163 @@ class Cache:
 
     async def get(self, dataset: Dataset, indices: list[int], fetch: Fetcher) -> dict[int, bytes]:
         """The compressed bytes of ``indices``, fetching the missing ones (concurrently)."""
-        for i in indices:
-            if not 0 <= i < dataset.info.nchunks:
-                raise ChunkOutOfRange(
-                    f"chunk {i} out of range: {dataset.path} has {dataset.info.nchunks} chunks"
-                )
-        with self.pinned(dataset, indices):
-            present = self.state.present(dataset.id, indices)
-            current = dataset.info.digests
-            local = [i for i in indices if i in present and present[i][0] == current[i]]
-            if sum(present[i][1] for i in local) <= INLINE_BYTES:  # not worth a thread hop
-                out = self._read_files(dataset.id, local)
+        return (await self.get_many([(dataset, indices)], fetch))[0]
+
+    async def get_many(self, wanted: Wanted, fetch: Fetcher) -> list[dict[int, bytes]]:
+        """``get`` for several datasets at once: what is missing of all of them is fetched in
+        shared batch requests, and what is held is touched in one transaction."""
+        for dataset, indices in wanted:
+            for i in indices:
+                if not 0 <= i < dataset.info.nchunks:
+                    raise ChunkOutOfRange(
+                        f"chunk {i} out of range: {dataset.path} has {dataset.info.nchunks} chunks"
+                    )
+        with self.pinned(wanted):
+            local: Wanted = []
+            size = 0
+            for dataset, indices in wanted:
+                present = self.state.present(dataset.id, indices)
+                current = dataset.info.digests
+                held = [i for i in indices if i in present and present[i][0] == current[i]]
+                local.append((dataset, held))
+                size += sum(present[i][1] for i in held)
+            if size <= INLINE_BYTES:  # not worth a thread hop
+                outs = self._read_files(local)
             else:
-                out = await asyncio.to_thread(self._read_files, dataset.id, local)
-            missing = [i for i in indices if i not in out]  # includes files gone since the query
-            self.stats["hits"] += len(out)
-            if out:
-                self.state.touch(dataset.id, out, self.clock())
-            if missing:
-                out.update(await self._fetch(dataset, missing, fetch))
-        return out
+                outs = await asyncio.to_thread(self._read_files, local)
+            self.stats["hits"] += sum(map(len, outs))
+            held = [(d.id, i) for (d, _), out in zip(wanted, outs) for i in out]
+            if held:
+                self.state.touch(held, self.clock())
+            # missing includes files gone since the query
+            missing = [(d, [i for i in indices if i not in out])
+                       for (d, indices), out in zip(wanted, outs)]
+            if any(indices for _, indices in missing):
+                fetched = await self._fetch([(d, m) for d, m in missing if m], fetch)
+                for (dataset, _), out in zip(wanted, outs):
+                    out.update(fetched.get(dataset.id, {}))
+        return outs
 
-    async def iter_ordered(
-        self, dataset: Dataset, indices: list[int], fetch: Fetcher, window: int = 32
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        """Chunks in the order asked, ``window`` at a time, so memory stays bounded."""
-        for start in range(0, len(indices), window):
-            part = indices[start : start + window]
-            got = await self.get(dataset, part, fetch)
-            for i in part:
-                yield i, got.pop(i)
+    def _read_files(self, wanted: Wanted) -> list[dict[int, bytes]]:
+        outs = []
+        for dataset, indices in wanted:
+            out = {}
+            for i in indices:
+                try:
+                    out[i] = (self.dir / str(dataset.id) / str(i)).read_bytes()
+                except FileNotFoundError:
+                    pass
+            outs.append(out)
+        return outs
 
-    def _read_files(self, dataset: int, indices: list[int]) -> dict[int, bytes]:
-        out = {}
-        for i in indices:
-            try:
-                out[i] = (self.dir / str(dataset) / str(i)).read_bytes()
-            except FileNotFoundError:
-                pass
-        return out
-
-    async def _fetch(self, dataset: Dataset, missing: list[int], fetch: Fetcher) -> dict[int, bytes]:
-        waits: dict[int, asyncio.Future[bytes]] = {}
-        mine: list[int] = []
+    async def _fetch(self, missing: Wanted, fetch: Fetcher) -> dict[int, dict[int, bytes]]:
+        """dataset id -> index -> bytes of ``missing``, each chunk fetched by one reader."""
+        waits: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+        mine: Wanted = []
         loop = asyncio.get_running_loop()
-        for i in missing:
-            key = (dataset.id, i)
-            if key not in self._inflight:
-                self._inflight[key] = loop.create_future()
-                mine.append(i)
-            waits[i] = self._inflight[key]
-        self.stats["misses"] += len(mine)
+        for dataset, indices in missing:
+            todo = []
+            for i in indices:
+                key = (dataset.id, i)
+                if key not in self._inflight:
+                    self._inflight[key] = loop.create_future()
+                    todo.append(i)
+                waits[key] = self._inflight[key]
+            if todo:
+                mine.append((dataset, todo))
+        self.stats["misses"] += sum(len(todo) for _, todo in mine)
         if mine:
             limit = asyncio.Semaphore(CONCURRENCY)
-            tasks = [
-                asyncio.create_task(self._fetch_batch(dataset, batch, fetch, limit))
-                for batch in self._batches(dataset, mine)
-            ]
+            tasks = [asyncio.create_task(self._fetch_batch(batch, fetch, limit))
+                     for batch in _batches(mine)]
             await asyncio.gather(*tasks, return_exceptions=True)  # errors reach the futures
-        return {i: await future for i, future in waits.items()}
+        out: dict[int, dict[int, bytes]] = {}
+        for (ds_id, i), future in waits.items():
+            out.setdefault(ds_id, {})[i] = await future
+        return out
 
-    def _batches(self, dataset: Dataset, indices: list[int]) -> list[list[int]]:
-        per_chunk = max(1, dataset.info.cbytes // max(1, dataset.info.nchunks))
-        size = max(1, min(MAX_BATCH, BATCH_BYTES // per_chunk))
-        return [indices[i : i + size] for i in range(0, len(indices), size)]
-
-    async def _fetch_batch(
-        self, dataset: Dataset, batch: list[int], fetch: Fetcher, limit: asyncio.Semaphore
-    ) -> None:
-        pending = set(batch)
+    async def _fetch_batch(self, batch: Wanted, fetch: Fetcher, limit: asyncio.Semaphore) -> None:
+        pending = {(dataset.id, i) for dataset, indices in batch for i in indices}
         stores: list[asyncio.Future] = []  # groups being verified and written, in threads
         try:
             async with limit:
-                group: list[tuple[int, str, bytes]] = []
+                group: list[tuple[Dataset, int, str, bytes]] = []
                 size = 0
-                async for i, digest, data in fetch(dataset, batch):
-                    if i not in pending:
+                async for dataset, i, digest, data in fetch(batch):
+                    if (dataset.id, i) not in pending:
                         raise ProtocolError(f"source sent chunk {i} of {dataset.path}, not asked for")
-                    group.append((i, digest, data))
+                    group.append((dataset, i, digest, data))
                     size += len(data)
                     if size >= GROUP_BYTES:
                         # keep receiving while this group is hashed and written; at most two
                         # groups wait, so memory stays bounded when the disk is slower
-                        stores.append(self._spawn_store(dataset, group, pending))
+                        stores.append(self._spawn_store(group, pending))
                         group, size = [], 0
                         if len(stores) > 1:
                             await stores[-2]
-                stores.append(self._spawn_store(dataset, group, pending))
+                stores.append(self._spawn_store(group, pending))
                 for store in stores:
                     await store
             if pending:
-                raise ProtocolError(f"source did not send chunks {sorted(pending)} of {dataset.path}")
+                ds_id, i = min(pending)
+                path = next(d.path for d, _ in batch if d.id == ds_id)
+                raise ProtocolError(f"source did not send chunk {i} of {path} "
+                                    f"({len(pending)} missing)")
         except BaseException as exc:
             # stores are never cancelled (a write cut short would leak its reservation): wait
             await asyncio.gather(*stores, return_exceptions=True)
-            for i in pending:
-                self._resolve(dataset.id, i, exc=exc)
+            for key in pending:
+                self._resolve(key, exc=exc)
             raise
 
-    def _spawn_store(self, dataset: Dataset, group, pending: set[int]) -> asyncio.Task:
-        task = asyncio.ensure_future(self._store_group(dataset, group, pending))
+    def _spawn_store(self, group, pending: set[tuple[int, int]]) -> asyncio.Task:
+        task = asyncio.ensure_future(self._store_group(group, pending))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # reported by the batch
         return task
 
     async def _store_group(
-        self, dataset: Dataset, group: list[tuple[int, str, bytes]], pending: set[int]
+        self, group: list[tuple[Dataset, int, str, bytes]], pending: set[tuple[int, int]]
     ) -> None:
         """Verify, cache (what fits) and hand out ``group``; a bad chunk raises after the good
         ones before it are stored."""
         if not group:
             return
         keep = []  # room is made (and reserved in self.used) before the files are written
-        for i, _, data in group:
+        for n, (_, _, _, data) in enumerate(group):
             self.stats["fetched_bytes"] += len(data)
             if self._make_room(len(data)):
-                keep.append(i)
+                keep.append(n)
                 self.used += len(data)
             else:
                 self.stats["passed_through"] += 1
-        expected = dataset.info.digests  # read now: a change may have replaced info
-        sizes = {i: len(data) for i, _, data in group}
+        # the digests expected are read now: a change may have replaced a dataset's info
+        kept = set(keep)
+        checks = [(self.dir / str(d.id), str(i), digest, d.info.digests[i], data, n in kept)
+                  for n, (d, i, digest, data) in enumerate(group)]
+        reserved = sum(len(group[n][3]) for n in keep)
         try:
-            good, error = await asyncio.to_thread(
-                _verify_and_write, self.dir / str(dataset.id), group, expected, set(keep)
-            )
+            good = await asyncio.to_thread(_verify_and_write, checks)
         except BaseException:  # e.g. a full disk: nothing of this group is indexed
-            self.used -= sum(sizes[i] for i in keep)
+            self.used -= reserved
             raise
-        written = [i for i, _, _ in group[:good] if i in keep]
-        self.used -= sum(sizes[i] for i in keep) - sum(sizes[i] for i in written)
+        written = [n for n in keep if n < good]
+        self.used -= reserved - sum(len(group[n][3]) for n in written)
         now = self.clock()
-        self.state.add_chunks(dataset.id, [(i, expected[i], sizes[i], now) for i in written])
-        for i, _, data in group[:good]:
-            pending.discard(i)
-            self._resolve(dataset.id, i, data)
-        if error is not None:
+        self.state.add_chunks(
+            [(group[n][0].id, group[n][1], checks[n][3], len(group[n][3]), now) for n in written])
+        for dataset, i, _, data in group[:good]:
+            pending.discard((dataset.id, i))
+            self._resolve((dataset.id, i), data)
+        if good < len(group):
+            dataset, i = group[good][:2]
             raise DigestMismatch(
-                f"chunk {error} of {dataset.root}/{dataset.path} does not match its digest",
-                index=error,
+                f"chunk {i} of {dataset.root}/{dataset.path} does not match its digest",
+                index=i, path=dataset.path,
             )
 
-    def _resolve(self, dataset: int, i: int, data: bytes | None = None, exc: BaseException | None = None):
-        future = self._inflight.pop((dataset, i), None)
+    def _resolve(self, key: tuple[int, int], data: bytes | None = None,
+                 exc: BaseException | None = None) -> None:
+        future = self._inflight.pop(key, None)
         if future is None or future.done():
             return
         if exc is not None:
@@ -244,9 +263,9 @@ class Cache:
             shutil.rmtree(self.dir / str(ds_id), ignore_errors=True)
 
     @contextlib.contextmanager
-    def pinned(self, dataset: Dataset, indices: list[int]):
+    def pinned(self, wanted: Wanted):
         """While pinned, these chunks are not evicted (a reader is using them)."""
-        keys = [(dataset.id, i) for i in indices]
+        keys = [(dataset.id, i) for dataset, indices in wanted for i in indices]
         self._pins.update(keys)
         try:
             yield
@@ -274,18 +293,38 @@ class Cache:
         self.used = self.state.used_bytes()
 
 
-def _verify_and_write(
-    folder: Path, group: list[tuple[int, str, bytes]], expected: list[str], keep: set[int]
-) -> tuple[int, int | None]:
-    """Check each chunk against the digest sent and the one expected, writing those in
-    ``keep``; stops at the first bad one. Returns (chunks that passed, index of the bad one)."""
-    for n, (i, digest, data) in enumerate(group):
+def _verify_and_write(checks: list[tuple[Path, str, str, str, bytes, bool]]) -> int:
+    """Check each chunk (folder, name, digest sent, digest expected, bytes, keep) against the
+    digest sent and the one expected, writing those kept; stops at the first bad one. Returns
+    how many passed."""
+    for n, (folder, name, sent, expected, data, keep) in enumerate(checks):
         actual = chunk_digest(data)
-        if actual != digest or actual != expected[i]:
-            return n, i
-        if i in keep:
-            _write_atomically(folder, str(i), data)
-    return len(group), None
+        if actual != sent or actual != expected:
+            return n
+        if keep:
+            _write_atomically(folder, name, data)
+    return len(checks)
+
+
+def _batches(wanted: Wanted) -> list[Wanted]:
+    """``wanted`` cut into batch requests of about BATCH_BYTES and at most MAX_BATCH chunks;
+    small datasets share one."""
+    batches: list[Wanted] = [[]]
+    chunks = nbytes = 0
+    for dataset, indices in wanted:
+        per_chunk = max(1, dataset.info.cbytes // max(1, dataset.info.nchunks))
+        while indices:
+            room = min(MAX_BATCH - chunks, (BATCH_BYTES - nbytes) // per_chunk)
+            if room <= 0 and batches[-1]:
+                batches.append([])
+                chunks = nbytes = 0
+                continue
+            room = max(room, 1)  # a chunk bigger than a batch goes alone
+            part, indices = indices[:room], indices[room:]
+            batches[-1].append((dataset, part))
+            chunks += len(part)
+            nbytes += len(part) * per_chunk
+    return batches
 
 
 def _write_atomically(folder: Path, name: str, data: bytes) -> None:

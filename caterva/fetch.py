@@ -83,19 +83,30 @@ class Source:
         return _decode(DatasetInfo, await self._get_json(rest.info(root, path)))
 
     async def chunks(
-        self, root: str, path: str, indices: list[int]
-    ) -> AsyncIterator[tuple[int, str, bytes]]:
-        """Stream (index, digest, bytes) for ``indices`` from the batch endpoint."""
-        params = {"i": rest.format_indices(indices)}
+        self, root: str, wanted: list[tuple[str, list[int]]]
+    ) -> AsyncIterator[tuple[int, int, str, bytes]]:
+        """Stream (n, index, digest, bytes) for the chunks of ``wanted`` (n: which dataset), in
+        the order asked: from the GET batch for one dataset, the POST batch for several."""
+        if len(wanted) == 1:
+            (path, indices), = wanted
+            method, url = "GET", rest.chunks(root, path)
+            args = {"params": {"i": rest.format_indices(indices)}}
+        else:
+            method, url = "POST", rest.chunks_of_many(root)
+            args = {"json": {"datasets": [{"path": p, "i": rest.format_indices(ix)}
+                                          for p, ix in wanted]}}
+        # frames come in the order asked: each dataset's chunks, ascending (format_indices)
+        order = ((n, i) for n, (_, indices) in enumerate(wanted) for i in sorted(set(indices)))
         reader = rest.BatchReader()
         async with _mapped(self.url):
-            async with self.client.stream(
-                "GET", self.url + rest.chunks(root, path), params=params
-            ) as response:
+            async with self.client.stream(method, self.url + url, **args) as response:
                 await raise_for_error(response)
                 async for data in response.aiter_bytes():
-                    for item in reader.feed(data):
-                        yield item
+                    for i, digest, chunk in reader.feed(data):
+                        n, expected = next(order, (None, None))
+                        if i != expected:
+                            raise ProtocolError(f"source {self.url} sent chunk {i} out of order")
+                        yield n, i, digest, chunk
         reader.close()
 
 

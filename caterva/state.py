@@ -149,17 +149,11 @@ class State:
             query, args = query + " AND idx BETWEEN ? AND ?", (dataset, min(among), max(among))
         return {idx: (digest, size) for idx, digest, size in self.db.execute(query, args)}
 
-    def add_chunk(self, dataset: int, idx: int, digest: str, size: int, now: float) -> None:
-        self.add_chunks(dataset, [(idx, digest, size, now)])
-
-    def add_chunks(self, dataset: int, rows: list[tuple[int, str, int, float]]) -> None:
-        """Index chunks (idx, digest, size, atime) in one transaction."""
+    def add_chunks(self, rows: list[tuple[int, int, str, int, float]]) -> None:
+        """Index chunks (dataset, idx, digest, size, atime) in one transaction."""
         if rows:
             with self.transaction():
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
-                    [(dataset, *row) for row in rows],
-                )
+                self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", rows)
 
     def drop_chunks(self, dataset: int, indices: Iterable[int] | None = None) -> None:
         if indices is None:
@@ -169,12 +163,11 @@ class State:
                 "DELETE FROM chunks WHERE dataset=? AND idx=?", [(dataset, i) for i in indices]
             )
 
-    def touch(self, dataset: int, indices: Iterable[int], now: float) -> None:
-        with self.transaction():  # one commit, not one per chunk
-            self.db.executemany(
-                "UPDATE chunks SET atime=? WHERE dataset=? AND idx=?",
-                [(now, dataset, i) for i in indices],
-            )
+    def touch(self, chunks: list[tuple[int, int]], now: float) -> None:
+        """Mark (dataset, idx) chunks used now, in one transaction."""
+        with self.transaction():
+            self.db.executemany("UPDATE chunks SET atime=? WHERE dataset=? AND idx=?",
+                                [(now, dataset, i) for dataset, i in chunks])
 
     def used_bytes(self) -> int:
         return self.db.execute("SELECT COALESCE(SUM(size), 0) FROM chunks").fetchone()[0]

@@ -38,6 +38,17 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class ChunkList(BaseModel):
+    path: str
+    i: str  # chunk indices, e.g. `0-7,12`
+
+
+class ChunkLists(BaseModel):
+    """The body of ``POST /v1/roots/{root}/chunks`` (caterva.protocol.rest), on any source."""
+
+    datasets: list[ChunkList]
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 

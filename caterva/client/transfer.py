@@ -61,13 +61,16 @@ def root_targets(
     if base.exists() and not base.is_dir():
         raise BadRequest(f"{base} exists and is not a directory")
     resolved = base.resolve()
+    inside: set[Path] = set()  # parents checked already (a root has few, and many files)
     out = []
     for info in infos:
         target = base.joinpath(*PurePosixPath(info.path).parts)
         # paths are validated relative names, but a symlink already in DIR could still
         # point elsewhere: check where the file would really land
-        if not target.parent.resolve().is_relative_to(resolved):
-            raise BadRequest(f"{target} would be written outside {base}")
+        if target.parent not in inside:
+            if not target.parent.resolve().is_relative_to(resolved):
+                raise BadRequest(f"{target} would be written outside {base}")
+            inside.add(target.parent)
         out.append((info, target))
     return base, out
 
@@ -171,7 +174,8 @@ class Assembler:
     def open(self) -> None:
         from caterva.protocol.layout import FileWriter  # blosc2: only when writing
 
-        self.target.parent.mkdir(parents=True, exist_ok=True)
+        if not self.target.parent.is_dir():  # one stat: a root's files share few folders
+            self.target.parent.mkdir(parents=True, exist_ok=True)
         self._writer = FileWriter(self.info, self.part)
 
     def add(self, index: int, digest: str, data: bytes) -> None:

@@ -115,20 +115,24 @@ def new_container(info: DatasetInfo, urlpath: str | None = None) -> Any:
     Its chunks read as zeros until filled with ``schunk.update_chunk``: never read a chunk
     that was not filled.
     """
+    # one thread: chunks arrive compressed and are stored as they are, and each thread more
+    # is created (and joined) per container: most of the cost of a small dataset
     cparams = cparams_from_json(info.cparams)
+    cparams.nthreads = 1
     storage = {"urlpath": urlpath, "contiguous": True, "mode": "w"} if urlpath else {}
+    threads = {"cparams": cparams, "dparams": blosc2.DParams(nthreads=1)}
     if info.kind == "b2nd":
         arr = blosc2.empty(
             tuple(info.shape),
             dtype=dtype_from_json(info.dtype),
             chunks=tuple(info.chunks),
             blocks=tuple(info.blocks),
-            cparams=cparams,
+            **threads,
             **storage,
         )
         target = arr.schunk
     else:
-        arr = target = blosc2.SChunk(chunksize=info.chunksize, cparams=cparams, **storage)
+        arr = target = blosc2.SChunk(chunksize=info.chunksize, **threads, **storage)
     for k, v in info.vlmeta.items():
         target.vlmeta[k] = _native_value(v)
     return arr

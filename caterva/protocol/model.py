@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import types
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from caterva.errors import ProtocolError
@@ -23,7 +24,9 @@ M = TypeVar("M", bound="Model")
 @dataclasses.dataclass(frozen=True)
 class Model:
     def to_dict(self) -> dict[str, Any]:
-        return {"proto": PROTO, **dataclasses.asdict(self)}
+        """The JSON form. Shares its lists and dicts with the model (models are frozen, and
+        asdict's deep copy of a 1,000-dataset manifest cost more than its encoding)."""
+        return {"proto": PROTO, **_plain(self)}
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()
@@ -43,56 +46,94 @@ class Model:
     def from_dict(cls: type[M], body: Any) -> M:
         if not isinstance(body, dict):
             raise ProtocolError(f"{cls.__name__}: expected a JSON object")
-        hints = _hints(cls)
         values = {}
-        for f in dataclasses.fields(cls):
-            if f.name in body:
-                values[f.name] = _convert(f"{cls.__name__}.{f.name}", hints[f.name], body[f.name])
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"{cls.__name__}: missing field {f.name!r}")
+        for name, convert, required in _fields(cls):
+            if name in body:
+                try:
+                    values[name] = convert(body[name])
+                except _Wrong:
+                    raise ProtocolError(f"{cls.__name__}.{name} has the wrong type") from None
+            elif required:
+                raise ProtocolError(f"{cls.__name__}: missing field {name!r}")
         try:
             return cls(**values)
         except ValueError as exc:  # invariants checked in __post_init__
             raise ProtocolError(f"{cls.__name__}: {exc}") from exc
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, Model):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list) and value and isinstance(value[0], Model):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Wrong(Exception):
+    """A value of the wrong type (named by the field that holds it)."""
+
+
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    """Field types, evaluated once per class (a manifest decodes thousands of DatasetInfos)."""
-    return get_type_hints(cls)
+def _fields(cls: type) -> list[tuple[str, Callable[[Any], Any], bool]]:
+    """(name, converter, required) per field, built once per class: a manifest decodes
+    thousands of DatasetInfos, and inspecting type hints per value cost more than the JSON."""
+    hints = get_type_hints(cls)
+    return [
+        (f.name, _converter(hints[f.name]),
+         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        for f in dataclasses.fields(cls)
+    ]
 
 
-def _convert(where: str, hint: Any, value: Any) -> Any:
+@functools.cache
+def _converter(hint: Any) -> Callable[[Any], Any]:
+    """A function that checks (and converts) a JSON value for ``hint``, raising _Wrong."""
     origin = get_origin(hint)
     if hint is Any:
-        return value
+        return lambda value: value
     if isinstance(hint, type) and issubclass(hint, Model):
-        return hint.from_dict(value)
+        return hint.from_dict
     if origin is Literal:
-        if value in get_args(hint):
+        allowed = get_args(hint)
+        return _checked(lambda value: value in allowed)
+    if origin is list:
+        (item,) = get_args(hint) or (Any,)
+        convert = _converter(item)
+
+        def each(value: Any) -> list:
+            if not isinstance(value, list):
+                raise _Wrong
+            return [convert(v) for v in value]
+        return each
+    if origin is dict:
+        return _checked(lambda value: isinstance(value, dict))
+    if origin in (Union, types.UnionType):
+        options = [_converter(arg) for arg in get_args(hint)]
+
+        def first(value: Any) -> Any:
+            for convert in options:
+                try:
+                    return convert(value)
+                except (_Wrong, ProtocolError):
+                    pass
+            raise _Wrong
+        return first
+    if hint is type(None):
+        return _checked(lambda value: value is None)
+    if hint is int:
+        return _checked(lambda value: isinstance(value, int) and not isinstance(value, bool))
+    if hint is float:
+        def real(value: Any) -> float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            raise _Wrong
+        return real
+    return _checked(lambda value: isinstance(value, hint))
+
+
+def _checked(ok: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if ok(value):
             return value
-    elif origin is list:
-        if isinstance(value, list):
-            (item,) = get_args(hint) or (Any,)
-            return [_convert(where, item, v) for v in value]
-    elif origin is dict:
-        if isinstance(value, dict):
-            return value
-    elif origin in (Union, types.UnionType):
-        for arg in get_args(hint):
-            try:
-                return _convert(where, arg, value)
-            except ProtocolError:
-                pass
-    elif hint is type(None):
-        if value is None:
-            return None
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(value, hint):
-        return value
-    raise ProtocolError(f"{where} has the wrong type")
+        raise _Wrong
+    return check

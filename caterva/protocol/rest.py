@@ -5,7 +5,7 @@ that republishes. Paths are relative to a root; ``{path}`` is a dataset path (wi
     GET /v1/roots/{root}/info/{path}         DatasetInfo JSON
     GET /v1/roots/{root}/chunk/{i}/{path}    raw compressed chunk i; digest in X-Caterva-Digest
     GET /v1/roots/{root}/chunks/{path}?i=..  many chunks, streamed as batch frames (below)
-    POST /v1/roots/{root}/chunks             chunks of many datasets, one stream (subscriber)
+    POST /v1/roots/{root}/chunks             chunks of many datasets, one stream (below)
     GET /v1/roots/{root}/file/{path}         the whole stored file, streamed; Range supported
     GET /v1/stats                            counters (requests, chunks and bytes served)
 
@@ -57,7 +57,7 @@ def chunks(root: str, path: str) -> str:
 
 
 def chunks_of_many(root: str) -> str:
-    """POST {"datasets": [{"path": ..., "i": ...}, ...]}: a subscriber's multi-dataset batch."""
+    """POST {"datasets": [{"path": ..., "i": ...}, ...]}: the frames of each dataset in turn."""
     return f"{API}/roots/{root}/chunks"
 
 

@@ -18,11 +18,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from caterva.errors import CatervaError, ChunkOutOfRange, UnknownDataset, UnknownRoot
+from caterva.errors import BadRequest, CatervaError, ChunkOutOfRange, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
-from services.publisher.catalog import Catalog
-from services.http import RangeFileResponse, responses
+from services.http import ChunkLists, RangeFileResponse, responses
+from services.publisher.catalog import Catalog, Entry
 from services.publisher.stats import Stats
 
 log = logging.getLogger("caterva.publisher")
@@ -142,33 +142,75 @@ def chunks(
     stats: StatsDep,
 ) -> StreamingResponse:
     stats.endpoint("chunks")
-    entry = catalog.get(path)
-    indices = rest.parse_indices(i)
+    return _frames(stats, [_checked(catalog.get(path), rest.parse_indices(i))])
+
+
+@router.post(
+    "/roots/{root}/chunks",
+    summary="Chunks of many datasets, one stream",
+    description="The chunks of each listed dataset, datasets in the order listed and chunks "
+    "in the order of their `i`, as the frames of the GET batch: one request for many small "
+    f"datasets instead of one each. At most {rest.MAX_BATCH} chunks in all.",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
+        **responses(400, 404),
+    },
+)
+def many_chunks(root: Root, body: ChunkLists, catalog: CatalogDep, stats: StatsDep
+                ) -> StreamingResponse:
+    stats.endpoint("chunks")
+    wanted, total = [], 0
+    for item in body.datasets:
+        wanted.append(_checked(catalog.get(item.path), rest.parse_indices(item.i)))
+        total += len(wanted[-1][1])
+        if total > rest.MAX_BATCH:
+            raise BadRequest(f"too many chunks in one request (at most {rest.MAX_BATCH})")
+    if not wanted:
+        raise BadRequest("no datasets listed")
+    return _frames(stats, wanted)
+
+
+def _checked(entry: Entry, indices: list[int]) -> tuple[Entry, list[int]]:
     beyond = [n for n in indices if n >= entry.info.nchunks]
     if beyond:  # refuse before streaming: a status can no longer change once bytes flow
         raise ChunkOutOfRange(
-            f"chunk {beyond[0]} out of range: {path!r} has {entry.info.nchunks} chunks",
+            f"chunk {beyond[0]} out of range: {entry.path!r} has {entry.info.nchunks} chunks",
             index=beyond[0], nchunks=entry.info.nchunks,
         )
+    return entry, indices
 
-    per = max(1, GROUP_BYTES * entry.info.nchunks // max(1, entry.info.cbytes))
 
-    def read(group: list[int]) -> tuple[list[tuple[int, bytes, str]], bool]:
+def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingResponse:
+    """The frames of ``wanted``, read about GROUP_BYTES per thread hop. A file that changes
+    mid-batch ends the stream short: the reader sees chunks missing and asks again."""
+    groups: list[list[tuple[Entry, int]]] = [[]]
+    size = 0
+    for entry, indices in wanted:
+        per_chunk = max(1, entry.info.cbytes // max(1, entry.info.nchunks))
+        for n in indices:
+            if size >= GROUP_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append((entry, n))
+            size += per_chunk
+
+    def read(group: list[tuple[Entry, int]]) -> tuple[list[tuple[int, bytes, str]], bool]:
         """The chunks of ``group`` in order, and whether all of them could be read."""
         out = []
-        for n in group:
+        for entry, n in group:
             try:
                 data, digest = entry.read_chunk(n)
-            except CatervaError as exc:  # the file changed mid-batch: end short, reader retries
-                log.info("batch of %r cut at chunk %d: %s", path, n, exc)
+            except CatervaError as exc:
+                log.info("batch of %r cut at chunk %d: %s", entry.path, n, exc)
                 return out, False
-            stats.chunk(path, len(data))
+            stats.chunk(entry.path, len(data))
             out.append((n, data, digest))
         return out, True
 
     async def frames():
-        for start in range(0, len(indices), per):
-            got, whole = await anyio.to_thread.run_sync(read, indices[start : start + per])
+        for group in groups:
+            got, whole = await anyio.to_thread.run_sync(read, group)
             for piece in rest.frame_pieces(got):
                 yield piece
             if not whole:

@@ -14,17 +14,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 from starlette.background import BackgroundTask
 
-from caterva.cache import Cache
+from caterva.cache import Cache, Wanted
 from caterva.errors import BadRequest, BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
-from caterva.protocol.metadata import Manifest
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
 from services.auth import may_read, readable, require_grant
-from services.http import RangeFileResponse
+from services.http import ChunkLists, RangeFileResponse
 from services.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
@@ -118,12 +116,11 @@ async def unfollow(root: Root, follower: FollowerDep) -> dict:
 
 @router.get("/roots/{root}/manifest", summary="Manifest of a followed root (ETag / 304)")
 async def manifest(root: Root, request: Request, follower: FollowerDep) -> Response:
-    datasets = follower.followed(root)
-    body = Manifest(root=root, datasets=[d.info for d in datasets.values()])
-    etag = f'"{body.etag}"'
-    if rest.etag_matches(request.headers.get("if-none-match", ""), body.etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    return Response(body.to_bytes(), media_type="application/json", headers={"ETag": etag})
+    etag, body = follower.manifest_body(root)
+    headers = {"ETag": f'"{etag}"'}
+    if rest.etag_matches(request.headers.get("if-none-match", ""), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/roots/{root}/info/{path:path}", summary="Dataset info, with how much is cached")
@@ -215,15 +212,6 @@ async def chunks(
     return await _stream_frames(follower, [(ds, _checked(ds, rest.parse_indices(i)))])
 
 
-class ChunkList(BaseModel):
-    path: str
-    i: str  # chunk indices, e.g. `0-7,12`
-
-
-class ChunkLists(BaseModel):
-    datasets: list[ChunkList]
-
-
 @router.post(
     "/roots/{root}/chunks",
     summary="Chunks of many datasets in one stream of frames",
@@ -252,41 +240,57 @@ def _checked(ds: Dataset, indices: list[int]) -> list[int]:
     return indices
 
 
-async def _stream_frames(
-    follower: Follower, wanted: list[tuple[Dataset, list[int]]]
-) -> StreamingResponse:
+async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingResponse:
     """Frames of ``wanted`` in order, read (or fetched from the source) in windows of about
-    WINDOW_BYTES, with as many bytes being read ahead while a window is sent."""
-    windows = []  # (dataset, indices, estimated compressed bytes)
-    for ds, indices in wanted:
-        per_chunk = max(1, ds.info.cbytes // max(1, ds.info.nchunks))
-        per = max(1, WINDOW_BYTES // per_chunk)
-        windows += [(ds, indices[s : s + per], per_chunk * len(indices[s : s + per]))
-                    for s in range(0, len(indices), per)]
-    first = _start(follower.chunks(*windows[0][:2]))
+    WINDOW_BYTES, with as many bytes being read ahead while a window is sent. Small datasets
+    share a window: one cache lookup, and one source request when cold."""
+    windows = _windows(wanted)
+    first = _start(follower.chunks_many(windows[0][0]))
     await first  # errors surface before streaming
 
     async def frames():
         ahead = collections.deque([first])
-        planned, ahead_bytes = 1, windows[0][2]
+        planned, ahead_bytes = 1, windows[0][1]
         try:
-            for ds, part, size in windows:
-                # keep about WINDOW_BYTES being read beyond the window being sent; many small
-                # windows (many small datasets) overlap their source's latency
+            for parts, size in windows:
+                # keep about WINDOW_BYTES being read beyond the window being sent
                 while (planned < len(windows) and ahead_bytes - size < WINDOW_BYTES
                        and len(ahead) < AHEAD):
                     nxt = windows[planned]
-                    ahead.append(_start(follower.chunks(*nxt[:2])))
-                    planned, ahead_bytes = planned + 1, ahead_bytes + nxt[2]
+                    ahead.append(_start(follower.chunks_many(nxt[0])))
+                    planned, ahead_bytes = planned + 1, ahead_bytes + nxt[1]
                 got = await ahead.popleft()
                 ahead_bytes -= size
-                for piece in rest.frame_pieces((n, got.pop(n), ds.info.digests[n]) for n in part):
+                for piece in rest.frame_pieces(
+                    (n, chunks.pop(n), ds.info.digests[n])
+                    for (ds, part), chunks in zip(parts, got) for n in part
+                ):
                     yield piece
         finally:
             for task in ahead:
                 task.cancel()
 
     return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
+
+
+def _windows(wanted: Wanted) -> list[tuple[Wanted, int]]:
+    """``wanted`` cut into windows of about WINDOW_BYTES: (parts, estimated bytes)."""
+    windows: list[tuple[Wanted, int]] = []
+    parts: Wanted = []
+    size = 0
+    for ds, indices in wanted:
+        per_chunk = max(1, ds.info.cbytes // max(1, ds.info.nchunks))
+        while indices:
+            if parts and size + per_chunk > WINDOW_BYTES:
+                windows.append((parts, size))
+                parts, size = [], 0
+            room = max(1, (WINDOW_BYTES - size) // per_chunk)
+            parts.append((ds, indices[:room]))
+            size += per_chunk * len(indices[:room])
+            indices = indices[room:]
+    if parts:
+        windows.append((parts, size))
+    return windows
 
 
 def _start(coro) -> asyncio.Task:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from caterva.cache import Cache
+from caterva.cache import Cache, Wanted
 from caterva.errors import (
     CatervaError,
     DigestMismatch,
@@ -76,6 +76,7 @@ class Follower:
         # called with every event as it happens, before watchers see it (after the state moved)
         self.listeners: list[Callable[[dict], None]] = []
         self._tasks: set[asyncio.Task] = set()
+        self._manifests: dict[str, tuple[str, bytes]] = {}  # encoded on demand, dropped on change
         directory.listeners.append(self._on_offer)
 
     # --- reading ---------------------------------------------------------------------------
@@ -86,6 +87,14 @@ class Follower:
                 raise NotFollowed(f"root {root!r} is not followed: run `caterva follow {root}`")
             raise UnknownRoot(f"unknown root {root!r}")
         return self.datasets[root]
+
+    def manifest_body(self, root: str) -> tuple[str, bytes]:
+        """(etag, JSON) of what we hold of a followed root: the manifest we serve."""
+        if root not in self._manifests:
+            datasets = self.followed(root)
+            manifest = Manifest(root=root, datasets=[d.info for d in datasets.values()])
+            self._manifests[root] = (manifest.etag, manifest.to_bytes())
+        return self._manifests[root]
 
     def dataset(self, root: str, path: str) -> Dataset:
         datasets = self.followed(root)
@@ -102,19 +111,26 @@ class Follower:
             raise SourceOffline(f"no source of root {root!r} is known right now") from None
         return Source(self.client, offer.url)
 
-    async def fetch(self, dataset: Dataset, indices: list[int]) -> AsyncIterator[tuple[int, str, bytes]]:
-        """The cache's fetcher: chunks from the root's chosen source."""
-        source = await self.source(dataset.root)
-        async for item in source.chunks(dataset.root, dataset.path, indices):
-            yield item
+    async def fetch(self, wanted: Wanted) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
+        """The cache's fetcher: chunks of a root's datasets from its chosen source."""
+        source = await self.source(wanted[0][0].root)
+        paths = [(ds.path, indices) for ds, indices in wanted]
+        async for n, i, digest, data in source.chunks(wanted[0][0].root, paths):
+            yield wanted[n][0], i, digest, data
 
     async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
-        """Chunks through the cache; a digest mismatch means our info is stale: refresh once."""
+        return (await self.chunks_many([(dataset, indices)]))[0]
+
+    async def chunks_many(self, wanted: Wanted) -> list[dict[int, bytes]]:
+        """Chunks of a root's datasets through the cache; a digest mismatch means our info of
+        that dataset is stale: refresh it, once."""
         try:
-            return await self.cache.get(dataset, indices, self.fetch)
-        except DigestMismatch:
-            await self.refresh(dataset.root, dataset.path)
-            return await self.cache.get(self.dataset(dataset.root, dataset.path), indices, self.fetch)
+            return await self.cache.get_many(wanted, self.fetch)
+        except DigestMismatch as exc:
+            root = wanted[0][0].root
+            await self.refresh(root, exc.detail["path"])
+            fresh = [(self.dataset(root, ds.path), indices) for ds, indices in wanted]
+            return await self.cache.get_many(fresh, self.fetch)
 
     # --- following -------------------------------------------------------------------------
 
@@ -139,6 +155,7 @@ class Follower:
                 self.cache.drop(ds_id)
             self.etags.pop(root, None)
             self.datasets.pop(root, None)
+            self._manifests.pop(root, None)
             self._cursors.pop(root, None)
             self._sources.pop(root, None)
         self._emit(root, "unfollow")
@@ -177,6 +194,7 @@ class Follower:
 
     def _apply(self, root: str, info: DatasetInfo) -> list[int] | None:
         """Record a dataset's new info; drop the chunks it invalidates. Returns those."""
+        self._manifests.pop(root, None)
         ds = self.datasets[root].get(info.path)
         if ds is None:
             ds_id = self.state.put_dataset(root, info)
@@ -191,6 +209,7 @@ class Follower:
         return changed
 
     def _delete(self, root: str, path: str) -> None:
+        self._manifests.pop(root, None)
         ds = self.datasets[root].pop(path)
         self.cache.drop(ds)
         self.state.delete_dataset(ds.id)

@@ -89,9 +89,14 @@ def routes(openapi: dict, root: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def query_for(method: str, template: str) -> dict[str, str]:
-    # required query parameters get a valid value, so a 4xx can only come from auth
-    return {"i": "0"} if template.endswith("/chunks/{path}") else {}
+def request_for(method: str, template: str) -> dict:
+    """httpx.request arguments that make a valid request of a route, so a 4xx can only come
+    from auth: required query parameters, and the body of the multi-dataset batch."""
+    if template.endswith("/chunks/{path}"):
+        return {"params": {"i": "0"}}
+    if method == "post" and template.endswith("/chunks"):
+        return {"json": {"datasets": [{"path": PLACEHOLDERS["path"], "i": "0"}]}}
+    return {}
 
 
 def is_json_error(response: httpx.Response, status: int, code: str | None = None) -> bool:

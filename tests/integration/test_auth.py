@@ -29,7 +29,7 @@ from tests.integration.authkit import (
     is_json_error,
     login,
     make_users,
-    query_for,
+    request_for,
     routes,
     tiny_root,
     wait_root,
@@ -97,7 +97,7 @@ def test_anonymous_gets_401_json_on_every_route_but_health_and_login(stack, open
             if template in PUBLIC:
                 continue
             for headers in ({}, bearer("forged.token"), {"Authorization": "Basic YTpi"}):
-                r = http.request(method, path, params=query_for(method, template),
+                r = http.request(method, path, **request_for(method, template),
                                  headers=headers)
                 assert is_json_error(r, 401, "unauthorized"), (method, path, headers, r.text)
                 checked += 1
@@ -111,7 +111,7 @@ def test_a_user_without_a_grant_gets_403_on_every_route_of_the_root(stack, opena
         root_routes = [(m, t, p) for m, t, p in routes(openapi, root="demo") if "{root}" in t]
         assert len(root_routes) >= 7
         for method, template, path in root_routes:
-            r = http.request(method, path, params=query_for(method, template))
+            r = http.request(method, path, **request_for(method, template))
             assert is_json_error(r, 403, "forbidden"), (method, path, r.text)
         # a root named in a query parameter is checked too
         assert is_json_error(http.get("/v1/events", params={"root": "demo"}), 403, "forbidden")

@@ -28,7 +28,7 @@ from tests.integration.authkit import (
     is_json_error,
     login,
     make_users,
-    query_for,
+    request_for,
     routes,
     tiny_root,
     wait_root,
@@ -70,16 +70,16 @@ def test_the_publisher_answers_only_requests_with_a_service_token(stack):
     with httpx.Client(base_url=stack.origin, timeout=10) as http:
         checked = 0
         for method, template, path in routes(openapi, root="demo"):
-            params = query_for(method, template)
+            args = request_for(method, template)
             if template == "/v1/health":
                 assert http.request(method, path).status_code == 200
                 continue
             for headers in ({}, bearer("not-the-token"), bearer(T1 + "x")):
-                r = http.request(method, path, params=params, headers=headers)
+                r = http.request(method, path, **args, headers=headers)
                 assert is_json_error(r, 401, "unauthorized"), (method, path, r.text)
                 checked += 1
             for token in (T1, T2):  # any token of the file
-                r = http.request(method, path, params=params, headers=bearer(token))
+                r = http.request(method, path, **args, headers=bearer(token))
                 assert r.status_code in (200, 206), (method, path, r.text)
         assert checked >= 3 * 5  # manifest, info, chunk, chunks, file, stats
 
@@ -115,7 +115,7 @@ def test_through_a_mirror_a_user_without_a_grant_reads_nothing(stack):
     with httpx.Client(base_url=stack.mirror, headers=bearer(ada), timeout=10) as http:
         for method, template, path in routes(openapi, root="demo"):
             if "{root}" in template:
-                r = http.request(method, path, params=query_for(method, template))
+                r = http.request(method, path, **request_for(method, template))
                 assert is_json_error(r, 403, "forbidden"), (method, path, r.text)
 
     # D, a subscriber reading from M with ada's credentials, gets nothing either

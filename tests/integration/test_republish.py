@@ -297,6 +297,27 @@ def test_a_mirror_serves_the_publishers_source_api(spawn, tmp_path):
 
     assert frames(origin) == frames(mirror) and [i for i, _, _ in frames(mirror)] == [5, 0, 1, 2]
 
+    # many datasets in one stream: each one's frames in turn, as its own GET batch would send
+    wanted = [{"path": "docs/notes.txt", "i": "0"}, {"path": "grid.b2nd", "i": "11,0-1"}]
+    many = [c.post(rest.chunks_of_many("demo"), json={"datasets": wanted}) for c in both]
+    assert many[0].status_code == 200 and many[0].content == many[1].content
+    got = list(rest.BatchReader().feed(many[0].content))
+    assert [i for i, _, _ in got] == [0, 11, 0, 1]
+    single = origin.get(rest.chunks("demo", "grid.b2nd"), params={"i": "11,0-1"}).content
+    assert b"".join(rest.frame_header(i, data, d) + data for i, d, data in got[1:]) == single
+    bad_bodies = [
+        ({"datasets": [{"path": "missing.b2nd", "i": "0"}]}, 404, "unknown_dataset"),
+        ({"datasets": [{"path": "grid.b2nd", "i": "12"}]}, 404, "chunk_out_of_range"),
+        ({"datasets": [{"path": "../secret.txt", "i": "0"}]}, 400, "invalid_name"),
+        ({"datasets": [{"path": "grid.b2nd", "i": "0-11"}] * 400}, 400, "bad_request"),
+        ({"datasets": []}, 400, "bad_request"),
+        ({"paths": ["grid.b2nd"]}, 400, "bad_request"),
+    ]
+    for body, status, code in bad_bodies:
+        for client in both:
+            r = client.post(rest.chunks_of_many("demo"), json=body)
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
+
     notes = "docs/notes.txt"
     for client in both:
         part = client.get(rest.file("demo", notes), headers={"Range": "bytes=8-12"})

@@ -28,16 +28,19 @@ def make_info(path: str, nchunks: int, seed: int = 0) -> tuple[DatasetInfo, list
 class FakeSource:
     def __init__(self) -> None:
         self.data: dict[str, list[bytes]] = {}
-        self.requests: list[list[int]] = []
+        self.requests: list[list[int]] = []  # indices asked, per dataset
+        self.calls = 0
         self.gate: asyncio.Event | None = None
 
-    async def __call__(self, dataset, indices):
-        self.requests.append(list(indices))
+    async def __call__(self, wanted):
+        self.requests += [list(indices) for _, indices in wanted]
+        self.calls += 1
         if self.gate:
             await self.gate.wait()
-        for i in indices:
-            data = self.data[dataset.path][i]
-            yield i, chunk_digest(data), data
+        for dataset, indices in wanted:
+            for i in indices:
+                data = self.data[dataset.path][i]
+                yield dataset, i, chunk_digest(data), data
 
 
 @pytest.fixture
@@ -117,7 +120,7 @@ def test_pinned_chunks_are_not_evicted_and_overflow_passes_through(env):
     cache, source, add = env
     a, b = add("a", 6), add("b", 6, seed=50)
     run(cache.get(a, list(range(6)), source))
-    with cache.pinned(a, range(6)):
+    with cache.pinned([(a, list(range(6)))]):
         got = run(cache.get(b, list(range(6)), source))
     assert got == dict(enumerate(source.data["b"]))
     assert set(cache.state.present(a.id)) == set(range(6))  # untouched under its reader
@@ -163,3 +166,27 @@ def test_changed_digest_is_a_miss(env):
     source.requests.clear()
     assert run(cache.get(ds, [0, 1, 2], source)) == dict(enumerate(chunks))
     assert source.requests == [[0, 1, 2]]
+
+
+def test_missing_chunks_of_many_datasets_are_one_fetch(env):
+    cache, source, add = env
+    a, b, c = add("a", 3), add("b", 2, seed=7), add("c", 2, seed=9)
+    run(cache.get(b, [0], source))
+    got = run(cache.get_many([(a, [0, 2]), (b, [0, 1]), (c, [1])], source))
+    assert got == [{0: source.data["a"][0], 2: source.data["a"][2]},
+                   {0: source.data["b"][0], 1: source.data["b"][1]},
+                   {1: source.data["c"][1]}]
+    assert source.calls == 2  # b[0] first, then everything missing at once
+    assert source.requests == [[0], [0, 2], [1], [1]]
+    assert cache.stats["hits"] == 1
+
+
+def test_batches_cut_by_bytes_and_count_share_small_datasets(env, monkeypatch):
+    cache, source, add = env
+    monkeypatch.setattr("caterva.cache.BATCH_BYTES", 3 * CHUNK)
+    small = [add(f"s{n}", 1, seed=n) for n in range(4)]
+    big = add("big", 5, seed=5)
+    run(cache.get_many([(ds, [0]) for ds in small] + [(big, [0, 1, 2, 3, 4])], source))
+    # three chunks' worth per request, small datasets together, the big one cut
+    assert source.calls == 3
+    assert source.requests == [[0], [0], [0], [0], [0, 1], [2, 3, 4]]
