@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import os
+import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -115,24 +117,20 @@ def new_container(info: DatasetInfo, urlpath: str | None = None) -> Any:
     Its chunks read as zeros until filled with ``schunk.update_chunk``: never read a chunk
     that was not filled.
     """
-    # one thread: chunks arrive compressed and are stored as they are, and each thread more
-    # is created (and joined) per container: most of the cost of a small dataset
     cparams = cparams_from_json(info.cparams)
-    cparams.nthreads = 1
     storage = {"urlpath": urlpath, "contiguous": True, "mode": "w"} if urlpath else {}
-    threads = {"cparams": cparams, "dparams": blosc2.DParams(nthreads=1)}
     if info.kind == "b2nd":
         arr = blosc2.empty(
             tuple(info.shape),
             dtype=dtype_from_json(info.dtype),
             chunks=tuple(info.chunks),
             blocks=tuple(info.blocks),
-            **threads,
+            cparams=cparams,
             **storage,
         )
         target = arr.schunk
     else:
-        arr = target = blosc2.SChunk(chunksize=info.chunksize, **threads, **storage)
+        arr = target = blosc2.SChunk(chunksize=info.chunksize, cparams=cparams, **storage)
     for k, v in info.vlmeta.items():
         target.vlmeta[k] = _native_value(v)
     return arr
@@ -144,19 +142,33 @@ class FileWriter:
     Blosc2 datasets become a Blosc2 file of the same layout holding the same compressed chunks
     (nothing is recompressed); plain files become their original bytes. Memory stays at one
     chunk. Use as a context manager; ``add`` each chunk from 0 to nchunks - 1.
+
+    An NDArray's frame is written here, not by blosc2: its header and trailer come from an
+    empty container of the same layout (made once per layout), the chunks are appended as
+    they come, then the chunk index. blosc2 writing a frame starts and joins four threads each
+    time (for the index, whatever nthreads says): most of the cost of a small file.
     """
 
     def __init__(self, info: DatasetInfo, dest: str | os.PathLike) -> None:
         self.info = info
         self.count = 0
-        if info.kind == "file":
+        self._ends = frame_ends(info) if info.kind == "b2nd" and info.nchunks else None
+        if info.kind == "file" or self._ends:
             self._out = open(dest, "wb")
+            self._offsets: list[int] = []
+            self._body = 0
+            if self._ends:
+                self._out.write(self._ends[0])
         else:
             self._container = new_container(info, os.fspath(dest))
 
     def add(self, raw: bytes) -> None:
         if self.info.kind == "file":
             self._out.write(blosc2.decompress(raw))
+        elif self._ends:
+            self._offsets.append(self._body)
+            self._out.write(raw)
+            self._body += len(raw)
         elif self.info.kind == "b2nd":
             self._container.schunk.update_chunk(self.count, raw)
         else:
@@ -166,6 +178,17 @@ class FileWriter:
     def close(self) -> None:
         if self.info.kind == "file":
             self._out.close()
+        elif self._ends:
+            with self._out as f:
+                head, trailer = self._ends
+                index = blosc2.compress2(np.array(self._offsets, "<i8").tobytes(),
+                                         cparams=_INDEX_CPARAMS)
+                f.write(index)
+                f.write(trailer)
+                f.seek(_FRAME_SIZE)
+                f.write(struct.pack(">Q", len(head) + self._body + len(index) + len(trailer)))
+                f.seek(_FRAME_NBYTES)
+                f.write(struct.pack(">qBq", self.info.nbytes, 0xD3, self._body))
         else:
             del self._container  # blosc2 flushes the frame when the container goes
 
@@ -174,6 +197,37 @@ class FileWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Where a contiguous frame keeps what its chunks change (c-blosc2's README_CFRAME_FORMAT):
+# header_size (msgpack int32), frame_size (uint64), uncompressed_size and compressed_size
+# (int64), big-endian after their msgpack type byte; trailer_len (uint32) 22 bytes before the
+# end. The chunk count is the index's length.
+_HEADER_SIZE, _FRAME_SIZE, _FRAME_NBYTES, _FRAME_CBYTES, _TRAILER_LEN = 11, 16, 30, 39, -22
+_INDEX_CPARAMS = blosc2.CParams(typesize=8, nthreads=1, codec=blosc2.Codec.ZSTD, clevel=5)
+_FRAMES: dict[str, tuple[bytes, bytes] | None] = {}  # layout -> (header, trailer)
+
+
+def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
+    """The header and trailer of a frame of ``info``'s layout and vlmeta (its chunks change
+    only frame_size and compressed_size in them), or None when blosc2 made a frame of an
+    unexpected shape: the caller then lets blosc2 write the file."""
+    key = json.dumps([info.shape, info.dtype, info.chunks, info.blocks, info.cparams,
+                      info.vlmeta], sort_keys=True)
+    if key not in _FRAMES:
+        if len(_FRAMES) >= 64:
+            _FRAMES.clear()
+        arr = new_container(info)  # held: the schunk of a freed NDArray frames no metalayers
+        empty = arr.schunk.to_cframe()
+        (head_size,) = struct.unpack_from(">i", empty, _HEADER_SIZE)
+        (frame_size,) = struct.unpack_from(">Q", empty, _FRAME_SIZE)
+        (trailer_len,) = struct.unpack_from(">I", empty, len(empty) + _TRAILER_LEN)
+        expected = (empty[2:10] == b"b2frame\0" and empty[_FRAME_SIZE - 1] == 0xCF
+                    and empty[_FRAME_NBYTES - 1] == empty[_FRAME_CBYTES - 1] == 0xD3
+                    and frame_size == len(empty) and empty[_TRAILER_LEN - 1] == 0xCE
+                    and empty[-18] == 0xD8 and head_size + trailer_len <= len(empty))
+        _FRAMES[key] = (empty[:head_size], empty[-trailer_len:]) if expected else None
+    return _FRAMES[key]
 
 
 def write_file(info: DatasetInfo, dest: str | os.PathLike, chunks: Iterable[bytes]) -> None:

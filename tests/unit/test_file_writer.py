@@ -1,0 +1,52 @@
+"""layout.FileWriter writes an NDArray's frame itself (blosc2's own writer starts four threads
+per file): the file must read back, through blosc2, as the very dataset it came from."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import blosc2
+import numpy as np
+import pytest
+
+from caterva.protocol.layout import FileWriter, describe, new_container
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "root-example").rglob("*.b2nd"))
+
+
+def written(source: blosc2.NDArray, dest: Path) -> FileWriter:
+    info = describe(source, "x.b2nd", "b2nd", size=0, mtime=0)
+    with FileWriter(info, dest) as writer:
+        for i in range(source.schunk.nchunks):
+            writer.add(source.schunk.get_chunk(i))
+    return writer
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_a_written_frame_is_the_dataset(path, tmp_path):
+    source = blosc2.open(str(path), mode="r")
+    writer = written(source, tmp_path / "out.b2nd")
+    assert writer._ends is not None  # the frame was written here, not by blosc2
+    copy = blosc2.open(str(tmp_path / "out.b2nd"), mode="r")
+    assert (copy.shape, copy.dtype, copy.chunks, copy.blocks) == (
+        source.shape, source.dtype, source.chunks, source.blocks)
+    assert copy[()].tobytes() == source[()].tobytes()
+    assert copy.schunk.vlmeta.getall() == source.schunk.vlmeta.getall()
+    assert copy.schunk.cparams == source.schunk.cparams
+    assert (copy.schunk.nbytes, copy.schunk.cbytes) == (source.schunk.nbytes, source.schunk.cbytes)
+    # the header is blosc2's own but for the frame size (our chunk index compresses apart)
+    own = new_container(writer.info)
+    for i in range(source.schunk.nchunks):
+        own.schunk.update_chunk(i, source.schunk.get_chunk(i))
+    expected, got = own.schunk.to_cframe(), (tmp_path / "out.b2nd").read_bytes()
+    (size,) = struct.unpack_from(">i", expected, 11)
+    assert got[:16] + got[24:size] == expected[:16] + expected[24:size]
+    assert struct.unpack_from(">Q", got, 16) == (len(got),)
+
+
+def test_an_empty_array_is_written_by_blosc2(tmp_path):
+    source = blosc2.zeros((0, 4), dtype=np.float32, chunks=(2, 4), blocks=(1, 4))
+    writer = written(source, tmp_path / "empty.b2nd")
+    assert writer._ends is None
+    assert blosc2.open(str(tmp_path / "empty.b2nd")).shape == (0, 4)
