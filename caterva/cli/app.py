@@ -5,22 +5,24 @@ commands that need them, so ``caterva roots`` starts fast."""
 # No `from __future__ import annotations` here: typer would have to eval every command's
 # string annotations at each start-up (~9 ms of `caterva roots`).
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import typer
+from caterva.cli.startup import long_lived
 
-from caterva.cli import security
-from caterva.errors import (
-    BadCredentials,
-    BadRequest,
-    CatervaError,
-    NotFound,
-    Unauthorized,
-    Unavailable,
-)
+with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup.py)
+    import typer
+
+    from caterva.cli import commands, data, security, users
+    from caterva.errors import (
+        BadCredentials,
+        BadRequest,
+        CatervaError,
+        NotFound,
+        Unauthorized,
+        Unavailable,
+    )
 
 
 def _plain_values_without_pydantic() -> None:
@@ -88,6 +90,8 @@ def exit_code(exc: CatervaError) -> int:
 
 
 def setup_logging(verbose: bool) -> None:
+    import logging
+
     from rich.logging import RichHandler
 
     logging.basicConfig(
@@ -260,8 +264,6 @@ def sub(
 
 # client commands (roots, follow, unfollow, list, info, watch, show, download) live in their
 # own modules; they register on the same app
-from caterva.cli import commands, data, users  # noqa: E402
-
 commands.register(app)
 data.register(app)
 users.register(app)  # user add/grant/revoke/list/remove/passwd, login, logout

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
+from caterva.cli.startup import long_lived
+
 Json = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document on stdout.")]
 Sub = Annotated[
     Optional[str],
@@ -32,9 +34,10 @@ def connect(sub: str | None, ca_file: str | None = None):
     """A Client for --sub (default setting("sub")), with the token `caterva login` stored for
     it; httpx loads only when a command runs. Selections come decoded, as .npy: a one-shot
     process would spend more importing blosc2 (~0.3 s) than decoding saves."""
-    from caterva.client.sync import Client  # not caterva.client: that loads the async one too
+    with long_lived():  # httpx, the client and its transport (caterva/cli/startup.py)
+        from caterva.client.sync import Client  # not caterva.client: that loads the async one too
 
-    return Client(sub, ca_file=ca_file, selections="npy")
+        return Client(sub, ca_file=ca_file, selections="npy")
 
 
 @cache
