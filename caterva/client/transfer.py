@@ -28,7 +28,7 @@ from caterva.protocol.metadata import DatasetInfo
 WINDOW_BYTES = 512 * 2**20
 # Requests of a root download in flight at once.
 ROOT_PARALLEL = 4
-# Small datasets of a root share a request (the subscriber's multi-dataset batch), up to this
+# Small datasets of a root share a request (the multi-dataset batch), up to this
 # many chunks and uncompressed bytes each; a dataset as big goes alone, in windows.
 GROUP_CHUNKS = 256
 GROUP_BYTES = 64 << 20
