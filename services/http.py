@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +23,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from caterva.errors import CatervaError
+from caterva.errors import BadRequest, CatervaError, ChunkOutOfRange
+from caterva.protocol import rest
 
 log = logging.getLogger("caterva.http")
 
@@ -47,6 +49,36 @@ class ChunkLists(BaseModel):
     """The body of ``POST /v1/roots/{root}/chunks`` (caterva.protocol.rest), on any source."""
 
     datasets: list[ChunkList]
+
+
+D = TypeVar("D")  # a source's dataset: anything with .path and .info
+
+
+def batch_indices(dataset: Any, text: str) -> list[int]:
+    """The chunk indices a batch asks of ``dataset``, refused before anything streams (a
+    status can no longer change once bytes flow)."""
+    indices = rest.parse_indices(text)
+    beyond = [n for n in indices if n >= dataset.info.nchunks]
+    if beyond:
+        raise ChunkOutOfRange(
+            f"chunk {beyond[0]} out of range: {dataset.path!r} has {dataset.info.nchunks} chunks",
+            index=beyond[0], nchunks=dataset.info.nchunks,
+        )
+    return indices
+
+
+def batch_of_many(body: ChunkLists, lookup: Callable[[str], D]) -> list[tuple[D, list[int]]]:
+    """(dataset, indices) of a multi-dataset batch, every one checked up front."""
+    wanted, total = [], 0
+    for item in body.datasets:
+        dataset = lookup(item.path)
+        wanted.append((dataset, batch_indices(dataset, item.i)))
+        total += len(wanted[-1][1])
+        if total > rest.MAX_BATCH:
+            raise BadRequest(f"too many chunks in one request (at most {rest.MAX_BATCH})")
+    if not wanted:
+        raise BadRequest("no datasets listed")
+    return wanted
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

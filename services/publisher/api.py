@@ -18,10 +18,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from caterva.errors import BadRequest, CatervaError, ChunkOutOfRange, UnknownDataset, UnknownRoot
+from caterva.errors import CatervaError, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
-from services.http import ChunkLists, RangeFileResponse, responses
+from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of_many, responses
 from services.publisher.catalog import Catalog, Entry
 from services.publisher.stats import Stats
 
@@ -142,7 +142,8 @@ def chunks(
     stats: StatsDep,
 ) -> StreamingResponse:
     stats.endpoint("chunks")
-    return _frames(stats, [_checked(catalog.get(path), rest.parse_indices(i))])
+    entry = catalog.get(path)
+    return _frames(stats, [(entry, batch_indices(entry, i))])
 
 
 @router.post(
@@ -160,25 +161,7 @@ def chunks(
 def many_chunks(root: Root, body: ChunkLists, catalog: CatalogDep, stats: StatsDep
                 ) -> StreamingResponse:
     stats.endpoint("chunks")
-    wanted, total = [], 0
-    for item in body.datasets:
-        wanted.append(_checked(catalog.get(item.path), rest.parse_indices(item.i)))
-        total += len(wanted[-1][1])
-        if total > rest.MAX_BATCH:
-            raise BadRequest(f"too many chunks in one request (at most {rest.MAX_BATCH})")
-    if not wanted:
-        raise BadRequest("no datasets listed")
-    return _frames(stats, wanted)
-
-
-def _checked(entry: Entry, indices: list[int]) -> tuple[Entry, list[int]]:
-    beyond = [n for n in indices if n >= entry.info.nchunks]
-    if beyond:  # refuse before streaming: a status can no longer change once bytes flow
-        raise ChunkOutOfRange(
-            f"chunk {beyond[0]} out of range: {entry.path!r} has {entry.info.nchunks} chunks",
-            index=beyond[0], nchunks=entry.info.nchunks,
-        )
-    return entry, indices
+    return _frames(stats, batch_of_many(body, catalog.get))
 
 
 def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingResponse:

@@ -17,12 +17,12 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from caterva.cache import Cache, Wanted
-from caterva.errors import BadRequest, BadSelection, ChunkOutOfRange
+from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
 from services.auth import may_read, readable, require_grant
-from services.http import ChunkLists, RangeFileResponse
+from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of_many
 from services.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
@@ -209,7 +209,7 @@ async def chunks(
     i: Annotated[str, Query(description="chunk indices, e.g. `0-7,12`")],
 ) -> StreamingResponse:
     ds = follower.dataset(root, path)
-    return await _stream_frames(follower, [(ds, _checked(ds, rest.parse_indices(i)))])
+    return await _stream_frames(follower, [(ds, batch_indices(ds, i))])
 
 
 @router.post(
@@ -220,24 +220,7 @@ async def chunks(
     f"request instead of one each. At most {rest.MAX_BATCH} chunks in all.",
 )
 async def many_chunks(root: Root, body: ChunkLists, follower: FollowerDep) -> StreamingResponse:
-    wanted, total = [], 0
-    for item in body.datasets:
-        ds = follower.dataset(root, item.path)
-        indices = _checked(ds, rest.parse_indices(item.i))
-        total += len(indices)
-        if total > rest.MAX_BATCH:
-            raise BadRequest(f"too many chunks in one request (at most {rest.MAX_BATCH})")
-        wanted.append((ds, indices))
-    if not wanted:
-        raise BadRequest("no datasets listed")
-    return await _stream_frames(follower, wanted)
-
-
-def _checked(ds: Dataset, indices: list[int]) -> list[int]:
-    bad = [n for n in indices if n >= ds.info.nchunks]
-    if bad:
-        raise ChunkOutOfRange(f"chunk {bad[0]} out of range: {ds.path} has {ds.info.nchunks} chunks")
-    return indices
+    return await _stream_frames(follower, batch_of_many(body, lambda p: follower.dataset(root, p)))
 
 
 async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingResponse:
