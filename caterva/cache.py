@@ -131,7 +131,7 @@ class Cache:
         if mine:
             limit = asyncio.Semaphore(CONCURRENCY)
             tasks = [asyncio.create_task(self._fetch_batch(batch, fetch, limit))
-                     for batch in _batches(mine)]
+                     for batch, _ in pieces(mine, BATCH_BYTES, MAX_BATCH)]
             await asyncio.gather(*tasks, return_exceptions=True)  # errors reach the futures
         out: dict[int, dict[int, bytes]] = {}
         for (ds_id, i), future in waits.items():
@@ -306,25 +306,30 @@ def _verify_and_write(checks: list[tuple[Path, str, str, str, bytes, bool]]) -> 
     return len(checks)
 
 
-def _batches(wanted: Wanted) -> list[Wanted]:
-    """``wanted`` cut into batch requests of about BATCH_BYTES and at most MAX_BATCH chunks;
-    small datasets share one."""
-    batches: list[Wanted] = [[]]
-    chunks = nbytes = 0
+def pieces(wanted: Wanted, nbytes: int, nchunks: int | None = None) -> list[tuple[Wanted, int]]:
+    """``wanted`` cut into pieces of about ``nbytes`` compressed and at most ``nchunks``
+    chunks, as (parts, estimated bytes): small datasets share a piece, big ones are cut."""
+    out: list[tuple[Wanted, int]] = []
+    parts: Wanted = []
+    size = count = 0
     for dataset, indices in wanted:
-        per_chunk = max(1, dataset.info.cbytes // max(1, dataset.info.nchunks))
+        per_chunk = dataset.info.chunk_cbytes
         while indices:
-            room = min(MAX_BATCH - chunks, (BATCH_BYTES - nbytes) // per_chunk)
-            if room <= 0 and batches[-1]:
-                batches.append([])
-                chunks = nbytes = 0
+            room = (nbytes - size) // per_chunk
+            if nchunks is not None:
+                room = min(room, nchunks - count)
+            if room <= 0 and parts:
+                out.append((parts, size))
+                parts, size, count = [], 0, 0
                 continue
-            room = max(room, 1)  # a chunk bigger than a batch goes alone
-            part, indices = indices[:room], indices[room:]
-            batches[-1].append((dataset, part))
-            chunks += len(part)
-            nbytes += len(part) * per_chunk
-    return batches
+            room = max(room, 1)  # a chunk bigger than a piece goes alone
+            parts.append((dataset, indices[:room]))
+            size += per_chunk * len(indices[:room])
+            count += len(indices[:room])
+            indices = indices[room:]
+    if parts:
+        out.append((parts, size))
+    return out
 
 
 def _write_atomically(folder: Path, name: str, data: bytes) -> None:

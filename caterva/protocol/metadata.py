@@ -59,6 +59,11 @@ class DatasetInfo(Model):
         return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
     @property
+    def chunk_cbytes(self) -> int:
+        """Compressed bytes of an average chunk (at least 1): for sizing batch requests."""
+        return max(1, self.cbytes // max(1, self.nchunks))
+
+    @property
     def chunk_grid(self) -> list[int]:
         """Chunks along each dimension."""
         return [-(-s // c) if c else 0 for s, c in zip(self.shape, self.chunks)]

@@ -170,13 +170,12 @@ def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingRes
     groups: list[list[tuple[Entry, int]]] = [[]]
     size = 0
     for entry, indices in wanted:
-        per_chunk = max(1, entry.info.cbytes // max(1, entry.info.nchunks))
         for n in indices:
             if size >= GROUP_BYTES:
                 groups.append([])
                 size = 0
             groups[-1].append((entry, n))
-            size += per_chunk
+            size += entry.info.chunk_cbytes
 
     def read(group: list[tuple[Entry, int]]) -> tuple[list[tuple[int, bytes, str]], bool]:
         """The chunks of ``group`` in order, and whether all of them could be read."""

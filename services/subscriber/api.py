@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from caterva.cache import Cache, Wanted
+from caterva.cache import Cache, Wanted, pieces
 from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
@@ -227,7 +227,7 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
     """Frames of ``wanted`` in order, read (or fetched from the source) in windows of about
     WINDOW_BYTES, with as many bytes being read ahead while a window is sent. Small datasets
     share a window: one cache lookup, and one source request when cold."""
-    windows = _windows(wanted)
+    windows = pieces(wanted, WINDOW_BYTES)
     first = _start(follower.chunks_many(windows[0][0]))
     await first  # errors surface before streaming
 
@@ -254,26 +254,6 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
                 task.cancel()
 
     return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
-
-
-def _windows(wanted: Wanted) -> list[tuple[Wanted, int]]:
-    """``wanted`` cut into windows of about WINDOW_BYTES: (parts, estimated bytes)."""
-    windows: list[tuple[Wanted, int]] = []
-    parts: Wanted = []
-    size = 0
-    for ds, indices in wanted:
-        per_chunk = max(1, ds.info.cbytes // max(1, ds.info.nchunks))
-        while indices:
-            if parts and size + per_chunk > WINDOW_BYTES:
-                windows.append((parts, size))
-                parts, size = [], 0
-            room = max(1, (WINDOW_BYTES - size) // per_chunk)
-            parts.append((ds, indices[:room]))
-            size += per_chunk * len(indices[:room])
-            indices = indices[room:]
-    if parts:
-        windows.append((parts, size))
-    return windows
 
 
 def _start(coro) -> asyncio.Task:

@@ -113,9 +113,10 @@ class Follower:
 
     async def fetch(self, wanted: Wanted) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
         """The cache's fetcher: chunks of a root's datasets from its chosen source."""
-        source = await self.source(wanted[0][0].root)
+        root = wanted[0][0].root
+        source = await self.source(root)
         paths = [(ds.path, indices) for ds, indices in wanted]
-        async for n, i, digest, data in source.chunks(wanted[0][0].root, paths):
+        async for n, i, digest, data in source.chunks(root, paths):
             yield wanted[n][0], i, digest, data
 
     async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
