@@ -33,7 +33,9 @@ from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError
 from caterva.protocol.metadata import chunk_digest
 from caterva.state import Dataset, State
 
-BATCH_BYTES = 4 << 20  # aim for batch requests of about this many compressed bytes
+# aim for batch requests of about this many compressed bytes: a request costs a few ms of CPU
+# at each end, so a cold window of the subscriber's streams (8 MiB) is one request
+BATCH_BYTES = 8 << 20
 MAX_BATCH = 256  # chunks in one batch request
 CONCURRENCY = 4  # batch requests in flight per read
 GROUP_BYTES = 1 << 20  # fetched chunks verified and written per worker-thread hop

@@ -39,15 +39,26 @@ def ready(service: str, url: str) -> None:
     print(ready_line(service, url), flush=True)
 
 
-def return_big_buffers(threshold: int = 1 << 20) -> None:
-    """Have glibc give buffers of ``threshold`` bytes or more straight back to the OS on free.
+# glibc malloc settings (mallopt parameter numbers from malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+HEAP_BUFFERS = 16 << 20
 
-    By default it raises that threshold to the size of the largest buffer freed so far, then
-    keeps such buffers (chunks, selections) in per-thread arenas: a service's resident memory
-    grew to hold its biggest past requests, once per worker thread. Elsewhere: a no-op.
+
+def tune_malloc(keep: int = HEAP_BUFFERS, arenas: int = 2) -> None:
+    """Reuse chunk-sized buffers instead of asking the OS for fresh pages each time.
+
+    A service allocates and frees a buffer per chunk (often MiBs) at every hop. Taken from
+    and given back to the OS each time (mmap/munmap), every page of every buffer faults on
+    first touch: that was a third of a cold download's CPU. Buffers up to ``keep`` bytes now
+    come from the heap, an arena keeps up to ``keep`` bytes free for the next request, and
+    there are at most ``arenas`` arenas whatever the number of worker threads, so what is
+    kept stays bounded (about arenas x keep). Elsewhere than glibc: a no-op.
     """
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # -3: M_MMAP_THRESHOLD
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, keep)
+        libc.mallopt(_M_TRIM_THRESHOLD, keep)
+        libc.mallopt(_M_ARENA_MAX, arenas)
     except (OSError, AttributeError):
         pass
 
@@ -66,7 +77,7 @@ def run(
     app, sock: socket.socket, *, log_level: str = "warning", tls: tuple[str, str] | None = None
 ) -> None:
     """Serve until SIGINT/SIGTERM; HTTPS when ``tls`` is (certificate file, key file)."""
-    return_big_buffers()
+    tune_malloc()
     # a long download still open at SIGTERM gets this long to finish (uvicorn's default: forever)
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
