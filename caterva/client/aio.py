@@ -7,6 +7,7 @@ download runs in a worker thread (anyio), so the event loop keeps serving other 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,14 @@ class AsyncClient:
         return f"<AsyncClient {self.url}>"
 
     async def _send(self, call: Call) -> Any:
+        if call.decode is None:
+            frames: list[tuple[int, str, bytes]] = []
+
+            async def collect(items: list) -> None:
+                frames.extend(items)
+
+            await self._stream_chunks(call, collect)
+            return frames
         with mapped(self.url):
             response = await self._http.request(call.method, call.path, params=call.params or None)
         return call.decode(check(response))
@@ -179,17 +188,22 @@ class AsyncClient:
         return await self._fill(root, Assembler(info, target, meter))
 
     async def _fill(self, root: str, sink: Assembler | Batch):
+        async def write(items: list) -> None:  # file I/O: in a worker thread
+            await anyio.to_thread.run_sync(sink.add_all, items)
+
         await anyio.to_thread.run_sync(sink.open)
         try:
             for call in Calls.to_fill(root, sink):
-                await self._stream_chunks(call, sink)
+                await self._stream_chunks(call, write)
             return await anyio.to_thread.run_sync(sink.finish)
         except BaseException:
             with anyio.CancelScope(shield=True):  # clean up even when cancelled
                 await anyio.to_thread.run_sync(sink.abort)
             raise
 
-    async def _stream_chunks(self, call: Call, sink: Assembler | Batch) -> None:
+    async def _stream_chunks(self, call: Call, add_all: Callable[[list], Awaitable]) -> None:
+        """Await ``add_all`` with the frames of ``call``'s answer, those of each network read
+        at once."""
         reader = rest.BatchReader()
         with mapped(self.url):
             async with self._http.stream(call.method, call.path, params=call.params,
@@ -198,9 +212,8 @@ class AsyncClient:
                     await response.aread()
                     check(response)
                 async for data in response.aiter_bytes():
-                    items = list(reader.feed(data))
-                    if items:  # one thread hop per network read, not per chunk
-                        await anyio.to_thread.run_sync(sink.add_all, items)
+                    if items := list(reader.feed(data)):
+                        await add_all(items)
         reader.close()
 
     # --- events -----------------------------------------------------------------------------

@@ -296,20 +296,15 @@ def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
     return info, Cached(int(cached.get("chunks", 0)), int(cached.get("bytes", 0)))
 
 
-def _frames(response: httpx.Response) -> list[tuple[int, str, bytes]]:
-    reader = rest.BatchReader()
-    frames = list(reader.feed(response.content))
-    reader.close()
-    return frames
-
-
 @dataclass(frozen=True)
 class Call:
-    """One request to the subscriber and how to decode its answer."""
+    """One request to the subscriber and how to decode its answer. ``decode`` None: the
+    answer is a batch of chunk frames, decoded as they arrive (not read whole, then copied
+    again into chunks) into a list of (index, digest, bytes)."""
 
     method: str
     path: str
-    decode: Callable[[httpx.Response], Any]
+    decode: Callable[[httpx.Response], Any] | None
     params: dict[str, str] = field(default_factory=dict)
     json: Any = None  # a JSON request body
 
@@ -372,9 +367,9 @@ class Calls:
 
     @staticmethod
     def chunk_frames(root: str, path: str, indices: list[int]) -> Call:
-        """Like ``chunks``, read whole: decodes to a list of (index, digest, data) frames."""
+        """Like ``chunks``, answered with the list of (index, digest, data) frames."""
         params = {"i": rest.format_indices(indices)}
-        return Call("GET", rest.chunks(check_root(root), path), _frames, params)
+        return Call("GET", rest.chunks(check_root(root), path), None, params)
 
     @staticmethod
     def events(root: str | None) -> Call:

@@ -7,6 +7,7 @@ Requests are built and answers decoded in client/base.py, shared with AsyncClien
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,10 @@ class Client:
         return f"<Client {self.url}>"
 
     def _send(self, call: Call) -> Any:
+        if call.decode is None:
+            frames: list[tuple[int, str, bytes]] = []
+            self._stream_chunks(call, frames.extend)
+            return frames
         with mapped(self.url):
             response = self._http.request(call.method, call.path, params=call.params or None)
         return call.decode(check(response))
@@ -206,10 +211,10 @@ class Client:
     def _fill(self, root: str, sink: Assembler | Batch):
         sink.open()
         # chunks are written in a thread while the next ones arrive (not worth it for one)
-        writer = Behind(sink.add) if sink.nchunks > 1 else None
+        writer = Behind(sink.add_all) if sink.nchunks > 1 else None
         try:
             for call in Calls.to_fill(root, sink):
-                self._stream_chunks(call, writer or sink.add)
+                self._stream_chunks(call, writer or sink.add_all)
             if writer is not None:
                 writer.close()
             return sink.finish()
@@ -219,7 +224,8 @@ class Client:
             sink.abort()
             raise
 
-    def _stream_chunks(self, call: Call, add) -> None:
+    def _stream_chunks(self, call: Call, add_all: Callable[[list], Any]) -> None:
+        """Feed ``add_all`` the frames of ``call``'s answer, those of each network read at once."""
         reader = rest.BatchReader()
         with mapped(self.url):
             with self._http.stream(call.method, call.path, params=call.params,
@@ -228,8 +234,8 @@ class Client:
                     response.read()
                     check(response)
                 for data in response.iter_bytes():
-                    for item in reader.feed(data):
-                        add(*item)
+                    if items := list(reader.feed(data)):
+                        add_all(items)
         reader.close()
 
     # --- events -----------------------------------------------------------------------------
