@@ -28,7 +28,6 @@ from services.subscriber.follower import Follower
 router = APIRouter(prefix=rest.API)
 
 NPY = "application/x-npy"
-WINDOW = 32  # chunks held in memory at once while streaming
 NPY_PIECE = 1 << 20  # an array is sent this many bytes at a time
 WINDOW_BYTES = 8 << 20  # a batch stream holds about this many compressed bytes, and as many ahead
 AHEAD = 16  # windows being read ahead at most (each is one source request when cold)
@@ -256,6 +255,11 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
     return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
 
 
+def _windows(ds: Dataset) -> list[list[int]]:
+    """All chunk indices of ``ds``, cut as a batch stream cuts them (about WINDOW_BYTES each)."""
+    return [parts[0][1] for parts, _ in pieces([(ds, list(range(ds.info.nchunks)))], WINDOW_BYTES)]
+
+
 def _start(coro) -> asyncio.Task:
     """A task whose failure is not reported as never retrieved when it is cancelled unread."""
     task = asyncio.ensure_future(coro)
@@ -289,8 +293,7 @@ async def _write(follower: Follower, ds: Dataset, dest: str) -> None:
 
     writer = FileWriter(ds.info, dest)
     try:
-        for start in range(0, ds.info.nchunks, WINDOW):
-            part = list(range(start, min(start + WINDOW, ds.info.nchunks)))
+        for part in _windows(ds):
             got = await follower.chunks(ds, part)
             await asyncio.to_thread(lambda: [writer.add(got[n]) for n in part])
     finally:
@@ -300,14 +303,12 @@ async def _write(follower: Follower, ds: Dataset, dest: str) -> None:
 async def _plain_file(follower: Follower, ds: Dataset, name: str) -> StreamingResponse:
     import blosc2
 
-    first = await follower.chunks(ds, list(range(min(WINDOW, ds.info.nchunks))))
+    windows = _windows(ds)
+    first = await follower.chunks(ds, windows[0]) if windows else {}  # errors before headers
 
     async def body():
-        got = first
-        for start in range(0, ds.info.nchunks, WINDOW):
-            part = list(range(start, min(start + WINDOW, ds.info.nchunks)))
-            if start:
-                got = await follower.chunks(ds, part)
+        for k, part in enumerate(windows):
+            got = first if k == 0 else await follower.chunks(ds, part)
             for n in part:
                 yield await asyncio.to_thread(blosc2.decompress, got.pop(n))
 
