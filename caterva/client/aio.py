@@ -20,11 +20,13 @@ from caterva.client.base import (
     Call,
     Calls,
     Credentials,
+    Frames,
     RootInfo,
     base_url,
     check,
     connection_options,
     dataset_address,
+    decoders,
     event_of,
     mapped,
 )
@@ -72,9 +74,11 @@ class AsyncClient:
                                      ca_file=ca_file)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport,
                                        **options)
+        self._decoders = decoders()
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        self._decoders.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -86,14 +90,18 @@ class AsyncClient:
         return f"<AsyncClient {self.url}>"
 
     async def _send(self, call: Call) -> Any:
-        if call.decode is None:
-            frames: list[tuple[int, str, bytes]] = []
+        if call.take is not None:
+            frames = Frames(self._decoders, call.take)
 
-            async def collect(items: list) -> None:
-                frames.extend(items)
+            async def submit(items: list) -> None:
+                frames.submit(items)
 
-            await self._stream_chunks(call, collect)
-            return frames
+            try:
+                await self._stream_chunks(call, submit)
+                await anyio.to_thread.run_sync(frames.finish)
+            finally:
+                frames.cancel()
+            return None
         with mapped(self.url):
             response = await self._http.request(call.method, call.path, params=call.params or None)
         return call.decode(check(response))

@@ -2,6 +2,7 @@
 response decodes, and how httpx errors become caterva errors (here, and only here).
 
     Call        one request: method, path, params, and the function that decodes its answer
+    Frames      a Call's chunk frames taken on decoding threads as they arrive
     mapped()    httpx exceptions -> caterva errors, ``raise ... from exc``
     check()     a 4xx/5xx answer -> the caterva error its JSON body names
     connection_options()  credentials (Authorization header) and TLS verification, once
@@ -16,6 +17,7 @@ import json
 import os
 import ssl
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -298,15 +300,43 @@ def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
 
 @dataclass(frozen=True)
 class Call:
-    """One request to the subscriber and how to decode its answer. ``decode`` None: the
-    answer is a batch of chunk frames, decoded as they arrive (not read whole, then copied
-    again into chunks) into a list of (index, digest, bytes)."""
+    """One request to the subscriber and how to decode its answer. With ``take`` (and no
+    ``decode``) the answer is a batch of chunk frames: each is parsed as it arrives (not read
+    whole, then copied again into chunks) and handed to ``take(index, digest, data)`` on a
+    decoding thread, so chunks decompress while the next ones travel (see ``Frames``)."""
 
     method: str
     path: str
     decode: Callable[[httpx.Response], Any] | None
     params: dict[str, str] = field(default_factory=dict)
     json: Any = None  # a JSON request body
+    take: Callable[[int, str, bytes], None] | None = None
+
+
+def decoders() -> ThreadPoolExecutor:
+    """A client's threads taking chunk frames: one per core, as decompressing is CPU work done
+    without the GIL (protocol/layout.py)."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="caterva-decode")
+
+
+class Frames:
+    """A Call's frames handed to its ``take`` on ``pool``'s threads as they arrive."""
+
+    def __init__(self, pool: Executor, take: Callable[[int, str, bytes], None]) -> None:
+        self.pool, self.take = pool, take
+        self.pending: list[Future] = []
+
+    def submit(self, frames: list[tuple[int, str, bytes]]) -> None:
+        self.pending += [self.pool.submit(self.take, *frame) for frame in frames]
+
+    def finish(self) -> None:
+        """Wait for every frame to be taken; the first error is raised."""
+        for job in self.pending:
+            job.result()
+
+    def cancel(self) -> None:
+        for job in self.pending:
+            job.cancel()
 
 
 def _root_path(root: str, what: str) -> str:
@@ -366,10 +396,11 @@ class Calls:
         return [Calls.chunks(root, sink.info.path, window) for window in windows(sink.info)]
 
     @staticmethod
-    def chunk_frames(root: str, path: str, indices: list[int]) -> Call:
-        """Like ``chunks``, answered with the list of (index, digest, data) frames."""
+    def chunk_frames(root: str, path: str, indices: list[int],
+                     take: Callable[[int, str, bytes], None]) -> Call:
+        """Like ``chunks``, each frame handed to ``take(index, digest, data)`` (see Call)."""
         params = {"i": rest.format_indices(indices)}
-        return Call("GET", rest.chunks(check_root(root), path), None, params)
+        return Call("GET", rest.chunks(check_root(root), path), None, params, take=take)
 
     @staticmethod
     def events(root: str | None) -> Call:

@@ -19,11 +19,13 @@ from caterva.client.base import (
     Call,
     Calls,
     Credentials,
+    Frames,
     RootInfo,
     base_url,
     check,
     connection_options,
     dataset_address,
+    decoders,
     event_of,
     mapped,
 )
@@ -84,9 +86,11 @@ class Client:
                                      ca_file=ca_file)
         self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport,
                                   **options)
+        self._decoders = decoders()
 
     def close(self) -> None:
         self._http.close()
+        self._decoders.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Client:
         return self
@@ -98,10 +102,14 @@ class Client:
         return f"<Client {self.url}>"
 
     def _send(self, call: Call) -> Any:
-        if call.decode is None:
-            frames: list[tuple[int, str, bytes]] = []
-            self._stream_chunks(call, frames.extend)
-            return frames
+        if call.take is not None:
+            frames = Frames(self._decoders, call.take)
+            try:
+                self._stream_chunks(call, frames.submit)
+                frames.finish()
+            finally:
+                frames.cancel()
+            return None
         with mapped(self.url):
             response = self._http.request(call.method, call.path, params=call.params or None)
         return call.decode(check(response))

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,6 +22,11 @@ from caterva.errors import ProtocolError
 from caterva.protocol.dtypes import dtype_from_json, dtype_to_json
 from caterva.protocol.metadata import DatasetInfo, Kind, chunk_digest
 from caterva.protocol.selection import Key
+
+# caterva decompresses in worker threads (a client's chunks while the next ones arrive, a
+# subscriber's selections beside its event loop): let blosc2 drop the GIL meanwhile. It keeps
+# it by default; releasing costs a little per call, next to nothing for chunks of kilobytes.
+blosc2.set_releasegil(True)
 
 _CPARAMS = ("codec", "codec_meta", "clevel", "use_dict", "typesize", "blocksize", "splitmode")
 
@@ -264,60 +270,96 @@ def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes
     return out
 
 
-def gather_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:
-    """``read_selection``, faster for a Blosc2 NDArray: each touched chunk is decompressed into
-    one reused buffer and only its selected part copied out. (blosc2's own indexing, which
-    read_selection uses, allocates fresh buffers for every chunk; faulting their pages in
-    costs about as much as decompressing.)"""
-    if info.kind != "b2nd" or not info.nchunks or not info.shape:
-        return read_selection(info, key, get_chunk)  # bytes, empty and 0-d: nothing to gain
-    from caterva.protocol.selection import _range
+class Gather:
+    """``read_selection`` built as chunks come, in any order and on several threads at once:
+    ``add`` each touched chunk, then take ``result()``. For a Blosc2 NDArray each chunk is
+    decompressed into a buffer of the calling thread and only its selected part copied into
+    the answer. (blosc2's own indexing, which read_selection uses, allocates fresh buffers for
+    every chunk; faulting their pages in costs about as much as decompressing.)"""
 
-    dtype = dtype_from_json(info.dtype)
-    # a decompressed chunk is its blocks one after the other, each in C order, over the chunk
-    # rounded up to whole blocks
-    grid = [-(-c // b) for c, b in zip(info.chunks, info.blocks)]
-    padded = [g * b for g, b in zip(grid, info.blocks)]
-    if int(np.prod(padded)) * dtype.itemsize != info.chunksize:
-        raise ProtocolError(f"{info.path}: chunks of {info.chunksize} bytes do not hold "
-                            f"{padded} x {dtype.itemsize} bytes")
-    raw = np.empty(info.chunksize, np.uint8)
-    blocked = raw.view(dtype).reshape(*grid, *info.blocks)
-    n = len(grid)
-    if all(g == 1 for g in grid[1:]):  # blocks are whole rows of the chunk: already C order
-        chunk = raw.view(dtype).reshape(padded)
-        reorder = None
-    else:  # one more copy, into C order (block axes after their chunk axis)
-        chunk = np.empty(padded, dtype)
-        reorder = [a for d in range(n) for a in (d, n + d)]
-        interleaved = chunk.reshape([s for d in range(n) for s in (grid[d], info.blocks[d])])
+    def __init__(self, info: DatasetInfo, key: Key) -> None:
+        self.info, self.key = info, key
+        self._held: dict[int, bytes] = {}  # what read_selection decodes, when it does
+        self._plan: dict[int, tuple[tuple, tuple]] | None = None
+        if info.kind != "b2nd" or not info.nchunks or not info.shape:
+            return  # bytes, empty and 0-d: nothing to gain
+        from caterva.protocol.selection import _range
 
-    # per axis: (chunk coordinate, where in the answer, what in the chunk) for each touched chunk
-    axes: list[list[tuple[int, slice | None, int | slice]]] = []
-    for item, c in zip(key, info.chunks):
-        if isinstance(item, int):
-            axes.append([(item // c, None, item % c)])
-            continue
-        r, runs, j = _range(item), [], 0
-        while j < len(r):
-            at = r[j] // c
-            first = r[j] - at * c
-            # how many of the next selected indices fall in this chunk
-            room = (c - 1 - first) // item.step if item.step > 0 else first // -item.step
-            count = min(room + 1, len(r) - j)
-            last = first + (count - 1) * item.step
-            stop = last + (1 if item.step > 0 else -1)
-            runs.append((at, slice(j, j + count), slice(first, stop if stop >= 0 else None,
-                                                          item.step)))
-            j += count
-        axes.append(runs)
+        self._dtype = dtype = dtype_from_json(info.dtype)
+        # a decompressed chunk is its blocks one after the other, each in C order, over the
+        # chunk rounded up to whole blocks
+        self._grid = grid = [-(-c // b) for c, b in zip(info.chunks, info.blocks)]
+        self._padded = padded = [g * b for g, b in zip(grid, info.blocks)]
+        if int(np.prod(padded)) * dtype.itemsize != info.chunksize:
+            raise ProtocolError(f"{info.path}: chunks of {info.chunksize} bytes do not hold "
+                                f"{padded} x {dtype.itemsize} bytes")
+        # per axis: (chunk coordinate, where in the answer, what in the chunk) of each touched
+        # chunk
+        axes: list[list[tuple[int, slice | None, int | slice]]] = []
+        for item, c in zip(key, info.chunks):
+            if isinstance(item, int):
+                axes.append([(item // c, None, item % c)])
+                continue
+            r, runs, j = _range(item), [], 0
+            while j < len(r):
+                at = r[j] // c
+                first = r[j] - at * c
+                # how many of the next selected indices fall in this chunk
+                room = (c - 1 - first) // item.step if item.step > 0 else first // -item.step
+                count = min(room + 1, len(r) - j)
+                last = first + (count - 1) * item.step
+                stop = last + (1 if item.step > 0 else -1)
+                runs.append((at, slice(j, j + count),
+                             slice(first, stop if stop >= 0 else None, item.step)))
+                j += count
+            axes.append(runs)
+        strides = [int(np.prod(info.chunk_grid[d + 1 :])) for d in range(len(grid))]
+        self._plan = {
+            sum(p[0] * s for p, s in zip(parts, strides)): (
+                tuple(p[1] for p in parts if p[1] is not None), tuple(p[2] for p in parts))
+            for parts in itertools.product(*axes)
+        }
+        self._out = np.empty(tuple(len(_range(s)) for s in key if isinstance(s, slice)), dtype)
+        # the cores shared among the chunks: one chunk alone uses them all
+        self._nthreads = max(1, (os.cpu_count() or 1) // max(1, len(self._plan)))
+        self._local = threading.local()  # each thread's decompression buffers
 
-    out = np.empty(tuple(len(_range(s)) for s in key if isinstance(s, slice)), dtype)
-    strides = [int(np.prod(info.chunk_grid[d + 1 :])) for d in range(n)]
-    for parts in itertools.product(*axes):
-        blosc2.decompress2(get_chunk(sum(p[0] * s for p, s in zip(parts, strides))), dst=raw)
+    def add(self, index: int, data: bytes) -> None:
+        if self._plan is None:
+            self._held[index] = data
+            return
+        where, what = self._plan[index]
+        raw, chunk, reorder = self._buffers()
+        try:
+            # blosc2 trusts a chunk's header: more bytes than raw holds would be written past it
+            if blosc2.get_cbuffer_sizes(data)[:2] != (self.info.chunksize, len(data)):
+                raise ValueError("sizes in its header")
+            blosc2.decompress2(data, dst=raw, nthreads=self._nthreads)
+        except (RuntimeError, ValueError) as exc:
+            raise ProtocolError(f"chunk {index} of {self.info.path} is not a Blosc2 chunk of "
+                                f"{self.info.chunksize} bytes ({exc})") from exc
         if reorder is not None:
-            np.copyto(interleaved, blocked.transpose(reorder))
-        where = tuple(p[1] for p in parts if p[1] is not None)
-        out[where] = chunk[tuple(p[2] for p in parts)]
-    return out
+            np.copyto(reorder[1], reorder[0])
+        self._out[where] = chunk[what]
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+        """This thread's (decompressed chunk, the same in C order, (blocks, C-order view))."""
+        got = getattr(self._local, "buffers", None)
+        if got is None:
+            grid, blocks, n = self._grid, self.info.blocks, len(self._grid)
+            raw = np.empty(self.info.chunksize, np.uint8)
+            blocked = raw.view(self._dtype).reshape(*grid, *blocks)
+            if all(g == 1 for g in grid[1:]):  # blocks are whole rows of the chunk: C order
+                got = raw, raw.view(self._dtype).reshape(self._padded), None
+            else:  # one more copy, into C order (block axes after their chunk axis)
+                chunk = np.empty(self._padded, self._dtype)
+                order = [a for d in range(n) for a in (d, n + d)]
+                interleaved = chunk.reshape([s for d in range(n) for s in (grid[d], blocks[d])])
+                got = raw, chunk, (blocked.transpose(order), interleaved)
+            self._local.buffers = got
+        return got
+
+    def result(self) -> np.ndarray:
+        if self._plan is None:
+            return read_selection(self.info, self.key, self._held.__getitem__)
+        return self._out

@@ -77,6 +77,7 @@ class FakeSubscriber:
         ]
         self.fail: Exception | None = None  # raised by the transport, once
         self.tamper: int | None = None  # chunk index sent with the wrong digest
+        self.garble: dict[int, bytes] = {}  # chunk index -> bytes sent instead of the chunk
 
     def error(self, exc) -> httpx.Response:
         return httpx.Response(exc.status, json=exc.to_payload())
@@ -165,7 +166,7 @@ class FakeSubscriber:
         info, schunk = self.infos[path], self.containers[path]
         out = b""
         for i in rest.parse_indices(indices):
-            raw = schunk.get_chunk(i)
+            raw = self.garble.get(i) or schunk.get_chunk(i)
             digest = info.digests[(i + 1) % info.nchunks] if i == self.tamper else info.digests[i]
             out += rest.frame_header(i, raw, digest) + raw
         return out
@@ -436,6 +437,38 @@ def test_chunk_reads_of_a_changed_layout_or_a_bad_digest_fail(fake):
         replace_dataset(fake, "one.b2nd", bigger, chunks=(8,), blocks=(4,))
         with pytest.raises(DigestMismatch, match="changed shape or layout"):
             ds[0:5]
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+@pytest.mark.parametrize("bad", [
+    b"\xff" * 40,  # not a chunk
+    b"\x01" * 5,  # shorter than a chunk header
+    blosc2.compress2(bytes(10_000), typesize=4),  # a chunk bigger than the dataset's
+    blosc2.compress2(bytes(8), typesize=4),  # a smaller one
+])
+def test_a_chunk_that_is_not_the_datasets_is_a_protocol_error(fake, how, bad):
+    """Chunks decode on the client's threads: an error there is the read's, never memory
+    written past a buffer or stale values, and the client reads on."""
+    fake.garble = {3: bad}
+    error = "chunk 3 of one.b2nd is not a Blosc2 chunk of 32 bytes"
+
+    async def twice(c):
+        ds = await c.dataset("r/one.b2nd")
+        with pytest.raises(ProtocolError, match=error):
+            await ds[0:50]
+        fake.garble = {}
+        return await ds[0:50]
+
+    if how == "async":
+        got = run_async(fake, twice)
+    else:
+        with Client(URL, transport=httpx.MockTransport(fake)) as c:
+            ds = c.dataset("r/one.b2nd")
+            with pytest.raises(ProtocolError, match=error):
+                ds[0:50]
+            fake.garble = {}
+            got = ds[0:50]
+    np.testing.assert_array_equal(got, fake.originals["one.b2nd"][0:50])
 
 
 def test_empty_selection_reads_no_chunk(client, fake):

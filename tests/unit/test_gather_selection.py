@@ -1,19 +1,30 @@
-"""layout.gather_selection (the Python client's decoder) equals numpy, like read_selection:
-any chunk and block shapes (blocks that split a chunk's rows reorder its bytes), any steps,
-ints, empty selections and empty arrays."""
+"""layout.Gather (the Python client's decoder) equals numpy, like read_selection: any chunk
+and block shapes (blocks that split a chunk's rows reorder its bytes), any steps, ints, empty
+selections and empty arrays, with chunks added in any order from several threads at once."""
 
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import blosc2
 import numpy as np
 import pytest
 
 from caterva.protocol import selection
-from caterva.protocol.layout import describe, gather_selection
+from caterva.protocol.layout import Gather, describe
 
 REC = np.dtype([("id", "<i2"), ("t", "<f8"), ("pos", "<f4", (2,))])
+
+
+def gathered(info, key, get_chunk, rng: random.Random):
+    """``Gather`` fed the chunks ``key`` touches shuffled, by three threads."""
+    gather = Gather(info, key)
+    needed = selection.touched_chunks(key, info.chunks, info.chunk_grid)
+    rng.shuffle(needed)
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda i: gather.add(i, get_chunk(i)), needed))
+    return gather.result()
 
 
 def random_key(rng: random.Random, shape: tuple[int, ...]) -> tuple:
@@ -45,7 +56,7 @@ def test_equals_numpy(seed):
     info = describe(nd, "x.b2nd", "b2nd", size=0, mtime=0.0)
     for _ in range(10):
         key = random_key(rng, shape)
-        got = gather_selection(info, selection.normalize(key, shape), nd.schunk.get_chunk)
+        got = gathered(info, selection.normalize(key, shape), nd.schunk.get_chunk, rng)
         want = np.asarray(array[key])
         assert (got.shape, got.dtype) == (want.shape, want.dtype), (chunks, blocks, key)
         np.testing.assert_array_equal(got, want)
@@ -57,4 +68,5 @@ def test_empty_and_zero_d_arrays(shape):
     nd = blosc2.asarray(array) if shape else blosc2.asarray(array, chunks=(), blocks=())
     info = describe(nd, "x.b2nd", "b2nd", size=0, mtime=0.0)
     key = selection.normalize((...,), shape)
-    np.testing.assert_array_equal(gather_selection(info, key, nd.schunk.get_chunk), array)
+    got = gathered(info, key, nd.schunk.get_chunk, random.Random(0))
+    np.testing.assert_array_equal(got, array)
