@@ -244,7 +244,18 @@ def write_file(info: DatasetInfo, dest: str | os.PathLike, chunks: Iterable[byte
 
 
 def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:
-    """``original[key]`` for a normalized key, built only from the chunks it touches."""
+    """``original[key]`` for a normalized key, built only from the chunks it touches, one
+    after the other (each decompressed with every core)."""
+    from caterva.protocol.selection import touched_chunks
+
+    gather = Gather(info, key, nthreads=os.cpu_count() or 1)
+    for i in touched_chunks(key, info.chunks, info.chunk_grid):
+        gather.add(i, get_chunk(i))
+    return gather.result()
+
+
+def _read_with_blosc2(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:
+    """``read_selection`` by blosc2's own indexing, for what Gather does not decode itself."""
     from caterva.protocol.selection import touched_chunks
 
     needed = touched_chunks(key, info.chunks, info.chunk_grid)
@@ -271,15 +282,18 @@ def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes
 
 
 class Gather:
-    """``read_selection`` built as chunks come, in any order and on several threads at once:
+    """``original[key]`` built as chunks come, in any order and on several threads at once:
     ``add`` each touched chunk, then take ``result()``. For a Blosc2 NDArray each chunk is
     decompressed into a buffer of the calling thread and only its selected part copied into
-    the answer. (blosc2's own indexing, which read_selection uses, allocates fresh buffers for
-    every chunk; faulting their pages in costs about as much as decompressing.)"""
+    the answer. (blosc2's own indexing allocates fresh buffers for every chunk; faulting their
+    pages in costs about as much as decompressing.)
 
-    def __init__(self, info: DatasetInfo, key: Key) -> None:
+    ``nthreads``: blosc2's threads per chunk. By default the cores are shared among the
+    chunks, for chunks added in parallel."""
+
+    def __init__(self, info: DatasetInfo, key: Key, nthreads: int | None = None) -> None:
         self.info, self.key = info, key
-        self._held: dict[int, bytes] = {}  # what read_selection decodes, when it does
+        self._held: dict[int, bytes] = {}  # what blosc2 decodes, when it does
         self._plan: dict[int, tuple[tuple, tuple]] | None = None
         if info.kind != "b2nd" or not info.nchunks or not info.shape:
             return  # bytes, empty and 0-d: nothing to gain
@@ -321,7 +335,7 @@ class Gather:
         }
         self._out = np.empty(tuple(len(_range(s)) for s in key if isinstance(s, slice)), dtype)
         # the cores shared among the chunks: one chunk alone uses them all
-        self._nthreads = max(1, (os.cpu_count() or 1) // max(1, len(self._plan)))
+        self._nthreads = nthreads or max(1, (os.cpu_count() or 1) // max(1, len(self._plan)))
         self._local = threading.local()  # each thread's decompression buffers
 
     def add(self, index: int, data: bytes) -> None:
@@ -361,5 +375,5 @@ class Gather:
 
     def result(self) -> np.ndarray:
         if self._plan is None:
-            return read_selection(self.info, self.key, self._held.__getitem__)
+            return _read_with_blosc2(self.info, self.key, self._held.__getitem__)
         return self._out
