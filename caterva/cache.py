@@ -38,7 +38,7 @@ from caterva.state import Dataset, State
 BATCH_BYTES = 8 << 20
 MAX_BATCH = 256  # chunks in one batch request
 CONCURRENCY = 4  # batch requests in flight per read
-GROUP_BYTES = 1 << 20  # fetched chunks verified and written per worker-thread hop
+GROUP_BYTES = 4 << 20  # fetched chunks verified and written per worker-thread hop
 INLINE_BYTES = 256 << 10  # cached chunks read in the event loop itself, when no more than this
 
 
