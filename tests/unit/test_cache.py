@@ -103,6 +103,21 @@ def test_a_chunk_that_fails_its_digest_is_not_stored(env):
         run(cache.get(ds, [2], source))
 
 
+@pytest.mark.parametrize("group", [2 * CHUNK, 4 << 20])
+def test_good_chunks_before_a_bad_one_are_stored_in_any_group(env, monkeypatch, group):
+    """Fetched chunks are verified and written a group at a time (GROUP_BYTES): the good ones
+    before a bad one are kept, in earlier groups or in its own, and the bad one is not."""
+    monkeypatch.setattr("caterva.cache.GROUP_BYTES", group)
+    cache, source, add = env
+    ds = add("a", 7)
+    source.data["a"][5] = b"tampered" * 10
+    with pytest.raises(DigestMismatch):
+        run(cache.get(ds, list(range(7)), source))
+    present = set(cache.state.present(ds.id))
+    assert {0, 1, 2, 3, 4} <= present and 5 not in present
+    assert sorted(p.name for p in (cache.dir / str(ds.id)).iterdir()) == sorted(map(str, present))
+
+
 def test_budget_holds_under_three_times_its_size_and_evicts_lru(env):
     cache, source, add = env
     datasets = [add(f"d{k}", 10, seed=k) for k in range(3)]
