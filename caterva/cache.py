@@ -39,6 +39,7 @@ BATCH_BYTES = 8 << 20
 MAX_BATCH = 256  # chunks in one batch request
 CONCURRENCY = 4  # batch requests in flight per read
 GROUP_BYTES = 4 << 20  # fetched chunks verified and written per worker-thread hop
+USES_HELD = 10_000  # uses of chunks kept in memory before they are written to the index
 INLINE_BYTES = 256 << 10  # cached chunks read in the event loop itself, when no more than this
 
 
@@ -60,6 +61,10 @@ class Cache:
         self.stats = Counter[str]()  # hits, misses, fetched_bytes, evicted, passed_through
         self._inflight: dict[tuple[int, int], asyncio.Future[bytes]] = {}
         self._pins = Counter[tuple[int, int]]()  # (dataset id, index) -> readers using it
+        # (dataset id, index) -> when last read, not yet in the index: the order of uses only
+        # matters to eviction, so they are written then (or at USES_HELD, or at close) in one
+        # transaction, not one per read. A crash loses only some recency.
+        self._uses: dict[tuple[int, int], float] = {}
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -69,7 +74,7 @@ class Cache:
 
     async def get_many(self, wanted: Wanted, fetch: Fetcher) -> list[dict[int, bytes]]:
         """``get`` for several datasets at once: what is missing of all of them is fetched in
-        shared batch requests, and what is held is touched in one transaction."""
+        shared batch requests."""
         for dataset, indices in wanted:
             for i in indices:
                 if not 0 <= i < dataset.info.nchunks:
@@ -90,9 +95,10 @@ class Cache:
             else:
                 outs = await asyncio.to_thread(self._read_files, local)
             self.stats["hits"] += sum(map(len, outs))
-            held = [(d.id, i) for (d, _), out in zip(wanted, outs) for i in out]
-            if held:
-                self.state.touch(held, self.clock())
+            now = self.clock()
+            self._uses.update(((d.id, i), now) for (d, _), out in zip(wanted, outs) for i in out)
+            if len(self._uses) >= USES_HELD:
+                self.flush_uses()
             # missing includes files gone since the query
             missing = [(d, [i for i in indices if i not in out])
                        for (d, indices), out in zip(wanted, outs)]
@@ -232,9 +238,17 @@ class Cache:
 
     # --- storing and evicting ----------------------------------------------------------------
 
+    def flush_uses(self) -> None:
+        """Write the uses held in memory to the index."""
+        if self._uses:
+            self.state.touch(self._uses)
+            self._uses = {}
+
     def _make_room(self, size: int) -> bool:
         if size > self.budget:
             return False
+        if self.used + size > self.budget:
+            self.flush_uses()  # evict by the true order of use
         while self.used + size > self.budget:
             victims = [
                 v for v in self.state.oldest(limit=256 + len(self._pins)) if v[:2] not in self._pins
@@ -251,6 +265,7 @@ class Cache:
     def _remove(self, dataset: int, indices: list[int], size: int) -> None:
         self.state.drop_chunks(dataset, indices)
         for i in indices:
+            self._uses.pop((dataset, i), None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.dir / str(dataset) / str(i))
         self.used -= size

@@ -163,11 +163,11 @@ class State:
                 "DELETE FROM chunks WHERE dataset=? AND idx=?", [(dataset, i) for i in indices]
             )
 
-    def touch(self, chunks: list[tuple[int, int]], now: float) -> None:
-        """Mark (dataset, idx) chunks used now, in one transaction."""
+    def touch(self, uses: dict[tuple[int, int], float]) -> None:
+        """Record when (dataset, idx) chunks were last used, in one transaction."""
         with self.transaction():
             self.db.executemany("UPDATE chunks SET atime=? WHERE dataset=? AND idx=?",
-                                [(now, dataset, i) for dataset, i in chunks])
+                                [(when, dataset, i) for (dataset, i), when in uses.items()])
 
     def used_bytes(self) -> int:
         return self.db.execute("SELECT COALESCE(SUM(size), 0) FROM chunks").fetchone()[0]

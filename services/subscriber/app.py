@@ -127,6 +127,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
             stopping = [bus.stop() for bus in buses] + ([mirror.stop()] if mirror else [])
             await asyncio.gather(*stopping)
             await client.aclose()
+            cache.flush_uses()
             state.close()
 
     app = FastAPI(

@@ -131,6 +131,24 @@ def test_budget_holds_under_three_times_its_size_and_evicts_lru(env):
     assert cache.stats["evicted"] == 20
 
 
+def test_a_chunk_read_again_outlives_older_reads_and_a_restart(env, tmp_path):
+    """Uses are held in memory and written at eviction and at close (flush_uses), not one
+    transaction per read: eviction still goes by the true order of use."""
+    cache, source, add = env
+    a, b = add("a", 10), add("b", 2, seed=50)
+    for i in range(10):  # fills the budget, chunk 0 first
+        run(cache.get(a, [i], source))
+    run(cache.get(a, [0], source))  # a hit: chunk 0 is now the most recently used
+    run(cache.get(b, [0], source))
+    assert set(cache.state.present(a.id)) == {0, *range(2, 10)}  # chunk 1 went, not 0
+
+    run(cache.get(a, [2], source))
+    cache.flush_uses()  # the subscriber does this as it stops
+    again = Cache(cache.state, tmp_path / "chunks", budget=cache.budget, clock=cache.clock)
+    run(again.get(b, [1], source))
+    assert set(again.state.present(a.id)) == {0, 2, *range(4, 10)}  # chunk 3 went, not 2
+
+
 def test_pinned_chunks_are_not_evicted_and_overflow_passes_through(env):
     cache, source, add = env
     a, b = add("a", 6), add("b", 6, seed=50)
