@@ -17,9 +17,9 @@ import typer
 from caterva.cli import render
 from caterva.cli.options import CaFile, Json, Sub, connect, emit, err, out
 from caterva.errors import BadRequest, CatervaError
+from caterva.protocol import rest
 
 PREVIEW = 4096  # bytes of a plain file or frame `show` prints when no selection is given
-SHOW_LIMIT = 64 * 2**20  # an array bigger than this needs an explicit selection
 
 
 def split_selection(target: str) -> tuple[str, str | None]:
@@ -64,7 +64,7 @@ def show(
         if key is None:
             if as_bytes:
                 key = (slice(0, PREVIEW),)
-            elif ds.nbytes > SHOW_LIMIT:
+            elif ds.nbytes > rest.NPY_MAX:  # the most a subscriber decodes at once
                 raise BadRequest(
                     f"{address} holds {render.size_text(ds.nbytes)}: "
                     f"give a selection, e.g. '{address}[0:10]'"

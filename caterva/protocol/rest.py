@@ -34,6 +34,7 @@ VIA_HEADER = "X-Caterva-Via"
 BATCH_TYPE = "application/x-caterva-chunks"
 FRAME = struct.Struct("<IQ16s")
 MAX_BATCH = 4096  # chunk indices in one batch request
+NPY_MAX = 64 * 2**20  # the most bytes a subscriber decodes into one .npy answer
 
 
 def _q(path: str) -> str:

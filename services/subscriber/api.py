@@ -7,6 +7,7 @@ import asyncio
 import collections
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -146,8 +147,18 @@ async def data(
 
     ds = follower.dataset(root, path)
     key = selection.normalize(selection.parse(sel), ds.info.shape)
-    if field is not None and field not in (dtype_from_json(ds.info.dtype).names or ()):
-        raise BadSelection(f"{path} has no field {field!r}")
+    dtype = dtype_from_json(ds.info.dtype)
+    if field is not None:
+        if field not in (dtype.names or ()):
+            raise BadSelection(f"{path} has no field {field!r}")
+        dtype = dtype.fields[field][0]
+    # the answer is decoded here, in memory: bounded, whatever the dataset's size
+    nbytes = math.prod(selection.result_shape(key)) * dtype.itemsize
+    if nbytes > rest.NPY_MAX:
+        raise BadSelection(
+            f"{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a subscriber "
+            "decodes into one answer: select less, read it as chunks (the Python client's "
+            "default) or download the dataset")
     needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
     chunks = await follower.chunks(ds, needed)  # in memory now: eviction cannot touch them
     array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)

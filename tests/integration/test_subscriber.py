@@ -189,6 +189,21 @@ def test_a_change_is_visible_within_a_second_refetching_only_changed_chunks(stac
     assert stack.served("grid.b2nd") == 13
 
 
+def test_a_selection_too_big_to_decode_is_refused_before_any_fetch(stack):
+    """The subscriber decodes a .npy answer in memory: more than NPY_MAX is a 400 with its
+    code, whatever the dataset's size, and nothing is fetched for it."""
+    stack.follow()
+    events = stack.events()
+    side = int((rest.NPY_MAX // 8) ** 0.5) + 1  # just over NPY_MAX of float64; tiny on disk
+    blosc2.zeros((side, side), dtype=np.float64, urlpath=str(stack.data / "big.b2nd"), mode="w")
+    next_event(events, "create", path="big.b2nd")
+    r = stack.http.get("/roots/demo/data/big.b2nd")
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_selection")
+    assert "select less" in r.json()["error"]["message"]
+    assert stack.served("big.b2nd") == 0
+    assert not stack.read("big.b2nd", f"0:{side // 2}").any()  # half of it is fine
+
+
 def test_a_dataset_deleted_while_the_subscriber_was_down_is_gone_after_restart(stack):
     stack.follow()
     assert stack.read("docs/notes.txt", "0:7").tobytes() == b"caterva"
