@@ -78,6 +78,7 @@ class FakeSubscriber:
         self.fail: Exception | None = None  # raised by the transport, once
         self.tamper: int | None = None  # chunk index sent with the wrong digest
         self.garble: dict[int, bytes] = {}  # chunk index -> bytes sent instead of the chunk
+        self.extra: list[int] = []  # chunks sent after those asked for
 
     def error(self, exc) -> httpx.Response:
         return httpx.Response(exc.status, json=exc.to_payload())
@@ -165,7 +166,7 @@ class FakeSubscriber:
             raise UnknownDataset(f"no dataset {path!r}")
         info, schunk = self.infos[path], self.containers[path]
         out = b""
-        for i in rest.parse_indices(indices):
+        for i in rest.parse_indices(indices) + self.extra:
             raw = self.garble.get(i) or schunk.get_chunk(i)
             digest = info.digests[(i + 1) % info.nchunks] if i == self.tamper else info.digests[i]
             out += rest.frame_header(i, raw, digest) + raw
@@ -469,6 +470,16 @@ def test_a_chunk_that_is_not_the_datasets_is_a_protocol_error(fake, how, bad):
             fake.garble = {}
             got = ds[0:50]
     np.testing.assert_array_equal(got, fake.originals["one.b2nd"][0:50])
+
+
+def test_a_chunk_not_asked_for_is_a_protocol_error(fake):
+    fake.extra = [6]  # a chunk of the dataset, with its true digest, but not one [0:10] touches
+    with Client(URL, transport=httpx.MockTransport(fake)) as c:
+        ds = c.dataset("r/one.b2nd")
+        with pytest.raises(ProtocolError, match="sent chunk 6 of one.b2nd, not asked for"):
+            ds[0:10]
+        fake.extra = []
+        np.testing.assert_array_equal(ds[0:10], fake.originals["one.b2nd"][0:10])
 
 
 def test_empty_selection_reads_no_chunk(client, fake):
