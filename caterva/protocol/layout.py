@@ -362,10 +362,10 @@ class Gather:
         if got is None:
             grid, blocks, n = self._grid, self.info.blocks, len(self._grid)
             raw = np.empty(self.info.chunksize, np.uint8)
-            blocked = raw.view(self._dtype).reshape(*grid, *blocks)
             if all(g == 1 for g in grid[1:]):  # blocks are whole rows of the chunk: C order
                 got = raw, raw.view(self._dtype).reshape(self._padded), None
             else:  # one more copy, into C order (block axes after their chunk axis)
+                blocked = raw.view(self._dtype).reshape(*grid, *blocks)
                 chunk = np.empty(self._padded, self._dtype)
                 order = [a for d in range(n) for a in (d, n + d)]
                 interleaved = chunk.reshape([s for d in range(n) for s in (grid[d], blocks[d])])
