@@ -66,7 +66,8 @@ class Client:
     a selection touches and decodes them here, so every byte crosses the wire once,
     compressed; "npy" has the subscriber decode and send the array as .npy, which spares
     this process importing blosc2 (~0.3 s): the choice of a one-shot process, such as the
-    CLI, that reads one small selection. Both give the same values.
+    CLI, that reads one small selection. Both give the same values. With "chunks", chunks are
+    decompressed as they arrive, on a pool of one thread per core that ``close()`` stops.
     """
 
     def __init__(
