@@ -79,6 +79,7 @@ class FakeSubscriber:
         self.tamper: int | None = None  # chunk index sent with the wrong digest
         self.garble: dict[int, bytes] = {}  # chunk index -> bytes sent instead of the chunk
         self.extra: list[int] = []  # chunks sent after those asked for
+        self.cut: int | None = None  # chunk streams end early, with a read error
 
     def error(self, exc) -> httpx.Response:
         return httpx.Response(exc.status, json=exc.to_payload())
@@ -158,7 +159,10 @@ class FakeSubscriber:
             np.save(buf, np.asarray(array, order="C"), allow_pickle=False)
             return httpx.Response(200, content=buf.getvalue())
         if what == "chunks":
-            return httpx.Response(200, content=self.frames(rest_, q["i"]))
+            body = self.frames(rest_, q["i"])
+            if self.cut is not None:  # the connection drops after this many bytes
+                return httpx.Response(200, stream=CutStream(body[: self.cut]))
+            return httpx.Response(200, content=body)
         raise AssertionError(f"unexpected request {request.url}")
 
     def frames(self, path: str, indices: str) -> bytes:
@@ -171,6 +175,21 @@ class FakeSubscriber:
             digest = info.digests[(i + 1) % info.nchunks] if i == self.tamper else info.digests[i]
             out += rest.frame_header(i, raw, digest) + raw
         return out
+
+
+class CutStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body that breaks off after ``data``, as a dropped connection does."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self):
+        yield self.data
+        raise httpx.ReadError("connection reset")
+
+    async def __aiter__(self):
+        yield self.data
+        raise httpx.ReadError("connection reset")
 
 
 @pytest.fixture
@@ -470,6 +489,35 @@ def test_a_chunk_that_is_not_the_datasets_is_a_protocol_error(fake, how, bad):
             fake.garble = {}
             got = ds[0:50]
     np.testing.assert_array_equal(got, fake.originals["one.b2nd"][0:50])
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_a_connection_dropped_while_chunks_decode_fails_the_read_only(fake, how):
+    """Frames already handed to the decoding threads do not outlive the read that failed:
+    the error is the read's, and the next read gets every value right."""
+    nd = blosc2.asarray(np.arange(4000, dtype=np.float64), chunks=(400,), blocks=(100,))
+    fake.keep.append(nd)
+    fake.containers["long.b2nd"] = nd.schunk
+    fake.infos["long.b2nd"] = describe(nd, "long.b2nd", "b2nd", size=0, mtime=0.0)
+    fake.cut = len(fake.frames("long.b2nd", "0-9")) // 2  # some frames whole, one cut short
+
+    async def twice(c):
+        ds = await c.dataset("r/long.b2nd")
+        with pytest.raises(Unavailable):
+            await ds[:]
+        fake.cut = None
+        return await ds[:]
+
+    if how == "async":
+        got = run_async(fake, twice)
+    else:
+        with Client(URL, transport=httpx.MockTransport(fake)) as c:
+            ds = c.dataset("r/long.b2nd")
+            with pytest.raises(Unavailable):
+                ds[:]
+            fake.cut = None
+            got = ds[:]
+    np.testing.assert_array_equal(got, np.arange(4000, dtype=np.float64))
 
 
 def test_a_chunk_not_asked_for_is_a_protocol_error(fake):
