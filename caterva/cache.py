@@ -31,6 +31,7 @@ from typing import Protocol
 
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError
 from caterva.protocol.metadata import chunk_digest
+from caterva.protocol.rest import pieces
 from caterva.state import Dataset, State
 
 # aim for batch requests of about this many compressed bytes: a request costs a few ms of CPU
@@ -321,32 +322,6 @@ def _verify_and_write(checks: list[tuple[Path, str, str, str, bytes, bool]]) -> 
         if keep:
             _write_atomically(folder, name, data)
     return len(checks)
-
-
-def pieces(wanted: Wanted, nbytes: int, nchunks: int | None = None) -> list[tuple[Wanted, int]]:
-    """``wanted`` cut into pieces of about ``nbytes`` compressed and at most ``nchunks``
-    chunks, as (parts, estimated bytes): small datasets share a piece, big ones are cut."""
-    out: list[tuple[Wanted, int]] = []
-    parts: Wanted = []
-    size = count = 0
-    for dataset, indices in wanted:
-        per_chunk = dataset.info.chunk_cbytes
-        while indices:
-            room = (nbytes - size) // per_chunk
-            if nchunks is not None:
-                room = min(room, nchunks - count)
-            if room <= 0 and parts:
-                out.append((parts, size))
-                parts, size, count = [], 0, 0
-                continue
-            room = max(room, 1)  # a chunk bigger than a piece goes alone
-            parts.append((dataset, indices[:room]))
-            size += per_chunk * len(indices[:room])
-            count += len(indices[:room])
-            indices = indices[room:]
-    if parts:
-        out.append((parts, size))
-    return out
 
 
 def _write_atomically(folder: Path, name: str, data: bytes) -> None:

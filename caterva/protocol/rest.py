@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 from urllib.parse import quote
 
 from caterva.errors import BadRequest, ProtocolError
@@ -104,6 +105,37 @@ def parse_indices(text: str, limit: int = MAX_BATCH) -> list[int]:
             raise BadRequest(f"too many chunks in one request (at most {limit})")
         seen.update(dict.fromkeys(range(start, stop + 1)))
     return list(seen)
+
+
+D = TypeVar("D")  # a dataset of a batch: anything with .info (a DatasetInfo)
+
+
+def pieces(wanted: list[tuple[D, list[int]]], nbytes: int, nchunks: int | None = None
+           ) -> list[tuple[list[tuple[D, list[int]]], int]]:
+    """``wanted`` (dataset, chunk indices) cut into pieces of about ``nbytes`` compressed and
+    at most ``nchunks`` chunks, as (parts, estimated bytes): small datasets share a piece, big
+    ones are cut. How batches are cut into requests, windows and thread hops everywhere."""
+    out: list[tuple[list[tuple[D, list[int]]], int]] = []
+    parts: list[tuple[D, list[int]]] = []
+    size = count = 0
+    for dataset, indices in wanted:
+        per_chunk = dataset.info.chunk_cbytes
+        while indices:
+            room = (nbytes - size) // per_chunk
+            if nchunks is not None:
+                room = min(room, nchunks - count)
+            if room <= 0 and parts:
+                out.append((parts, size))
+                parts, size, count = [], 0, 0
+                continue
+            room = max(room, 1)  # a chunk bigger than a piece goes alone
+            parts.append((dataset, indices[:room]))
+            size += per_chunk * len(indices[:room])
+            count += len(indices[:room])
+            indices = indices[room:]
+    if parts:
+        out.append((parts, size))
+    return out
 
 
 def frame_header(index: int, data: bytes | memoryview, digest_hex: str) -> bytes:

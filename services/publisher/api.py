@@ -167,31 +167,22 @@ def many_chunks(root: Root, body: ChunkLists, catalog: CatalogDep, stats: StatsD
 def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingResponse:
     """The frames of ``wanted``, read about GROUP_BYTES per thread hop. A file that changes
     mid-batch ends the stream short: the reader sees chunks missing and asks again."""
-    groups: list[list[tuple[Entry, int]]] = [[]]
-    size = 0
-    for entry, indices in wanted:
-        for n in indices:
-            if size >= GROUP_BYTES:
-                groups.append([])
-                size = 0
-            groups[-1].append((entry, n))
-            size += entry.info.chunk_cbytes
-
-    def read(group: list[tuple[Entry, int]]) -> tuple[list[tuple[int, bytes, str]], bool]:
+    def read(group: list[tuple[Entry, list[int]]]) -> tuple[list[tuple[int, bytes, str]], bool]:
         """The chunks of ``group`` in order, and whether all of them could be read."""
         out = []
-        for entry, n in group:
-            try:
-                data, digest = entry.read_chunk(n)
-            except CatervaError as exc:
-                log.info("batch of %r cut at chunk %d: %s", entry.path, n, exc)
-                return out, False
-            stats.chunk(entry.path, len(data))
-            out.append((n, data, digest))
+        for entry, indices in group:
+            for n in indices:
+                try:
+                    data, digest = entry.read_chunk(n)
+                except CatervaError as exc:
+                    log.info("batch of %r cut at chunk %d: %s", entry.path, n, exc)
+                    return out, False
+                stats.chunk(entry.path, len(data))
+                out.append((n, data, digest))
         return out, True
 
     async def frames():
-        for group in groups:
+        for group, _ in rest.pieces(wanted, GROUP_BYTES):
             got, whole = await anyio.to_thread.run_sync(read, group)
             for piece in rest.frame_pieces(got):
                 yield piece

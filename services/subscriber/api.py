@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from caterva.cache import Cache, Wanted, pieces
+from caterva.cache import Cache, Wanted
 from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
@@ -237,7 +237,7 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
     """Frames of ``wanted`` in order, read (or fetched from the source) in windows of about
     WINDOW_BYTES, with as many bytes being read ahead while a window is sent. Small datasets
     share a window: one cache lookup, and one source request when cold."""
-    windows = pieces(wanted, WINDOW_BYTES)
+    windows = rest.pieces(wanted, WINDOW_BYTES)
     first = _start(follower.chunks_many(windows[0][0]))
     await first  # errors surface before streaming
 
@@ -268,7 +268,8 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
 
 def _windows(ds: Dataset) -> list[list[int]]:
     """All chunk indices of ``ds``, cut as a batch stream cuts them (about WINDOW_BYTES each)."""
-    return [parts[0][1] for parts, _ in pieces([(ds, list(range(ds.info.nchunks)))], WINDOW_BYTES)]
+    whole = [(ds, list(range(ds.info.nchunks)))]
+    return [parts[0][1] for parts, _ in rest.pieces(whole, WINDOW_BYTES)]
 
 
 def _start(coro) -> asyncio.Task:
