@@ -20,13 +20,12 @@ from caterva.client.base import (
     Call,
     Calls,
     Credentials,
-    Frames,
+    Decoders,
     RootInfo,
     base_url,
     check,
     connection_options,
     dataset_address,
-    decoders,
     event_of,
     mapped,
 )
@@ -74,11 +73,11 @@ class AsyncClient:
                                      ca_file=ca_file)
         self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport,
                                        **options)
-        self._decoders = decoders()
+        self._decoders = Decoders()
 
     async def aclose(self) -> None:
         await self._http.aclose()
-        self._decoders.shutdown(wait=False, cancel_futures=True)
+        self._decoders.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -91,7 +90,7 @@ class AsyncClient:
 
     async def _send(self, call: Call) -> Any:
         if call.take is not None:
-            frames = Frames(self._decoders, call.take)
+            frames = self._decoders.frames(call.take)
 
             async def submit(items: list) -> None:
                 frames.submit(items)

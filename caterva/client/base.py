@@ -2,7 +2,7 @@
 response decodes, and how httpx errors become caterva errors (here, and only here).
 
     Call        one request: method, path, params, and the function that decodes its answer
-    Frames      a Call's chunk frames taken on decoding threads as they arrive
+    Decoders    a client's decoding threads; Frames: a Call's frames taken on them
     mapped()    httpx exceptions -> caterva errors, ``raise ... from exc``
     check()     a 4xx/5xx answer -> the caterva error its JSON body names
     connection_options()  credentials (Authorization header) and TLS verification, once
@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -38,6 +38,9 @@ from caterva.errors import (
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.names import check_root, split_address
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, Future
 
 # Reads may wait on the subscriber fetching chunks from a far source: be patient with reads,
 # quick to say the subscriber itself is not there.
@@ -313,10 +316,27 @@ class Call:
     take: Callable[[int, str, bytes], None] | None = None
 
 
-def decoders() -> ThreadPoolExecutor:
+class Decoders:
     """A client's threads taking chunk frames: one per core, as decompressing is CPU work done
-    without the GIL (protocol/layout.py)."""
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="caterva-decode")
+    without the GIL (protocol/layout.py). Started by the first read that needs them, so a
+    process that never reads chunks (the CLI) never pays for them."""
+
+    def __init__(self) -> None:
+        self._pool: Executor | None = None
+        self._lock = threading.Lock()
+
+    def frames(self, take: Callable[[int, str, bytes], None]) -> Frames:
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(os.cpu_count() or 1,
+                                                thread_name_prefix="caterva-decode")
+        return Frames(self._pool, take)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Frames:

@@ -19,13 +19,12 @@ from caterva.client.base import (
     Call,
     Calls,
     Credentials,
-    Frames,
+    Decoders,
     RootInfo,
     base_url,
     check,
     connection_options,
     dataset_address,
-    decoders,
     event_of,
     mapped,
 )
@@ -87,11 +86,11 @@ class Client:
                                      ca_file=ca_file)
         self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport,
                                   **options)
-        self._decoders = decoders()
+        self._decoders = Decoders()
 
     def close(self) -> None:
         self._http.close()
-        self._decoders.shutdown(wait=False, cancel_futures=True)
+        self._decoders.close()
 
     def __enter__(self) -> Client:
         return self
@@ -104,7 +103,7 @@ class Client:
 
     def _send(self, call: Call) -> Any:
         if call.take is not None:
-            frames = Frames(self._decoders, call.take)
+            frames = self._decoders.frames(call.take)
             try:
                 self._stream_chunks(call, frames.submit)
                 frames.finish()
