@@ -1,14 +1,23 @@
 """The chunk cache: fetch only what is missing, verify it, keep it within a byte budget.
 
-Each cached chunk is one file, ``chunks/<dataset id>/<index>``, holding the compressed bytes
-exactly as the source stores them; the SQLite index (caterva.state) says which are present.
-A chunk file is written under a temporary name and renamed, and recorded in the index only
-after that, so a kill at any point leaves either a whole chunk or none; ``reconcile`` removes
-what a kill left behind. Presence is decided by the index alone, never by reading the data.
+Each cached chunk is one file, ``chunks/<dataset id>/<index>.<digest>``, holding the
+compressed bytes exactly as the source stores them; the SQLite index (caterva.state) says
+which are present. The digest in the name makes a file's content its identity: two versions
+of a chunk never share a file, so a reader pinned to one version of a dataset can never be
+handed the other's bytes, whatever the order in which concurrent fetches finish. A chunk file
+is written under a temporary name and renamed, and recorded in the index only after that, so
+a kill at any point leaves either a whole chunk or none; ``reconcile`` removes what a kill left
+behind. Presence is decided by the index alone, never by reading the data.
+
+Accounting: ``used`` changes only with what the index reports it added or removed, and
+``reserved`` holds the bytes being written, so ``used`` always equals the index's sum, even
+when a dataset changes or vanishes while its chunks are in flight.
 
 The cache is given a fetcher, not a transport: ``fetch([(dataset, indices), ...])`` yields
 ``(dataset, index, digest, bytes)``, so the missing chunks of many small datasets are one
-request. Concurrent readers of a missing chunk share one request.
+request. Concurrent readers of a missing chunk share one request. Fetches run as the cache's
+own tasks: a reader that goes away stops waiting, never the fetch others wait for, and a fetch
+that ends without a chunk fails that chunk's waiters with an error (never leaves them hanging).
 Chunks arriving from a fetch are verified and written a group at a time (about GROUP_BYTES, in
 one worker-thread hop) and indexed in one transaction: per-chunk hops and commits cost more
 than small chunks themselves.
@@ -29,7 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
-from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError
+from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
 from caterva.protocol.metadata import chunk_digest
 from caterva.protocol.rest import pieces
 from caterva.state import Dataset, State
@@ -45,22 +54,30 @@ INLINE_BYTES = 256 << 10  # cached chunks read in the event loop itself, when no
 
 
 Wanted = list[tuple[Dataset, list[int]]]  # chunks of several datasets (of one root)
+Key = tuple[int, int, str]  # (dataset id, index, digest): one version of one chunk
 
 
 class Fetcher(Protocol):
     def __call__(self, wanted: Wanted) -> AsyncIterator[tuple[Dataset, int, str, bytes]]: ...
 
 
+def chunk_file(folder: Path, index: int, digest: str) -> Path:
+    return folder / f"{index}.{digest}"
+
+
 class Cache:
-    def __init__(self, state: State, directory: Path, budget: int, clock: Callable[[], float] = time.time):
+    def __init__(self, state: State, directory: Path, budget: int,
+                 clock: Callable[[], float] = time.time):
         self.state = state
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.budget = budget
         self.clock = clock
-        self.used = state.used_bytes()
+        self.used = state.used_bytes()  # bytes the index holds
+        self.reserved = 0  # bytes being written, not indexed yet
         self.stats = Counter[str]()  # hits, misses, fetched_bytes, evicted, passed_through
-        self._inflight: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+        self._inflight: dict[Key, asyncio.Future[bytes]] = {}
+        self._tasks: set[asyncio.Task] = set()  # fetches under way
         self._pins = Counter[tuple[int, int]]()  # (dataset id, index) -> readers using it
         # (dataset id, index) -> when last read, not yet in the index: the order of uses only
         # matters to eviction, so they are written then (or at USES_HELD, or at close) in one
@@ -75,7 +92,7 @@ class Cache:
 
     async def get_many(self, wanted: Wanted, fetch: Fetcher) -> list[dict[int, bytes]]:
         """``get`` for several datasets at once: what is missing of all of them is fetched in
-        shared batch requests."""
+        shared batch requests. Every chunk is of the version ``dataset.info`` describes."""
         for dataset, indices in wanted:
             for i in indices:
                 if not 0 <= i < dataset.info.nchunks:
@@ -104,48 +121,61 @@ class Cache:
             missing = [(d, [i for i in indices if i not in out])
                        for (d, indices), out in zip(wanted, outs)]
             if any(indices for _, indices in missing):
-                fetched = await self._fetch([(d, m) for d, m in missing if m], fetch)
-                for (dataset, _), out in zip(wanted, outs):
-                    out.update(fetched.get(dataset.id, {}))
+                await self._fetch([(d, m) for d, m in missing if m], fetch, outs, wanted)
         return outs
 
     def _read_files(self, wanted: Wanted) -> list[dict[int, bytes]]:
         outs = []
         for dataset, indices in wanted:
+            folder, digests = self.dir / str(dataset.id), dataset.info.digests
             out = {}
             for i in indices:
                 try:
-                    out[i] = (self.dir / str(dataset.id) / str(i)).read_bytes()
-                except FileNotFoundError:
+                    out[i] = chunk_file(folder, i, digests[i]).read_bytes()
+                except FileNotFoundError:  # evicted or dropped since the index said so
                     pass
             outs.append(out)
         return outs
 
-    async def _fetch(self, missing: Wanted, fetch: Fetcher) -> dict[int, dict[int, bytes]]:
-        """dataset id -> index -> bytes of ``missing``, each chunk fetched by one reader."""
-        waits: dict[tuple[int, int], asyncio.Future[bytes]] = {}
+    async def _fetch(self, missing: Wanted, fetch: Fetcher, outs: list[dict[int, bytes]],
+                     wanted: Wanted) -> None:
+        """Fill ``outs`` with ``missing``, each chunk version fetched by one task."""
+        waits: list[tuple[int, int, asyncio.Future[bytes]]] = []
         mine: Wanted = []
         loop = asyncio.get_running_loop()
         for dataset, indices in missing:
             todo = []
             for i in indices:
-                key = (dataset.id, i)
+                key = (dataset.id, i, dataset.info.digests[i])
                 if key not in self._inflight:
                     self._inflight[key] = loop.create_future()
                     todo.append(i)
-                waits[key] = self._inflight[key]
+                waits.append((dataset.id, i, self._inflight[key]))
             if todo:
                 mine.append((dataset, todo))
         self.stats["misses"] += sum(len(todo) for _, todo in mine)
-        if mine:
-            limit = asyncio.Semaphore(CONCURRENCY)
-            tasks = [asyncio.create_task(self._fetch_batch(batch, fetch, limit))
-                     for batch, _ in pieces(mine, BATCH_BYTES, MAX_BATCH)]
-            await asyncio.gather(*tasks, return_exceptions=True)  # errors reach the futures
-        out: dict[int, dict[int, bytes]] = {}
-        for (ds_id, i), future in waits.items():
-            out.setdefault(ds_id, {})[i] = await future
-        return out
+        limit = asyncio.Semaphore(CONCURRENCY)
+        for batch, _ in pieces(mine, BATCH_BYTES, MAX_BATCH):
+            task = loop.create_task(self._fetch_batch(batch, fetch, limit))
+            self._tasks.add(task)
+            task.add_done_callback(lambda t, batch=batch: self._fetched(t, batch))
+        fetched: dict[int, dict[int, bytes]] = {}
+        for ds_id, i, future in waits:
+            # shielded: a reader that goes away must not cancel what others wait for
+            fetched.setdefault(ds_id, {})[i] = await asyncio.shield(future)
+        for (dataset, _), out in zip(wanted, outs):
+            out.update(fetched.get(dataset.id, {}))
+
+    def _fetched(self, task: asyncio.Task, batch: Wanted) -> None:
+        """A fetch ended: whatever of its batch it did not deliver fails, with its error."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            error: BaseException = Unavailable("the fetch was cancelled (the service is stopping)")
+        else:
+            error = task.exception() or ProtocolError("the source did not send every chunk asked")
+        for dataset, indices in batch:
+            for i in indices:
+                self._resolve((dataset.id, i, dataset.info.digests[i]), exc=error)
 
     async def _fetch_batch(self, batch: Wanted, fetch: Fetcher, limit: asyncio.Semaphore) -> None:
         pending = {(dataset.id, i) for dataset, indices in batch for i in indices}
@@ -162,11 +192,11 @@ class Cache:
                     if size >= GROUP_BYTES:
                         # keep receiving while this group is hashed and written; at most two
                         # groups wait, so memory stays bounded when the disk is slower
-                        stores.append(self._spawn_store(group, pending))
+                        stores.append(asyncio.ensure_future(self._store_group(group, pending)))
                         group, size = [], 0
                         if len(stores) > 1:
                             await stores[-2]
-                stores.append(self._spawn_store(group, pending))
+                stores.append(asyncio.ensure_future(self._store_group(group, pending)))
                 for store in stores:
                     await store
             if pending:
@@ -174,17 +204,9 @@ class Cache:
                 path = next(d.path for d, _ in batch if d.id == ds_id)
                 raise ProtocolError(f"source did not send chunk {i} of {path} "
                                     f"({len(pending)} missing)")
-        except BaseException as exc:
-            # stores are never cancelled (a write cut short would leak its reservation): wait
+        finally:
+            # a store is never cancelled halfway: its reservation and files must be settled
             await asyncio.gather(*stores, return_exceptions=True)
-            for key in pending:
-                self._resolve(key, exc=exc)
-            raise
-
-    def _spawn_store(self, group, pending: set[tuple[int, int]]) -> asyncio.Task:
-        task = asyncio.ensure_future(self._store_group(group, pending))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # reported by the batch
-        return task
 
     async def _store_group(
         self, group: list[tuple[Dataset, int, str, bytes]], pending: set[tuple[int, int]]
@@ -193,32 +215,29 @@ class Cache:
         ones before it are stored."""
         if not group:
             return
-        keep = []  # room is made (and reserved in self.used) before the files are written
+        keep = []  # room is made (and reserved) before the files are written
         for n, (_, _, _, data) in enumerate(group):
             self.stats["fetched_bytes"] += len(data)
             if self._make_room(len(data)):
                 keep.append(n)
-                self.used += len(data)
+                self.reserved += len(data)
             else:
                 self.stats["passed_through"] += 1
-        # the digests expected are read now: a change may have replaced a dataset's info
         kept = set(keep)
-        checks = [(self.dir / str(d.id), str(i), digest, d.info.digests[i], data, n in kept)
+        checks = [(self.dir / str(d.id), i, digest, d.info.digests[i], data, n in kept)
                   for n, (d, i, digest, data) in enumerate(group)]
         reserved = sum(len(group[n][3]) for n in keep)
         try:
             good = await asyncio.to_thread(_verify_and_write, checks)
-        except BaseException:  # e.g. a full disk: nothing of this group is indexed
-            self.used -= reserved
-            raise
+        finally:  # e.g. a full disk: nothing of this group is indexed
+            self.reserved -= reserved
         written = [n for n in keep if n < good]
-        self.used -= reserved - sum(len(group[n][3]) for n in written)
         now = self.clock()
-        self.state.add_chunks(
-            [(group[n][0].id, group[n][1], checks[n][3], len(group[n][3]), now) for n in written])
+        self._index([(group[n][0].id, group[n][1], checks[n][3], len(group[n][3]), now)
+                     for n in written])
         for dataset, i, _, data in group[:good]:
             pending.discard((dataset.id, i))
-            self._resolve((dataset.id, i), data)
+            self._resolve((dataset.id, i, dataset.info.digests[i]), data)
         if good < len(group):
             dataset, i = group[good][:2]
             raise DigestMismatch(
@@ -226,7 +245,7 @@ class Cache:
                 index=i, path=dataset.path,
             )
 
-    def _resolve(self, key: tuple[int, int], data: bytes | None = None,
+    def _resolve(self, key: Key, data: bytes | None = None,
                  exc: BaseException | None = None) -> None:
         future = self._inflight.pop(key, None)
         if future is None or future.done():
@@ -239,6 +258,21 @@ class Cache:
 
     # --- storing and evicting ----------------------------------------------------------------
 
+    def _index(self, rows: list[tuple[int, int, str, int, float]]) -> None:
+        """Index written chunks; count exactly what the index took, and remove the files of
+        what it refused (the dataset is gone) or replaced (another version)."""
+        refused, replaced = self.state.add_chunks(rows)
+        new = {(ds_id, i): digest for ds_id, i, digest, _, _ in rows}
+        for n, (ds_id, i, digest, size, _) in enumerate(rows):
+            if n in refused:
+                _unlink(chunk_file(self.dir / str(ds_id), i, digest))
+            else:
+                self.used += size
+        for ds_id, i, digest, size in replaced:
+            self.used -= size
+            if digest != new[ds_id, i]:
+                _unlink(chunk_file(self.dir / str(ds_id), i, digest))
+
     def flush_uses(self) -> None:
         """Write the uses held in memory to the index."""
         if self._uses:
@@ -248,37 +282,33 @@ class Cache:
     def _make_room(self, size: int) -> bool:
         if size > self.budget:
             return False
-        if self.used + size > self.budget:
+        if self.used + self.reserved + size > self.budget:
             self.flush_uses()  # evict by the true order of use
-        while self.used + size > self.budget:
+        while self.used + self.reserved + size > self.budget:
             victims = [
                 v for v in self.state.oldest(limit=256 + len(self._pins)) if v[:2] not in self._pins
             ]
             if not victims:
                 return False
-            for dataset, idx, victim_size in victims:
-                self._remove(dataset, [idx], victim_size)
+            for dataset, idx, _, _ in victims:
+                self._remove(dataset, [idx])
                 self.stats["evicted"] += 1
-                if self.used + size <= self.budget:
+                if self.used + self.reserved + size <= self.budget:
                     break
         return True
 
-    def _remove(self, dataset: int, indices: list[int], size: int) -> None:
-        self.state.drop_chunks(dataset, indices)
-        for i in indices:
+    def _remove(self, dataset: int, indices: list[int] | None) -> None:
+        """Drop chunks from the index (all of a dataset's for None), then their files."""
+        for i, digest, size in self.state.drop_chunks(dataset, indices):
             self._uses.pop((dataset, i), None)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.dir / str(dataset) / str(i))
-        self.used -= size
+            _unlink(chunk_file(self.dir / str(dataset), i, digest))
+            self.used -= size
 
     def drop(self, dataset: Dataset | int, indices: list[int] | None = None) -> None:
-        """Forget chunks of a dataset (all of them when ``indices`` is None)."""
-        ds_id = dataset if isinstance(dataset, int) else dataset.id
-        present = self.state.present(ds_id)
-        chosen = list(present) if indices is None else [i for i in indices if i in present]
-        self._remove(ds_id, chosen, sum(present[i][1] for i in chosen))
-        if indices is None:
-            shutil.rmtree(self.dir / str(ds_id), ignore_errors=True)
+        """Forget chunks of a dataset (all of them when ``indices`` is None). File by file,
+        never the folder: a fetch in flight may be writing into it (what it writes is then
+        refused by the index and removed, or kept under a reused id: both counted)."""
+        self._remove(dataset if isinstance(dataset, int) else dataset.id, indices)
 
     @contextlib.contextmanager
     def pinned(self, wanted: Wanted):
@@ -300,37 +330,44 @@ class Cache:
             if not folder.name.isdigit() or int(folder.name) not in known:
                 shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink()
                 continue
+            ds_id = int(folder.name)
             for f in folder.iterdir():
-                key = (int(folder.name), int(f.name)) if f.name.isdigit() else None
-                if key in indexed:
+                index, _, digest = f.name.partition(".")
+                key = (ds_id, int(index)) if index.isdigit() else None
+                if key is not None and indexed.get(key) == digest:
                     on_disk.add(key)
                 else:
                     f.unlink()
-        for dataset, idx in indexed - on_disk:
+        for dataset, idx in indexed.keys() - on_disk:
             self.state.drop_chunks(dataset, [idx])
         self.used = self.state.used_bytes()
 
 
-def _verify_and_write(checks: list[tuple[Path, str, str, str, bytes, bool]]) -> int:
-    """Check each chunk (folder, name, digest sent, digest expected, bytes, keep) against the
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _verify_and_write(checks: list[tuple[Path, int, str, str, bytes, bool]]) -> int:
+    """Check each chunk (folder, index, digest sent, digest expected, bytes, keep) against the
     digest sent and the one expected, writing those kept; stops at the first bad one. Returns
     how many passed."""
-    for n, (folder, name, sent, expected, data, keep) in enumerate(checks):
+    for n, (folder, index, sent, expected, data, keep) in enumerate(checks):
         actual = chunk_digest(data)
         if actual != sent or actual != expected:
             return n
         if keep:
-            _write_atomically(folder, name, data)
+            _write_atomically(chunk_file(folder, index, actual), data)
     return len(checks)
 
 
-def _write_atomically(folder: Path, name: str, data: bytes) -> None:
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         f = open(tmp, "wb")
     except FileNotFoundError:  # the dataset's first chunk
-        folder.mkdir(exist_ok=True)
+        path.parent.mkdir(exist_ok=True)
         f = open(tmp, "wb")
     with f:
         f.write(data)
-    os.replace(tmp, folder / name)
+    os.replace(tmp, path)

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "republish_broker": "",  # "" = the subscriber's first broker
     "advertise": "",  # the URL a mirror announces; "" = the URL it is bound to
     "prefer": "",  # sources a subscriber reads from first: pub_ids or URLs, comma-separated
+    "trust_file": "",  # signing keys of roots given up front (`ROOT KEY` lines); "" = none
     # --- security (docs: DESIGN.md section 8); "" means "not set" --------------------------
     "users": "",  # the users database; "" = <subscriber statedir>/users.db
     "auth": False,  # does `caterva sub` require login (deny by default when on)

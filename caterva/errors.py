@@ -5,12 +5,15 @@
     │   ├── InvalidName                          invalid_name          400
     │   └── BadSelection     (IndexError too)    bad_selection         400
     ├── ProtocolError        (ValueError)        protocol_error        502
-    │   └── DigestMismatch                       digest_mismatch       502
+    │   ├── DigestMismatch                       digest_mismatch       502
+    │   └── UntrustedSource                      untrusted_source      502
+    │       └── KeyChanged                       key_changed           502
     ├── NotFound             (LookupError)       not_found             404
     │   ├── UnknownRoot                          unknown_root          404
     │   ├── UnknownDataset   (FileNotFoundError) unknown_dataset       404
     │   └── ChunkOutOfRange  (IndexError)        chunk_out_of_range    404
     ├── NotFollowed                              not_followed          409
+    ├── DatasetChanged                           dataset_changed       409
     ├── Unauthorized         (PermissionError)   unauthorized          401
     │   ├── BadCredentials                       bad_credentials       401
     │   └── TokenExpired                         token_expired         401
@@ -70,6 +73,19 @@ class DigestMismatch(ProtocolError):
     code, status = "digest_mismatch", 502
 
 
+class UntrustedSource(ProtocolError):
+    """What a source sent about a root fails verification: no signature, a bad one, content
+    that does not match what was signed, or a version older than one already seen."""
+
+    code, status = "untrusted_source", 502
+
+
+class KeyChanged(UntrustedSource):
+    """A root's manifest is signed by another key than the one this subscriber trusts."""
+
+    code, status = "key_changed", 502
+
+
 class NotFound(CatervaError, LookupError):
     code, status = "not_found", 404
 
@@ -88,6 +104,12 @@ class ChunkOutOfRange(NotFound, IndexError):
 
 class NotFollowed(CatervaError):
     code, status = "not_followed", 409
+
+
+class DatasetChanged(CatervaError):
+    """The version of a dataset a read started with is gone: read it again."""
+
+    code, status = "dataset_changed", 409
 
 
 class Unauthorized(CatervaError, PermissionError):

@@ -15,16 +15,24 @@ from pathlib import Path
 
 from caterva import sqlite
 from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.seal import Seal
 from caterva.protocol.topics import check_pub_id, new_pub_id
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE roots (
     name TEXT PRIMARY KEY,
     manifest_etag TEXT,
-    followed_at REAL NOT NULL
+    followed_at REAL NOT NULL,
+    seal TEXT
+);
+CREATE TABLE trusted_keys (
+    root TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    how TEXT NOT NULL,
+    since REAL NOT NULL
 );
 CREATE TABLE datasets (
     id INTEGER PRIMARY KEY,
@@ -45,13 +53,18 @@ CREATE INDEX chunks_by_atime ON chunks (atime);
 """
 
 # MIGRATIONS[n] upgrades a database from version n to n + 1.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # signed roots: the seal each root was synced to, and the key each root is bound to
+    1: """ALTER TABLE roots ADD COLUMN seal TEXT;
+          CREATE TABLE trusted_keys (root TEXT PRIMARY KEY, key TEXT NOT NULL,
+                                     how TEXT NOT NULL, since REAL NOT NULL)""",
+}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Dataset:
-    """A dataset of a followed root as this subscriber knows it. ``info`` is replaced (never
-    mutated) when the source announces a change."""
+    """One version of a dataset of a followed root. A change makes a new Dataset (same id,
+    new info): a request holds the one it started with, so it reads one version throughout."""
 
     id: int
     root: str
@@ -69,6 +82,7 @@ class State:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")  # `caterva trust` may be writing
         self._upgrade()
 
     def _upgrade(self) -> None:
@@ -100,7 +114,7 @@ class State:
         return dict(self.db.execute("SELECT name, manifest_etag FROM roots"))
 
     def follow(self, root: str, now: float) -> None:
-        self.db.execute("INSERT OR IGNORE INTO roots VALUES (?, NULL, ?)", (root, now))
+        self.db.execute("INSERT OR IGNORE INTO roots VALUES (?, NULL, ?, NULL)", (root, now))
 
     def unfollow(self, root: str) -> list[int]:
         """Forget a root; returns the ids of its datasets (their chunk files must go too)."""
@@ -109,8 +123,30 @@ class State:
             self.db.execute("DELETE FROM roots WHERE name=?", (root,))
         return ids
 
-    def set_manifest_etag(self, root: str, etag: str) -> None:
-        self.db.execute("UPDATE roots SET manifest_etag=? WHERE name=?", (etag, root))
+    def seals(self) -> dict[str, Seal]:
+        """The seal each followed root was last synced to (roots synced before signing: none)."""
+        return {name: Seal.from_bytes(seal) for name, seal in
+                self.db.execute("SELECT name, seal FROM roots WHERE seal IS NOT NULL")}
+
+    def set_synced(self, root: str, etag: str, seal: Seal) -> None:
+        self.db.execute("UPDATE roots SET manifest_etag=?, seal=? WHERE name=?",
+                        (etag, seal.to_bytes().decode(), root))
+
+    # --- trusted keys (kept when a root is unfollowed, like ssh's known_hosts) -----------------
+
+    def trusted(self, root: str | None = None) -> dict[str, tuple[str, str, float]]:
+        """root -> (key, how it came to be trusted, since when), for one root or all."""
+        query, args = "SELECT root, key, how, since FROM trusted_keys", ()
+        if root is not None:
+            query, args = query + " WHERE root=?", (root,)
+        return {r: (key, how, since) for r, key, how, since in self.db.execute(query, args)}
+
+    def trust(self, root: str, key: str, how: str, now: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO trusted_keys VALUES (?, ?, ?, ?)",
+                        (root, key, how, now))
+
+    def distrust(self, root: str) -> bool:
+        return self.db.execute("DELETE FROM trusted_keys WHERE root=?", (root,)).rowcount > 0
 
     # --- datasets ----------------------------------------------------------------------------
 
@@ -149,19 +185,49 @@ class State:
             query, args = query + " AND idx BETWEEN ? AND ?", (dataset, min(among), max(among))
         return {idx: (digest, size) for idx, digest, size in self.db.execute(query, args)}
 
-    def add_chunks(self, rows: list[tuple[int, int, str, int, float]]) -> None:
-        """Index chunks (dataset, idx, digest, size, atime) in one transaction."""
-        if rows:
-            with self.transaction():
-                self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", rows)
+    def add_chunks(
+        self, rows: list[tuple[int, int, str, int, float]]
+    ) -> tuple[set[int], list[tuple[int, int, str, int]]]:
+        """Index chunks (dataset, idx, digest, size, atime) in one transaction. Returns the
+        positions of rows refused because their dataset is gone, and the rows replaced
+        (dataset, idx, digest, size): what the cache must count and remove exactly."""
+        if not rows:
+            return set(), []
+        with self.transaction():
+            ids = {r[0] for r in rows}
+            known = {r[0] for r in self.db.execute(
+                f"SELECT id FROM datasets WHERE id IN ({','.join('?' * len(ids))})", list(ids))}
+            refused = {n for n, r in enumerate(rows) if r[0] not in known}
+            taken = [r for n, r in enumerate(rows) if n not in refused]
+            replaced = []
+            for dataset, idx, *_ in taken:
+                row = self.db.execute("SELECT digest, size FROM chunks WHERE dataset=? AND idx=?",
+                                      (dataset, idx)).fetchone()
+                if row:
+                    replaced.append((dataset, idx, *row))
+            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", taken)
+        return refused, replaced
 
-    def drop_chunks(self, dataset: int, indices: Iterable[int] | None = None) -> None:
-        if indices is None:
-            self.db.execute("DELETE FROM chunks WHERE dataset=?", (dataset,))
-        else:
-            self.db.executemany(
-                "DELETE FROM chunks WHERE dataset=? AND idx=?", [(dataset, i) for i in indices]
-            )
+    def drop_chunks(
+        self, dataset: int, indices: Iterable[int] | None = None
+    ) -> list[tuple[int, str, int]]:
+        """Forget chunks of a dataset (all when ``indices`` is None); returns the rows
+        removed as (idx, digest, size)."""
+        with self.transaction():
+            if indices is None:
+                gone = list(self.db.execute(
+                    "SELECT idx, digest, size FROM chunks WHERE dataset=?", (dataset,)))
+                self.db.execute("DELETE FROM chunks WHERE dataset=?", (dataset,))
+                return gone
+            gone = []
+            for i in indices:
+                row = self.db.execute("SELECT idx, digest, size FROM chunks WHERE dataset=? "
+                                      "AND idx=?", (dataset, i)).fetchone()
+                if row:
+                    gone.append(row)
+            self.db.executemany("DELETE FROM chunks WHERE dataset=? AND idx=?",
+                                [(dataset, row[0]) for row in gone])
+        return gone
 
     def touch(self, uses: dict[tuple[int, int], float]) -> None:
         """Record when (dataset, idx) chunks were last used, in one transaction."""
@@ -179,26 +245,33 @@ class State:
         ).fetchone()
         return row[0], row[1]
 
-    def oldest(self, limit: int) -> list[tuple[int, int, int]]:
-        """The least recently used chunks: (dataset, idx, size)."""
-        return list(
-            self.db.execute("SELECT dataset, idx, size FROM chunks ORDER BY atime LIMIT ?", (limit,))
-        )
+    def oldest(self, limit: int) -> list[tuple[int, int, str, int]]:
+        """The least recently used chunks: (dataset, idx, digest, size)."""
+        return list(self.db.execute(
+            "SELECT dataset, idx, digest, size FROM chunks ORDER BY atime LIMIT ?", (limit,)))
 
-    def all_chunks(self) -> set[tuple[int, int]]:
-        return set(self.db.execute("SELECT dataset, idx FROM chunks"))
+    def all_chunks(self) -> dict[tuple[int, int], str]:
+        """(dataset, idx) -> digest of every indexed chunk."""
+        return {(d, i): digest for d, i, digest in
+                self.db.execute("SELECT dataset, idx, digest FROM chunks")}
 
     def dataset_ids(self) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT id FROM datasets")}
 
 
 class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); inside another one, part of it."""
+
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self.outer = False
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.outer = not self.db.in_transaction
+        if self.outer:
+            self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, kind, value, tb) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if self.outer:
+            self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -14,7 +14,7 @@ from caterva.cli.startup import long_lived
 with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup.py)
     import typer
 
-    from caterva.cli import commands, data, security, users
+    from caterva.cli import commands, data, security, trust, users
     from caterva.errors import (
         BadCredentials,
         BadRequest,
@@ -216,6 +216,11 @@ def sub(
         typer.Option(metavar="PUB_ID_OR_URL", help="Read from this source when it is online; "
                      "repeatable, first wins [env CATERVA_PREFER, comma-separated]."),
     ] = None,
+    trust_file: Annotated[
+        Optional[Path],
+        typer.Option(metavar="PATH", help="Signing keys of roots, given up front: `ROOT KEY` "
+                     "lines; they win over keys met first [env CATERVA_TRUST_FILE]."),
+    ] = None,
     auth: Annotated[Optional[bool], typer.Option(
         "--auth", rich_help_panel=security.PANEL,
         help="Require login (POST /v1/login) and serve each user only the roots granted with "
@@ -259,7 +264,7 @@ def sub(
             [republish_broker], broker_user, broker_password, ca_file)
     run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size,
         republish=republish, republish_broker=republish_broker, advertise=advertise,
-        prefer=prefer, security=guard)
+        prefer=prefer, trust_file=trust_file, security=guard)
 
 
 # client commands (roots, follow, unfollow, list, info, watch, show, download) live in their
@@ -267,6 +272,7 @@ def sub(
 commands.register(app)
 data.register(app)
 users.register(app)  # user add/grant/revoke/list/remove/passwd, login, logout
+trust.register(app)  # which signing key each root is bound to
 
 
 @app.command()

@@ -46,7 +46,7 @@ from caterva.client.transfer import (
     groups,
     root_targets,
 )
-from caterva.errors import Unavailable
+from caterva.errors import DatasetChanged, DigestMismatch, Unavailable
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.names import split_address
@@ -160,6 +160,12 @@ class AsyncClient:
     ) -> Path:
         """See ``Client.download``."""
         root, path = split_address(address)
+        try:
+            return await self._download(root, path, dest, progress)
+        except (DatasetChanged, DigestMismatch):  # raced a change: once more, from the top
+            return await self._download(root, path, dest, progress)
+
+    async def _download(self, root: str, path: str | None, dest, progress) -> Path:
         if path is None:
             return await self._download_root(root, dest, progress)
         info, _ = await self._send(Calls.info(root, path))

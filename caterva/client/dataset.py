@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from caterva.client.base import Cached, Call, Calls
-from caterva.errors import BadRequest, BadSelection, DigestMismatch, ProtocolError
+from caterva.errors import BadRequest, BadSelection, DatasetChanged, DigestMismatch, ProtocolError
 from caterva.protocol import rest, selection
 from caterva.protocol.metadata import DatasetInfo
 
@@ -285,7 +285,11 @@ class Dataset(DatasetBase):
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return Dataset(self._client, *self._field_view_args(key))
-        return self._client._run(self._reader(key, self._client.selections))
+        how = self._client.selections
+        try:
+            return self._client._run(self._reader(key, how))
+        except DatasetChanged:  # the version the read began with is gone: once more
+            return self._client._run(self._reader(key, how))
 
     def get(self, key: Any = Ellipsis) -> Any:
         """``ds.get(sel)`` is ``ds[sel]``; ``ds.get()`` reads everything."""
@@ -323,7 +327,13 @@ class AsyncDataset(DatasetBase):
         if isinstance(key, str):  # a field view is made without I/O, so it is not awaited
             return AsyncDataset(self._client, *self._field_view_args(key))
         reader = self._reader(key, self._client.selections)  # a bad key raises before any await
-        return self._client._run(reader)
+        return self._read(reader, key)
+
+    async def _read(self, reader: Reader, key: Any) -> Any:
+        try:
+            return await self._client._run(reader)
+        except DatasetChanged:  # the version the read began with is gone: once more
+            return await self._client._run(self._reader(key, self._client.selections))
 
     async def get(self, key: Any = Ellipsis) -> Any:
         return await self[key]

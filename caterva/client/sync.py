@@ -46,7 +46,7 @@ from caterva.client.transfer import (
     groups,
     root_targets,
 )
-from caterva.errors import Unavailable
+from caterva.errors import DatasetChanged, DigestMismatch, Unavailable
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.names import split_address
@@ -182,6 +182,12 @@ class Client:
         Returns the file or directory written.
         """
         root, path = split_address(address)
+        try:
+            return self._download(root, path, dest, progress)
+        except (DatasetChanged, DigestMismatch):  # raced a change: once more, from the top
+            return self._download(root, path, dest, progress)
+
+    def _download(self, root: str, path: str | None, dest, progress) -> Path:
         if path is None:
             return self._download_root(root, dest, progress)
         info, _ = self._send(Calls.info(root, path))

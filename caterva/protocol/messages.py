@@ -33,6 +33,7 @@ class Announcement(Model):
     datasets: int
     origin: str  # pub_id of the publisher that owns the files
     hops: list[str] = field(default_factory=list)  # pub_ids from the origin to this source
+    key: str | None = None  # the origin's signing key, in the origin's own announcement
 
     def __post_init__(self) -> None:
         check_root(self.root)

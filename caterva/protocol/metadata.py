@@ -10,13 +10,18 @@ BLAKE2b's here; every chunk a subscriber fetches is hashed once.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from caterva.protocol.model import Model
 from caterva.protocol.names import check_path, check_root
+from caterva.protocol.seal import Seal
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 Kind = Literal["b2nd", "b2frame", "file"]
 
@@ -54,9 +59,11 @@ class DatasetInfo(Model):
             object.__setattr__(self, "etag", self.content_etag())
 
     def content_etag(self) -> str:
-        body = {k: v for k, v in asdict(self).items() if k not in ("etag", "mtime", "size")}
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+        """What identifies the content: every field but etag, mtime and size, canonical JSON.
+        Recomputed for every dataset of every manifest a subscriber verifies, so no asdict
+        (a deep copy): 6 instead of 35 us a dataset."""
+        body = {name: getattr(self, name) for name in _content_fields()}
+        return hashlib.blake2b(_CANONICAL.encode(body).encode(), digest_size=16).hexdigest()
 
     @property
     def chunk_cbytes(self) -> int:
@@ -79,19 +86,30 @@ class DatasetInfo(Model):
         return [i for i, (a, b) in enumerate(zip(self.digests, new.digests)) if a != b]
 
 
+@functools.cache
+def _content_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(DatasetInfo)
+                 if f.name not in ("etag", "mtime", "size"))
+
+
 @dataclass(frozen=True)
 class Manifest(Model):
     root: str
     datasets: list[DatasetInfo] = field(default_factory=list)
     etag: str = ""
+    seal: Seal | None = None  # the origin's signature (caterva.protocol.seal)
 
     def __post_init__(self) -> None:
         check_root(self.root)
         if not self.etag:
-            h = hashlib.blake2b(self.root.encode(), digest_size=16)
-            for d in sorted(self.datasets, key=lambda d: d.path):
-                h.update(f"\0{d.path}\0{d.etag}".encode())
-            object.__setattr__(self, "etag", h.hexdigest())
+            object.__setattr__(self, "etag", self.content_etag())
+
+    def content_etag(self) -> str:
+        """A hash of the root name and every dataset's (path, etag)."""
+        h = hashlib.blake2b(self.root.encode(), digest_size=16)
+        for d in sorted(self.datasets, key=lambda d: d.path):
+            h.update(f"\0{d.path}\0{d.etag}".encode())
+        return h.hexdigest()
 
     def by_path(self) -> dict[str, DatasetInfo]:
         return {d.path: d for d in self.datasets}

@@ -17,7 +17,9 @@ loop between mirrors fails one read instead of cycling.
 
 A batch response (``application/x-caterva-chunks``) is a sequence of frames, one per requested
 chunk in the order asked: a 28-byte header ``<u32 index><u64 length><16-byte digest>`` and then
-``length`` bytes of the compressed chunk exactly as stored.
+``length`` bytes of the compressed chunk exactly as stored. A stream that fails after it began
+(the dataset changed, its source went away) ends with an error frame: index ``ERROR_INDEX``,
+and the error's JSON body (as an error response carries) as its bytes; the reader raises it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 from urllib.parse import quote
 
-from caterva.errors import BadRequest, ProtocolError
+import json
+
+from caterva.errors import BadRequest, CatervaError, ProtocolError, from_payload
 
 API = "/v1"
 DIGEST_HEADER = "X-Caterva-Digest"
@@ -36,6 +40,8 @@ BATCH_TYPE = "application/x-caterva-chunks"
 FRAME = struct.Struct("<IQ16s")
 MAX_BATCH = 4096  # chunk indices in one batch request
 NPY_MAX = 64 * 2**20  # the most bytes a subscriber decodes into one .npy answer
+ERROR_INDEX = 0xFFFFFFFF  # the index of a frame that carries an error, not a chunk
+ERROR_MAX = 1 << 16  # bytes an error frame may hold
 
 
 def _q(path: str) -> str:
@@ -142,6 +148,12 @@ def frame_header(index: int, data: bytes | memoryview, digest_hex: str) -> bytes
     return FRAME.pack(index, len(data), bytes.fromhex(digest_hex))
 
 
+def error_frame(error: CatervaError) -> bytes:
+    """The frame that ends a failing stream with ``error``."""
+    body = json.dumps(error.to_payload()).encode()[:ERROR_MAX]
+    return FRAME.pack(ERROR_INDEX, len(body), bytes(16)) + body
+
+
 def frame_pieces(
     chunks: Iterable[tuple[int, bytes, str]], alone: int = 1 << 18, most: int = 1 << 20
 ) -> Iterator[bytes]:
@@ -190,6 +202,8 @@ class BatchReader:
                 if len(self._head) < FRAME.size:
                     return
                 index, length, digest = FRAME.unpack(self._head)
+                if index == ERROR_INDEX and length > ERROR_MAX:
+                    raise ProtocolError("an error frame too large to be one")
                 self._head = b""
                 self._need = (index, length, digest.hex())
             index, length, digest = self._need
@@ -202,6 +216,12 @@ class BatchReader:
                 return
             payload = b"".join(self._parts)
             self._parts, self._got, self._need = [], 0, None
+            if index == ERROR_INDEX:
+                try:
+                    body = json.loads(payload)
+                except ValueError:
+                    body = None
+                raise from_payload(body, 502)
             yield index, digest, payload
 
     def close(self) -> None:

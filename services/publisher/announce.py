@@ -34,9 +34,10 @@ MAX_PENDING = 10_000  # events kept while the broker is away; older ones are dro
 class Announcer:
     def __init__(
         self, *, name: str, url: str, pub_id: str, session: str, broker: str,
-        catalog: Catalog, store: Store,
+        catalog: Catalog, store: Store, key: str | None = None,
     ) -> None:
         self.name, self.url, self.pub_id, self.session = name, url, pub_id, session
+        self.key = key  # our signing key: subscribers may learn it from our own announcement
         self.catalog = catalog
         self.store = store
         self.seq = 0
@@ -62,7 +63,7 @@ class Announcer:
         manifest = self.catalog.manifest
         return Announcement(
             root=self.name, url=self.url, session=self.session, manifest_etag=manifest.etag,
-            datasets=len(manifest.datasets), origin=self.pub_id, hops=[self.pub_id],
+            datasets=len(manifest.datasets), origin=self.pub_id, hops=[self.pub_id], key=self.key,
         )
 
     async def _birth(self) -> None:

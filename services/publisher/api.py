@@ -229,6 +229,7 @@ def health(request: Request, catalog: CatalogDep, stats: StatsDep) -> JSONRespon
         "root": request.state.settings.name,
         "pub_id": announcer.pub_id,
         "session": announcer.session,
+        "key": announcer.key,
         "broker_connected": announcer.bus.connected.is_set(),
         "datasets": len(catalog.manifest.datasets),
     })

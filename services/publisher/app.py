@@ -1,9 +1,9 @@
 """The publisher as an ASGI app: ``create_app(settings)``; everything shared lives in lifespan
 state (catalog, announcer, stats), nothing in module globals.
 
-    startup:  state store -> catalog from last announced state -> first scan (changes made
-              while we were down; none on a first start) -> MQTT bus (connects in the
-              background) -> watcher -> ready
+    startup:  state store -> signing key -> catalog from last announced state -> first scan
+              (changes made while we were down; none on a first start) -> MQTT bus
+              (connects in the background) -> watcher -> ready
     running:  watcher: scan when inotify says DIR changed, and every scan_interval anyway
               -> change events + re-announcement
     shutdown: watcher stops -> offline status -> bus disconnects -> store closes
@@ -25,6 +25,7 @@ from services.publisher.api import router
 from services.publisher.catalog import Catalog
 from services.publisher.notify import Changes
 from services.publisher.settings import Settings
+from services.publisher.signing import Sealer, load_key
 from services.publisher.stats import Stats, StatsMiddleware
 from services.publisher.store import Store
 from services.serve import ready
@@ -39,17 +40,20 @@ def create_app(settings: Settings) -> FastAPI:
         watcher = announcer = None
         changes = Changes(settings.directory, settings.statedir)
         try:
+            pub_id, fresh = await asyncio.to_thread(store.identity)
+            pub_id = settings.pub_id or pub_id  # --pub-id, or the MQTT username (broker ACLs)
+            sealer = Sealer(await asyncio.to_thread(load_key, settings.statedir), store,
+                            root=settings.name, origin=pub_id)
             catalog = Catalog(
                 settings.name, settings.directory, settings.statedir / "frames",
                 known=await asyncio.to_thread(store.load),
-                frame_chunksize=settings.frame_chunksize,
+                frame_chunksize=settings.frame_chunksize, sealer=sealer,
             )
             first = await asyncio.to_thread(catalog.scan)
-            pub_id, fresh = await asyncio.to_thread(store.identity)
-            pub_id = settings.pub_id or pub_id  # --pub-id, or the MQTT username (broker ACLs)
+            log.info("root %s is signed with key %s", settings.name, sealer.key)
             announcer = Announcer(
                 name=settings.name, url=settings.url, pub_id=pub_id, session=secrets.token_hex(8),
-                broker=settings.broker, catalog=catalog, store=store,
+                broker=settings.broker, catalog=catalog, store=store, key=sealer.key,
             )
             if fresh:  # a first publication is told by the announcement, not by N creates
                 rows = [(e.path, e.stat, e.info) for e in first.entries.values()]

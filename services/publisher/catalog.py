@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from stat import S_ISREG
@@ -30,6 +30,7 @@ from caterva.errors import CatervaError, ChunkOutOfRange, Unavailable, UnknownDa
 from caterva.protocol.layout import describe
 from caterva.protocol.metadata import DatasetInfo, Kind, Manifest
 from caterva.protocol.names import check_path
+from caterva.protocol.seal import Seal
 from services.publisher import plainfiles
 from services.publisher.store import StatKey
 
@@ -126,12 +127,14 @@ class Catalog:
         *,
         known: Mapping[str, tuple[StatKey, DatasetInfo]] | None = None,
         frame_chunksize: int = plainfiles.CHUNKSIZE,
+        sealer: Callable[[str], Seal] | None = None,
     ) -> None:
         self.name = name
         self.directory = directory.resolve()
         self.framedir = framedir
         self.statedir = framedir.parent.resolve()  # never published, even if inside DIR
         self.frame_chunksize = frame_chunksize
+        self.sealer = sealer  # signs each manifest version (services/publisher/signing.py)
         self.described = 0  # files read and digested: proves the stat cache works
         self._entries = {p: self._entry(p, s, i) for p, (s, i) in (known or {}).items()}
         self._manifest = Manifest(name, [e.info for e in self._entries.values()])
@@ -146,9 +149,11 @@ class Catalog:
         return self._manifest
 
     def manifest_body(self) -> tuple[str, bytes]:
-        """(etag, JSON) of the manifest, encoded once per version: it can be large."""
+        """(etag, JSON) of the manifest with its seal, made once per version: it can be large."""
         manifest, cached = self._manifest, self._manifest_body
         if cached is None or cached[0] != manifest.etag:
+            if self.sealer is not None:
+                manifest = replace(manifest, seal=self.sealer(manifest.etag))
             cached = self._manifest_body = (manifest.etag, manifest.to_bytes())
         return cached
 

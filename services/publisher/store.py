@@ -23,6 +23,7 @@ from pathlib import Path
 from caterva import sqlite
 from caterva.errors import CatervaError, StateError
 from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.seal import Seal
 from caterva.protocol.topics import check_pub_id, new_pub_id
 
 log = logging.getLogger("caterva.publisher")
@@ -98,6 +99,20 @@ class Store:
             pub_id = new_pub_id()
             self._db.execute("INSERT INTO meta VALUES ('pub_id', ?)", (pub_id,))
             return pub_id, True
+
+    def seal(self) -> Seal | None:
+        """The seal of the last manifest served (its version is where the next one goes on)."""
+        with self._mutex:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'seal'").fetchone()
+        try:
+            return Seal.from_bytes(row[0]) if row else None
+        except CatervaError:
+            raise StateError("the publisher state holds an unreadable seal") from None
+
+    def save_seal(self, seal: Seal) -> None:
+        with self._mutex, self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('seal', ?)",
+                             (seal.to_bytes().decode(),))
 
     def load(self) -> dict[str, tuple[StatKey, DatasetInfo]]:
         with self._mutex:

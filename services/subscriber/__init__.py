@@ -11,6 +11,7 @@ from caterva.mqtt import BrokerURL
 from services import serve
 from services.security import Security
 from services.subscriber.settings import SubscriberSettings
+from services.subscriber.trust import read_trust_file
 
 
 def run(
@@ -23,6 +24,7 @@ def run(
     republish_broker: str | None = None,
     advertise: str | None = None,
     prefer: list[str] | None = None,
+    trust_file: Path | None = None,
     security: Security | None = None,
 ) -> None:
     host, port = parse_hostport(setting("subscriber_http", http), 8471)
@@ -39,6 +41,7 @@ def run(
         republish_broker=setting("republish_broker", republish_broker),
         advertise=setting("advertise", advertise).rstrip("/"),
         prefer=tuple(setting_list("prefer", prefer)),
+        trusted=read_trust_file(path) if (path := setting("trust_file", trust_file)) else {},
         security=security or Security(),
     )
     for url in (*settings.brokers, settings.republish_broker):

@@ -7,6 +7,7 @@ import asyncio
 import collections
 import io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -18,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from caterva.cache import Cache, Wanted
-from caterva.errors import BadSelection, ChunkOutOfRange
+from caterva.errors import BadSelection, CatervaError, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
@@ -27,6 +28,7 @@ from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of
 from services.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
+log = logging.getLogger("caterva.subscriber")
 
 NPY = "application/x-npy"
 NPY_PIECE = 1 << 20  # an array is sent this many bytes at a time
@@ -81,6 +83,8 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
         offers = directory.offers(name)
         best = chosen or (offers[0] if offers else None)
         followed = name in follower.etags
+        key = follower.trust.key(name)
+        seal = follower.seals.get(name)
         out.append(
             {
                 "root": name,
@@ -92,6 +96,10 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
                 "source_id": best.pub_id if best else None,
                 "origin": best.announcement.origin if best else None,
                 "hops": best.announcement.hops if best else [],
+                "key": key[0] if key else None,  # the signing key the root is bound to
+                "key_from": key[1] if key else None,
+                "version": seal.version if seal else None,
+                "problem": follower.problems.get(name),  # why the last resync failed
                 "sources": [
                     {"pub_id": o.pub_id, "url": o.url, "online": o.online,
                      "hops": o.announcement.hops, "broker": o.broker}
@@ -259,6 +267,9 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
                     for (ds, part), chunks in zip(parts, got) for n in part
                 ):
                     yield piece
+        except CatervaError as exc:  # the headers are out: the stream itself says it
+            log.info("chunk stream of %s ended early: %s", wanted[0][0].root, exc)
+            yield rest.error_frame(exc)
         finally:
             for task in ahead:
                 task.cancel()

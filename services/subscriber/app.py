@@ -30,6 +30,7 @@ from services.subscriber.discovery import Directory
 from services.subscriber.follower import Follower
 from services.subscriber.mirror import LoopGuard, Mirror, via_hook
 from services.subscriber.settings import SubscriberSettings
+from services.subscriber.trust import Trust
 
 log = logging.getLogger("caterva.subscriber")
 
@@ -55,7 +56,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         client = fetch.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
                                   **settings.security.source_client_options())
         directory = Directory(self_id=pub_id, prefer=settings.prefer)
-        follower = Follower(state, cache, directory, client)
+        follower = Follower(state, cache, directory, client, Trust(state, settings.trusted))
         name = f"caterva-sub-{secrets.token_hex(4)}"
 
         async def on_change(topic: str, payload: bytes) -> None:
@@ -85,8 +86,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
                 if index == 0 and heard.sender == name:
                     directory.synced.set()
 
-            async def on_connect() -> None:
-                follower.reset_cursors()  # events may have been missed while disconnected
+            async def on_connect() -> None:  # events may have been missed while disconnected
                 await bus.publish(topics.DISCOVER, Discover(sender=name).to_bytes())
                 await follower.resync_all()
 

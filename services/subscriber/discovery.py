@@ -63,6 +63,9 @@ class Directory:
         # root -> (broker, pub_id) -> announcement: by root, as every query asks by root
         self._offers: dict[str, dict[tuple[int, str], Announcement]] = {}
         self._yielded: dict[tuple[str, str], str] = {}  # (root, pub_id) -> its session
+        # (root, pub_id) -> session of a source that served something unverifiable: not used
+        # again for that root while that session lasts
+        self._distrusted: dict[tuple[str, str], str] = {}
         # called with (root, offer) when the chosen source of a root appears, changes or
         # announces a new manifest: the follower resyncs if the root is followed
         self.listeners: list[Callable[[str, Offer | None], None]] = []
@@ -145,13 +148,24 @@ class Directory:
         return sorted(self._offers)
 
     def usable(self, offer: Offer) -> bool:
-        """Online, not reading through us, and not a mirror we yielded to."""
+        """Online, not reading through us, not a mirror we yielded to, not distrusted."""
         if not offer.online:
             return False
         if self.self_id is not None and self.self_id in offer.announcement.hops:
             return False
-        yielded = self._yielded.get((offer.announcement.root, offer.pub_id))
-        return yielded != offer.announcement.session
+        key = (offer.announcement.root, offer.pub_id)
+        session = offer.announcement.session
+        return self._yielded.get(key) != session and self._distrusted.get(key) != session
+
+    def distrust(self, offer: Offer) -> None:
+        """Stop reading ``offer``'s root from it (for as long as its session lasts)."""
+        self._distrusted[(offer.announcement.root, offer.pub_id)] = offer.announcement.session
+        self._notify(offer.announcement.root)
+
+    def origin_key(self, root: str) -> str | None:
+        """The signing key the root's origin names in its own announcement, if heard."""
+        keys = [o.announcement.key for o in self.offers(root) if o.is_origin and o.announcement.key]
+        return keys[0] if keys else None
 
     def rank(self, offer: Offer) -> tuple:
         """Sort key: smaller is better (see the module docstring)."""
@@ -163,9 +177,10 @@ class Directory:
             tier = 0 if offer.broker == 0 else 2  # a mirror on our own broker, or elsewhere
         return (preferred, tier, len(offer.announcement.hops), offer.pub_id, offer.broker)
 
-    def choose(self, root: str) -> Offer | None:
-        """The source to read ``root`` from, or None when no usable one is online."""
-        usable = [o for o in self.offers(root) if self.usable(o)]
+    def choose(self, root: str, exclude: frozenset[str] | set[str] = frozenset()) -> Offer | None:
+        """The source to read ``root`` from (not one of the pub_ids in ``exclude``), or None
+        when no usable one is online."""
+        usable = [o for o in self.offers(root) if self.usable(o) and o.pub_id not in exclude]
         return min(usable, key=self.rank, default=None)
 
     def source(self, root: str) -> Offer:

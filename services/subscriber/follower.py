@@ -1,15 +1,25 @@
-"""Follow roots and keep them fresh.
+"""Follow roots and keep them fresh, from signed manifests only.
 
 Following a root costs one manifest request; it records each dataset's layout and digests.
-A change event fetches the dataset's new info and drops only the chunks whose digest changed;
-a delete drops the dataset. A gap in ``seq``, a new source session, a new manifest etag in an
-announcement, a change of source, or a reconnect all lead to a resync: the manifest is fetched
-again (a 304 when nothing changed) and reconciled, which also removes datasets deleted while we
-were away. Work on one root is serialised by a lock, so events and resyncs never interleave.
+Every manifest, from whichever source, is verified before it is used: signed by the key the
+root is bound to (services/subscriber/trust.py), sealing exactly the content received, and
+not older than what we hold (caterva.protocol.seal). A source whose manifest fails is skipped
+(and, unless it is only behind or signed by another key, not used again for its session); the
+next source is tried.
 
-Whatever changes a dataset, an event or a resync, is told as a create/update/delete event
-(with the changed chunks) to watchers and to ``listeners`` (a republishing mirror passes them
-on downstream).
+Change events and announcements are hints: one that says the root moved on (another manifest
+etag) makes a resync, which fetches the manifest (a 304 when nothing changed) and reconciles,
+so a forged event can cost a request but never change or hide a dataset. Resyncs of a root are
+coalesced: events that arrive during one make one more, not one each. Work on one root is
+serialised by a lock.
+
+A dataset's version is a Dataset object: a change makes a new one, so a reader holding one
+reads one version (caterva.cache names chunk files by digest). A read whose chunks do not match
+their digests resyncs: if its version is gone it fails with DatasetChanged, else the source
+sent bad bytes and the read is retried once from another source.
+
+Whatever changes a dataset is told as a create/update/delete event (with the changed chunks)
+to watchers and to ``listeners`` (a republishing mirror passes them on downstream).
 """
 
 from __future__ import annotations
@@ -19,36 +29,32 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from functools import partial
 
 import httpx
 
 from caterva.cache import Cache, Wanted
 from caterva.errors import (
     CatervaError,
+    DatasetChanged,
     DigestMismatch,
+    KeyChanged,
     NotFollowed,
     SourceOffline,
     UnknownDataset,
     UnknownRoot,
+    UntrustedSource,
 )
 from caterva.fetch import Source
 from caterva.protocol.messages import Change
 from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.names import check_path
+from caterva.protocol.seal import Seal, verify_manifest
 from caterva.state import Dataset, State
 from services.subscriber.discovery import Directory, Offer
+from services.subscriber.trust import Trust
 
 log = logging.getLogger("caterva.subscriber")
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where we are in a source's change stream."""
-
-    pub_id: str
-    session: str
-    seq: int
 
 
 class Follower:
@@ -58,25 +64,31 @@ class Follower:
         cache: Cache,
         directory: Directory,
         client: httpx.AsyncClient,
+        trust: Trust | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
         self.cache = cache
         self.directory = directory
         self.client = client
+        self.trust = trust or Trust(state, clock=clock)
         self.clock = clock
         self.etags = state.followed()  # root -> manifest etag we are synced to
+        self.seals: dict[str, Seal] = state.seals()  # root -> the seal of that manifest
         self.datasets: dict[str, dict[str, Dataset]] = defaultdict(dict)
         for ds in state.datasets():
             self.datasets[ds.root][ds.path] = ds
-        self._cursors: dict[str, Cursor] = {}
         self._sources: dict[str, str | None] = {}  # root -> URL we read it from (None: offline)
+        self._reading: dict[str, Offer] = {}  # root -> the source chunks last came from
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._resyncing: set[str] = set()
+        self._again: set[str] = set()  # roots told to resync while one was running
         self._watchers: set[asyncio.Queue[dict]] = set()
         # called with every event as it happens, before watchers see it (after the state moved)
         self.listeners: list[Callable[[dict], None]] = []
         self._tasks: set[asyncio.Task] = set()
         self._manifests: dict[str, tuple[str, bytes]] = {}  # encoded on demand, dropped on change
+        self.problems: dict[str, str] = {}  # root -> why its last resync failed
         directory.listeners.append(self._on_offer)
 
     # --- reading ---------------------------------------------------------------------------
@@ -89,58 +101,70 @@ class Follower:
         return self.datasets[root]
 
     def manifest_body(self, root: str) -> tuple[str, bytes]:
-        """(etag, JSON) of what we hold of a followed root: the manifest we serve."""
+        """(etag, JSON) of what we hold of a followed root, with its origin's seal: the
+        manifest we serve as a mirror."""
         if root not in self._manifests:
             datasets = self.followed(root)
-            manifest = Manifest(root=root, datasets=[d.info for d in datasets.values()])
+            manifest = Manifest(root=root, datasets=[d.info for d in datasets.values()],
+                                seal=self.seals.get(root))
             self._manifests[root] = (manifest.etag, manifest.to_bytes())
         return self._manifests[root]
 
     def dataset(self, root: str, path: str) -> Dataset:
+        """The current version of a dataset; hold it to read that version throughout."""
         datasets = self.followed(root)
         ds = datasets.get(check_path(path))
         if ds is None:
             raise UnknownDataset(f"no dataset {path!r} in root {root!r}")
         return ds
 
-    async def source(self, root: str) -> Source:
-        await self.directory.synced.wait()
-        try:
-            offer = self.directory.source(root)
-        except UnknownRoot:
-            raise SourceOffline(f"no source of root {root!r} is known right now") from None
-        return Source(self.client, offer.url)
-
-    async def fetch(self, wanted: Wanted) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
+    async def fetch(self, wanted: Wanted, exclude: frozenset[str] = frozenset()
+                    ) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
         """The cache's fetcher: chunks of a root's datasets from its chosen source."""
         root = wanted[0][0].root
-        source = await self.source(root)
+        await self.directory.synced.wait()
+        offer = self.directory.choose(root, exclude)
+        if offer is None:
+            raise SourceOffline(f"every source of root {root!r} is offline")
+        self._reading[root] = offer
         paths = [(ds.path, indices) for ds, indices in wanted]
-        async for n, i, digest, data in source.chunks(root, paths):
+        async for n, i, digest, data in Source(self.client, offer.url).chunks(root, paths):
             yield wanted[n][0], i, digest, data
 
     async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
         return (await self.chunks_many([(dataset, indices)]))[0]
 
     async def chunks_many(self, wanted: Wanted) -> list[dict[int, bytes]]:
-        """Chunks of a root's datasets through the cache; a digest mismatch means our info of
-        that dataset is stale: refresh it, once."""
+        """Chunks of one version of a root's datasets, through the cache. A chunk that does
+        not match its digest: if that version is gone, DatasetChanged; if not, the source
+        sent bad bytes, and the read is tried once more from another source."""
         try:
             return await self.cache.get_many(wanted, self.fetch)
         except DigestMismatch as exc:
             root = wanted[0][0].root
-            await self.refresh(root, exc.detail["path"])
-            fresh = [(self.dataset(root, ds.path), indices) for ds, indices in wanted]
-            return await self.cache.get_many(fresh, self.fetch)
+            offer = self._reading.get(root)
+            await self.resync(root)
+            for ds, indices in wanted:
+                now = self.datasets[root].get(ds.path)
+                if now is None or now.id != ds.id or not ds.info.same_layout(now.info) or any(
+                        now.info.digests[i] != ds.info.digests[i] for i in indices):
+                    raise DatasetChanged(f"{root}/{ds.path} changed while it was read: read "
+                                         "it again", path=ds.path) from exc
+            if offer is None:
+                raise
+            if offer.announcement.manifest_etag == self.etags.get(root):  # not just behind
+                log.warning("source %s (%s) sent chunks of %s that fail their digests; not "
+                            "reading from it again", offer.pub_id, offer.url, root)
+                self.directory.distrust(offer)
+            return await self.cache.get_many(wanted, partial(self.fetch,
+                                                             exclude=frozenset({offer.pub_id})))
 
     # --- following -------------------------------------------------------------------------
 
     async def follow(self, root: str) -> Manifest | None:
         if root in self.etags:
             return None
-        await self.directory.synced.wait()
-        offer = self.directory.source(root)  # UnknownRoot or SourceOffline when there is none
-        manifest = await Source(self.client, offer.url).manifest(root)
+        offer, manifest = await self._signed_manifest(root)
         async with self._locks[root]:
             self.state.follow(root, self.clock())
             self.etags[root] = None
@@ -154,105 +178,113 @@ class Follower:
         async with self._locks[root]:
             for ds_id in self.state.unfollow(root):
                 self.cache.drop(ds_id)
-            self.etags.pop(root, None)
-            self.datasets.pop(root, None)
-            self._manifests.pop(root, None)
-            self._cursors.pop(root, None)
-            self._sources.pop(root, None)
+            for table in (self.etags, self.datasets, self._manifests, self._sources,
+                          self.seals, self._reading, self.problems):
+                table.pop(root, None)
         self._emit(root, "unfollow")
 
     async def resync(self, root: str) -> None:
-        """Reconcile a followed root with its source's manifest."""
+        """Reconcile a followed root with a verified manifest of one of its sources."""
         if root not in self.etags:
             return
         async with self._locks[root]:
-            source = await self.source(root)
-            manifest = await source.manifest(root, self.etags[root])
+            _, manifest = await self._signed_manifest(root, self.etags[root])
             if manifest is not None:
                 for op, path, chunks, etag in self._reconcile(root, manifest):
                     self._emit(root, op, path=path, chunks=chunks, etag=etag)
                 self._emit(root, "resync", datasets=len(manifest.datasets))
 
+    async def _signed_manifest(self, root: str, etag: str | None = None
+                               ) -> tuple[Offer, Manifest | None]:
+        """A verified manifest of ``root`` (None: still ``etag``), from the first source that
+        can give one, best first."""
+        await self.directory.synced.wait()
+        tried: set[str] = set()
+        error: CatervaError | None = None
+        while (offer := self.directory.choose(root, tried)) is not None:
+            tried.add(offer.pub_id)
+            try:
+                manifest = await Source(self.client, offer.url).manifest(root, etag)
+                if manifest is not None:
+                    self._accept(root, await asyncio.to_thread(verify_manifest, manifest))
+                return offer, manifest
+            except KeyChanged as exc:  # not its fault alone: the admin may trust the key
+                error = exc
+            except UntrustedSource as exc:
+                log.warning("not reading %s from %s (%s): %s", root, offer.pub_id, offer.url, exc)
+                self.directory.distrust(offer)
+                error = exc
+            except SourceOffline as exc:
+                error = exc
+        if error is not None:
+            raise error
+        self.directory.source(root)  # says why there is none: unknown, or offline
+        raise SourceOffline(f"every source of root {root!r} is offline")
+
+    def _accept(self, root: str, seal: Seal) -> None:
+        """Bind the seal's key to the root (or refuse it), and refuse a rollback."""
+        self.trust.check(root, seal, self.directory.origin_key(root))
+        held = self.seals.get(root)
+        if held is None or held.key != seal.key:
+            return
+        if seal.version < held.version:
+            raise SourceOffline(f"a source of {root!r} is behind (version {seal.version}, "
+                                f"we hold {held.version})")
+        if seal.version == held.version and seal.manifest_etag != held.manifest_etag:
+            raise UntrustedSource(f"two manifests of {root!r} are signed as version "
+                                  f"{seal.version}")
+
     def _reconcile(
         self, root: str, manifest: Manifest
     ) -> list[tuple[str, str, list[int] | None, str | None]]:
-        """Make a root match ``manifest``; returns (op, path, changed chunks, etag) per dataset
-        that changed (chunks None: all of them)."""
+        """Make a root match a verified ``manifest``, in one transaction; returns (op, path,
+        changed chunks, etag) per dataset that changed (chunks None: all of them)."""
         fresh = manifest.by_path()
         changes: list[tuple[str, str, list[int] | None, str | None]] = []
-        for path in [p for p in self.datasets[root] if p not in fresh]:
-            self._delete(root, path)
-            changes.append(("delete", path, None, None))
-        for info in manifest.datasets:
-            known = self.datasets[root].get(info.path)
-            if known is not None and known.info.etag == info.etag:
-                continue
-            chunks = self._apply(root, info)
-            changes.append(("update" if known else "create", info.path, chunks, info.etag))
-        self.state.set_manifest_etag(root, manifest.etag)
+        with self.state.transaction():
+            for path in [p for p in self.datasets[root] if p not in fresh]:
+                self._delete(root, path)
+                changes.append(("delete", path, None, None))
+            for info in manifest.datasets:
+                known = self.datasets[root].get(info.path)
+                if known is not None and known.info.etag == info.etag:
+                    continue
+                chunks = self._apply(root, info)
+                changes.append(("update" if known else "create", info.path, chunks, info.etag))
+            self.state.set_synced(root, manifest.etag, manifest.seal)
         self.etags[root] = manifest.etag
+        self.seals[root] = manifest.seal
+        self._manifests.pop(root, None)
         return changes
 
     def _apply(self, root: str, info: DatasetInfo) -> list[int] | None:
-        """Record a dataset's new info; drop the chunks it invalidates. Returns those."""
-        self._manifests.pop(root, None)
+        """Record a dataset's new version; drop the chunks it invalidates. Returns those."""
         ds = self.datasets[root].get(info.path)
+        ds_id = self.state.put_dataset(root, info)
+        self.datasets[root][info.path] = Dataset(ds_id, root, info)
         if ds is None:
-            ds_id = self.state.put_dataset(root, info)
-            self.datasets[root][info.path] = Dataset(ds_id, root, info)
             return None
-        if ds.info.etag == info.etag:
-            return []
         changed = ds.info.changed_chunks(info)
         self.cache.drop(ds, changed)
-        self.state.put_dataset(root, info)
-        ds.info = info
         return changed
 
     def _delete(self, root: str, path: str) -> None:
-        self._manifests.pop(root, None)
         ds = self.datasets[root].pop(path)
         self.cache.drop(ds)
         self.state.delete_dataset(ds.id)
 
-    async def refresh(self, root: str, path: str) -> None:
-        async with self._locks[root]:
-            source = await self.source(root)
-            self._apply(root, await source.info(root, path))
-
-    # --- change events ---------------------------------------------------------------------
+    # --- hints: change events and announcements --------------------------------------------
 
     async def on_change(self, pub_id: str, change: Change) -> None:
+        """A change event is a hint: from the source we read, or the root's origin, naming
+        another manifest than ours, it makes a resync."""
         root = change.root
         offer = self.directory.choose(root)
-        if root not in self.etags or offer is None or offer.pub_id != pub_id:
-            return  # not ours, or not from the source we read from
-        cursor = self._cursors.get(root)
-        if cursor and (cursor.pub_id, cursor.session) == (pub_id, change.session):
-            if change.seq <= cursor.seq:
-                return  # a duplicate (QoS 1 delivers at least once)
-            in_order = change.seq == cursor.seq + 1
-        else:  # the first event we see (the manifest covers what came before) or a new session
-            in_order = cursor is None
-        self._cursors[root] = Cursor(pub_id, change.session, change.seq)
-        if not in_order:
-            log.info("missed change events of %s; resyncing", root)
-            await self.resync(root)
+        if root not in self.etags or offer is None:
             return
-        async with self._locks[root]:
-            if change.op == "delete":
-                if change.path in self.datasets[root]:
-                    self._delete(root, change.path)
-                changed = None
-            else:
-                info = await Source(self.client, offer.url).info(root, change.path)
-                changed = self._apply(root, info)
-            self.state.set_manifest_etag(root, change.manifest_etag)
-            self.etags[root] = change.manifest_etag
-        self._emit(root, change.op, path=change.path, chunks=changed, etag=change.etag)
-
-    def reset_cursors(self) -> None:
-        self._cursors.clear()
+        ours = pub_id in (offer.pub_id, offer.announcement.origin)
+        if ours and change.manifest_etag != self.etags[root]:
+            self.resync_soon(root)
 
     def _on_offer(self, root: str, offer: Offer | None) -> None:
         """A root's chosen source appeared, changed or re-announced: resync if it is another
@@ -265,13 +297,35 @@ class Follower:
             self._sources[root] = source
             self._emit(root, "source", online=offer is not None, url=source)
         if offer and (moved or offer.announcement.manifest_etag != self.etags[root]):
-            self._spawn(self._resync_quietly(root))
+            self.resync_soon(root)
+
+    def resync_soon(self, root: str) -> None:
+        """Resync ``root`` in the background; asked again meanwhile, once more after."""
+        if root in self._resyncing:
+            self._again.add(root)
+            return
+        self._resyncing.add(root)
+        self._spawn(self._resync_until_settled(root))
+
+    async def _resync_until_settled(self, root: str) -> None:
+        try:
+            while True:
+                self._again.discard(root)
+                await self._resync_quietly(root)
+                if root not in self._again:
+                    return
+        finally:
+            self._resyncing.discard(root)
 
     async def _resync_quietly(self, root: str) -> None:
         try:
             await self.resync(root)
         except CatervaError as exc:
-            log.warning("could not resync %s: %s", root, exc)
+            if self.problems.get(root) != str(exc):  # one line per new problem, not per try
+                log.warning("could not resync %s: %s", root, exc)
+            self.problems[root] = str(exc)
+        else:
+            self.problems.pop(root, None)
 
     async def resync_all(self) -> None:
         for root in list(self.etags):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.security import Security
@@ -17,4 +17,5 @@ class SubscriberSettings:
     republish_broker: str = ""  # where a mirror announces; "" = brokers[0]
     advertise: str = ""  # the URL a mirror announces; "" = the bound URL
     prefer: tuple[str, ...] = ()  # pub_ids or URLs to read from first
+    trusted: dict[str, str] = field(default_factory=dict)  # root -> key given up front
     security: Security = Security()  # accounts (--auth), source token, HTTPS (services.security)

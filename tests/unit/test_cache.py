@@ -4,6 +4,7 @@ the byte budget, pinning, and recovery from a crash."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -115,7 +116,8 @@ def test_good_chunks_before_a_bad_one_are_stored_in_any_group(env, monkeypatch, 
         run(cache.get(ds, list(range(7)), source))
     present = set(cache.state.present(ds.id))
     assert {0, 1, 2, 3, 4} <= present and 5 not in present
-    assert sorted(p.name for p in (cache.dir / str(ds.id)).iterdir()) == sorted(map(str, present))
+    files = sorted(p.name for p in (cache.dir / str(ds.id)).iterdir())
+    assert files == sorted(f"{i}.{ds.info.digests[i]}" for i in present)
 
 
 def test_budget_holds_under_three_times_its_size_and_evicts_lru(env):
@@ -177,12 +179,14 @@ def test_reconcile_after_a_crash(env, tmp_path):
     ds = add("a", 4)
     run(cache.get(ds, [0, 1, 2], source))
     folder = tmp_path / "chunks" / str(ds.id)
-    (folder / "1").unlink()  # indexed but gone
-    (folder / "3").write_bytes(b"half")  # written but never indexed
-    (folder / ".2.123.tmp").write_bytes(b"partial")
+    name = {i: f"{i}.{ds.info.digests[i]}" for i in range(4)}
+    (folder / name[1]).unlink()  # indexed but gone
+    (folder / name[3]).write_bytes(b"half")  # written but never indexed
+    (folder / f".{name[2]}.123.tmp").write_bytes(b"partial")
+    (folder / "2").write_bytes(b"a chunk file of an older cache layout")
     cache.reconcile()
     assert set(cache.state.present(ds.id)) == {0, 2}
-    assert sorted(p.name for p in folder.iterdir()) == ["0", "2"]
+    assert sorted(p.name for p in folder.iterdir()) == [name[0], name[2]]
     assert cache.used == 2 * CHUNK
     source.requests.clear()
     run(cache.get(ds, [0, 1, 2, 3], source))
@@ -195,7 +199,7 @@ def test_changed_digest_is_a_miss(env):
     run(cache.get(ds, [0, 1, 2], source))
     info, chunks = make_info("a", 3, seed=7)
     source.data["a"] = chunks
-    ds.info = info  # what a change event does, together with dropping changed chunks
+    ds = replace(ds, info=info)  # what a change does, together with dropping changed chunks
     source.requests.clear()
     assert run(cache.get(ds, [0, 1, 2], source)) == dict(enumerate(chunks))
     assert source.requests == [[0, 1, 2]]

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from caterva.cache import Cache
 from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change, Status
 from caterva.protocol.metadata import DatasetInfo, Manifest
+from caterva.protocol.seal import sign
 from caterva.state import State
 from services.subscriber.discovery import Directory
 from services.subscriber.follower import Follower
@@ -44,12 +47,24 @@ def dataset(path: str, digests: list[str]) -> DatasetInfo:
                        vlmeta={}, digests=digests)
 
 
+KEY = Ed25519PrivateKey.generate()
+
+
 class Upstream:
-    """The origin's source API, from a manifest we can change; remembers request headers."""
+    """The origin's source API, from a signed manifest we can change; remembers request
+    headers."""
 
     def __init__(self, *datasets: DatasetInfo) -> None:
-        self.manifest = Manifest("demo", list(datasets))
+        self.version = 0
+        self.set(*datasets)
         self.via: list[str | None] = []
+
+    def set(self, *datasets: DatasetInfo) -> None:
+        self.version += 1
+        manifest = Manifest("demo", list(datasets))
+        self.manifest = replace(manifest, seal=sign(KEY, root="demo", origin="o",
+                                                     version=self.version,
+                                                     manifest_etag=manifest.etag))
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.via.append(request.headers.get(rest.VIA_HEADER))
@@ -104,8 +119,7 @@ def test_announcements_and_change_events_travel_down(tmp_path):
         assert announced["manifest_etag"] == upstream.manifest.etag
 
         # a resync finds three changes: each becomes an event of ours, then the announcement
-        upstream.manifest = Manifest("demo", [dataset("a.b2nd", ["a0", "A1", "a2"]),
-                                              dataset("c.b2nd", ["c0", "c1"])])
+        upstream.set(dataset("a.b2nd", ["a0", "A1", "a2"]), dataset("c.b2nd", ["c0", "c1"]))
         await follower.resync("demo")
         *events, (topic, announced, _) = await sent()
         changes = topics.changes("m", "demo")
@@ -119,12 +133,12 @@ def test_announcements_and_change_events_travel_down(tmp_path):
         assert announced["manifest_etag"] == upstream.manifest.etag
 
         # a change event from the origin goes on with our session and our next seq
-        upstream.manifest = Manifest("demo", [dataset("a.b2nd", ["a0", "A1", "A2"]),
-                                              dataset("c.b2nd", ["c0", "c1"])])
+        upstream.set(dataset("a.b2nd", ["a0", "A1", "A2"]), dataset("c.b2nd", ["c0", "c1"]))
         a = upstream.manifest.by_path()["a.b2nd"]
         await follower.on_change("o", Change(root="demo", path="a.b2nd", op="update",
                                              session="os", seq=7, etag=a.etag, chunks=[2],
                                              manifest_etag=upstream.manifest.etag))
+        await asyncio.gather(*follower._tasks)  # the event made a resync, in the background
         (_, event, _), (_, announced, _) = await sent()
         assert (event["seq"], event["op"], event["chunks"], event["etag"]) == (4, "update", [2],
                                                                              a.etag)
