@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -63,9 +65,9 @@ class Directory:
         # root -> (broker, pub_id) -> announcement: by root, as every query asks by root
         self._offers: dict[str, dict[tuple[int, str], Announcement]] = {}
         self._yielded: dict[tuple[str, str], str] = {}  # (root, pub_id) -> its session
-        # (root, pub_id) -> session of a source that served something unverifiable: not used
-        # again for that root while that session lasts
-        self._distrusted: dict[tuple[str, str], str] = {}
+        # (root, pub_id) -> (session, until) of a source that served something unverifiable:
+        # not used again for that root while that session lasts, or until then
+        self._distrusted: dict[tuple[str, str], tuple[str, float]] = {}
         # called with (root, offer) when the chosen source of a root appears, changes or
         # announces a new manifest: the follower resyncs if the root is followed
         self.listeners: list[Callable[[str, Offer | None], None]] = []
@@ -155,11 +157,16 @@ class Directory:
             return False
         key = (offer.announcement.root, offer.pub_id)
         session = offer.announcement.session
-        return self._yielded.get(key) != session and self._distrusted.get(key) != session
+        if self._yielded.get(key) == session:
+            return False
+        distrusted, until = self._distrusted.get(key, ("", 0.0))
+        return distrusted != session or time.monotonic() >= until
 
-    def distrust(self, offer: Offer) -> None:
-        """Stop reading ``offer``'s root from it (for as long as its session lasts)."""
-        self._distrusted[(offer.announcement.root, offer.pub_id)] = offer.announcement.session
+    def distrust(self, offer: Offer, seconds: float = math.inf) -> None:
+        """Stop reading ``offer``'s root from it, for ``seconds`` or while its session lasts."""
+        until = time.monotonic() + seconds
+        self._distrusted[(offer.announcement.root, offer.pub_id)] = (offer.announcement.session,
+                                                                     until)
         self._notify(offer.announcement.root)
 
     def origin_key(self, root: str) -> str | None:

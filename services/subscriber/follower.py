@@ -56,6 +56,8 @@ from services.subscriber.trust import Trust
 
 log = logging.getLogger("caterva.subscriber")
 
+DISTRUST_SECONDS = 60.0  # a mirror whose chunks failed their digests is not read from for this
+
 
 class Follower:
     def __init__(
@@ -136,28 +138,33 @@ class Follower:
 
     async def chunks_many(self, wanted: Wanted) -> list[dict[int, bytes]]:
         """Chunks of one version of a root's datasets, through the cache. A chunk that does
-        not match its digest: if that version is gone, DatasetChanged; if not, the source
-        sent bad bytes, and the read is tried once more from another source."""
-        try:
-            return await self.cache.get_many(wanted, self.fetch)
-        except DigestMismatch as exc:
-            root = wanted[0][0].root
-            offer = self._reading.get(root)
-            await self.resync(root)
-            for ds, indices in wanted:
-                now = self.datasets[root].get(ds.path)
-                if now is None or now.id != ds.id or not ds.info.same_layout(now.info) or any(
-                        now.info.digests[i] != ds.info.digests[i] for i in indices):
-                    raise DatasetChanged(f"{root}/{ds.path} changed while it was read: read "
-                                         "it again", path=ds.path) from exc
-            if offer is None:
-                raise
-            if offer.announcement.manifest_etag == self.etags.get(root):  # not just behind
-                log.warning("source %s (%s) sent chunks of %s that fail their digests; not "
-                            "reading from it again", offer.pub_id, offer.url, root)
-                self.directory.distrust(offer)
-            return await self.cache.get_many(wanted, partial(self.fetch,
-                                                             exclude=frozenset({offer.pub_id})))
+        not match its digest: if that version is gone, DatasetChanged; if not, the source sent
+        other bytes (a mirror: not read from for a while) and the read is tried again."""
+        exclude: frozenset[str] = frozenset()
+        for attempt in range(3):
+            try:
+                return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
+            except DigestMismatch as exc:
+                root = wanted[0][0].root
+                offer = self._reading.get(root)
+                if attempt == 2:
+                    raise
+                await self.resync(root)
+                for ds, indices in wanted:
+                    now = self.datasets[root].get(ds.path)
+                    if now is None or now.id != ds.id or not ds.info.same_layout(now.info) or any(
+                            now.info.digests[i] != ds.info.digests[i] for i in indices):
+                        raise DatasetChanged(f"{root}/{ds.path} changed while it was read: "
+                                             "read it again", path=ds.path) from exc
+                # an origin races its own files (a rewrite between scan and read): ask again;
+                # a mirror serves only verified chunks of the version it announces
+                if offer is not None and not offer.is_origin:
+                    log.warning("source %s (%s) sent chunks of %s that fail their digests; not "
+                                "reading from it for %d s", offer.pub_id, offer.url, root,
+                                DISTRUST_SECONDS)
+                    self.directory.distrust(offer, DISTRUST_SECONDS)
+                    exclude = exclude | {offer.pub_id}
+        raise AssertionError("unreachable")
 
     # --- following -------------------------------------------------------------------------
 
