@@ -15,14 +15,9 @@ with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup
     import typer
 
     from caterva.cli import commands, data, security, users
-    from caterva.errors import (
-        BadCredentials,
-        BadRequest,
-        CatervaError,
-        NotFound,
-        Unauthorized,
-        Unavailable,
-    )
+    from caterva.cli.options import err
+    from caterva.cli.render import literal
+    from caterva.errors import BadRequest, CatervaError, NotFollowed, NotFound, Unavailable
 
 
 def _plain_values_without_pydantic() -> None:
@@ -73,8 +68,9 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts say "[env CATERVA_X]": plain text, not rich markup
 )
 
-# exit codes, documented in the README
+# exit codes, documented in the README and in `caterva --help`
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_AUTH = 1, 2, 3, 4, 5
+EXIT_NOT_FOLLOWED = 6
 
 
 def exit_code(exc: CatervaError) -> int:
@@ -82,6 +78,8 @@ def exit_code(exc: CatervaError) -> int:
         return EXIT_USAGE
     if isinstance(exc, NotFound):
         return EXIT_NOT_FOUND
+    if isinstance(exc, NotFollowed):
+        return EXIT_NOT_FOLLOWED
     if isinstance(exc, Unavailable):
         return EXIT_UNAVAILABLE
     if isinstance(exc, PermissionError):
@@ -97,16 +95,10 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)],
+        handlers=[RichHandler(console=err(), show_path=False, rich_tracebacks=False)],
     )
     for noisy in ("amqtt", "transitions", "httpx", "httpcore", "uvicorn.error", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)  # never split an error line mid-text
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
@@ -297,9 +289,10 @@ def main() -> None:
     try:
         app()
     except CatervaError as exc:
-        _stderr().print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        if isinstance(exc, Unauthorized) and not isinstance(exc, BadCredentials):
-            _stderr().print("run [bold]caterva login[/] and try again", highlight=False)
+        from rich.text import Text
+
+        # one line, the message as it is: names in it are data, not markup
+        err().print(Text.assemble(("error:", "bold red"), " ", literal(exc.message)))
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         sys.exit(130)

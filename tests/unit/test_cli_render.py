@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from caterva.cli import render
+from caterva.cli import render, values
 from caterva.cli.data import split_selection
 from caterva.client.base import Cached, RootInfo
 from caterva.protocol.layout import dtype_to_json
@@ -156,44 +156,44 @@ def test_event_lines():
 def test_json_values():
     rec = np.zeros(2, [("a", "<i2"), ("b", "<f4", (2,)), ("c", "S2")])
     rec["c"] = [b"hi", b"\xff\x00"]
-    assert render.json_value(rec) == [
+    assert values.json_value(rec) == [
         {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}},
         {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "/w=="}},
     ]
-    assert render.json_value(np.array([1 + 2j], np.complex64)) == [[1.0, 2.0]]
-    assert render.json_value(np.array([np.nan, np.inf, -np.inf])) == [
+    assert values.json_value(np.array([1 + 2j], np.complex64)) == [[1.0, 2.0]]
+    assert values.json_value(np.array([np.nan, np.inf, -np.inf])) == [
         "NaN",
         "Infinity",
         "-Infinity",
     ]
-    assert render.json_value(np.float32(1.5)) == 1.5 and render.json_value(np.array(3)) == 3
-    assert render.json_value(rec[0]) == {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}}
+    assert values.json_value(np.float32(1.5)) == 1.5 and values.json_value(np.array(3)) == 3
+    assert values.json_value(rec[0]) == {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}}
 
 
 def test_bytes_as_text_or_hexdump():
-    assert render.as_text("ünï\n".encode()) == "ünï\n"
-    assert render.as_text("ab€".encode()[:-1]) == "ab"  # a preview cut inside a character
-    assert render.as_text(bytes(range(256))) is None
-    assert render.bytes_json(b"\x00\xff") == {"base64": "AP8="}
-    dump = render.hexdump(b"ABC\x00" * 5, offset=0x20)
+    assert values.as_text("ünï\n".encode()) == "ünï\n"
+    assert values.as_text("ab€".encode()[:-1]) == "ab"  # a preview cut inside a character
+    assert values.as_text(bytes(range(256))) is None
+    assert values.bytes_json(b"\x00\xff") == {"base64": "AP8="}
+    dump = values.hexdump(b"ABC\x00" * 5, offset=0x20)
     assert dump.splitlines() == [
         "00000020  41 42 43 00 41 42 43 00 41 42 43 00 41 42 43 00  ABC.ABC.ABC.ABC.",
         "00000030  41 42 43 00" + " " * 38 + "ABC.",
     ]
-    out = text_of(render.bytes_view("t", b"hello", total=10))
+    out = text_of(values.bytes_view("t", b"hello", total=10))
     assert out.splitlines() == ["t", "hello", "... 5 more bytes"]
 
 
 def test_array_view_uses_numpy_printing():
     value = np.arange(6).reshape(2, 3)
-    assert text_of(render.array_view("title", value, 80)).splitlines() == [
+    assert text_of(values.array_view("title", value, 80)).splitlines() == [
         "title",
         "[[0 1 2]",
         " [3 4 5]]",
     ]
-    assert render.array_title("r/a", "0:2", None, value) == "r/a[0:2]  int64  shape (2, 3)"
+    assert values.array_title("r/a", "0:2", None, value) == "r/a[0:2]  int64  shape (2, 3)"
     big = np.arange(100_000)
-    assert "..." in text_of(render.array_view("t", big, 80))  # summarised, not 100k numbers
+    assert "..." in text_of(values.array_view("t", big, 80))  # summarised, not 100k numbers
 
 
 @pytest.mark.parametrize(
