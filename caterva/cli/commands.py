@@ -80,7 +80,13 @@ def list_(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """List the datasets of a followed ROOT."""
+    """List the datasets of a followed ROOT.
+
+    \b
+    Examples:
+      caterva list example --tree
+      caterva list example --json | jq -r '.datasets[].path'
+    """
     with connect(sub, ca_file) as client:
         infos = client.list(root)
     if as_json:
@@ -97,7 +103,12 @@ def info(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Describe a dataset: shape, dtype, chunks, blocks, codec, ratio, vlmeta, cached."""
+    """Describe a dataset: shape, dtype, chunks, blocks, codec, ratio, vlmeta, cached.
+
+    \b
+    Example:
+      caterva info example/images/terrain.b2nd
+    """
     with connect(sub, ca_file) as client:
         ds = client.dataset(address)
     if as_json:

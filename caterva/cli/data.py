@@ -63,14 +63,21 @@ def show(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Print the values of a selection (plain files: text, or a hex dump)."""
+    """Print the values of a selection (plain files: text, or a hex dump).
+
+    \b
+    Examples:
+      caterva show 'example/images/terrain.b2nd[0:4, ::100]'
+      caterva show example/README.txt --json
+    """
     from caterva.protocol import selection
 
     address, sel = split_selection(target)
     if sel is not None and not sel.strip():
         raise BadSelection(f"empty selection in {literal(target)}: give one, e.g. "
                            "[0:10], or [...] for all of it")
-    key = selection.parse(sel) if sel is not None else None  # a bad selection fails here
+    # a bad selection fails here; brackets kept, so parse sees a[[1, 2]] as the list it is
+    key = selection.parse(f"[{sel}]") if sel is not None else None
     with connect(sub, ca_file) as client:
         try:
             ds = client.dataset(address)
@@ -181,7 +188,14 @@ def download(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Download a dataset as a file (Blosc2, or a plain file's bytes), or a root as a tree."""
+    """Download a dataset as a file (Blosc2, or a plain file's bytes), or a root as a tree.
+
+    \b
+    Examples:
+      caterva download example/images/terrain.b2nd            # ./terrain.b2nd
+      caterva download example -o ~/data/example --force     # the whole root
+      caterva download example/README.txt -o - | less
+    """
     from caterva.protocol.names import split_address
 
     root, path = split_address(target)

@@ -33,7 +33,8 @@ PROBE_TIMEOUT = 3.0  # seconds: a subscriber's health route answers at once
 Json = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document on stdout.")]
 Sub = Annotated[
     Optional[str],
-    typer.Option("--sub", metavar="URL", help="Subscriber to talk to [env CATERVA_SUB]."),
+    typer.Option("--sub", metavar="URL", help="Subscriber to talk to "
+                 "[default http://127.0.0.1:8471; env CATERVA_SUB]."),
 ]
 CaFile = Annotated[
     Optional[str],
