@@ -93,8 +93,8 @@ def normalize(key: Any, shape: tuple[int, ...] | list[int]) -> Key:
         key = (key,)
     if sum(item is Ellipsis for item in key) > 1:
         raise BadSelection("an index can only have a single ellipsis ('...')")
-    if Ellipsis in key:
-        at = key.index(Ellipsis)
+    at = next((i for i, item in enumerate(key) if item is Ellipsis), None)
+    if at is not None:  # not `Ellipsis in key`: that compares arrays elementwise
         fill = len(shape) - (len(key) - 1)
         key = key[:at] + (slice(None),) * max(fill, 0) + key[at + 1 :]
     if len(key) > len(shape):
