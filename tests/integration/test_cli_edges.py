@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import blosc2
 import numpy as np
@@ -24,8 +23,11 @@ import pytest
 
 from caterva.client import Client
 from tests.conftest import ROOT
-from tests.integration.test_cli_stack import command, env_for, run  # noqa: F401 - fixture
+from tests.integration import test_cli_stack
+from tests.integration.test_cli_stack import command, env_for
 from tests.integration.test_client_stack import Stack, wait_event
+
+run = test_cli_stack.run  # the fixture: `caterva ARGS` in process, through main()
 
 # names a user may give files: markup, emoji codes, brackets, colons, unprintables
 NASTY = [
@@ -283,7 +285,7 @@ def test_ctrl_c_stops_a_root_download_at_once(stack, tmp_path, client):
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
         took = time.monotonic() - sent
-        out, err = proc.communicate()
+        _, err = proc.communicate()
     finally:
         proc.kill()
         link.close()
