@@ -3,7 +3,8 @@
     CatervaError
     ├── BadRequest           (ValueError)        bad_request           400
     │   ├── InvalidName                          invalid_name          400
-    │   └── BadSelection     (IndexError too)    bad_selection         400
+    │   ├── BadSelection     (IndexError too)    bad_selection         400
+    │   └── TargetExists     (FileExistsError)   target_exists         400  (client only)
     ├── ProtocolError        (ValueError)        protocol_error        502
     │   ├── DigestMismatch                       digest_mismatch       502
     │   └── UntrustedSource                      untrusted_source      502
@@ -63,6 +64,12 @@ class InvalidName(BadRequest):
 
 class BadSelection(BadRequest, IndexError):
     code, status = "bad_selection", 400
+
+
+class TargetExists(BadRequest, FileExistsError):
+    """A download would replace a file that is there already (the client's, never sent)."""
+
+    code, status = "target_exists", 400
 
 
 class ProtocolError(CatervaError, ValueError):

@@ -14,15 +14,10 @@ from caterva.cli.startup import long_lived
 with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup.py)
     import typer
 
-    from caterva.cli import commands, data, security, trust, users
-    from caterva.errors import (
-        BadCredentials,
-        BadRequest,
-        CatervaError,
-        NotFound,
-        Unauthorized,
-        Unavailable,
-    )
+    from caterva.cli import commands, data, helptext, security, trust, users
+    from caterva.cli.options import err
+    from caterva.cli.render import literal
+    from caterva.errors import BadRequest, CatervaError, NotFollowed, NotFound, Unavailable
 
 
 def _plain_values_without_pydantic() -> None:
@@ -63,18 +58,36 @@ def _plain_values_without_pydantic() -> None:
 
 
 _plain_values_without_pydantic()
+helptext.adjust_typer()
 
 app = typer.Typer(
     name="caterva",
     help="Publish, follow and read Blosc2 datasets across machines.",
+    epilog=helptext.EPILOG,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts say "[env CATERVA_X]": plain text, not rich markup
 )
 
-# exit codes, documented in the README
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"caterva {version('caterva')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False,
+) -> None:
+    """Publish, follow and read Blosc2 datasets across machines."""
+
+# exit codes, documented in the README and in `caterva --help`
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_AUTH = 1, 2, 3, 4, 5
+EXIT_NOT_FOLLOWED = 6
 
 
 def exit_code(exc: CatervaError) -> int:
@@ -82,6 +95,8 @@ def exit_code(exc: CatervaError) -> int:
         return EXIT_USAGE
     if isinstance(exc, NotFound):
         return EXIT_NOT_FOUND
+    if isinstance(exc, NotFollowed):
+        return EXIT_NOT_FOLLOWED
     if isinstance(exc, Unavailable):
         return EXIT_UNAVAILABLE
     if isinstance(exc, PermissionError):
@@ -97,34 +112,33 @@ def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)],
+        handlers=[RichHandler(console=err(), show_path=False, rich_tracebacks=False)],
     )
     for noisy in ("amqtt", "transitions", "httpx", "httpcore", "uvicorn.error", "numexpr"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)  # never split an error line mid-text
-
-
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
 Broker = Annotated[
     Optional[str],
-    typer.Option("--broker", help="MQTT broker URL, mqtt://HOST:PORT [env CATERVA_BROKER]."),
+    typer.Option("--broker", metavar="URL", help="MQTT broker URL, mqtt://HOST:PORT "
+                 "[default mqtt://127.0.0.1:1883; env CATERVA_BROKER]."),
 ]
 Statedir = Annotated[
     Optional[Path],
-    typer.Option("--statedir", help="Where this service keeps its state [env CATERVA_STATEDIR]."),
+    typer.Option("--statedir", metavar="DIR", help="Where this service keeps its state "
+                 "[default ~/.local/state/caterva/SERVICE; env CATERVA_STATEDIR]."),
 ]
 
 
 @app.command()
 def bro(
-    host: Annotated[Optional[str], typer.Option(help="Address to bind [default 127.0.0.1].")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port to bind [default 1883].")] = None,
-    engine: Annotated[str, typer.Option(help="amqtt (embedded) or mosquitto.")] = "amqtt",
+    host: Annotated[Optional[str], typer.Option(
+        metavar="ADDR", help="Address to bind [default 127.0.0.1; env CATERVA_BROKER_HOST].")] = None,
+    port: Annotated[Optional[int], typer.Option(
+        metavar="PORT", help="Port to bind [default 1883; env CATERVA_BROKER_PORT].")] = None,
+    engine: Annotated[str, typer.Option(
+        metavar="ENGINE", help="amqtt (embedded) or mosquitto.")] = "amqtt",
     statedir: Statedir = None,
     password_file: Annotated[Optional[Path], typer.Option(
         "--password-file", "--users-file", metavar="PATH", rich_help_panel=security.PANEL,
@@ -135,7 +149,13 @@ def bro(
     tls_key: security.TlsKey = None,
     verbose: Verbose = False,
 ) -> None:
-    """Run an MQTT broker: embedded (amqtt) by default, or a Mosquitto child process."""
+    """Run an MQTT broker. Embedded (amqtt) by default, or a Mosquitto child process.
+
+    \b
+    Examples:
+      caterva bro                          # 127.0.0.1:1883
+      caterva bro --host 0.0.0.0 --engine mosquitto
+    """
     setup_logging(verbose)
     from services.broker import run
 
@@ -145,12 +165,13 @@ def bro(
 
 @app.command()
 def pub(
-    name: Annotated[str, typer.Argument(help="Root name to publish the directory as.")],
-    directory: Annotated[Path, typer.Argument(help="Directory of datasets to publish.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Root name to publish it as.")],
+    directory: Annotated[Path, typer.Argument(
+        metavar="DIRECTORY", help="Directory of datasets to publish.")],
     broker: Broker = None,
-    http: Annotated[
-        Optional[str], typer.Option(help="HOST:PORT to serve REST on [default 127.0.0.1:8470].")
-    ] = None,
+    http: Annotated[Optional[str], typer.Option(
+        metavar="HOST:PORT", help="Where to serve REST "
+        "[default 127.0.0.1:8470; env CATERVA_PUBLISHER_HTTP].")] = None,
     statedir: Statedir = None,
     pub_id: Annotated[Optional[str], typer.Option(
         "--pub-id", metavar="ID", rich_help_panel=security.PANEL,
@@ -165,7 +186,14 @@ def pub(
     broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
 ) -> None:
-    """Publish DIRECTORY as root NAME: announce it over MQTT and serve its chunks over REST."""
+    """Publish DIRECTORY as root NAME. It is announced over MQTT and its chunks served over
+    REST; changes to the files are seen and announced as they happen.
+
+    \b
+    Examples:
+      caterva pub example ./root-example
+      caterva pub lab /data/lab --broker mqtt://broker.lan:1883 --http 0.0.0.0:8470
+    """
     setup_logging(verbose)
     from caterva.config import setting
     from services.publisher import run
@@ -186,16 +214,17 @@ def sub(
         typer.Option(
             "--broker", metavar="URL",
             help="MQTT broker URL, mqtt://HOST:PORT; repeat to discover on several, the first "
-            "being this subscriber's own (its LAN's) [env CATERVA_BROKER, comma-separated].",
+            "being this subscriber's own (its LAN's) [default mqtt://127.0.0.1:1883; "
+            "env CATERVA_BROKER, comma-separated].",
         ),
     ] = None,
-    http: Annotated[
-        Optional[str], typer.Option(help="HOST:PORT to serve the API on [default 127.0.0.1:8471].")
-    ] = None,
+    http: Annotated[Optional[str], typer.Option(
+        metavar="HOST:PORT", help="Where to serve the API "
+        "[default 127.0.0.1:8471; env CATERVA_SUBSCRIBER_HTTP].")] = None,
     statedir: Statedir = None,
-    cache_size: Annotated[
-        Optional[str], typer.Option(help="Disk budget of the chunk cache, e.g. 20GiB [default 10GiB].")
-    ] = None,
+    cache_size: Annotated[Optional[str], typer.Option(
+        metavar="SIZE", help="Disk budget of the chunk cache, e.g. 20GiB "
+        "[default 10GiB; env CATERVA_CACHE_SIZE].")] = None,
     republish: Annotated[
         Optional[bool],
         typer.Option("--republish", help="Serve the followed roots to others and announce them "
@@ -243,8 +272,14 @@ def sub(
     broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
 ) -> None:
-    """Run a subscriber: discover roots, follow them, fetch chunks on demand and cache them;
-    with --republish, serve them to the LAN as a mirror."""
+    """Run a subscriber. It discovers roots, follows them, fetches chunks on demand and
+    caches them; with --republish, it serves them to the LAN as a mirror.
+
+    \b
+    Examples:
+      caterva sub                          # serves http://127.0.0.1:8471
+      caterva sub --broker mqtt://lan:1883 --broker mqtt://upstream:1883 --cache-size 50GiB
+    """
     setup_logging(verbose)
     from caterva.config import setting, setting_list
     from services.security import Security
@@ -277,15 +312,15 @@ trust.register(app)  # which signing key each root is bound to
 
 @app.command()
 def demo(
-    directory: Annotated[
-        Path, typer.Argument(help="Directory to publish [default: ./root-example].")
-    ] = Path("root-example"),
-    root: Annotated[str, typer.Option(help="Root name to publish it as.")] = "example",
-    workdir: Annotated[
-        Optional[Path], typer.Option(help="Keep state and logs here [default: a temp dir].")
-    ] = None,
+    directory: Annotated[Path, typer.Argument(
+        metavar="[DIRECTORY]", show_default=False,
+        help="Directory to publish [default: ./root-example].")] = Path("root-example"),
+    root: Annotated[str, typer.Option(metavar="NAME", help="Root name to publish it as.")
+                    ] = "example",
+    workdir: Annotated[Optional[Path], typer.Option(
+        metavar="DIR", help="Keep state and logs here [default: a temp dir].")] = None,
 ) -> None:
-    """Run the whole flow once: broker, publisher, subscriber, and a client reading."""
+    """Run the whole flow once. A broker, a publisher, a subscriber, and a client reading."""
     from rich.console import Console
 
     from caterva.cli.demo import run
@@ -303,9 +338,10 @@ def main() -> None:
     try:
         app()
     except CatervaError as exc:
-        _stderr().print(f"[bold red]error:[/] {exc.message}", highlight=False)
-        if isinstance(exc, Unauthorized) and not isinstance(exc, BadCredentials):
-            _stderr().print("run [bold]caterva login[/] and try again", highlight=False)
+        from rich.text import Text
+
+        # one line, the message as it is: names in it are data, not markup
+        err().print(Text.assemble(("error:", "bold red"), " ", literal(exc.message)))
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         sys.exit(130)

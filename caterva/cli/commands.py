@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from caterva.cli import render
-from caterva.cli.options import CaFile, Json, Sub, connect, emit, err, out
+from caterva.cli.options import CaFile, Json, Sub, connect, display, emit, err, out
+from caterva.errors import NotFollowed
 
 Root = Annotated[str, typer.Argument(metavar="ROOT", help="A root name.")]
 Address = Annotated[
@@ -32,7 +33,7 @@ def roots(
     if as_json:
         emit({"roots": [r.to_dict() for r in found]})
     else:
-        out().print(render.roots_table(found))
+        display(render.roots_table(found))
 
 
 def follow(
@@ -47,7 +48,7 @@ def follow(
     if as_json:
         emit({"root": root, "followed": True, "datasets": count})
     else:
-        out().print(f"following [bold]{root}[/] ({count} datasets)")
+        display(f"following {root} ({render.plural(count, 'dataset')})")
 
 
 def unfollow(
@@ -56,13 +57,20 @@ def unfollow(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Stop following ROOT; the subscriber drops its cached chunks."""
+    """Stop following ROOT; the subscriber drops its cached chunks. Idempotent: a root
+    not followed is not an error."""
     with connect(sub, ca_file) as client:
-        client.unfollow(root)
+        try:
+            client.unfollow(root)
+            was = True
+        except NotFollowed:
+            was = False
     if as_json:
-        emit({"root": root, "followed": False})
+        emit({"root": root, "followed": False, "was_followed": was})
+    elif was:
+        display(f"stopped following {root}; its cached chunks are dropped")
     else:
-        out().print(f"stopped following [bold]{root}[/]; its cached chunks are dropped")
+        display(f"{root} was not followed: nothing to do")
 
 
 def list_(
@@ -72,15 +80,21 @@ def list_(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """List the datasets of a followed ROOT."""
+    """List the datasets of a followed ROOT.
+
+    \b
+    Examples:
+      caterva list example --tree
+      caterva list example --json | jq -r '.datasets[].path'
+    """
     with connect(sub, ca_file) as client:
         infos = client.list(root)
     if as_json:
         emit({"root": root, "datasets": [render.dataset_summary(i) for i in infos]})
     elif tree:
-        out().print(render.datasets_tree(root, infos))
+        display(render.datasets_tree(root, infos))
     else:
-        out().print(render.datasets_table(root, infos))
+        display(render.datasets_table(root, infos))
 
 
 def info(
@@ -89,13 +103,18 @@ def info(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Describe a dataset: shape, dtype, chunks, blocks, codec, ratio, vlmeta, cached."""
+    """Describe a dataset: shape, dtype, chunks, blocks, codec, ratio, vlmeta, cached.
+
+    \b
+    Example:
+      caterva info example/images/terrain.b2nd
+    """
     with connect(sub, ca_file) as client:
         ds = client.dataset(address)
     if as_json:
         emit(render.info_json(ds.address, ds.info, ds.cached))
     else:
-        out().print(render.info_view(ds.address, ds.info, ds.cached))
+        display(render.info_view(ds.address, ds.info, ds.cached))
 
 
 def watch(

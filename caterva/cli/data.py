@@ -14,9 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from caterva.cli import render
-from caterva.cli.options import CaFile, Json, Sub, connect, emit, err, out
-from caterva.errors import BadRequest, CatervaError
+from caterva.cli import render, values
+from caterva.cli.options import CaFile, Json, Sub, connect, display, emit, err, out
+from caterva.cli.render import literal
+from caterva.errors import BadRequest, BadSelection, CatervaError, TargetExists, UnknownDataset
 from caterva.protocol import rest
 
 PREVIEW = 4096  # bytes of a plain file or frame `show` prints when no selection is given
@@ -25,14 +26,25 @@ PREVIEW = 4096  # bytes of a plain file or frame `show` prints when no selection
 def split_selection(target: str) -> tuple[str, str | None]:
     """'root/path[0:10, ::2]' -> ('root/path', '0:10, ::2'); no brackets -> (target, None).
 
-    The selection is the last [...] group (selections never contain '['), so a path that
-    itself ends in [...] is written with an explicit selection: 'root/a[1][...]'.
+    The selection is the last balanced [...] group ('a[[1, 2]]' -> 'a', '[1, 2]', which
+    selection.parse refuses clearly), so a path that itself ends in [...] is written with an
+    explicit selection: 'root/a[1][...]'.
     """
     target = target.strip()
-    if target.endswith("]") and "[" in target:
-        at = target.rindex("[")
-        return target[:at], target[at + 1 : -1]
-    return target, None
+    if not target.endswith("]"):
+        return target, None
+    depth = 0
+    for at in range(len(target) - 1, -1, -1):
+        depth += {"]": 1, "[": -1}.get(target[at], 0)
+        if depth == 0:
+            return target[:at], target[at + 1 : -1]
+    return target, None  # unbalanced: a path of its own, or a mistake `show` reports
+
+
+def _unclosed(target: str) -> bool:
+    """Does ``target`` end in a '[' never closed (``a.b2nd[0:4``)? Asked only when no dataset
+    has that name: a path may hold brackets ("[draft] notes.txt")."""
+    return target.rfind("[") > target.rfind("]")
 
 
 def show(
@@ -51,13 +63,29 @@ def show(
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Print the values of a selection (plain files: text, or a hex dump)."""
+    """Print the values of a selection (plain files: text, or a hex dump).
+
+    \b
+    Examples:
+      caterva show 'example/images/terrain.b2nd[0:4, ::100]'
+      caterva show example/README.txt --json
+    """
     from caterva.protocol import selection
 
     address, sel = split_selection(target)
-    key = selection.parse(sel) if sel is not None else None  # a bad selection fails here
+    if sel is not None and not sel.strip():
+        raise BadSelection(f"empty selection in {literal(target)}: give one, e.g. "
+                           "[0:10], or [...] for all of it")
+    # a bad selection fails here; brackets kept, so parse sees a[[1, 2]] as the list it is
+    key = selection.parse(f"[{sel}]") if sel is not None else None
     with connect(sub, ca_file) as client:
-        ds = client.dataset(address)
+        try:
+            ds = client.dataset(address)
+        except UnknownDataset:
+            if sel is None and _unclosed(address):
+                raise BadSelection(f"unclosed '[' in {literal(target)}: write "
+                                   "ROOT/PATH[SELECTION], e.g. 'example/a.b2nd[0:4]'") from None
+            raise
         if field is not None:
             ds = ds[field]
         as_bytes = ds.kind != "b2nd"  # frames and plain files read as their bytes
@@ -66,8 +94,8 @@ def show(
                 key = (slice(0, PREVIEW),)
             elif ds.nbytes > rest.NPY_MAX:  # the most a subscriber decodes at once
                 raise BadRequest(
-                    f"{address} holds {render.size_text(ds.nbytes)}: "
-                    f"give a selection, e.g. '{address}[0:10]'"
+                    f"{literal(address)} holds {render.size_text(ds.nbytes)}: "
+                    f"give a selection, e.g. '{literal(address)}[0:10]'"
                 )
             else:
                 key = (Ellipsis,)
@@ -83,14 +111,14 @@ def show(
                 "address": ds.address,
                 "selection": shown,
                 "field": field,
-                "dtype": render.numpy_dtype_json(np.asarray(value).dtype),
+                "dtype": values.numpy_dtype_json(np.asarray(value).dtype),
                 "shape": list(np.shape(value)),
-                "data": render.json_value(value),
+                "data": values.json_value(value),
             }
         )
     else:
-        title = render.array_title(ds.address, shown, field, value)
-        out().print(render.array_view(title, value, out().width))
+        title = values.array_title(ds.address, shown, field, value)
+        display(values.array_view(title, value, out().width))
 
 
 def _offset(key, shape) -> int:
@@ -116,12 +144,12 @@ def _show_bytes(ds, preview: bool, shown: str, offset: int, value, as_json: bool
                 "kind": ds.kind,
                 "bytes": len(data),
                 "total": ds.nbytes,
-                **render.bytes_json(data),
+                **values.bytes_json(data),
             }
         )
     else:
         title = f"{ds.address}[{shown}]  {ds.kind}, {len(data):,} of {ds.nbytes:,} bytes"
-        out().print(render.bytes_view(title, data, total, offset))
+        display(values.bytes_view(title, data, total, offset))
 
 
 @contextmanager
@@ -146,23 +174,47 @@ def download(
             "--output",
             "-o",
             metavar="DEST",
-            help="File or directory to write [default: ./NAME, or ./ROOT for a root].",
+            help="File or directory to write, or - for standard output (a dataset only) "
+            "[default: ./NAME, or ./ROOT for a root]. A symlink is followed, a FIFO or "
+            "device written into; its directory must exist.",
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", "--overwrite", "-f",
+                     help="Replace files that exist already (refused without it)."),
+    ] = False,
     as_json: Json = False,
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Download a dataset as a file (Blosc2, or a plain file's bytes), or a whole root as a tree."""
+    """Download a dataset as a file (Blosc2, or a plain file's bytes), or a root as a tree.
+
+    \b
+    Examples:
+      caterva download example/images/terrain.b2nd            # ./terrain.b2nd
+      caterva download example -o ~/data/example --force     # the whole root
+      caterva download example/README.txt -o - | less
+    """
     from caterva.protocol.names import split_address
 
     root, path = split_address(target)
+    to_stdout = output is not None and str(output) == "-"
+    if to_stdout and (path is None or as_json):
+        raise BadRequest("`-o -` writes one dataset to standard output: not a root, nor "
+                         "with --json" if path is None else "`-o -` and --json both use "
+                         "standard output: choose one")
     with connect(sub, ca_file) as client:
         infos = client.list(root) if path is None else None
         # a bar only for a person watching: on a terminal, and not when piped or logged
-        with _progress(target, enabled=err().is_terminal) as report:
+        with _progress(f"{literal(target)} (uncompressed)", enabled=err().is_terminal) as report:
             try:
-                dest = client.download(target, output, progress=report)
+                if to_stdout:
+                    return _to_stdout(client, target, report)
+                dest = client.download(target, output, progress=report, overwrite=force)
+            except TargetExists as exc:
+                exc.message += " (--force replaces it)"
+                raise
             except CatervaError:
                 raise  # some are OSErrors too (UnknownDataset is a FileNotFoundError)
             except OSError as exc:
@@ -170,21 +222,38 @@ def download(
                     f"cannot write {exc.filename or output}: {exc.strerror or exc}"
                 ) from exc
     if path is not None:
-        size = dest.stat().st_size
+        size = dest.stat().st_size if dest.is_file() else None  # a FIFO, a device: unknown
         if as_json:
             emit({"address": target, "dest": str(dest), "bytes": size})
         else:
-            out().print(f"saved {target} to {dest} ({render.size_text(size)})")
+            told = f" ({render.size_text(size)})" if size is not None else ""
+            display(f"saved {literal(target)} to {literal(dest)}{told}")
         return
+    # the listing is from before the download: a dataset removed since is not reported
     files = [
         {"path": i.path, "dest": str(dest / i.path), "bytes": (dest / i.path).stat().st_size}
         for i in infos
+        if (dest / i.path).is_file()
     ]
     total = sum(f["bytes"] for f in files)
     if as_json:
         emit({"root": root, "dest": str(dest), "files": files, "bytes": total})
     else:
-        out().print(f"saved {len(files)} datasets of {root} to {dest}/ ({render.size_text(total)})")
+        display(f"saved {render.plural(len(files), 'dataset')} of {root} to {literal(dest)}/ "
+             f"({render.size_text(total)})")
+
+
+def _to_stdout(client, target: str, report) -> None:
+    """``-o -``: the whole verified file, then its bytes on stdout (never a partial file)."""
+    import shutil
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="caterva-") as tmp:
+        dest = client.download(target, Path(tmp), progress=report)
+        with open(dest, "rb") as src:
+            shutil.copyfileobj(src, sys.stdout.buffer, 1 << 20)
+        sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:

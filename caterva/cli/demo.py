@@ -56,6 +56,7 @@ def run(directory: Path, root: str, workdir: Path | None, console: Console) -> N
 
         env = {**os.environ, "CATERVA_SUB": sub}
         download = workdir / "downloads"
+        download.mkdir(exist_ok=True)  # `caterva download` makes no missing directory
         target = _pick_dataset(directory)
         steps = [
             ("2. discover: which roots exist", ["roots"]),
@@ -66,7 +67,8 @@ def run(directory: Path, root: str, workdir: Path | None, console: Console) -> N
              ["show", f"{root}/{target}[0:3, ::50]"]),
             ("7. info again: those chunks are now cached", ["info", f"{root}/{target}"]),
             ("8. download: a Blosc2 file equal to the original", ["download", f"{root}/{target}",
-                                                                 "-o", str(download / "copy.b2nd")]),
+                                                                 "-o", str(download / "copy.b2nd"),
+                                                                 "--force"]),  # a kept --workdir
         ]
         for title, args in steps:
             console.print(Rule(title))

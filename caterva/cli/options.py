@@ -1,6 +1,7 @@
 """Options every client command takes, and the two output streams.
 
-Human output goes through rich consoles; ``--json`` output is one JSON document on stdout
+Human output goes through rich consoles that print strings as they are (no markup, no emoji
+codes: names are data); ``--json`` output is one JSON document on stdout
 (one per line for ``watch``). Errors are not printed here: they propagate as caterva errors
 to ``main()`` in app.py, which prints one line on stderr and picks the exit code.
 """
@@ -9,19 +10,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 
+from caterva.cli.render import literal
 from caterva.cli.startup import long_lived
+from caterva.errors import BadCredentials, BadRequest, Unauthorized, Unavailable
+from caterva.protocol import rest
+
+if TYPE_CHECKING:
+    from caterva.client.sync import Client
+
+PROBE_TIMEOUT = 3.0  # seconds: a subscriber's health route answers at once
 
 Json = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document on stdout.")]
 Sub = Annotated[
     Optional[str],
-    typer.Option("--sub", metavar="URL", help="Subscriber to talk to [env CATERVA_SUB]."),
+    typer.Option("--sub", metavar="URL", help="Subscriber to talk to "
+                 "[default http://127.0.0.1:8471; env CATERVA_SUB]."),
 ]
 CaFile = Annotated[
     Optional[str],
@@ -30,19 +43,80 @@ CaFile = Annotated[
 ]
 
 
-def connect(sub: str | None, ca_file: str | None = None):
+@contextmanager
+def connect(sub: str | None, ca_file: str | None = None) -> Iterator[Client]:
     """A Client for --sub (default setting("sub")), with the token `caterva login` stored for
     it; httpx loads only when a command runs. Selections come decoded, as .npy: a one-shot
-    process would spend more importing blosc2 (~0.3 s) than decoding saves."""
+    process would spend more importing blosc2 (~0.3 s) than decoding saves.
+
+    The server is checked first (``probe``), and errors leave with the advice only the command
+    line can give: which flag, variable or file chose the URL, and how to log in."""
     with long_lived():  # httpx, the client and its transport (caterva/cli/startup.py)
         from caterva.client.sync import Client  # not caterva.client: that loads the async one too
 
-        return Client(sub, ca_file=ca_file, selections="npy")
+    client = Client(sub, ca_file=ca_file, selections="npy")
+    try:
+        with client:
+            probe(client)
+            yield client
+    except Unauthorized as exc:
+        if not isinstance(exc, BadCredentials):
+            exc.message += f": run `caterva login --sub {client.url}` and try again"
+        raise
+    except Unavailable as exc:
+        if exc.detail.get("unreachable"):
+            exc.message += f": start one with `caterva sub`, or {_repoint(sub)}"
+        raise
+
+
+def probe(client: Client) -> None:
+    """Is ``client.url`` a caterva subscriber? One quick GET /v1/health says, so a wrong --sub
+    fails in seconds with a reason (an MQTT port accepts the connection and never answers; a
+    publisher answers every subscriber route with 404). Reads get the client's long timeout
+    only once the server is known to be a subscriber, which may wait on a far source."""
+    import httpx
+
+    from caterva.client.base import mapped
+
+    url = client.url
+    try:
+        with mapped(url):  # connection failures: the client's own errors
+            response = client._http.get(f"{rest.API}/health", timeout=PROBE_TIMEOUT)
+    except Unavailable as exc:
+        if isinstance(exc.__cause__, httpx.ReadTimeout):
+            raise BadRequest(f"{url} did not answer within {PROBE_TIMEOUT:g} s: it is not a "
+                             "caterva subscriber (an MQTT broker's port, maybe?)") from None
+        raise
+    if response.status_code in (401, 403):
+        return  # a guarded subscriber: the command's own request says what is needed
+    try:
+        body = response.json() if response.status_code == 200 else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "pub_id" in body and "root" in body:
+        raise BadRequest(f"{url} is a caterva publisher (of root {literal(body['root'])}), "
+                         "not a subscriber: point --sub at a subscriber (`caterva sub`)")
+    if not (isinstance(body, dict) and body.get("status") == "ok"):
+        raise BadRequest(f"{url} does not answer like a caterva subscriber "
+                         f"(GET {rest.API}/health: HTTP {response.status_code})")
+
+
+def _repoint(flag: str | None) -> str:
+    """How to change the subscriber URL, naming where the one in use came from."""
+    if flag is None and "CATERVA_SUB" in os.environ:
+        return "point CATERVA_SUB (or --sub) at a running one"
+    if flag is None:
+        from caterva.config import _file_settings, config_path
+
+        path = config_path()
+        if path is not None and "sub" in _file_settings(path):
+            return f"fix `sub` in {path} (or give --sub)"
+    return "point --sub (env CATERVA_SUB) at a running one"
 
 
 @cache
 def out() -> Console:
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False, emoji=False)  # names print as they are
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # piped or redirected: rich would assume 80 columns and crop wide tables
         console.width = 200
@@ -51,7 +125,20 @@ def out() -> Console:
 
 @cache
 def err() -> Console:
-    return Console(stderr=True, highlight=False)
+    # soft_wrap: never split an error line mid-text
+    return Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+_PADDING = re.compile(r" +(?=(?:\x1b\[[0-9;]*m)*$)", re.MULTILINE)
+
+
+def display(renderable: RenderableType) -> None:
+    """Print on stdout, without the spaces rich pads the last column of a table with."""
+    console = out()
+    with console.capture() as captured:
+        console.print(renderable)
+    console.file.write(_PADDING.sub("", captured.get()))
+    console.file.flush()
 
 
 def emit(document: Any) -> None:

@@ -1,22 +1,21 @@
 """How client commands look: pure functions from data to rich renderables or strings.
 
-No I/O and no client calls here, so every view is testable with a recording Console. numpy
-is imported only by the functions that format arrays (``show``), never at module import: the
-catalog commands (roots, list, info, watch) must start without it.
+No I/O and no client calls here, so every view is testable with a recording Console. Values
+(``show``) render in caterva/cli/values.py. Every name and user string goes into a ``Text``
+through ``literal``: never parsed as rich markup or emoji codes, whatever console prints it.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from rich.filesize import decimal as size_text
 from rich.table import Table
 from rich.text import Text
@@ -59,6 +58,24 @@ _NAMES = {"f": "float", "i": "int", "u": "uint", "c": "complex", "M": "datetime"
 
 
 # --- small values ---------------------------------------------------------------------------
+
+
+def literal(text: Any) -> str:
+    """A user string as it is, except what a terminal would act on or hide (control and other
+    unprintable characters), shown as its Python escape (\\n, \\x1b, \\u202e)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def plain(text: Any, style: str = "") -> Text:
+    """``literal(text)`` as a Text: no markup, no emoji codes, on any console."""
+    return Text(literal(text), style=style)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def dtype_text(dtype: Any) -> str:
@@ -118,11 +135,11 @@ def roots_table(roots: Sequence[RootInfo]) -> RenderableType:
         table.add_column(column, justify="right" if column == "datasets" else "left")
     for r in roots:
         table.add_row(
-            Text(r.name, style="bold"),
+            plain(r.name, style="bold"),
             Text("yes", style="green") if r.online else Text("no", style="red"),
             "yes" if r.followed else "no",
             str(r.datasets),
-            source_text(r),
+            plain(source_text(r)),
         )
     return table
 
@@ -146,41 +163,39 @@ def dataset_summary(info: DatasetInfo) -> dict[str, Any]:
 
 def datasets_table(root: str, infos: Sequence[DatasetInfo]) -> RenderableType:
     if not infos:
-        return Text(f"{root} has no datasets")
+        return plain(f"{root} has no datasets")
     table = Table(box=None, header_style="bold")
     # a path is what users copy into the next command: never cut it short
-    table.add_column("path", min_width=max(len(i.path) for i in infos), overflow="fold")
+    table.add_column("path", min_width=max(len(literal(i.path)) for i in infos), overflow="fold")
     for column in ("kind", "shape", "dtype", "size"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for info in infos:
         table.add_row(
-            info.path,
+            plain(info.path),
             info.kind,
             shape_text(info.shape) if info.kind == "b2nd" else "-",
-            _dtype_or_dash(info, short=True),
+            plain(_dtype_or_dash(info, short=True)),
             size_text(info.size or info.cbytes),
         )
     return table
 
 
 def datasets_tree(root: str, infos: Iterable[DatasetInfo]) -> RenderableType:
-    tree = Tree(Text(root, style="bold"))
+    tree = Tree(plain(root, style="bold"))
     dirs: dict[tuple[str, ...], Tree] = {(): tree}
     for info in sorted(infos, key=lambda i: PurePosixPath(i.path).parts):
         parts = PurePosixPath(info.path).parts
         for depth in range(1, len(parts)):
             key = parts[:depth]
             if key not in dirs:
-                dirs[key] = dirs[key[:-1]].add(Text(key[-1] + "/", style="bold blue"))
-        label = Text(parts[-1])
-        label.append(f"  {_shape_or_bytes(info)} {_dtype_or_dash(info, short=True)}  ", style="dim")
-        label.append(size_text(info.size or info.cbytes), style="dim")
+                dirs[key] = dirs[key[:-1]].add(plain(key[-1] + "/", style="bold blue"))
+        label = plain(parts[-1])
+        if info.kind == "b2nd":
+            label.append(f"  {shape_text(info.shape)} {_dtype_or_dash(info, short=True)}",
+                         style="dim")
+        label.append(f"  {size_text(info.size or info.cbytes)}", style="dim")
         dirs[parts[:-1]].add(label)
     return tree
-
-
-def _shape_or_bytes(info: DatasetInfo) -> str:
-    return shape_text(info.shape) if info.kind == "b2nd" else f"{info.nbytes:,} bytes"
 
 
 def _dtype_or_dash(info: DatasetInfo, short: bool = False) -> str:
@@ -195,10 +210,10 @@ def info_view(address: str, info: DatasetInfo, cached: Cached) -> RenderableType
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("dataset", address)
+    grid.add_row("dataset", plain(address))
     grid.add_row("kind", f"{info.kind} ({KINDS.get(info.kind, '?')})")
     grid.add_row("shape", shape_text(info.shape))
-    grid.add_row("dtype", dtype_text(info.dtype))
+    grid.add_row("dtype", plain(dtype_text(info.dtype)))
     grid.add_row("chunks", f"{shape_text(info.chunks)}, {info.nchunks} in all")
     grid.add_row("blocks", shape_text(info.blocks))
     grid.add_row("codec", codec_text(info.cparams))
@@ -212,7 +227,8 @@ def info_view(address: str, info: DatasetInfo, cached: Cached) -> RenderableType
         f"{cached.chunks} of {info.nchunks} chunks ({size_text(cached.bytes)})",
     )
     if info.vlmeta:
-        grid.add_row("vlmeta", "\n".join(f"{k}: {vlmeta_value(v)}" for k, v in info.vlmeta.items()))
+        grid.add_row("vlmeta", Text("\n").join(
+            plain(f"{k}: {vlmeta_value(v)}") for k, v in info.vlmeta.items()))
     return grid
 
 
@@ -233,10 +249,10 @@ def event_line(event: dict[str, Any]) -> Text:
         else "--:--:--"
     )
     line = Text(stamp + "  ", style="dim")
-    line.append(str(event.get("root", "?")), style="bold")
-    line.append(f"  {event.get('event', '?')}", style="cyan")
+    line.append(literal(event.get("root", "?")), style="bold")
+    line.append(f"  {literal(event.get('event', '?'))}", style="cyan")
     if event.get("path"):
-        line.append(f"  {event['path']}")
+        line.append(f"  {literal(event['path'])}")
     chunks = event.get("chunks")
     if isinstance(chunks, list):
         shown = ", ".join(map(str, chunks[:12])) + (", ..." if len(chunks) > 12 else "")
@@ -253,101 +269,9 @@ def event_line(event: dict[str, Any]) -> Text:
     shown = {"time", "root", "event", "path", "chunks", "datasets", "online", "etag"}
     for key, value in event.items():  # newer event kinds: say what they carry
         if key not in shown and isinstance(value, (str, int, float, bool)):
-            line.append(f"  {value}" if key == "url" else f"  {key}={value}", style="dim")
+            shown_value = literal(value if key == "url" else f"{key}={value}")
+            line.append(f"  {shown_value}", style="dim")
     return line
-
-
-# --- values (show) --------------------------------------------------------------------------
-
-
-def array_view(title: str, value: Any, width: int) -> RenderableType:
-    """numpy's own printing (summarised when large) under a one-line title."""
-    import numpy as np
-
-    header = Text(title, style="dim")
-    with np.printoptions(linewidth=max(width, 40), threshold=1000, edgeitems=4):
-        body = np.array2string(np.asarray(value))
-    return Group(header, Text(body))
-
-
-def array_title(address: str, sel: str | None, field: str | None, value: Any) -> str:
-    import numpy as np
-
-    where = address + (f"[{sel}]" if sel is not None else "")
-    if field is not None:
-        where += f" field {field}"
-    dtype = dtype_text(numpy_dtype_json(np.asarray(value).dtype))
-    return f"{where}  {dtype}  shape {shape_text(np.shape(value))}"
-
-
-def numpy_dtype_json(dtype: Any) -> Any:
-    """A numpy dtype in the JSON form DatasetInfo uses (layout.dtype_to_json)."""
-    from caterva.protocol.dtypes import dtype_to_json
-
-    return dtype_to_json(dtype)
-
-
-def bytes_view(title: str, data: bytes, total: int, offset: int = 0) -> RenderableType:
-    """Text when the bytes read as UTF-8, else a hex dump (addresses from ``offset``); says
-    what was left out."""
-    header = Text(title, style="dim")
-    text = as_text(data)
-    body = Text(text) if text is not None else Text(hexdump(data, offset))
-    parts: list[RenderableType] = [header, body]
-    if total > len(data):
-        parts.append(Text(f"... {total - len(data):,} more bytes", style="dim"))
-    return Group(*parts)
-
-
-def as_text(data: bytes) -> str | None:
-    for cut in range(4):  # a preview may end inside a multi-byte character
-        try:
-            text = data[: len(data) - cut].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        printable = sum(c.isprintable() or c in "\n\r\t" for c in text)
-        return text if printable >= 0.95 * max(len(text), 1) else None
-    return None
-
-
-def bytes_json(data: bytes) -> dict[str, str]:
-    """Bytes for --json: {"text": ...} when they read as UTF-8 text, else {"base64": ...}."""
-    text = as_text(data)
-    return {"text": text} if text is not None else {"base64": base64.b64encode(data).decode()}
-
-
-def hexdump(data: bytes, offset: int = 0, width: int = 16) -> str:
-    lines = []
-    for at in range(0, len(data), width):
-        row = data[at : at + width]
-        hexes = " ".join(f"{b:02x}" for b in row)
-        chars = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
-        lines.append(f"{offset + at:08x}  {hexes:<{width * 3 - 1}}  {chars}")
-    return "\n".join(lines)
-
-
-def json_value(value: Any) -> Any:
-    """numpy values -> JSON: arrays as nested lists, records as objects, complex as
-    [real, imag], bytes as {"__bytes__": base64}, non-finite floats as "NaN"/"Infinity"."""
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        if value.dtype.names is not None:
-            return [json_value(v) for v in value] if value.ndim else json_value(value[()])
-        return json_value(value.tolist())
-    if isinstance(value, np.void) and value.dtype.names is not None:
-        return {name: json_value(value[name]) for name in value.dtype.names}
-    if isinstance(value, np.generic):
-        return json_value(value.item())
-    if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    if isinstance(value, complex):
-        return [json_value(value.real), json_value(value.imag)]
-    if isinstance(value, bytes):
-        return {"__bytes__": base64.b64encode(value).decode()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
 
 
 def download_progress(console):
@@ -362,7 +286,7 @@ def download_progress(console):
     )
 
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),

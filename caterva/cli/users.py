@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from caterva.cli.options import CaFile, Json, Sub, emit, out
+from caterva.cli.options import CaFile, Json, Sub, connect, display, emit, out
 from caterva.errors import BadRequest
 
 users_app = typer.Typer(
@@ -118,7 +118,7 @@ def list_(as_json: Json = False, users: UsersDb = None) -> None:
         table.add_column(column)
     for u in found:
         table.add_row(u.email, ", ".join(u.roots) or "-", _time(u.created))
-    out().print(table if found else "no users yet: add one with `caterva user add EMAIL`")
+    display(table if found else "no users yet: add one with `caterva user add EMAIL`")
 
 
 @users_app.command()
@@ -175,11 +175,10 @@ def login(
 ) -> None:
     """Log in to a subscriber that requires it; the token is kept for later commands."""
     from caterva import credentials
-    from caterva.client.sync import Client
 
     email = email or typer.prompt("Email")
     password = read_password(password_stdin, confirm=False)
-    with Client(sub, ca_file=ca_file) as client:
+    with connect(sub, ca_file) as client:
         answer = client.login(email, password)
         url = client.url
     path = credentials.store(url, answer["token"], user=answer["user"], expiry=answer["expiry"])

@@ -44,6 +44,7 @@ from caterva.client.transfer import (
     Meter,
     dataset_target,
     groups,
+    made_dirs,
     root_targets,
 )
 from caterva.errors import DatasetChanged, DigestMismatch, Unavailable
@@ -157,6 +158,7 @@ class AsyncClient:
         dest: str | os.PathLike | None = None,
         *,
         progress: Progress | None = None,
+        overwrite: bool = True,
     ) -> Path:
         """See ``Client.download``."""
         root, path = split_address(address)
@@ -167,17 +169,22 @@ class AsyncClient:
 
     async def _download(self, root: str, path: str | None, dest, progress) -> Path:
         if path is None:
-            return await self._download_root(root, dest, progress)
+            return await self._download_root(root, dest, progress, overwrite)
         info, _ = await self._send(Calls.info(root, path))
-        return await self._download_dataset(root, info, dest, progress)
+        return await self._download_dataset(root, info, dest, progress, overwrite)
 
-    async def _download_dataset(self, root: str, info: DatasetInfo, dest, progress) -> Path:
-        meter = Meter(info.nbytes, progress)
-        return await self._fetch_into(root, info, dataset_target(info.path, dest), meter)
+    async def _download_dataset(self, root: str, info: DatasetInfo, dest, progress,
+                                overwrite: bool = True) -> Path:
+        target = dataset_target(info.path, dest, overwrite)
+        return await self._fetch_into(root, info, target, Meter(info.nbytes, progress))
 
-    async def _download_root(self, root: str, dest, progress) -> Path:
-        base, targets = root_targets(root, await self.list(root), dest)
-        base.mkdir(parents=True, exist_ok=True)
+    async def _download_root(self, root: str, dest, progress, overwrite: bool = True) -> Path:
+        base, targets = root_targets(root, await self.list(root), dest, overwrite)
+        with made_dirs(base, targets):
+            await self._download_all(root, targets, progress)
+        return base
+
+    async def _download_all(self, root: str, targets, progress) -> None:
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
         batches, alone = groups(targets)
         sinks = [Batch(batch, meter) for batch in batches] + [
@@ -195,7 +202,6 @@ class AsyncClient:
                     group.start_soon(one, sink)
         except BaseExceptionGroup as failed:  # the first failure cancelled the rest: raise it
             raise failed.exceptions[0] from None
-        return base
 
     async def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
         return await self._fill(root, Assembler(info, target, meter))

@@ -72,15 +72,9 @@ def mapped(url: str) -> Iterator[None]:
     except httpx.ConnectError as exc:
         if (tls := _tls_error(exc)) is not None:
             raise tls from exc
-        raise Unavailable(
-            f"cannot reach the subscriber at {url}: start one with `caterva sub`, "
-            "or point --sub (env CATERVA_SUB) at a running one"
-        ) from exc
+        raise Unavailable(f"cannot reach the subscriber at {url}", unreachable=url) from exc
     except httpx.ConnectTimeout as exc:
-        raise Unavailable(
-            f"cannot reach the subscriber at {url}: start one with `caterva sub`, "
-            "or point --sub (env CATERVA_SUB) at a running one"
-        ) from exc
+        raise Unavailable(f"cannot reach the subscriber at {url}", unreachable=url) from exc
     except httpx.UnsupportedProtocol as exc:
         raise BadRequest(f"invalid subscriber URL {url!r}: use http://HOST:PORT") from exc
     except httpx.TimeoutException as exc:

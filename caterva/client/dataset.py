@@ -183,7 +183,8 @@ class DatasetBase:
             selection.format(key)  # checks every item is an int, a slice of ints or ...
             norm = selection.normalize(key, self.shape)
         except TypeError as exc:  # e.g. a numpy array used as an index
-            raise BadSelection(f"unsupported index {key!r}: use ints, slices and ...") from exc
+            raise BadSelection(f"unsupported index {selection.describe(key)}: "
+                               "use ints, slices and ...") from exc
         ndim = len(self.info.shape)
         remote, local = norm[:ndim], norm[ndim:]  # local: the axes of a sub-array field
         want = selection.result_shape(remote) + self._field_subshape()

@@ -44,6 +44,7 @@ from caterva.client.transfer import (
     Meter,
     dataset_target,
     groups,
+    made_dirs,
     root_targets,
 )
 from caterva.errors import DatasetChanged, DigestMismatch, Unavailable
@@ -172,12 +173,15 @@ class Client:
         dest: str | os.PathLike | None = None,
         *,
         progress: Progress | None = None,
+        overwrite: bool = True,
     ) -> Path:
         """Download a dataset (``root/path``) or every dataset of a root (``root``).
 
         A Blosc2 dataset becomes a Blosc2 file equal to the original, a plain file its
         original bytes. A dataset goes to ``dest`` (default ./NAME; into it when it is a
-        directory), a root into the directory ``dest`` (default ./ROOT) as a tree.
+        directory, whose parent must exist), a root into the directory ``dest`` (default
+        ./ROOT) as a tree. A symlink is followed, a FIFO or device written through; with
+        ``overwrite=False`` a file already there raises TargetExists (a FileExistsError).
         ``progress(done, total)`` is called with uncompressed bytes as chunks arrive.
         Returns the file or directory written.
         """
@@ -189,17 +193,22 @@ class Client:
 
     def _download(self, root: str, path: str | None, dest, progress) -> Path:
         if path is None:
-            return self._download_root(root, dest, progress)
+            return self._download_root(root, dest, progress, overwrite)
         info, _ = self._send(Calls.info(root, path))
-        return self._download_dataset(root, info, dest, progress)
+        return self._download_dataset(root, info, dest, progress, overwrite)
 
-    def _download_dataset(self, root: str, info: DatasetInfo, dest, progress) -> Path:
-        meter = Meter(info.nbytes, progress)
-        return self._fetch_into(root, info, dataset_target(info.path, dest), meter)
+    def _download_dataset(self, root: str, info: DatasetInfo, dest, progress,
+                          overwrite: bool = True) -> Path:
+        target = dataset_target(info.path, dest, overwrite)
+        return self._fetch_into(root, info, target, Meter(info.nbytes, progress))
 
-    def _download_root(self, root: str, dest, progress) -> Path:
-        base, targets = root_targets(root, self.list(root), dest)
-        base.mkdir(parents=True, exist_ok=True)
+    def _download_root(self, root: str, dest, progress, overwrite: bool = True) -> Path:
+        base, targets = root_targets(root, self.list(root), dest, overwrite)
+        with made_dirs(base, targets):
+            self._download_all(root, targets, progress)
+        return base
+
+    def _download_all(self, root: str, targets, progress) -> None:
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
         batches, alone = groups(targets)
         sinks = [Batch(batch, meter) for batch in batches] + [
@@ -213,11 +222,11 @@ class Client:
             try:
                 for job in jobs:
                     job.result()
-            except BaseException:
+            except BaseException:  # a failure, or Ctrl-C: the running jobs stop at a chunk
+                meter.cancel()
                 for job in jobs:
                     job.cancel()
                 raise
-        return base
 
     def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
         return self._fill(root, Assembler(info, target, meter))

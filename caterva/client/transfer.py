@@ -3,7 +3,10 @@ and the Assembler that turns chunks received in order into a verified file.
 
 A download writes ``DEST.part`` and renames it to DEST only once every chunk arrived and
 matched the digest the dataset's info promised, so DEST is never a half-written file and a
-dataset that changed during the download is an error, not a silent mix of versions.
+dataset that changed during the download is an error, not a silent mix of versions. What DEST
+already is decides the rest (``Placement``): a symlink is followed (the file it points to is
+replaced, the link stays), a FIFO or a device is written through, never replaced; an existing
+file is replaced only when asked to (``overwrite``); a missing directory is an error.
 
 The client checks the digest each frame carries, not the chunk bytes themselves: the
 subscriber verified every chunk against that digest before caching it, and hashing again here
@@ -14,11 +17,16 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
+import stat
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from caterva.errors import BadRequest, DigestMismatch, ProtocolError
+from caterva.errors import BadRequest, DigestMismatch, ProtocolError, TargetExists
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
 
@@ -44,22 +52,80 @@ def chunk_nbytes(info: DatasetInfo, index: int) -> int:
     return max(0, min(info.chunksize, info.nbytes - index * info.chunksize))
 
 
-def dataset_target(path: str, dest: str | os.PathLike | None) -> Path:
-    """Like cp: no dest -> ./NAME; an existing directory -> DIR/NAME; else dest itself."""
+@dataclass(frozen=True)
+class Placement:
+    """How a download lands on its target: written to ``part``, then renamed onto ``final``
+    (``through`` False), or copied through ``final`` (a FIFO, a device: renaming would
+    replace it) from a ``part`` in the temporary directory."""
+
+    part: Path
+    final: Path
+    through: bool
+
+    @classmethod
+    def of(cls, target: Path) -> Placement:
+        """Raises BadRequest for a target that cannot be written."""
+        try:
+            mode = os.stat(target).st_mode  # follows symlinks
+        except FileNotFoundError:
+            if target.is_symlink():
+                raise BadRequest(f"{target} is a symlink to nowhere: not replaced") from None
+            if not target.parent.is_dir():
+                raise BadRequest(f"cannot write {target}: no directory {target.parent}") from None
+            return cls(_part_of(target), target, through=False)
+        if stat.S_ISDIR(mode):
+            raise BadRequest(f"{target} is a directory")
+        if not stat.S_ISREG(mode):  # FIFO, device, socket: write into it
+            fd, part = tempfile.mkstemp(prefix=f"caterva-{target.name}-", suffix=".part")
+            os.close(fd)
+            return cls(Path(part), target, through=True)
+        final = Path(os.path.realpath(target))  # through a symlink: replace what it points to
+        return cls(_part_of(final), final, through=False)
+
+    def land(self) -> None:
+        if self.through:
+            with open(self.part, "rb") as src, open(self.final, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            self.part.unlink()
+        else:
+            os.replace(self.part, self.final)
+
+
+def _part_of(target: Path) -> Path:
+    return target.with_name(target.name + ".part")
+
+
+def refuse_existing(target: Path) -> None:
+    """A download replaces a file already there only when asked to: an empty one (what a
+    shell's ``>`` just made) holds nothing to lose."""
+    if target.is_file() and target.stat().st_size:
+        raise TargetExists(f"{target} exists already: not replaced", path=str(target))
+
+
+def dataset_target(path: str, dest: str | os.PathLike | None, overwrite: bool = True) -> Path:
+    """Like cp: no dest -> ./NAME; an existing directory -> DIR/NAME; else dest itself, whose
+    directory must exist."""
     name = PurePosixPath(path).name
-    if dest is None:
-        return Path(name)
-    dest = Path(dest)
-    return dest / name if dest.is_dir() else dest
+    target = Path(name) if dest is None else Path(dest)
+    if target.is_dir():
+        target = target / name
+    if not target.parent.is_dir():
+        raise BadRequest(f"cannot write {target}: no directory {target.parent}")
+    if not overwrite:
+        refuse_existing(target)
+    return target
 
 
 def root_targets(
-    root: str, infos: list[DatasetInfo], dest: str | os.PathLike | None
+    root: str, infos: list[DatasetInfo], dest: str | os.PathLike | None, overwrite: bool = True
 ) -> tuple[Path, list[tuple[DatasetInfo, Path]]]:
-    """A root goes to DIR (default ./ROOT), each dataset to DIR/its/path."""
+    """A root goes to DIR (default ./ROOT), each dataset to DIR/its/path. DIR's parent must
+    exist; without ``overwrite`` a file already at a dataset's place is refused up front."""
     base = Path(root if dest is None else dest)
     if base.exists() and not base.is_dir():
         raise BadRequest(f"{base} exists and is not a directory")
+    if not base.parent.is_dir():
+        raise BadRequest(f"cannot write {base}: no directory {base.parent}")
     resolved = base.resolve()
     inside: set[Path] = set()  # parents checked already (a root has few, and many files)
     out = []
@@ -71,8 +137,30 @@ def root_targets(
             if not target.parent.resolve().is_relative_to(resolved):
                 raise BadRequest(f"{target} would be written outside {base}")
             inside.add(target.parent)
+        if not overwrite:
+            refuse_existing(target)
         out.append((info, target))
     return base, out
+
+
+@contextmanager
+def made_dirs(base: Path, targets: list[tuple[DatasetInfo, Path]]) -> Iterator[None]:
+    """Create ``base`` for a root download; if the download fails, remove the directories it
+    created that are still empty (a failed download leaves nothing behind it made)."""
+    dirs = {base} | {t.parent for _, t in targets}
+    for d in list(dirs):
+        dirs.update(p for p in d.parents if p.is_relative_to(base))
+    new = sorted((d for d in dirs if not d.exists()), key=lambda d: len(d.parts), reverse=True)
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for d in new:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:  # not empty (another file, a finished dataset) or gone
+                pass
+        raise
 
 
 def groups(
@@ -95,16 +183,32 @@ def groups(
     return batches, alone
 
 
+class Cancelled(Exception):
+    """A download's other parts stop: one failed, or the user pressed Ctrl-C."""
+
+
 class Meter:
-    """Sums progress over the datasets of one download; reports (done, total) bytes."""
+    """Sums progress over the datasets of one download; reports (done, total) bytes.
+
+    It is also how the parts of one download stop together: after ``cancel()`` every part
+    fails at its next chunk (``check``), so a root download ends within a chunk of a Ctrl-C
+    instead of finishing the requests in flight."""
 
     def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
         self.total = total
         self.done = 0
         self._report = report
         self._lock = threading.Lock()  # a root's datasets download in parallel
+        self._cancelled = threading.Event()
         if report:
             report(0, total)
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def check(self) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled
 
     def advance(self, nbytes: int) -> None:
         with self._lock:
@@ -162,8 +266,8 @@ class Assembler:
     def __init__(self, info: DatasetInfo, target: Path, meter: Meter) -> None:
         self.info = info
         self.target = target
-        self.part = target.with_name(target.name + ".part")
         self.meter = meter
+        self._placed: Placement | None = None
         self._writer = None
         self.count = 0
 
@@ -176,9 +280,11 @@ class Assembler:
 
         if not self.target.parent.is_dir():  # one stat: a root's files share few folders
             self.target.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = FileWriter(self.info, self.part)
+        self._placed = Placement.of(self.target)
+        self._writer = FileWriter(self.info, self._placed.part)
 
     def add(self, index: int, digest: str, data: bytes) -> None:
+        self.meter.check()
         if index != self.count:
             raise ProtocolError(f"expected chunk {self.count}, the subscriber sent {index}")
         if index >= self.info.nchunks or digest != self.info.digests[index]:
@@ -197,14 +303,15 @@ class Assembler:
         if self.count != self.info.nchunks:
             raise ProtocolError(f"{self.info.path}: got {self.count} of {self.info.nchunks} chunks")
         self._close()
-        os.replace(self.part, self.target)
+        self._placed.land()
         return self.target
 
     def abort(self) -> None:
         try:
             self._close()
         finally:
-            self.part.unlink(missing_ok=True)
+            if self._placed is not None:
+                self._placed.part.unlink(missing_ok=True)
 
     def _close(self) -> None:
         writer, self._writer = self._writer, None

@@ -24,6 +24,9 @@ def parse(text: str) -> Key:
         text = text[1:-1]
     if not text.strip():
         return ()
+    if "[" in text or "]" in text:  # e.g. a[[1, 2]]: numpy's integer-array indexing
+        raise BadSelection(f"list indexing is not supported (in {describe(text)}): "
+                           "use integers, slices and ...")
     items = [item.strip() for item in text.split(",")]
     if items and items[-1] == "" and len(items) > 1:  # a trailing comma, as numpy allows
         items.pop()
@@ -41,9 +44,9 @@ def _parse_item(item: str, text: str) -> Any:
     if 2 <= len(parts) <= 3 and all(p.strip() == "" or _INT.fullmatch(p.strip()) for p in parts):
         bounds = [int(p) if p.strip() else None for p in parts]
         if len(bounds) == 3 and bounds[2] == 0:
-            raise BadSelection(f"slice step cannot be zero in {text!r}")
+            raise BadSelection(f"slice step cannot be zero in {describe(text)}")
         return slice(*bounds)
-    raise BadSelection(f"cannot parse selection item {item!r} in {text!r}")
+    raise BadSelection(f"cannot parse selection item {describe(item)} in {describe(text)}")
 
 
 def format(key: Any) -> str:  # noqa: A001 - the inverse of parse
@@ -62,9 +65,25 @@ def format(key: Any) -> str:  # noqa: A001 - the inverse of parse
 
 
 def _as_int(value: Any) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise BadSelection(f"only integers, slices and ... are supported, not {value!r}")
-    return value.__index__()
+    if isinstance(value, list):
+        raise BadSelection("list indexing is not supported: use integers, slices and ...")
+    try:
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise TypeError
+        return value.__index__()
+    except TypeError:  # e.g. an array: numpy arrays have __index__, for 0-d ints only
+        raise BadSelection(
+            f"only integers, slices and ... are supported, not {describe(value)}") from None
+
+
+def describe(value: Any, limit: int = 60) -> str:
+    """A value as an error shows it: an array by its shape and dtype (a boolean mask of a
+    million elements is not printed), anything else by its repr, cut at ``limit``."""
+    shape = getattr(value, "shape", None)
+    if shape is not None and getattr(value, "ndim", 0) > 0:
+        return f"an array of shape {tuple(shape)} and dtype {getattr(value, 'dtype', '?')}"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def normalize(key: Any, shape: tuple[int, ...] | list[int]) -> Key:
@@ -74,8 +93,8 @@ def normalize(key: Any, shape: tuple[int, ...] | list[int]) -> Key:
         key = (key,)
     if sum(item is Ellipsis for item in key) > 1:
         raise BadSelection("an index can only have a single ellipsis ('...')")
-    if Ellipsis in key:
-        at = key.index(Ellipsis)
+    at = next((i for i, item in enumerate(key) if item is Ellipsis), None)
+    if at is not None:  # not `Ellipsis in key`: that compares arrays elementwise
         fill = len(shape) - (len(key) - 1)
         key = key[:at] + (slice(None),) * max(fill, 0) + key[at + 1 :]
     if len(key) > len(shape):

@@ -208,7 +208,8 @@ def test_an_expired_token_gets_401_saying_so_and_the_cli_asks_to_log_in(stack, t
 def test_cli_login_stores_a_private_token_that_later_commands_use(stack, tmp_path):
     env = {"CATERVA_TOKEN_FILE": str(tmp_path / "conf" / "tokens.json")}
     anonymous = cli("roots", "--sub", stack.url, env=env)
-    assert anonymous.returncode == 5 and "caterva login" in anonymous.stderr
+    assert anonymous.returncode == 5 and anonymous.stderr.count("\n") == 1  # one line
+    assert anonymous.stderr.endswith(f": run `caterva login --sub {stack.url}` and try again\n")
     wrong = cli("login", "--sub", stack.url, "--email", BOB, "--password-stdin",
                 input="not the password\n", env=env)
     assert wrong.returncode == 5 and "wrong email or password" in wrong.stderr

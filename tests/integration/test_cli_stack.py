@@ -148,11 +148,18 @@ def test_unfollow_and_follow(run, stack):
     gone = ok(run("unfollow", "demo"))
     assert gone.out.strip() == "stopped following demo; its cached chunks are dropped"
     assert not ok(run("roots", "--json")).json()["roots"][0]["followed"]
-    again = run("unfollow", "demo")
-    assert again.code == 1 and again.err.startswith("error: root 'demo' is not followed")
+    again = ok(run("unfollow", "demo"))  # idempotent
+    assert again.out == "demo was not followed: nothing to do\n"
+    assert ok(run("unfollow", "demo", "--json")).json() == {
+        "root": "demo", "followed": False, "was_followed": False}
+    for args in (("list", "demo"), ("info", "demo/grid.b2nd"), ("show", "demo/line.b2nd[0]")):
+        refused = run(*args)  # a documented code of its own, and the way out
+        assert (refused.code, refused.out) == (6, ""), (args, refused)
+        assert refused.err == "error: root 'demo' is not followed: run `caterva follow demo`\n"
     followed = ok(run("follow", "demo", "--json"))
     assert followed.json() == {"root": "demo", "followed": True, "datasets": n}
-    assert ok(run("unfollow", "demo", "--json")).json() == {"root": "demo", "followed": False}
+    assert ok(run("unfollow", "demo", "--json")).json() == {
+        "root": "demo", "followed": False, "was_followed": True}
     assert ok(run("follow", "demo")).out.strip() == f"following demo ({n} datasets)"
 
 
@@ -207,7 +214,7 @@ def test_show_arrays(run, stack):
     assert machine["dtype"] == "<f4"
     np.testing.assert_array_equal(np.array(machine["data"], np.float32), grid[1:9:3, ::-5, -1])
     assert ok(run("show", "demo/scalar.b2nd")).out.splitlines()[1] == "6.25"
-    assert ok(run("show", "demo/scalar.b2nd[]", "--json")).json()["data"] == 6.25
+    assert ok(run("show", "demo/scalar.b2nd[...]", "--json")).json()["data"] == 6.25
 
 
 def test_show_structured(run, stack):
@@ -282,6 +289,9 @@ ERRORS = [
     (("follow", "nosuchroot", "--json"), {}, 3, "root 'nosuchroot'"),
     (("show", "demo/grid.b2nd[0:2, 1.5]"), {}, 2, "cannot parse selection item '1.5'"),
     (("show", "demo/line.b2nd[100]"), {}, 2, "index 100 is out of bounds"),
+    (("show", "demo/line.b2nd[0:4"), {}, 2, "unclosed '[' in demo/line.b2nd[0:4"),
+    (("show", "demo/line.b2nd[[1,2]]"), {}, 2, "list indexing is not supported"),
+    (("show", "demo/line.b2nd[]"), {}, 2, "empty selection in demo/line.b2nd[]"),
     (("show", "demo/line.b2nd[0, 0]"), {}, 2, "too many indices"),
     (("show", "demo/records.b2nd[0:2]", "--field", "nope"), {}, 2, "has no field 'nope'"),
     (("show", "demo/line.b2nd[0]", "--field", "x"), {}, 2, "has no field 'x'"),

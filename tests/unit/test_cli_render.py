@@ -7,9 +7,11 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
-from caterva.cli import render
+from caterva.cli import render, values
 from caterva.cli.data import split_selection
 from caterva.client.base import Cached, RootInfo
 from caterva.protocol.layout import dtype_to_json
@@ -156,44 +158,44 @@ def test_event_lines():
 def test_json_values():
     rec = np.zeros(2, [("a", "<i2"), ("b", "<f4", (2,)), ("c", "S2")])
     rec["c"] = [b"hi", b"\xff\x00"]
-    assert render.json_value(rec) == [
+    assert values.json_value(rec) == [
         {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}},
         {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "/w=="}},
     ]
-    assert render.json_value(np.array([1 + 2j], np.complex64)) == [[1.0, 2.0]]
-    assert render.json_value(np.array([np.nan, np.inf, -np.inf])) == [
+    assert values.json_value(np.array([1 + 2j], np.complex64)) == [[1.0, 2.0]]
+    assert values.json_value(np.array([np.nan, np.inf, -np.inf])) == [
         "NaN",
         "Infinity",
         "-Infinity",
     ]
-    assert render.json_value(np.float32(1.5)) == 1.5 and render.json_value(np.array(3)) == 3
-    assert render.json_value(rec[0]) == {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}}
+    assert values.json_value(np.float32(1.5)) == 1.5 and values.json_value(np.array(3)) == 3
+    assert values.json_value(rec[0]) == {"a": 0, "b": [0.0, 0.0], "c": {"__bytes__": "aGk="}}
 
 
 def test_bytes_as_text_or_hexdump():
-    assert render.as_text("ünï\n".encode()) == "ünï\n"
-    assert render.as_text("ab€".encode()[:-1]) == "ab"  # a preview cut inside a character
-    assert render.as_text(bytes(range(256))) is None
-    assert render.bytes_json(b"\x00\xff") == {"base64": "AP8="}
-    dump = render.hexdump(b"ABC\x00" * 5, offset=0x20)
+    assert values.as_text("ünï\n".encode()) == "ünï\n"
+    assert values.as_text("ab€".encode()[:-1]) == "ab"  # a preview cut inside a character
+    assert values.as_text(bytes(range(256))) is None
+    assert values.bytes_json(b"\x00\xff") == {"base64": "AP8="}
+    dump = values.hexdump(b"ABC\x00" * 5, offset=0x20)
     assert dump.splitlines() == [
         "00000020  41 42 43 00 41 42 43 00 41 42 43 00 41 42 43 00  ABC.ABC.ABC.ABC.",
         "00000030  41 42 43 00" + " " * 38 + "ABC.",
     ]
-    out = text_of(render.bytes_view("t", b"hello", total=10))
+    out = text_of(values.bytes_view("t", b"hello", total=10))
     assert out.splitlines() == ["t", "hello", "... 5 more bytes"]
 
 
 def test_array_view_uses_numpy_printing():
     value = np.arange(6).reshape(2, 3)
-    assert text_of(render.array_view("title", value, 80)).splitlines() == [
+    assert text_of(values.array_view("title", value, 80)).splitlines() == [
         "title",
         "[[0 1 2]",
         " [3 4 5]]",
     ]
-    assert render.array_title("r/a", "0:2", None, value) == "r/a[0:2]  int64  shape (2, 3)"
+    assert values.array_title("r/a", "0:2", None, value) == "r/a[0:2]  int64  shape (2, 3)"
     big = np.arange(100_000)
-    assert "..." in text_of(render.array_view("t", big, 80))  # summarised, not 100k numbers
+    assert "..." in text_of(values.array_view("t", big, 80))  # summarised, not 100k numbers
 
 
 @pytest.mark.parametrize(
@@ -208,3 +210,60 @@ def test_array_view_uses_numpy_printing():
 )
 def test_split_selection(target, expected):
     assert split_selection(target) == expected
+
+
+# --- names print as they are (property) -----------------------------------------------------
+
+# what a dataset path may hold (caterva/protocol/names.py): anything printable or not, but no
+# ASCII control character, no backslash and no MQTT wildcard
+NAME_CHARS = st.characters(blacklist_characters="\\+#/", blacklist_categories=("Cs",),
+                           min_codepoint=0x20)
+NAMES = st.text(NAME_CHARS, min_size=1, max_size=40).filter(lambda n: n not in (".", ".."))
+NAMES = NAMES.filter(lambda n: "\x7f" not in n) | st.sampled_from(
+    ["[draft] notes:fire:.txt", "a:100:b.b2nd", "[red]x[/red].b2nd", ":smile: [/]", "\u202e.b2nd"])
+
+
+def rich_text_of(renderable) -> str:
+    """Printed by a console with rich markup and emoji codes on: the views must not need them
+    off to print names as they are."""
+    console = Console(record=True, width=400, color_system=None, markup=True, emoji=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+@given(name=NAMES)
+@settings(max_examples=150, deadline=None)
+def test_any_name_prints_literally_in_every_view(name):
+    shown = render.literal(name)
+    assert shown.isprintable()
+    assert shown == name if name.isprintable() else all(
+        repr(c)[1:-1] in shown for c in name if not c.isprintable())
+    path = f"dir/{name}"
+    infos = [info(path), info(f"{name}.txt", kind="file")]
+    assert f"dir/{shown}" in rich_text_of(render.datasets_table("r", infos))
+    assert shown.rsplit("/", 1)[-1] in rich_text_of(render.datasets_tree("r", infos))
+    assert f"r/dir/{shown}" in rich_text_of(render.info_view(f"r/{path}", infos[0], Cached(0, 0)))
+    event = {"root": "r", "event": "create", "time": 0, "path": path, "chunks": []}
+    assert f"dir/{shown}" in rich_text_of(render.event_line(event))
+    assert json.loads(json.dumps(render.dataset_summary(infos[0]), ensure_ascii=False))[
+        "path"] == path
+    assert json.loads(json.dumps(render.info_json(f"r/{path}", infos[0], Cached(0, 0))))[
+        "address"] == f"r/{path}"
+
+
+def test_record_field_names_and_vlmeta_print_literally():
+    rec = info(dtype={"names": ["[b]x[/b]", ":fire:"], "formats": ["<i4", "<f8"]},
+               vlmeta={"[i]k[/i]": ":100:"})
+    out = rich_text_of(render.info_view("r/a.b2nd", rec, Cached(0, 0)))
+    assert "{[b]x[/b]: int32, :fire:: float64}" in out and '[i]k[/i]: ":100:"' in out
+
+
+def test_counts_are_plural_only_when_not_one():
+    assert [render.plural(n, "dataset") for n in (0, 1, 2)] == [
+        "0 datasets", "1 dataset", "2 datasets"]
+
+
+def test_tree_gives_plain_files_their_size_once():
+    line = text_of(render.datasets_tree("r", [info("x.txt", kind="file", nbytes=3738,
+                                                   size=3738)])).splitlines()[1]
+    assert line.split("x.txt", 1)[1].split() == ["3.7", "kB"]

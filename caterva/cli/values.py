@@ -1,0 +1,105 @@
+"""How `show` prints values: numpy arrays, records and plain bytes, as rich renderables or
+JSON. Pure functions (no I/O, no client calls); numpy is imported by the functions that need it,
+never at module import.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from caterva.cli.render import dtype_text, literal, shape_text
+
+
+def array_view(title: str, value: Any, width: int) -> RenderableType:
+    """numpy's own printing (summarised when large) under a one-line title."""
+    import numpy as np
+
+    header = Text(literal(title), style="dim")
+    with np.printoptions(linewidth=max(width, 40), threshold=1000, edgeitems=4):
+        body = np.array2string(np.asarray(value))
+    return Group(header, Text(body))
+
+
+def array_title(address: str, sel: str | None, field: str | None, value: Any) -> str:
+    import numpy as np
+
+    where = address + (f"[{sel}]" if sel is not None else "")
+    if field is not None:
+        where += f" field {field}"
+    dtype = dtype_text(numpy_dtype_json(np.asarray(value).dtype))
+    return f"{where}  {dtype}  shape {shape_text(np.shape(value))}"
+
+
+def numpy_dtype_json(dtype: Any) -> Any:
+    """A numpy dtype in the JSON form DatasetInfo uses (layout.dtype_to_json)."""
+    from caterva.protocol.dtypes import dtype_to_json
+
+    return dtype_to_json(dtype)
+
+
+def bytes_view(title: str, data: bytes, total: int, offset: int = 0) -> RenderableType:
+    """Text when the bytes read as UTF-8, else a hex dump (addresses from ``offset``); says
+    what was left out."""
+    header = Text(literal(title), style="dim")
+    text = as_text(data)
+    body = Text(text) if text is not None else Text(hexdump(data, offset))
+    parts: list[RenderableType] = [header, body]
+    if total > len(data):
+        parts.append(Text(f"... {total - len(data):,} more bytes", style="dim"))
+    return Group(*parts)
+
+
+def as_text(data: bytes) -> str | None:
+    for cut in range(4):  # a preview may end inside a multi-byte character
+        try:
+            text = data[: len(data) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        printable = sum(c.isprintable() or c in "\n\r\t" for c in text)
+        return text if printable >= 0.95 * max(len(text), 1) else None
+    return None
+
+
+def bytes_json(data: bytes) -> dict[str, str]:
+    """Bytes for --json: {"text": ...} when they read as UTF-8 text, else {"base64": ...}."""
+    text = as_text(data)
+    return {"text": text} if text is not None else {"base64": base64.b64encode(data).decode()}
+
+
+def hexdump(data: bytes, offset: int = 0, width: int = 16) -> str:
+    lines = []
+    for at in range(0, len(data), width):
+        row = data[at : at + width]
+        hexes = " ".join(f"{b:02x}" for b in row)
+        chars = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"{offset + at:08x}  {hexes:<{width * 3 - 1}}  {chars}")
+    return "\n".join(lines)
+
+
+def json_value(value: Any) -> Any:
+    """numpy values -> JSON: arrays as nested lists, records as objects, complex as
+    [real, imag], bytes as {"__bytes__": base64}, non-finite floats as "NaN"/"Infinity"."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        if value.dtype.names is not None:
+            return [json_value(v) for v in value] if value.ndim else json_value(value[()])
+        return json_value(value.tolist())
+    if isinstance(value, np.void) and value.dtype.names is not None:
+        return {name: json_value(value[name]) for name in value.dtype.names}
+    if isinstance(value, np.generic):
+        return json_value(value.item())
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, complex):
+        return [json_value(value.real), json_value(value.imag)]
+    if isinstance(value, bytes):
+        return {"__bytes__": base64.b64encode(value).decode()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
