@@ -17,8 +17,8 @@ from caterva.cli.options import Json, emit, out
 
 Statedir = Annotated[
     Optional[Path],
-    typer.Option("--statedir", help="The subscriber's state directory [env CATERVA_STATEDIR; "
-                 "default: <statedir>/subscriber]."),
+    typer.Option("--statedir", metavar="DIR", help="The subscriber's state directory "
+                 "[default ~/.local/state/caterva/subscriber; env CATERVA_STATEDIR]."),
 ]
 
 

@@ -163,11 +163,13 @@ class AsyncClient:
         """See ``Client.download``."""
         root, path = split_address(address)
         try:
-            return await self._download(root, path, dest, progress)
+            return await self._download(root, path, dest, progress, overwrite)
         except (DatasetChanged, DigestMismatch):  # raced a change: once more, from the top
-            return await self._download(root, path, dest, progress)
+            # (what is there now was checked, or written by the first try)
+            return await self._download(root, path, dest, progress, True)
 
-    async def _download(self, root: str, path: str | None, dest, progress) -> Path:
+    async def _download(self, root: str, path: str | None, dest, progress, overwrite: bool
+                   ) -> Path:
         if path is None:
             return await self._download_root(root, dest, progress, overwrite)
         info, _ = await self._send(Calls.info(root, path))

@@ -187,11 +187,13 @@ class Client:
         """
         root, path = split_address(address)
         try:
-            return self._download(root, path, dest, progress)
+            return self._download(root, path, dest, progress, overwrite)
         except (DatasetChanged, DigestMismatch):  # raced a change: once more, from the top
-            return self._download(root, path, dest, progress)
+            # (what is there now was checked, or written by the first try)
+            return self._download(root, path, dest, progress, True)
 
-    def _download(self, root: str, path: str | None, dest, progress) -> Path:
+    def _download(self, root: str, path: str | None, dest, progress, overwrite: bool
+                   ) -> Path:
         if path is None:
             return self._download_root(root, dest, progress, overwrite)
         info, _ = self._send(Calls.info(root, path))

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 COMMANDS = ["bro", "pub", "sub", "roots", "follow", "unfollow", "list", "info", "watch", "show",
-            "download", "login", "logout", "demo", "user"]
+            "download", "login", "logout", "demo", "user", "trust"]
 
 
 def caterva(*args: str, columns: int = 80) -> str:
