@@ -3,7 +3,8 @@
     CatervaError
     ├── BadRequest           (ValueError)        bad_request           400
     │   ├── InvalidName                          invalid_name          400
-    │   └── BadSelection     (IndexError too)    bad_selection         400
+    │   ├── BadSelection     (IndexError too)    bad_selection         400
+    │   └── BodyTooLarge                         body_too_large        413
     ├── ProtocolError        (ValueError)        protocol_error        502
     │   └── DigestMismatch                       digest_mismatch       502
     ├── NotFound             (LookupError)       not_found             404
@@ -60,6 +61,10 @@ class InvalidName(BadRequest):
 
 class BadSelection(BadRequest, IndexError):
     code, status = "bad_selection", 400
+
+
+class BodyTooLarge(BadRequest):
+    code, status = "body_too_large", 413
 
 
 class ProtocolError(CatervaError, ValueError):

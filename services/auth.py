@@ -19,9 +19,9 @@ import asyncio
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,6 +30,7 @@ from caterva.errors import BadCredentials, BadRequest, Forbidden, Unauthorized
 from caterva.protocol import rest
 from caterva.tokens import Claims, Signer, load_secret
 from caterva.users import Users
+from services.http import body_doc, json_body, limit_bodies, responses
 
 PUBLIC = frozenset({f"{rest.API}/health", f"{rest.API}/login", "/docs", "/docs/oauth2-redirect",
                     "/openapi.json", "/redoc"})
@@ -157,8 +158,10 @@ class Token(BaseModel):
     description="Send the token back as `Authorization: Bearer TOKEN`. Accounts and grants "
     "are managed only with `caterva user ...` on the subscriber's machine.",
     response_model=Token,
+    responses=responses(400, 413),
+    openapi_extra=body_doc(Login),
 )
-async def login(body: Login, request: Request) -> Token:
+async def login(body: Annotated[Login, Depends(json_body(Login))], request: Request) -> Token:
     auth = _auth(request)
     if auth is None:
         raise BadRequest("this subscriber does not require login")
@@ -174,6 +177,7 @@ def install(app: FastAPI, security, statedir: Path) -> None:
     if accounts and security.require_tokens:
         raise BadRequest("use either --auth (accounts) or --require-token, not both")
     app.state.auth = Auth.open(*accounts, ttl=security.token_ttl) if accounts else None
+    limit_bodies(app, security.max_body)
     app.include_router(router)
     require_tokens(app, security.require_tokens)
 

@@ -17,7 +17,9 @@ loop between mirrors fails one read instead of cycling.
 
 A batch response (``application/x-caterva-chunks``) is a sequence of frames, one per requested
 chunk in the order asked: a 28-byte header ``<u32 index><u64 length><16-byte digest>`` and then
-``length`` bytes of the compressed chunk exactly as stored.
+``length`` bytes of the compressed chunk exactly as stored. A reader checks each header against
+what it asked for before taking the bytes: the index it expects next, and a length of at most
+the dataset's chunksize + MAX_OVERHEAD (no compressed chunk is bigger).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TypeVar
 from urllib.parse import quote
 
 from caterva.errors import BadRequest, ProtocolError
+from caterva.protocol.metadata import DatasetInfo
 
 API = "/v1"
 DIGEST_HEADER = "X-Caterva-Digest"
@@ -35,6 +38,9 @@ VIA_HEADER = "X-Caterva-Via"
 BATCH_TYPE = "application/x-caterva-chunks"
 FRAME = struct.Struct("<IQ16s")
 MAX_BATCH = 4096  # chunk indices in one batch request
+# blosc2.MAX_OVERHEAD: a compressed chunk is at most this much bigger than its data. Not
+# imported from blosc2: the CLI reads batches too and must start without it (~0.3 s).
+MAX_OVERHEAD = 32
 NPY_MAX = 64 * 2**20  # the most bytes a subscriber decodes into one .npy answer
 
 
@@ -110,6 +116,17 @@ def parse_indices(text: str, limit: int = MAX_BATCH) -> list[int]:
 D = TypeVar("D")  # a dataset of a batch: anything with .info (a DatasetInfo)
 
 
+def expected_frames(wanted: Iterable[tuple[DatasetInfo, Iterable[int]]]
+                    ) -> Iterator[tuple[int, int]]:
+    """(index, most bytes) of each frame of the batch that asks ``wanted`` (dataset info,
+    chunk indices), in the order they come: each dataset's chunks ascending (as
+    format_indices lists them)."""
+    for info, indices in wanted:
+        most = info.chunksize + MAX_OVERHEAD
+        for index in sorted(set(indices)):
+            yield index, most
+
+
 def pieces(wanted: list[tuple[D, list[int]]], nbytes: int, nchunks: int | None = None
            ) -> list[tuple[list[tuple[D, list[int]]], int]]:
     """``wanted`` (dataset, chunk indices) cut into pieces of about ``nbytes`` compressed and
@@ -169,11 +186,18 @@ def frame_pieces(
 class BatchReader:
     """Incremental parser of a batch response: feed bytes, get (index, digest, data) back.
 
+    ``expected`` is (index, most bytes) of each frame that may come, in order (see
+    expected_frames): a header that names another chunk, or more bytes than its chunk can
+    have, is a ProtocolError before any of its bytes are kept, so a peer cannot make the
+    reader hold more than one chunk. A batch may end early (a source cuts it when a file
+    changes): the reader asks again for what is missing.
+
     A chunk's bytes are kept as views of the pieces fed and joined once when complete: no
     buffer is grown and then cut from the front, which copies big chunks again and again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, expected: Iterable[tuple[int, int]]) -> None:
+        self._expected = iter(expected)
         self._head = b""  # a frame header split across pieces
         self._need: tuple[int, int, str] | None = None
         self._parts: list[memoryview] = []
@@ -191,6 +215,7 @@ class BatchReader:
                     return
                 index, length, digest = FRAME.unpack(self._head)
                 self._head = b""
+                self._check(index, length)
                 self._need = (index, length, digest.hex())
             index, length, digest = self._need
             take = min(length - self._got, end - pos)
@@ -203,6 +228,16 @@ class BatchReader:
             payload = b"".join(self._parts)
             self._parts, self._got, self._need = [], 0, None
             yield index, digest, payload
+
+    def _check(self, index: int, length: int) -> None:
+        asked, most = next(self._expected, (None, 0))
+        if asked is None:
+            raise ProtocolError(f"the batch sent chunk {index} after every chunk asked for")
+        if index != asked:
+            raise ProtocolError(f"the batch sent chunk {index} where chunk {asked} was due")
+        if length > most:
+            raise ProtocolError(f"the batch announced {length} bytes for chunk {index}, more "
+                                f"than a chunk of its dataset can have ({most})")
 
     def close(self) -> None:
         if self._head or self._need is not None:

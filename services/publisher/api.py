@@ -21,7 +21,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from caterva.errors import CatervaError, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
-from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of_many, responses
+from services.http import (
+    ChunkLists,
+    ChunkListsBody,
+    RangeFileResponse,
+    batch_indices,
+    batch_of_many,
+    body_doc,
+    responses,
+)
 from services.publisher.catalog import Catalog, Entry
 from services.publisher.stats import Stats
 
@@ -155,10 +163,11 @@ def chunks(
     response_class=StreamingResponse,
     responses={
         200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
-        **responses(400, 404),
+        **responses(400, 404, 413),
     },
+    openapi_extra=body_doc(ChunkLists),
 )
-def many_chunks(root: Root, body: ChunkLists, catalog: CatalogDep, stats: StatsDep
+def many_chunks(root: Root, body: ChunkListsBody, catalog: CatalogDep, stats: StatsDep
                 ) -> StreamingResponse:
     stats.endpoint("chunks")
     return _frames(stats, batch_of_many(body, catalog.get))

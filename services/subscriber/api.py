@@ -23,7 +23,15 @@ from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
 from services.auth import may_read, readable, require_grant
-from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of_many
+from services.http import (
+    ChunkLists,
+    ChunkListsBody,
+    RangeFileResponse,
+    batch_indices,
+    batch_of_many,
+    body_doc,
+    responses,
+)
 from services.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
@@ -228,8 +236,11 @@ async def chunks(
     description="The chunks of each listed dataset, datasets in the order listed and chunks in "
     "the order of their `i`, as the frames of the GET batch. For many small datasets: one "
     f"request instead of one each. At most {rest.MAX_BATCH} chunks in all.",
+    responses=responses(413),
+    openapi_extra=body_doc(ChunkLists),
 )
-async def many_chunks(root: Root, body: ChunkLists, follower: FollowerDep) -> StreamingResponse:
+async def many_chunks(root: Root, body: ChunkListsBody, follower: FollowerDep
+                      ) -> StreamingResponse:
     return await _stream_frames(follower, batch_of_many(body, lambda p: follower.dataset(root, p)))
 
 

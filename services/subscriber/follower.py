@@ -115,8 +115,8 @@ class Follower:
         """The cache's fetcher: chunks of a root's datasets from its chosen source."""
         root = wanted[0][0].root
         source = await self.source(root)
-        paths = [(ds.path, indices) for ds, indices in wanted]
-        async for n, i, digest, data in source.chunks(root, paths):
+        infos = [(ds.info, indices) for ds, indices in wanted]
+        async for n, i, digest, data in source.chunks(root, infos):
             yield wanted[n][0], i, digest, data
 
     async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
