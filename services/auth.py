@@ -2,8 +2,9 @@
 
     subscriber with --auth   every route but PUBLIC needs a login token (401); a route with a
                              {root} needs a grant on that root (403); listings show only
-                             granted roots. Grants are read from the users database on every
-                             request. POST /v1/login trades email+password for a token.
+                             granted roots; what sums every root (/v1/stats) needs a grant on
+                             each followed root. Grants are read from the users database on
+                             every request. POST /v1/login trades email+password for a token.
     --require-token          (publisher, or any service) every route but PUBLIC needs one of
                              the configured service tokens (401)
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -124,6 +126,16 @@ def require_grant(request: Request, root: str) -> None:
     auth = _auth(request)
     if auth is not None:
         auth.require(request.state.user, root)
+
+
+def require_every(request: Request, roots: Iterable[str]) -> None:
+    """For what covers many roots at once (the cache's counters): 403 unless this request's
+    user is granted every one of ``roots``. There is no admin over HTTP (only the admin CLI
+    writes accounts), so a user who could read each root alone may read what sums them."""
+    auth = _auth(request)
+    if auth is not None and not set(roots) <= auth.roots(request.state.user):
+        # which roots is not said: a user learns nothing about roots not theirs
+        raise Forbidden("this covers every followed root: it needs a grant on each of them")
 
 
 def readable(request: Request, roots) -> list[str]:

@@ -195,13 +195,28 @@ class RangeFileResponse(FileResponse):
 
     Starlette answers a malformed or unsatisfiable Range with a plain-text 400/416; we keep
     its parsing and swap that body, so the rule "errors are JSON" holds on every path.
+
+    ``unchanged()`` is asked after each piece is read, before it is sent: when the file has
+    changed since the response began, the rest is not sent and the connection is closed, so a
+    reader gets a short, failed response, never a whole one that mixes two versions.
     """
 
+    def __init__(self, *args: Any, unchanged: Callable[[], bool] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unchanged = unchanged
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        replaced = False
+        replaced = cut = False
 
         async def json_errors(message: Message) -> None:
-            nonlocal replaced
+            nonlocal replaced, cut
+            if message["type"] == "http.response.body" and self.unchanged and (
+                    cut or not self.unchanged()):
+                if not cut:
+                    log.info("%s changed while being sent: response cut", self.path)
+                cut = True
+                return
             if message["type"] == "http.response.start" and message["status"] in (400, 416):
                 replaced = True
                 status = message["status"]

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from caterva.errors import CatervaError, UnknownDataset, UnknownRoot
+from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
 from services.http import (
@@ -32,6 +32,7 @@ from services.http import (
 )
 from services.publisher.catalog import Catalog, Entry
 from services.publisher.stats import Stats
+from services.publisher.store import StatKey
 
 log = logging.getLogger("caterva.publisher")
 
@@ -210,7 +211,7 @@ def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingRes
     responses={
         200: {"content": BYTES_BODY, "description": "The whole file."},
         206: {"content": BYTES_BODY, "description": "The requested byte range(s)."},
-        **responses(400, 404, 416),
+        **responses(400, 404, 416, 503),
     },
 )
 def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
@@ -220,7 +221,10 @@ def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsD
         st = os.stat(entry.source)
     except OSError:
         raise UnknownDataset(f"no dataset {path!r} in root {root!r}", path=path) from None
-    return RangeFileResponse(entry.source, stat_result=st, media_type="application/octet-stream")
+    if StatKey.of(st) != entry.stat:  # being written in place: not what was described
+        raise Unavailable(f"{path!r} is being written; retry shortly")
+    return RangeFileResponse(entry.source, stat_result=st, media_type="application/octet-stream",
+                             unchanged=entry.unchanged)
 
 
 @router.get("/stats", summary="Serving counters", description="See services.publisher.stats.")

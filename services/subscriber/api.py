@@ -22,7 +22,7 @@ from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
-from services.auth import may_read, readable, require_grant
+from services.auth import may_read, readable, require_every, require_grant
 from services.http import (
     ChunkLists,
     ChunkListsBody,
@@ -72,8 +72,10 @@ async def health(request: Request) -> dict:
     return body
 
 
-@router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage")
-async def stats(cache: CacheDep) -> dict:
+@router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage",
+            description="With --auth: for users granted every followed root (403 otherwise).")
+async def stats(cache: CacheDep, follower: FollowerDep, request: Request) -> dict:
+    require_every(request, follower.etags)  # the counters sum every followed root
     counters = dict.fromkeys(("hits", "misses", "fetched_bytes", "evicted", "passed_through"), 0)
     return {**counters, **cache.stats, "used": cache.used, "budget": cache.budget}
 

@@ -1,14 +1,17 @@
 """Hostile peers for the integration tests: a source that answers what a test tells it to
-(and remembers every request), a source that accepts connections and never answers, and a
-forged announcement of either over a real broker."""
+(and remembers every request), a source that accepts connections and never answers, a forged
+announcement of either over a real broker, and requests written on a raw socket (a body
+announced and never sent)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -16,6 +19,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from caterva.mqtt import BrokerURL
 from caterva.protocol import topics
 from caterva.protocol.messages import Announcement, Status
+
+BIG = 43 * 10**6  # the size of body that stalled both services for seconds
 
 
 class FakeSource:
@@ -107,3 +112,36 @@ def publish_raw(broker: str, topic: str, payload: bytes) -> None:
     """One message as is (QoS 1, not retained), acked by the broker."""
     with mqtt(broker) as client:
         client.publish(topic, payload, qos=1).wait_for_publish(timeout=30)
+
+
+# --- raw HTTP ----------------------------------------------------------------------------
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict]:
+    """(status, JSON body) of the HTTP answer on ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = sock.recv(65536)
+        assert piece, f"the connection closed without an answer: {data!r}"
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    length = int({k.lower(): v for k, v in headers.items()}["content-length"])
+    while len(body) < length:
+        piece = sock.recv(65536)
+        assert piece, "the connection closed in the middle of the answer"
+        body += piece
+    return int(lines[0].split()[1]), json.loads(body)
+
+
+def connect(url: str) -> socket.socket:
+    address = urlsplit(url)
+    return socket.create_connection((address.hostname, address.port), timeout=20)
+
+
+def post_head(url: str, path: str, headers: dict[str, str] | None = None, **more: str) -> bytes:
+    fields = {"Host": urlsplit(url).netloc, "Content-Type": "application/json",
+              **(headers or {}), **more}
+    return (f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+            + "\r\n").encode()

@@ -22,7 +22,6 @@ import pytest
 from caterva import fetch
 from caterva.errors import SourceRefused
 from tests.conftest import Services
-from tests.integration.fakes import FakeSource, announce, send_json
 from tests.integration.authkit import (
     GRID,
     bearer,
@@ -35,6 +34,7 @@ from tests.integration.authkit import (
     tiny_root,
     wait_root,
 )
+from tests.integration.fakes import FakeSource, announce, send_json
 
 T1, T2 = "service-token-one-0123456789", "service-token-two-9876543210"
 ADA, CARL = "ada@lab.org", "carl@lab.org"
