@@ -50,7 +50,7 @@ def _read_tokens(path: str) -> tuple[str, ...]:
     return tokens
 
 
-SOURCE_TOKEN_FORM = "URL=TOKEN (the source it is for, e.g. http://pub.lab:8470=TOKEN)"
+SOURCE_TOKEN_FORM = "URL=TOKEN, e.g. --source-token http://pub.lab:8470=TOKEN"
 
 
 def _site(url: str) -> tuple[str, str, int, str]:
