@@ -201,10 +201,7 @@ class RangeFileResponse(FileResponse):
     reader gets a short, failed response, never a whole one that mixes two versions.
     """
 
-    def __init__(self, *args: Any, unchanged: Callable[[], bool] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unchanged = unchanged
+    unchanged: Callable[[], bool] | None = None  # set on an instance (FastAPI inspects __init__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         replaced = cut = False

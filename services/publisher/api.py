@@ -223,8 +223,10 @@ def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsD
         raise UnknownDataset(f"no dataset {path!r} in root {root!r}", path=path) from None
     if StatKey.of(st) != entry.stat:  # being written in place: not what was described
         raise Unavailable(f"{path!r} is being written; retry shortly")
-    return RangeFileResponse(entry.source, stat_result=st, media_type="application/octet-stream",
-                             unchanged=entry.unchanged)
+    response = RangeFileResponse(entry.source, stat_result=st,
+                                 media_type="application/octet-stream")
+    response.unchanged = entry.unchanged
+    return response
 
 
 @router.get("/stats", summary="Serving counters", description="See services.publisher.stats.")

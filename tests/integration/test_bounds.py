@@ -280,3 +280,27 @@ def wait_described(pub: httpx.Client, old_etag: str | None) -> str:
             return r.json()["etag"]
         assert time.monotonic() < deadline, "the file was never described"
         time.sleep(0.05)
+
+
+def test_a_file_that_changes_while_it_is_sent_is_cut_short(stack):
+    import os
+
+    import numpy as np
+
+    path = stack.data / "big.bin"
+    path.write_bytes(np.random.default_rng(1).bytes(32 << 20))  # more than socket buffers
+    pub = httpx.Client(base_url=stack.pub.url, timeout=30)
+    deadline = time.monotonic() + 20
+    while pub.get(rest.info("demo", "big.bin")).status_code != 200:
+        assert time.monotonic() < deadline, "big.bin was never described"
+        time.sleep(0.05)
+    with pub.stream("GET", rest.file("demo", "big.bin")) as r:
+        assert r.status_code == 200
+        pieces = r.iter_raw(1 << 16)
+        next(pieces)
+        with open(path, "r+b") as f:  # written in place while it is being sent
+            f.write(b"changed")
+        with pytest.raises(httpx.RemoteProtocolError):
+            for _ in pieces:
+                pass
+    os.unlink(path)
