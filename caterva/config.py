@@ -39,8 +39,10 @@ DEFAULTS: dict[str, Any] = {
     "token_ttl": "12h",  # how long a login token is valid
     "token_secret_file": "",  # the key tokens are signed with; "" = <statedir>/token-secret
     "token_file": "~/.config/caterva/tokens.json",  # a client's stored logins, per subscriber
-    "source_token": "",  # what a subscriber sends to its sources (Authorization: Bearer)
-    "source_token_file": "",  # ... or read from this file (keeps it out of `ps`)
+    # what a subscriber sends to which sources (Authorization: Bearer): URL=TOKEN, comma-
+    # separated (or a TOML list); only to sources under one of those URLs
+    "source_token": "",
+    "source_token_file": "",  # ... or `URL TOKEN` lines in this file (keeps them out of `ps`)
     "require_token": "",  # a publisher answers only requests that carry this token
     "require_token_file": "",  # ... or any of the tokens in this file, one per line
     "pub_id": "",  # a publisher's id; "" = generated once (or the MQTT username)
@@ -50,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     "tls_cert": "",  # a service serves HTTPS (or MQTTS for `caterva bro`) with this certificate
     "tls_key": "",  # ... and this private key
     "ca_file": "",  # clients verify TLS servers against this CA (default: the system's)
+    # --- bounds on what a peer may send ------------------------------------------------------
+    "max_body": "4MiB",  # the largest request body `pub` and `sub` read (413 beyond)
+    "max_source_json": "64MiB",  # the largest manifest or info a subscriber reads from a source
+    "source_timeout": "10s",  # how long a source may send nothing before it counts as offline
 }
 
 

@@ -4,7 +4,8 @@
     ├── BadRequest           (ValueError)        bad_request           400
     │   ├── InvalidName                          invalid_name          400
     │   ├── BadSelection     (IndexError too)    bad_selection         400
-    │   └── TargetExists     (FileExistsError)   target_exists         400  (client only)
+    │   ├── TargetExists     (FileExistsError)   target_exists         400  (client only)
+    │   └── BodyTooLarge                         body_too_large        413
     ├── ProtocolError        (ValueError)        protocol_error        502
     │   ├── DigestMismatch                       digest_mismatch       502
     │   └── UntrustedSource                      untrusted_source      502
@@ -70,6 +71,10 @@ class TargetExists(BadRequest, FileExistsError):
     """A download would replace a file that is there already (the client's, never sent)."""
 
     code, status = "target_exists", 400
+
+
+class BodyTooLarge(BadRequest):
+    code, status = "body_too_large", 413
 
 
 class ProtocolError(CatervaError, ValueError):

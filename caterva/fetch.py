@@ -3,47 +3,94 @@
 Any transport failure becomes SourceOffline; a caterva JSON error becomes the same caterva
 error class it was raised as at the source; anything else is a ProtocolError. Callers above
 this module never see httpx exceptions.
+
+What a source sends is bounded before it is kept: JSON (a manifest, an info, an error) by
+``max_source_json``, batch frames by their datasets' chunk size (rest.BatchReader), a silent
+source by ``source_timeout`` (no byte for that long: SourceOffline). No Content-Encoding is
+asked for or accepted: a compressed body could inflate past any bound in one read.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpcore
 import httpx
 
+from caterva import config
 from caterva.errors import CatervaError, ProtocolError, SourceOffline, SourceRefused, from_payload
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo, Manifest
 
-TIMEOUT = httpx.Timeout(30.0, connect=3.0)
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 READ_BYTES = 1 << 20
 
 
-def new_client(**kwargs) -> httpx.AsyncClient:
+class SourceClient(httpx.AsyncClient):
+    """The pooled client to sources, and the most bytes of JSON it reads from one answer."""
+
+    def __init__(self, *, max_json: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_json = max_json
+
+
+def new_client(*, max_json: int | None = None, read_timeout: float | None = None,
+               **kwargs) -> SourceClient:
+    """The client to sources; limits not given are the settings ``max_source_json`` and
+    ``source_timeout`` (caterva.config)."""
     # httpcore reads a response 64 KiB at a time, with ~100 us of Python around each read;
     # chunk batches are megabytes, so read bigger pieces. A class setting (httpcore has no
     # option for it): this process's only HTTP client talks to sources.
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
-    return httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, **kwargs)
+    read = config.parse_duration(config.setting("source_timeout", read_timeout))
+    return SourceClient(
+        max_json=config.parse_size(config.setting("max_source_json", max_json)),
+        timeout=httpx.Timeout(30.0, connect=3.0, read=read), limits=LIMITS,
+        headers={"Accept-Encoding": "identity"}, **kwargs)
 
 
-async def raise_for_error(response: httpx.Response) -> None:
-    """Turn a non-2xx/304 response into the caterva error it carries."""
+def _origin(response: httpx.Response) -> str:
+    return f"{response.url.scheme}://{response.url.netloc.decode()}"
+
+
+def _check_plain(response: httpx.Response) -> None:
+    if response.headers.get("content-encoding", "identity").lower() != "identity":
+        raise ProtocolError(f"source {_origin(response)} sent an encoded body (not asked for)")
+
+
+async def _read(response: httpx.Response, most: int) -> bytes:
+    """The body of ``response``, refused as soon as it is known to exceed ``most`` bytes."""
+    _check_plain(response)
+    declared = response.headers.get("content-length", "")
+    too_big = ProtocolError(f"source {_origin(response)} sent more than {most:,} bytes of JSON "
+                            "(the setting max_source_json)")
+    if declared.isdigit() and int(declared) > most:
+        raise too_big
+    body = bytearray()
+    async for piece in response.aiter_bytes():
+        body += piece
+        if len(body) > most:
+            raise too_big
+    return bytes(body)
+
+
+async def raise_for_error(response: httpx.Response, most: int) -> None:
+    """Turn a non-2xx/304 response into the caterva error it carries (its body read up to
+    ``most`` bytes)."""
     if response.status_code < 400:
         return
-    await response.aread()
     try:
-        payload = response.json()
-    except ValueError:
+        payload = json.loads(await _read(response, most))
+    except (ValueError, RecursionError):
         payload = None
     error = from_payload(payload, response.status_code)
     if isinstance(error, PermissionError):  # our credentials, not the reader's: say whose
         raise SourceRefused(
-            f"source {response.url.scheme}://{response.url.netloc.decode()} refused this "
-            f"subscriber ({error.message}): set its --source-token (env CATERVA_SOURCE_TOKEN)"
+            f"source {_origin(response)} refused this "
+            f"subscriber ({error.message}): give it with --source-token URL=TOKEN "
+            "(env CATERVA_SOURCE_TOKEN)"
         ) from error
     raise error
 
@@ -61,59 +108,60 @@ async def _mapped(url: str):
 class Source:
     """The source API of one base URL, over a shared client."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
+    def __init__(self, client: SourceClient, url: str) -> None:
         self.client = client
         self.url = url.rstrip("/")
 
-    async def _get_json(self, path: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        async with _mapped(self.url):
-            response = await self.client.get(self.url + path, headers=headers)
-        await raise_for_error(response)
-        return response
+    async def _get_json(self, path: str, headers: dict[str, str] | None = None
+                        ) -> tuple[int, bytes]:
+        """(status, body) of a JSON answer, every byte of it bounded."""
+        most = self.client.max_json
+        async with _mapped(self.url), self.client.stream("GET", self.url + path,
+                                                         headers=headers) as response:
+            await raise_for_error(response, most)
+            return response.status_code, await _read(response, most)
 
     async def manifest(self, root: str, etag: str | None = None) -> Manifest | None:
         """The root's manifest; None when it still matches ``etag`` (HTTP 304)."""
         headers = {"If-None-Match": f'"{etag}"'} if etag else None
-        response = await self._get_json(rest.manifest(root), headers)
-        if response.status_code == 304:
+        status, body = await self._get_json(rest.manifest(root), headers)
+        if status == 304:
             return None
-        return _decode(Manifest, response)
+        return _decode(Manifest, body)
 
     async def info(self, root: str, path: str) -> DatasetInfo:
-        return _decode(DatasetInfo, await self._get_json(rest.info(root, path)))
+        return _decode(DatasetInfo, (await self._get_json(rest.info(root, path)))[1])
 
     async def chunks(
-        self, root: str, wanted: list[tuple[str, list[int]]]
+        self, root: str, wanted: list[tuple[DatasetInfo, list[int]]]
     ) -> AsyncIterator[tuple[int, int, str, bytes]]:
         """Stream (n, index, digest, bytes) for the chunks of ``wanted`` (n: which dataset), in
         the order asked: from the GET batch for one dataset, the POST batch for several."""
         if len(wanted) == 1:
-            (path, indices), = wanted
-            method, url = "GET", rest.chunks(root, path)
+            (info, indices), = wanted
+            method, url = "GET", rest.chunks(root, info.path)
             args = {"params": {"i": rest.format_indices(indices)}}
         else:
             method, url = "POST", rest.chunks_of_many(root)
-            args = {"json": {"datasets": [{"path": p, "i": rest.format_indices(ix)}
-                                          for p, ix in wanted]}}
-        # frames come in the order asked: each dataset's chunks, ascending (format_indices)
-        order = ((n, i) for n, (_, indices) in enumerate(wanted) for i in sorted(set(indices)))
-        reader = rest.BatchReader()
+            args = {"json": {"datasets": [{"path": info.path, "i": rest.format_indices(ix)}
+                                          for info, ix in wanted]}}
+        # the reader checks each frame's index and length; n (which dataset) follows that order
+        reader = rest.BatchReader(rest.expected_frames(wanted))
+        order = (n for n, (_, indices) in enumerate(wanted) for _ in set(indices))
         async with _mapped(self.url):
             async with self.client.stream(method, self.url + url, **args) as response:
-                await raise_for_error(response)
+                await raise_for_error(response, self.client.max_json)
+                _check_plain(response)
                 async for data in response.aiter_bytes():
                     for i, digest, chunk in reader.feed(data):
-                        n, expected = next(order, (None, None))
-                        if i != expected:
-                            raise ProtocolError(f"source {self.url} sent chunk {i} out of order")
-                        yield n, i, digest, chunk
+                        yield next(order), i, digest, chunk
         reader.close()
 
 
-def _decode(model, response: httpx.Response):
+def _decode(model, body: bytes):
     try:
-        return model.from_dict(response.json())
-    except ValueError as exc:
+        return model.from_dict(json.loads(body))
+    except (ValueError, RecursionError) as exc:
         if isinstance(exc, CatervaError):
             raise
         raise ProtocolError(f"source sent invalid JSON for {model.__name__}") from exc

@@ -2,8 +2,9 @@
 
     subscriber with --auth   every route but PUBLIC needs a login token (401); a route with a
                              {root} needs a grant on that root (403); listings show only
-                             granted roots. Grants are read from the users database on every
-                             request. POST /v1/login trades email+password for a token.
+                             granted roots; what sums every root (/v1/stats) needs a grant on
+                             each followed root. Grants are read from the users database on
+                             every request. POST /v1/login trades email+password for a token.
     --require-token          (publisher, or any service) every route but PUBLIC needs one of
                              the configured service tokens (401)
 
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,6 +32,7 @@ from caterva.errors import BadCredentials, BadRequest, Forbidden, Unauthorized
 from caterva.protocol import rest
 from caterva.tokens import Claims, Signer, load_secret
 from caterva.users import Users
+from services.http import body_doc, json_body, limit_bodies, responses
 
 PUBLIC = frozenset({f"{rest.API}/health", f"{rest.API}/login", "/docs", "/docs/oauth2-redirect",
                     "/openapi.json", "/redoc"})
@@ -125,6 +128,16 @@ def require_grant(request: Request, root: str) -> None:
         auth.require(request.state.user, root)
 
 
+def require_every(request: Request, roots: Iterable[str]) -> None:
+    """For what covers many roots at once (the cache's counters): 403 unless this request's
+    user is granted every one of ``roots``. There is no admin over HTTP (only the admin CLI
+    writes accounts), so a user who could read each root alone may read what sums them."""
+    auth = _auth(request)
+    if auth is not None and not set(roots) <= auth.roots(request.state.user):
+        # which roots is not said: a user learns nothing about roots not theirs
+        raise Forbidden("this covers every followed root: it needs a grant on each of them")
+
+
 def readable(request: Request, roots) -> list[str]:
     """The names in ``roots`` this request's user may read (all of them without auth)."""
     auth = _auth(request)
@@ -157,8 +170,10 @@ class Token(BaseModel):
     description="Send the token back as `Authorization: Bearer TOKEN`. Accounts and grants "
     "are managed only with `caterva user ...` on the subscriber's machine.",
     response_model=Token,
+    responses=responses(400, 413),
+    openapi_extra=body_doc(Login),
 )
-async def login(body: Login, request: Request) -> Token:
+async def login(body: Annotated[Login, Depends(json_body(Login))], request: Request) -> Token:
     auth = _auth(request)
     if auth is None:
         raise BadRequest("this subscriber does not require login")
@@ -174,6 +189,7 @@ def install(app: FastAPI, security, statedir: Path) -> None:
     if accounts and security.require_tokens:
         raise BadRequest("use either --auth (accounts) or --require-token, not both")
     app.state.auth = Auth.open(*accounts, ttl=security.token_ttl) if accounts else None
+    limit_bodies(app, security.max_body)
     app.include_router(router)
     require_tokens(app, security.require_tokens)
 

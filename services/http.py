@@ -7,23 +7,29 @@
     anything unexpected      -> 500 internal_error, with no detail (it could name server paths)
 
 Every caterva HTTP service (publisher, subscriber) installs these: one place for the rule.
+
+Request bodies are read by ``json_body`` only, never by FastAPI itself: FastAPI reads and
+parses a declared body before any dependency runs, so a login check would come after a
+stranger's 40 MB had been parsed. ``json_body`` runs after the app's dependencies and stops
+at ``max_body`` bytes (``limit_bodies``): 413 body_too_large, by Content-Length at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from caterva.errors import BadRequest, CatervaError, ChunkOutOfRange
+from caterva import config
+from caterva.errors import BadRequest, BodyTooLarge, CatervaError, ChunkOutOfRange
 from caterva.protocol import rest
 
 log = logging.getLogger("caterva.http")
@@ -49,6 +55,62 @@ class ChunkLists(BaseModel):
     """The body of ``POST /v1/roots/{root}/chunks`` (caterva.protocol.rest), on any source."""
 
     datasets: list[ChunkList]
+
+
+B = TypeVar("B", bound=BaseModel)
+
+
+def limit_bodies(app: FastAPI, max_body: int) -> None:
+    """Refuse request bodies of more than ``max_body`` bytes (json_body)."""
+    app.state.max_body = max_body
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 413 as soon as it is known to pass the app's limit."""
+    most = request.app.state.max_body
+    too_big = BodyTooLarge(f"the request body is larger than {most:,} bytes (--max-body)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > most:
+        raise too_big
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > most:
+            raise too_big
+    return bytes(body)
+
+
+def json_body(model: type[B]) -> Callable[[Request], Awaitable[B]]:
+    """A dependency that reads (read_body) and parses the body as ``model``."""
+    async def parse(request: Request) -> B:
+        body = await read_body(request)
+        try:
+            return model.model_validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            raise BadRequest(f"invalid body{' ' + where if where else ''}: "
+                             f"{first.get('msg', 'malformed')}") from None
+    return parse
+
+
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """The ``openapi_extra`` that documents a body read by json_body (FastAPI cannot see it)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:  # the schema stands alone: no refs into pydantic's $defs
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: inline(v) for k, v in node.items()}
+        return [inline(v) for v in node] if isinstance(node, list) else node
+
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+ChunkListsBody = Annotated[ChunkLists, Depends(json_body(ChunkLists))]
 
 
 D = TypeVar("D")  # a source's dataset: anything with .path and .info
@@ -109,6 +171,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    limit_bodies(app, config.parse_size(config.DEFAULTS["max_body"]))  # services set theirs
     app.add_exception_handler(CatervaError, _caterva_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -120,6 +183,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "Malformed request: invalid name, path, index list or parameter.",
         404: "Unknown root, unknown dataset, or chunk index out of range.",
+        413: "The request body is larger than the service accepts (`--max-body`).",
         416: "The Range asks for bytes the file does not have.",
         503: "The dataset is being rewritten; retry shortly.",
     }
@@ -131,13 +195,25 @@ class RangeFileResponse(FileResponse):
 
     Starlette answers a malformed or unsatisfiable Range with a plain-text 400/416; we keep
     its parsing and swap that body, so the rule "errors are JSON" holds on every path.
+
+    ``unchanged()`` is asked after each piece is read, before it is sent: when the file has
+    changed since the response began, the rest is not sent and the connection is closed, so a
+    reader gets a short, failed response, never a whole one that mixes two versions.
     """
 
+    unchanged: Callable[[], bool] | None = None  # set on an instance (FastAPI inspects __init__)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        replaced = False
+        replaced = cut = False
 
         async def json_errors(message: Message) -> None:
-            nonlocal replaced
+            nonlocal replaced, cut
+            if message["type"] == "http.response.body" and self.unchanged and (
+                    cut or not self.unchanged()):
+                if not cut:
+                    log.info("%s changed while being sent: response cut", self.path)
+                cut = True
+                return
             if message["type"] == "http.response.start" and message["status"] in (400, 416):
                 replaced = True
                 status = message["status"]

@@ -179,6 +179,7 @@ def pub(
         "the MQTT username, which it must equal; env CATERVA_PUB_ID].")] = None,
     require_token: security.RequireToken = None,
     require_token_file: security.RequireTokenFile = None,
+    max_body: security.MaxBody = None,
     tls_cert: security.TlsCert = None,
     tls_key: security.TlsKey = None,
     ca_file: security.CaFile = None,
@@ -200,7 +201,8 @@ def pub(
     from services.security import Security
 
     guard = Security.build(require_token=require_token, require_token_file=require_token_file,
-                           tls_cert=tls_cert, tls_key=tls_key, ca_file=ca_file)
+                           max_body=max_body, tls_cert=tls_cert, tls_key=tls_key,
+                           ca_file=ca_file)
     [broker] = security.with_broker_credentials(
         [setting("broker", broker)], broker_user, broker_password, ca_file)
     run(name=name, directory=directory, broker=broker, http=http, statedir=statedir,
@@ -265,6 +267,7 @@ def sub(
     source_token_file: security.SourceTokenFile = None,
     require_token: security.RequireToken = None,
     require_token_file: security.RequireTokenFile = None,
+    max_body: security.MaxBody = None,
     tls_cert: security.TlsCert = None,
     tls_key: security.TlsKey = None,
     ca_file: security.CaFile = None,
@@ -288,8 +291,8 @@ def sub(
     guard = Security.build(
         auth=auth, users=users, token_ttl=token_ttl, source_token=source_token,
         source_token_file=source_token_file, require_token=require_token,
-        require_token_file=require_token_file, tls_cert=tls_cert, tls_key=tls_key,
-        ca_file=ca_file,
+        require_token_file=require_token_file, max_body=max_body, tls_cert=tls_cert,
+        tls_key=tls_key, ca_file=ca_file,
     )
     guard.check_republishing(bool(setting("republish", republish)))
     broker = security.with_broker_credentials(

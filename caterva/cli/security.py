@@ -37,12 +37,17 @@ RequireToken = Annotated[Optional[str], _option(
 RequireTokenFile = Annotated[Optional[Path], _option(
     "--require-token-file", metavar="PATH",
     help="... or any token in this file, one per line [env CATERVA_REQUIRE_TOKEN_FILE].")]
-SourceToken = Annotated[Optional[str], _option(
-    "--source-token", metavar="TOKEN",
-    help="Token sent to sources that require one [env CATERVA_SOURCE_TOKEN].")]
+SourceToken = Annotated[Optional[list[str]], _option(
+    "--source-token", metavar="URL=TOKEN",
+    help="Send TOKEN to the sources under URL (scheme, host and port equal, the path under "
+    "URL's) and to no other; repeatable [env CATERVA_SOURCE_TOKEN, comma-separated].")]
 SourceTokenFile = Annotated[Optional[Path], _option(
     "--source-token-file", metavar="PATH",
-    help="... or read it from this file [env CATERVA_SOURCE_TOKEN_FILE].")]
+    help="... or `URL TOKEN` lines in this file [env CATERVA_SOURCE_TOKEN_FILE].")]
+MaxBody = Annotated[Optional[str], _option(
+    "--max-body", metavar="SIZE",
+    help="Refuse request bodies bigger than this with 413, e.g. 4MiB [default 4MiB; "
+    "env CATERVA_MAX_BODY].")]
 
 
 def with_broker_credentials(

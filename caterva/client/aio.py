@@ -225,7 +225,7 @@ class AsyncClient:
     async def _stream_chunks(self, call: Call, add_all: Callable[[list], Awaitable]) -> None:
         """Await ``add_all`` with the frames of ``call``'s answer, those of each network read
         at once."""
-        reader = rest.BatchReader()
+        reader = call.frames()
         with mapped(self.url):
             async with self._http.stream(call.method, call.path, params=call.params,
                                          json=call.json) as response:

@@ -308,6 +308,12 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     json: Any = None  # a JSON request body
     take: Callable[[int, str, bytes], None] | None = None
+    batch: tuple[tuple[DatasetInfo, list[int]], ...] = ()  # the chunks a batch answer holds
+
+    def frames(self) -> rest.BatchReader:
+        """The reader of a batch answer: frames that are not the ones asked for, or bigger
+        than their chunks can be, fail before their bytes are kept."""
+        return rest.BatchReader(rest.expected_frames(self.batch))
 
 
 class Decoders:
@@ -396,9 +402,10 @@ class Calls:
         return Call("GET", f"{_root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
 
     @staticmethod
-    def chunks(root: str, path: str, indices: list[int]) -> Call:
+    def chunks(root: str, info: DatasetInfo, indices: list[int]) -> Call:
         params = {"i": rest.format_indices(indices)}
-        return Call("GET", rest.chunks(check_root(root), path), lambda r: r, params)
+        return Call("GET", rest.chunks(check_root(root), info.path), lambda r: r, params,
+                    batch=((info, indices),))
 
     @staticmethod
     def to_fill(root: str, sink: Assembler | Batch) -> list[Call]:
@@ -406,15 +413,17 @@ class Calls:
         for a dataset."""
         if isinstance(sink, Batch):
             return [Call("POST", rest.chunks_of_many(check_root(root)), lambda r: r,
-                         json=sink.request())]
-        return [Calls.chunks(root, sink.info.path, window) for window in windows(sink.info)]
+                         json=sink.request(),
+                         batch=tuple((info, range(info.nchunks)) for info, _ in sink.targets))]
+        return [Calls.chunks(root, sink.info, window) for window in windows(sink.info)]
 
     @staticmethod
-    def chunk_frames(root: str, path: str, indices: list[int],
+    def chunk_frames(root: str, info: DatasetInfo, indices: list[int],
                      take: Callable[[int, str, bytes], None]) -> Call:
         """Like ``chunks``, each frame handed to ``take(index, digest, data)`` (see Call)."""
         params = {"i": rest.format_indices(indices)}
-        return Call("GET", rest.chunks(check_root(root), path), None, params, take=take)
+        return Call("GET", rest.chunks(check_root(root), info.path), None, params, take=take,
+                    batch=((info, indices),))
 
     @staticmethod
     def events(root: str | None) -> Call:

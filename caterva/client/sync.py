@@ -251,7 +251,7 @@ class Client:
 
     def _stream_chunks(self, call: Call, add_all: Callable[[list], Any]) -> None:
         """Feed ``add_all`` the frames of ``call``'s answer, those of each network read at once."""
-        reader = rest.BatchReader()
+        reader = call.frames()
         with mapped(self.url):
             with self._http.stream(call.method, call.path, params=call.params,
                                    json=call.json) as response:

@@ -7,14 +7,23 @@ JSON only: nothing that arrives over the wire is ever evaluated or unpickled.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from caterva.protocol.model import Model
 from caterva.protocol.names import check_path, check_root
 
+MAX_MESSAGE = 8 << 20  # the largest MQTT payload decoded: a change listing ~1M chunks fits
+
 
 @dataclass(frozen=True)
-class Status(Model):
+class Message(Model):
+    """An MQTT payload: anyone on the broker may send one, so its size is bounded."""
+
+    max_bytes: ClassVar[int | None] = MAX_MESSAGE
+
+
+@dataclass(frozen=True)
+class Status(Message):
     """Birth message and last will of a source (publisher or republishing subscriber)."""
 
     state: Literal["online", "offline"]
@@ -23,7 +32,7 @@ class Status(Model):
 
 
 @dataclass(frozen=True)
-class Announcement(Model):
+class Announcement(Message):
     """A source says it serves ``root``: where, which version, and where the data came from."""
 
     root: str
@@ -40,7 +49,7 @@ class Announcement(Model):
 
 
 @dataclass(frozen=True)
-class Change(Model):
+class Change(Message):
     """One dataset of a root was created, updated or deleted at a source.
 
     ``seq`` counts the events of one root in one source session (1, 2, ...): a gap, or a new
@@ -63,7 +72,7 @@ class Change(Model):
 
 
 @dataclass(frozen=True)
-class Discover(Model):
+class Discover(Message):
     """Ask every source to re-announce its roots (sent by subscribers at start)."""
 
     sender: str = ""

@@ -12,7 +12,16 @@ import functools
 import json
 import types
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from caterva.errors import ProtocolError
 
@@ -23,6 +32,8 @@ M = TypeVar("M", bound="Model")
 
 @dataclasses.dataclass(frozen=True)
 class Model:
+    max_bytes: ClassVar[int | None] = None  # from_bytes refuses bigger payloads (MQTT ones)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form. Shares its lists and dicts with the model (models are frozen, and
         asdict's deep copy of a 1,000-dataset manifest cost more than its encoding)."""
@@ -33,10 +44,15 @@ class Model:
 
     @classmethod
     def from_bytes(cls: type[M], payload: bytes | str) -> M:
+        if cls.max_bytes is not None and len(payload) > cls.max_bytes:
+            raise ProtocolError(f"{cls.__name__}: payload of {len(payload):,} bytes, more than "
+                                f"the {cls.max_bytes:,} one may have")
         try:
             body = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"{cls.__name__}: payload is not JSON") from exc
+        except RecursionError:  # json's own limit on nesting, which no payload of ours nears
+            raise ProtocolError(f"{cls.__name__}: payload is nested too deeply") from None
         proto = body.get("proto") if isinstance(body, dict) else None
         if not isinstance(proto, int) or isinstance(proto, bool) or proto < 1:
             raise ProtocolError(f"{cls.__name__}: missing or invalid protocol number")

@@ -17,21 +17,25 @@ loop between mirrors fails one read instead of cycling.
 
 A batch response (``application/x-caterva-chunks``) is a sequence of frames, one per requested
 chunk in the order asked: a 28-byte header ``<u32 index><u64 length><16-byte digest>`` and then
-``length`` bytes of the compressed chunk exactly as stored. A stream that fails after it began
-(the dataset changed, its source went away) ends with an error frame: index ``ERROR_INDEX``,
-and the error's JSON body (as an error response carries) as its bytes; the reader raises it.
+``length`` bytes of the compressed chunk exactly as stored. A reader checks each header against
+what it asked for before taking the bytes: the index it expects next, and a length of at most
+the dataset's chunksize + MAX_OVERHEAD (no compressed chunk is bigger).
+A stream that fails after it began (the dataset changed, its source went away) ends with an
+error frame: index ``ERROR_INDEX``, and the error's JSON body (as an error response carries)
+as its bytes; the reader raises it.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 from urllib.parse import quote
 
-import json
 
 from caterva.errors import BadRequest, CatervaError, ProtocolError, from_payload
+from caterva.protocol.metadata import DatasetInfo
 
 API = "/v1"
 DIGEST_HEADER = "X-Caterva-Digest"
@@ -39,6 +43,9 @@ VIA_HEADER = "X-Caterva-Via"
 BATCH_TYPE = "application/x-caterva-chunks"
 FRAME = struct.Struct("<IQ16s")
 MAX_BATCH = 4096  # chunk indices in one batch request
+# blosc2.MAX_OVERHEAD: a compressed chunk is at most this much bigger than its data. Not
+# imported from blosc2: the CLI reads batches too and must start without it (~0.3 s).
+MAX_OVERHEAD = 32
 NPY_MAX = 64 * 2**20  # the most bytes a subscriber decodes into one .npy answer
 ERROR_INDEX = 0xFFFFFFFF  # the index of a frame that carries an error, not a chunk
 ERROR_MAX = 1 << 16  # bytes an error frame may hold
@@ -116,6 +123,17 @@ def parse_indices(text: str, limit: int = MAX_BATCH) -> list[int]:
 D = TypeVar("D")  # a dataset of a batch: anything with .info (a DatasetInfo)
 
 
+def expected_frames(wanted: Iterable[tuple[DatasetInfo, Iterable[int]]]
+                    ) -> Iterator[tuple[int, int]]:
+    """(index, most bytes) of each frame of the batch that asks ``wanted`` (dataset info,
+    chunk indices), in the order they come: each dataset's chunks ascending (as
+    format_indices lists them)."""
+    for info, indices in wanted:
+        most = info.chunksize + MAX_OVERHEAD
+        for index in sorted(set(indices)):
+            yield index, most
+
+
 def pieces(wanted: list[tuple[D, list[int]]], nbytes: int, nchunks: int | None = None
            ) -> list[tuple[list[tuple[D, list[int]]], int]]:
     """``wanted`` (dataset, chunk indices) cut into pieces of about ``nbytes`` compressed and
@@ -181,11 +199,18 @@ def frame_pieces(
 class BatchReader:
     """Incremental parser of a batch response: feed bytes, get (index, digest, data) back.
 
+    ``expected`` is (index, most bytes) of each frame that may come, in order (see
+    expected_frames): a header that names another chunk, or more bytes than its chunk can
+    have, is a ProtocolError before any of its bytes are kept, so a peer cannot make the
+    reader hold more than one chunk. A batch may end early (a source cuts it when a file
+    changes): the reader asks again for what is missing.
+
     A chunk's bytes are kept as views of the pieces fed and joined once when complete: no
     buffer is grown and then cut from the front, which copies big chunks again and again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, expected: Iterable[tuple[int, int]]) -> None:
+        self._expected = iter(expected)
         self._head = b""  # a frame header split across pieces
         self._need: tuple[int, int, str] | None = None
         self._parts: list[memoryview] = []
@@ -202,7 +227,9 @@ class BatchReader:
                 if len(self._head) < FRAME.size:
                     return
                 index, length, digest = FRAME.unpack(self._head)
-                if index == ERROR_INDEX and length > ERROR_MAX:
+                if index != ERROR_INDEX:
+                    self._check(index, length)
+                elif length > ERROR_MAX:
                     raise ProtocolError("an error frame too large to be one")
                 self._head = b""
                 self._need = (index, length, digest.hex())
@@ -223,6 +250,16 @@ class BatchReader:
                     body = None
                 raise from_payload(body, 502)
             yield index, digest, payload
+
+    def _check(self, index: int, length: int) -> None:
+        asked, most = next(self._expected, (None, 0))
+        if asked is None:
+            raise ProtocolError(f"the batch sent chunk {index} after every chunk asked for")
+        if index != asked:
+            raise ProtocolError(f"the batch sent chunk {index} where chunk {asked} was due")
+        if length > most:
+            raise ProtocolError(f"the batch announced {length} bytes for chunk {index}, more "
+                                f"than a chunk of its dataset can have ({most})")
 
     def close(self) -> None:
         if self._head or self._need is not None:

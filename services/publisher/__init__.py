@@ -37,6 +37,7 @@ def run(
     """Serve until SIGINT/SIGTERM; bad input raises a CatervaError before anything starts.
     ``security`` (services.security.Security): service tokens to require, HTTPS."""
     from services import auth, serve
+    from services.http import limit_bodies
     from services.publisher.settings import advertised_url, listen_address
     from services.publisher.store import Store
     from services.security import Security
@@ -48,6 +49,7 @@ def run(
     sock = serve.bind(*listen_address(http))
     app = create_app(replace(settings, url=advertised_url(sock, security.scheme)))
     auth.require_tokens(app, security.require_tokens)
+    limit_bodies(app, security.max_body)
     serve.run(app, sock, tls=security.tls)
 
 

@@ -18,12 +18,21 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from caterva.errors import CatervaError, UnknownDataset, UnknownRoot
+from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
-from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of_many, responses
+from services.http import (
+    ChunkLists,
+    ChunkListsBody,
+    RangeFileResponse,
+    batch_indices,
+    batch_of_many,
+    body_doc,
+    responses,
+)
 from services.publisher.catalog import Catalog, Entry
 from services.publisher.stats import Stats
+from services.publisher.store import StatKey
 
 log = logging.getLogger("caterva.publisher")
 
@@ -155,10 +164,11 @@ def chunks(
     response_class=StreamingResponse,
     responses={
         200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
-        **responses(400, 404),
+        **responses(400, 404, 413),
     },
+    openapi_extra=body_doc(ChunkLists),
 )
-def many_chunks(root: Root, body: ChunkLists, catalog: CatalogDep, stats: StatsDep
+def many_chunks(root: Root, body: ChunkListsBody, catalog: CatalogDep, stats: StatsDep
                 ) -> StreamingResponse:
     stats.endpoint("chunks")
     return _frames(stats, batch_of_many(body, catalog.get))
@@ -201,7 +211,7 @@ def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingRes
     responses={
         200: {"content": BYTES_BODY, "description": "The whole file."},
         206: {"content": BYTES_BODY, "description": "The requested byte range(s)."},
-        **responses(400, 404, 416),
+        **responses(400, 404, 416, 503),
     },
 )
 def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
@@ -211,7 +221,12 @@ def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsD
         st = os.stat(entry.source)
     except OSError:
         raise UnknownDataset(f"no dataset {path!r} in root {root!r}", path=path) from None
-    return RangeFileResponse(entry.source, stat_result=st, media_type="application/octet-stream")
+    if StatKey.of(st) != entry.stat:  # being written in place: not what was described
+        raise Unavailable(f"{path!r} is being written; retry shortly")
+    response = RangeFileResponse(entry.source, stat_result=st,
+                                 media_type="application/octet-stream")
+    response.unchanged = entry.unchanged
+    return response
 
 
 @router.get("/stats", summary="Serving counters", description="See services.publisher.stats.")

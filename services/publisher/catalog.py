@@ -63,9 +63,10 @@ class Entry:
     def read_chunk(self, index: int) -> tuple[bytes, str]:
         """Raw chunk ``index`` as stored, and its digest as described.
 
-        The digest is not recomputed per read (hashing cost more than reading): every reader
-        verifies chunks against the digests it was promised, so a file rewritten in place
-        under an open entry shows up there as a mismatch, never as silently wrong data."""
+        The digest is not recomputed per read (hashing cost more than reading); instead the
+        file's stat key is checked before and after: a file being written in place is not
+        served (503) until a scan has described what it became. A plain file's chunks come
+        from its own frame in the statedir, which never changes."""
         if not 0 <= index < self.info.nchunks:
             raise ChunkOutOfRange(
                 f"chunk {index} out of range: {self.path!r} has {self.info.nchunks} chunks",
@@ -73,13 +74,24 @@ class Entry:
             )
         try:
             with self._lock:  # one blosc2 handle, used by one thread at a time
+                stable = self.frame is not None or self.unchanged()
                 if self._container is None:
                     self._container = blosc2.open(str(self.frame or self.source), mode="r")
                 data = _schunk_of(self._container).get_chunk(index)
+                stable = stable and (self.frame is not None or self.unchanged())
         except (OSError, RuntimeError, ValueError) as exc:  # changed or removed under us
             log.info("cannot read chunk %d of %r: %s", index, self.path, exc)
-            raise Unavailable(f"{self.path!r} is changing; retry shortly") from None
+            stable = False
+        if not stable:
+            raise Unavailable(f"{self.path!r} is being written; retry shortly")
         return data, self.info.digests[index]
+
+    def unchanged(self) -> bool:
+        """Whether the source file is still the one described (same stat key)."""
+        try:
+            return StatKey.of(os.stat(self.source)) == self.stat
+        except OSError:
+            return False
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,16 @@ from caterva.errors import BadSelection, CatervaError, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
-from services.auth import may_read, readable, require_grant
-from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of_many
+from services.auth import may_read, readable, require_every, require_grant
+from services.http import (
+    ChunkLists,
+    ChunkListsBody,
+    RangeFileResponse,
+    batch_indices,
+    batch_of_many,
+    body_doc,
+    responses,
+)
 from services.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
@@ -66,8 +74,10 @@ async def health(request: Request) -> dict:
     return body
 
 
-@router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage")
-async def stats(cache: CacheDep) -> dict:
+@router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage",
+            description="With --auth: for users granted every followed root (403 otherwise).")
+async def stats(cache: CacheDep, follower: FollowerDep, request: Request) -> dict:
+    require_every(request, follower.etags)  # the counters sum every followed root
     counters = dict.fromkeys(("hits", "misses", "fetched_bytes", "evicted", "passed_through"), 0)
     return {**counters, **cache.stats, "used": cache.used, "budget": cache.budget}
 
@@ -236,8 +246,11 @@ async def chunks(
     description="The chunks of each listed dataset, datasets in the order listed and chunks in "
     "the order of their `i`, as the frames of the GET batch. For many small datasets: one "
     f"request instead of one each. At most {rest.MAX_BATCH} chunks in all.",
+    responses=responses(413),
+    openapi_extra=body_doc(ChunkLists),
 )
-async def many_chunks(root: Root, body: ChunkLists, follower: FollowerDep) -> StreamingResponse:
+async def many_chunks(root: Root, body: ChunkListsBody, follower: FollowerDep
+                      ) -> StreamingResponse:
     return await _stream_frames(follower, batch_of_many(body, lambda p: follower.dataset(root, p)))
 
 

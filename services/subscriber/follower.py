@@ -129,8 +129,8 @@ class Follower:
         if offer is None:
             raise SourceOffline(f"every source of root {root!r} is offline")
         self._reading[root] = offer
-        paths = [(ds.path, indices) for ds, indices in wanted]
-        async for n, i, digest, data in Source(self.client, offer.url).chunks(root, paths):
+        infos = [(ds.info, indices) for ds, indices in wanted]
+        async for n, i, digest, data in Source(self.client, offer.url).chunks(root, infos):
             yield wanted[n][0], i, digest, data
 
     async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:

@@ -34,6 +34,7 @@ from tests.integration.authkit import (
     tiny_root,
     wait_root,
 )
+from tests.integration.fakes import BIG, connect, post_head, read_answer
 
 ADA, BOB = "ada@lab.org", "bob@lab.org"
 PUBLIC = {"/v1/health", "/v1/login"}
@@ -232,3 +233,34 @@ def test_tokens_survive_a_subscriber_restart(stack):
     stack.restart_subscriber()
     assert (stack.tmp / "sub" / "token-secret").read_bytes() == secret_before
     assert httpx.get(f"{stack.url}/v1/roots", headers=bearer(token)).status_code == 200
+
+
+def test_stats_need_a_grant_on_every_followed_root(stack):
+    # what /v1/stats counts (the cache) sums every followed root: only a user who may read
+    # each of them may read it; a user with no grants, or some, gets 403 (without names)
+    for email, roots in (("cy@lab.org", ["demo", "other"]), ("dee@lab.org", [])):
+        done = cli("user", "add", email, "--password-stdin", "--users", str(stack.users),
+                   input=PASSWORD + "\n")
+        assert done.returncode == 0, done.stderr
+        for root in roots:
+            stack.user("grant", email, root)
+    cy = bearer(login(stack.url, "cy@lab.org"))
+    for root in ("demo", "other"):
+        assert httpx.put(f"{stack.url}/v1/roots/{root}/follow", headers=cy).status_code == 200
+    stats = f"{stack.url}/v1/stats"
+    r = httpx.get(stats, headers=cy)
+    assert r.status_code == 200 and "budget" in r.json(), r.text
+    for user in ("dee@lab.org", BOB):  # no grants; "other" only
+        r = httpx.get(stats, headers=bearer(login(stack.url, user)))
+        assert is_json_error(r, 403, "forbidden") and "demo" not in r.text, r.text
+    assert is_json_error(httpx.get(stats), 401, "unauthorized")
+
+
+def test_an_anonymous_body_is_refused_before_it_is_read(stack):
+    # 43 MB announced and none sent: the login check answers first, without waiting for it
+    for path in ("/v1/roots/demo/chunks", "/v1/login"):
+        with connect(stack.url) as sock:
+            sock.sendall(post_head(stack.url, path, **{"Content-Length": str(BIG)}))
+            status, body = read_answer(sock)
+        expected = (413, "body_too_large") if path == "/v1/login" else (401, "unauthorized")
+        assert (status, body["error"]["code"]) == expected, (path, body)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 
 import httpx
 import numpy as np
@@ -33,6 +34,7 @@ from tests.integration.authkit import (
     tiny_root,
     wait_root,
 )
+from tests.integration.fakes import FakeSource, announce, send_json
 
 T1, T2 = "service-token-one-0123456789", "service-token-two-9876543210"
 ADA, CARL = "ada@lab.org", "carl@lab.org"
@@ -43,17 +45,18 @@ class Stack(Services):
         super().__init__(tmp)
         self.tmp = tmp
         (tmp / "tokens").write_text(f"# subscribers allowed to read demo\n{T1}\n{T2}\n")
-        (tmp / "source-token").write_text(T1 + "\n")
         self.users = make_users(tmp / "users.db", {ADA: [], CARL: ["demo"]})
         self.broker = self.start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
-        origin = self.start("pub", "demo", str(tiny_root(tmp / "demo")), "--broker", self.broker,
-                            "--http", "127.0.0.1:0", "--statedir", str(tmp / "pub"),
-                            "--require-token-file", str(tmp / "tokens"), wait=False)
-        mirror = self.start("sub", "--broker", self.broker, "--republish", "--http",
-                            "127.0.0.1:0", "--statedir", str(tmp / "m"), "--users",
-                            str(self.users), "--source-token-file", str(tmp / "source-token"),
-                            wait=False)
-        self.origin, self.mirror = origin.wait_ready(), mirror.wait_ready()
+        self.origin = self.start(
+            "pub", "demo", str(tiny_root(tmp / "demo")), "--broker", self.broker, "--http",
+            "127.0.0.1:0", "--statedir", str(tmp / "pub"), "--require-token-file",
+            str(tmp / "tokens")).url
+        # the token for the origin only: `URL TOKEN` lines
+        (tmp / "source-token").write_text(f"# our sources\n{self.origin} {T1}\n")
+        self.mirror = self.start("sub", "--broker", self.broker, "--republish", "--http",
+                                 "127.0.0.1:0", "--statedir", str(tmp / "m"), "--users",
+                                 str(self.users), "--source-token-file",
+                                 str(tmp / "source-token")).url
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +123,8 @@ def test_through_a_mirror_a_user_without_a_grant_reads_nothing(stack):
 
     # D, a subscriber reading from M with ada's credentials, gets nothing either
     d = stack.start("sub", "--broker", stack.broker, "--prefer", stack.mirror, "--http",
-                    "127.0.0.1:0", "--statedir", str(stack.tmp / "d"), "--source-token", ada).url
+                    "127.0.0.1:0", "--statedir", str(stack.tmp / "d"),
+                    "--source-token", f"{stack.mirror}={ada}").url
     wait_root(d, "demo", source=stack.mirror)
     r = httpx.put(f"{d}/v1/roots/demo/follow")
     assert is_json_error(r, 502, "source_refused"), r.text
@@ -133,3 +137,36 @@ def test_through_a_mirror_a_user_without_a_grant_reads_nothing(stack):
     r = httpx.get(f"{d}/v1/roots/demo/data/grid.b2nd", params={"sel": "3:9, 1::4"})
     assert r.status_code == 200, r.text
     np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), GRID[3:9, 1::4])
+
+
+def test_a_source_announced_over_mqtt_never_sees_the_token(spawn, tmp_path):
+    """The token goes to the source it was given for, not to whoever announces the root: a
+    listener announced as a mirror on the subscriber's own broker (which outranks the origin)
+    gets no Authorization header; the origin, once the fake is gone, gets the token."""
+    (tmp_path / "tokens").write_text(T1 + "\n")
+    broker = spawn("bro", "--port", "0", "--statedir", str(tmp_path / "bro")).url
+    origin = spawn("pub", "demo", str(tiny_root(tmp_path / "demo")), "--broker", broker,
+                   "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"),
+                   "--require-token-file", str(tmp_path / "tokens")).url
+    origin_id = httpx.get(f"{origin}/v1/health", headers=bearer(T1)).json()["pub_id"]
+    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir",
+                str(tmp_path / "sub"), "--source-token", f"{origin}={T1}").url
+    fake = FakeSource(lambda handler: send_json(handler, 503, json.dumps(
+        {"error": {"code": "unavailable", "message": "a fake"}}).encode()))
+    try:
+        announce(broker, "fake-mirror", "demo", fake.url, origin=origin_id)
+        wait_root(sub, "demo", source=fake.url)
+        r = httpx.put(f"{sub}/v1/roots/demo/follow", timeout=30)
+        assert r.status_code >= 400, r.text  # the fake answered 503
+        assert fake.requests, "the subscriber never asked the fake source"
+        assert all("authorization" not in {k.lower() for k in headers}
+                   for _, _, headers in fake.requests), fake.requests
+    finally:
+        fake.close()
+
+    announce(broker, "fake-mirror", "demo", fake.url, origin=origin_id, state="offline")
+    wait_root(sub, "demo", source=origin)
+    assert httpx.put(f"{sub}/v1/roots/demo/follow", timeout=30).status_code == 200
+    r = httpx.get(f"{sub}/v1/roots/demo/data/grid.b2nd", params={"sel": "0:5"})
+    assert r.status_code == 200, r.text
+    np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), GRID[0:5])

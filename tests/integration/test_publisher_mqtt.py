@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from caterva.mqtt import BrokerURL
 from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change, Status
+from caterva.protocol.metadata import DatasetInfo
 from tests.conftest import free_port
 
 ROOT = "demo"
@@ -272,7 +273,8 @@ def test_big_plain_file_is_chunked_with_bounded_memory(spawn, broker, listeners,
     info = rest_get(pub.url, rest.info(ROOT, "big.bin"))
     assert (info["kind"], info["size"], info["nchunks"]) == ("file", size, 72)
     assert info["cbytes"] < size // 4  # the pattern compresses
-    reader, again = rest.BatchReader(), hashlib.blake2b()
+    reader = rest.BatchReader(rest.expected_frames([(DatasetInfo.from_dict(info), range(72))]))
+    again = hashlib.blake2b()
     with httpx.stream("GET", pub.url + rest.chunks(ROOT, "big.bin"), params={"i": "0-71"},
                       timeout=30) as response:
         for part in response.iter_bytes():

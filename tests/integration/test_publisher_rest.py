@@ -55,7 +55,7 @@ def stored_chunks(path):
 
 
 def batch(client, path, indices):
-    reader = rest.BatchReader()
+    reader = rest.BatchReader((i, 2**30) for i in rest.parse_indices(indices))  # any size
     with client.stream("GET", rest.chunks(ROOT, path), params={"i": indices}) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == rest.BATCH_TYPE

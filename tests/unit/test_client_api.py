@@ -528,7 +528,7 @@ def test_a_chunk_not_asked_for_is_a_protocol_error(fake):
     fake.extra = [6]  # a chunk of the dataset, with its true digest, but not one [0:10] touches
     with Client(URL, transport=httpx.MockTransport(fake)) as c:
         ds = c.dataset("r/one.b2nd")
-        with pytest.raises(ProtocolError, match="sent chunk 6 of one.b2nd, not asked for"):
+        with pytest.raises(ProtocolError, match="sent chunk 6"):
             ds[0:10]
         fake.extra = []
         np.testing.assert_array_equal(ds[0:10], fake.originals["one.b2nd"][0:10])

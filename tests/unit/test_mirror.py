@@ -11,6 +11,7 @@ from dataclasses import replace
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from caterva import fetch
 from caterva.cache import Cache
 from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change, Status
@@ -93,8 +94,8 @@ def test_announcements_and_change_events_travel_down(tmp_path):
     origin_announces(directory, upstream.manifest)
 
     async def scenario():
-        client = httpx.AsyncClient(transport=httpx.MockTransport(upstream.handle),
-                                   event_hooks={"request": [via_hook("m")]})
+        client = fetch.new_client(transport=httpx.MockTransport(upstream.handle),
+                                  event_hooks={"request": [via_hook("m")]})
         follower = Follower(state, cache, directory, client)
         mirror = Mirror(pub_id="m", session="ms", url="http://m:1", broker="mqtt://127.0.0.1:1",
                         follower=follower, directory=directory)

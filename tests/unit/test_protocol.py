@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import blosc2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from caterva.errors import BadRequest, BadSelection, InvalidName, ProtocolError
 from caterva.protocol import rest, selection, topics
 from caterva.protocol.layout import dtype_from_json, dtype_to_json
 from caterva.protocol.messages import Announcement, Change, Discover, Status
-from caterva.protocol.metadata import chunk_digest
+from caterva.protocol.metadata import DatasetInfo, chunk_digest
 from caterva.protocol.names import check_path, check_root, split_address
 
 segment = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,15}", fullmatch=True)
@@ -175,7 +176,7 @@ def test_bad_chunk_lists(text):
 def test_batch_frames_survive_any_split(payloads, data):
     stream = b"".join(rest.frame_header(i, p, chunk_digest(p)) + p for i, p in enumerate(payloads))
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
-    reader, got = rest.BatchReader(), []
+    reader, got = rest.BatchReader((i, len(p)) for i, p in enumerate(payloads)), []
     for a, b in zip([0, *cuts], [*cuts, len(stream)]):
         got.extend(reader.feed(stream[a:b]))
     reader.close()
@@ -183,7 +184,36 @@ def test_batch_frames_survive_any_split(payloads, data):
 
 
 def test_a_truncated_batch_is_an_error():
-    reader = rest.BatchReader()
+    reader = rest.BatchReader([(0, 3)])
     list(reader.feed(rest.frame_header(0, b"abc", chunk_digest(b"abc")) + b"ab"))
     with pytest.raises(ProtocolError):
         reader.close()
+
+
+def test_a_frame_is_checked_before_its_bytes_are_kept():
+    def info(chunksize: int) -> DatasetInfo:
+        return DatasetInfo(path="a.b2nd", kind="b2nd", shape=[4], dtype="<f8", chunks=[1],
+                           blocks=[1], nchunks=4, chunksize=chunksize, nbytes=32, cbytes=32,
+                           cparams={}, vlmeta={}, digests=["0" * 32] * 4)
+
+    # two datasets, each its chunks ascending: what format_indices asks for
+    expected = list(rest.expected_frames([(info(8), [3, 1, 1]), (info(100), [0])]))
+    assert expected == [(1, 8 + 32), (3, 8 + 32), (0, 100 + 32)]
+    assert rest.MAX_OVERHEAD == blosc2.MAX_OVERHEAD
+
+    def fed(*frames: tuple[int, int]) -> list:
+        reader = rest.BatchReader(expected)
+        stream = b"".join(rest.FRAME.pack(i, n, bytes(16)) for i, n in frames)
+        return list(reader.feed(stream + b"x" * 64))  # only headers: no frame completes
+
+    with pytest.raises(ProtocolError, match="chunk 3 where chunk 1 was due"):
+        fed((3, 1))
+    with pytest.raises(ProtocolError, match="announced 41 bytes for chunk 1"):
+        fed((1, 41))
+    with pytest.raises(ProtocolError, match=f"announced {2**40} bytes"):
+        fed((1, 2**40))
+    reader = rest.BatchReader([(5, 3)])
+    frame = rest.frame_header(5, b"abc", "0" * 32) + b"abc"
+    assert len(list(reader.feed(frame))) == 1
+    with pytest.raises(ProtocolError, match="after every chunk asked for"):
+        list(reader.feed(frame))

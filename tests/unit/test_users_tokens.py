@@ -325,9 +325,13 @@ def test_security_settings(tmp_path, monkeypatch):
     assert Security.build(users=tmp_path / "u.db", token_ttl="15m").auth  # --users implies it
     assert Security.build(users=tmp_path / "u.db").accounts(tmp_path / "state") == (
         tmp_path / "u.db", tmp_path / "state" / "token-secret")
-    monkeypatch.setenv("CATERVA_SOURCE_TOKEN", "from-env")
-    assert Security.build().source_client_options() == {
-        "headers": {"Authorization": "Bearer from-env"}}
+    monkeypatch.setenv("CATERVA_SOURCE_TOKEN", "http://a:1=from-env,https://b/x=two")
+    options = Security.build(max_body="1MiB").source_client_options()
+    assert options["auth"].token_for("http://a:1/v1/x") == "from-env"
+    assert options["auth"].token_for("https://b:443/x/v1") == "two"
+    assert {k: options[k] for k in ("max_json", "read_timeout")} == {
+        "max_json": 64 * 2**20, "read_timeout": 10.0}
+    assert Security.build(max_body="1MiB").max_body == 2**20
     with pytest.raises(BadRequest, match="both --tls-cert and --tls-key"):
         Security.build(tls_cert=tmp_path / "tokens")
     with pytest.raises(BadRequest, match="does not exist"):
@@ -342,12 +346,60 @@ def test_a_mirror_that_authenticates_upstream_must_authenticate_downstream(monke
     from services.security import Security
 
     monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
+    token = ["http://up:8470=t"]
     with pytest.raises(BadRequest, match="add --auth"):
-        Security.build(source_token="t").check_republishing(True)
-    Security.build(source_token="t").check_republishing(False)
-    Security.build(source_token="t", auth=True).check_republishing(True)
-    Security.build(source_token="t", require_token="u").check_republishing(True)
+        Security.build(source_token=token).check_republishing(True)
+    Security.build(source_token=token).check_republishing(False)
+    Security.build(source_token=token, auth=True).check_republishing(True)
+    Security.build(source_token=token, require_token="u").check_republishing(True)
     Security.build().check_republishing(True)  # nothing upstream needs a credential
+
+
+def test_a_source_token_goes_only_to_the_sources_it_was_given_for(tmp_path, monkeypatch):
+    from caterva.errors import BadRequest
+    from services.security import Security
+
+    monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
+    tokens = Security.build(source_token=["http://h:8470=T", "http://h:8470/deep/=D",
+                                          "https://s.lab=S=="]).source_client_options()["auth"]
+    for url, token in [
+        ("http://h:8470/v1/roots/r/manifest", "T"),
+        ("http://H:8470", "T"),
+        ("http://h:8470/deep", "D"),  # the longest prefix wins
+        ("http://h:8470/deep/v1/x", "D"),
+        ("http://h:8470/deeper/v1/x", "T"),  # a path prefix ends on a segment
+        ("https://s.lab:443/v1", "S=="),  # default port; '=' in a token is kept
+        ("http://h:84701/v1", None),  # another port
+        ("http://h:8470@evil/v1", None),  # another host (h:8470 is a user and password)
+        ("http://h.8470/v1", None),
+        ("https://h:8470/v1", None),  # another scheme
+        ("http://s.lab/v1", None),
+        ("http://evil/?u=http://h:8470", None),
+    ]:
+        assert tokens.token_for(url) == token, url
+
+    requests = []
+
+    def seen(request: httpx.Request) -> httpx.Response:
+        requests.append(request.headers.get("authorization"))
+        return httpx.Response(200)
+
+    with httpx.Client(auth=tokens, transport=httpx.MockTransport(seen)) as client:
+        client.get("http://h:8470/v1/health")
+        client.get("http://mirror:8471/v1/health")
+    assert requests == ["Bearer T", None]
+
+    with pytest.raises(BadRequest, match="now given with the sources it is for: URL=TOKEN"):
+        Security.build(source_token=["bare-token"])
+    for url in ("ftp://h", "http://h:8470.evil", "http://u:p@h", "http://h/?q"):
+        with pytest.raises(BadRequest, match="invalid source URL"):
+            Security.build(source_token=[f"{url}=T"])
+    (tmp_path / "tokens").write_text("# sources\nhttp://a:1 A\n\nhttps://b/x  B\n")
+    tokens = Security.build(source_token_file=tmp_path / "tokens").source_client_options()["auth"]
+    assert (tokens.token_for("http://a:1/v1"), tokens.token_for("https://b/x/y")) == ("A", "B")
+    (tmp_path / "bare").write_text("just-a-token\n")
+    with pytest.raises(BadRequest, match="`URL TOKEN` lines"):
+        Security.build(source_token_file=tmp_path / "bare")
 
 
 def test_broker_urls_carry_credentials_and_ca_but_never_print_them():
