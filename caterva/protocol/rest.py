@@ -33,7 +33,6 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 from urllib.parse import quote
 
-
 from caterva.errors import BadRequest, CatervaError, ProtocolError, from_payload
 from caterva.protocol.metadata import DatasetInfo
 
