@@ -7,6 +7,7 @@ at top level or under a ``[caterva]`` table.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tomllib
@@ -14,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from caterva.errors import BadRequest
+from caterva.errors import BadRequest, StateError
 
 DEFAULTS: dict[str, Any] = {
     "broker": "mqtt://127.0.0.1:1883",  # where publishers and subscribers find the broker
@@ -32,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "republish_broker": "",  # "" = the subscriber's first broker
     "advertise": "",  # the URL a mirror announces; "" = the URL it is bound to
     "prefer": "",  # sources a subscriber reads from first: pub_ids or URLs, comma-separated
+    "log_level": "info",  # every service: debug, info, warning, error
+    "log_format": "text",  # every service: text (one line a record) or json (one object a line)
+    "access_log": False,  # `caterva pub`/`sub` log every HTTP request
     # --- security (docs: DESIGN.md section 8); "" means "not set" --------------------------
     "users": "",  # the users database; "" = <subscriber statedir>/users.db
     "auth": False,  # does `caterva sub` require login (deny by default when on)
@@ -160,3 +164,19 @@ def statedir(flag: str | os.PathLike | None, service: str) -> Path:
     path = base / service if flag is None else base
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path.resolve()
+
+
+def lock_statedir(path: Path, service: str) -> int:
+    """Take ``<path>/lock`` (an exclusive flock) for one service; held while the returned
+    descriptor is open, so for the process's life unless closed. Two services sharing one
+    state directory corrupt each other's state (the second one's writes break the first's)."""
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateError(
+            f"another {service} is using the state directory {path}: "
+            "give this one its own --statedir"
+        ) from None
+    return fd

@@ -89,18 +89,13 @@ def exit_code(exc: CatervaError) -> int:
     return EXIT_ERROR
 
 
-def setup_logging(verbose: bool) -> None:
-    import logging
+def setup_logging(verbose: bool, level: Optional[str], fmt: Optional[str],
+                  access_log: Optional[bool] = None) -> None:
+    from caterva import logs
+    from caterva.config import setting
 
-    from rich.logging import RichHandler
-
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=_stderr(), show_path=False, rich_tracebacks=False)],
-    )
-    for noisy in ("amqtt", "transitions", "httpx", "httpcore", "uvicorn.error", "numexpr"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.setup(setting("log_level", "debug" if verbose else level),
+               setting("log_format", fmt), setting("access_log", access_log))
 
 
 def _stderr():
@@ -109,7 +104,17 @@ def _stderr():
     return Console(stderr=True, soft_wrap=True)  # never split an error line mid-text
 
 
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log debug detail (--log-level debug).")]
+LogLevel = Annotated[Optional[str], typer.Option(
+    "--log-level", metavar="LEVEL",
+    help="debug, info, warning or error [default info; env CATERVA_LOG_LEVEL].")]
+LogFormat = Annotated[Optional[str], typer.Option(
+    "--log-format", metavar="FORMAT",
+    help="text (one line a record, UTC times) or json (one object a line) [default text; "
+    "env CATERVA_LOG_FORMAT].")]
+AccessLog = Annotated[Optional[bool], typer.Option(
+    "--access-log", help="Log every HTTP request [env CATERVA_ACCESS_LOG].")]
 Broker = Annotated[
     Optional[str],
     typer.Option("--broker", help="MQTT broker URL, mqtt://HOST:PORT [env CATERVA_BROKER]."),
@@ -134,9 +139,11 @@ def bro(
     tls_cert: security.TlsCert = None,
     tls_key: security.TlsKey = None,
     verbose: Verbose = False,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Run an MQTT broker: embedded (amqtt) by default, or a Mosquitto child process."""
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format)
     from services.broker import run
 
     run(engine=engine, host=host, port=port, statedir=statedir, password_file=password_file,
@@ -164,9 +171,12 @@ def pub(
     broker_user: security.BrokerUser = None,
     broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
+    access_log: AccessLog = None,
 ) -> None:
     """Publish DIRECTORY as root NAME: announce it over MQTT and serve its chunks over REST."""
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format, access_log)
     from caterva.config import setting
     from services.publisher import run
     from services.security import Security
@@ -237,10 +247,13 @@ def sub(
     broker_user: security.BrokerUser = None,
     broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
+    access_log: AccessLog = None,
 ) -> None:
     """Run a subscriber: discover roots, follow them, fetch chunks on demand and cache them;
     with --republish, serve them to the LAN as a mirror."""
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format, access_log)
     from caterva.config import setting, setting_list
     from services.security import Security
     from services.subscriber import run
