@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from caterva.config import setting, statedir as state_directory
+from caterva.config import lock_statedir, setting, statedir as state_directory
 from caterva.errors import BadRequest
 
 ENGINES = ("amqtt", "mosquitto")
@@ -45,6 +45,8 @@ def run(
 
         accounts = access.read_accounts(passwords)
     state: Path = state_directory(statedir, "broker")
+    # retained messages are per broker: a second one on the same state would mix two setups
+    lock_statedir(state, "broker")  # held until the process ends
     if engine == "amqtt":
         from services.broker import embedded
 

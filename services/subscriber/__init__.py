@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from caterva.config import parse_hostport, parse_size, setting, setting_list, statedir
+from caterva.config import (
+    lock_statedir, parse_hostport, parse_size, setting, setting_list, statedir,
+)
 from caterva.errors import BadRequest
 from caterva.mqtt import BrokerURL
 from services import serve
@@ -46,6 +48,7 @@ def run(
             BrokerURL.parse(url)  # a malformed URL is a usage error now, not a retry loop later
     if settings.advertise and not settings.advertise.startswith(("http://", "https://")):
         raise BadRequest(f"invalid --advertise {settings.advertise!r}: use http://HOST:PORT")
+    lock_statedir(settings.statedir, "subscriber")  # held until the process ends
     sock = serve.bind(host, port)
     from services.subscriber.app import create_app
 
