@@ -6,7 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from caterva.config import (
-    lock_statedir, parse_hostport, parse_size, setting, setting_list, statedir,
+    lock_statedir,
+    parse_hostport,
+    parse_size,
+    setting,
+    setting_list,
+    statedir,
 )
 from caterva.errors import BadRequest
 from caterva.mqtt import BrokerURL

@@ -8,7 +8,6 @@ import json
 import re
 
 import httpx
-import pytest
 
 from tests.conftest import EXAMPLE, free_port
 from tests.integration.test_subscriber import wait_until
