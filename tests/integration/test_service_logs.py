@@ -8,6 +8,7 @@ import json
 import re
 
 import httpx
+import pytest
 
 from tests.conftest import EXAMPLE, free_port
 from tests.integration.test_subscriber import wait_until
@@ -64,3 +65,29 @@ def test_the_subscriber_says_its_cache_in_human_sizes_and_where_its_state_is(spa
     sub = spawn("sub", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--http", "127.0.0.1:0",
                 "--statedir", str(tmp_path / "sub"), "--cache-size", "2GiB")
     assert f"cache 0 B of 2.0 GiB used; state in {tmp_path / 'sub'})" in sub.log_path.read_text()
+
+
+@pytest.mark.parametrize("service", ["pub", "sub"])
+def test_an_unreachable_broker_is_said_once_then_its_arrival(service, spawn, tmp_path):
+    port = free_port()
+    args = ["pub", "example", str(EXAMPLE)] if service == "pub" else ["sub"]
+    svc = spawn(*args, "--broker", f"mqtt://127.0.0.1:{port}", "--http", "127.0.0.1:0",
+                "--statedir", str(tmp_path / service), "--log-level", "debug")
+
+    def said(text: str) -> list[str]:
+        return [line for line in records(svc) if text in line]
+
+    waiting = f"WARNING caterva.mqtt: waiting for broker mqtt://127.0.0.1:{port} "
+    wait_until(lambda: len(said("still waiting for broker")) >= 2)  # retries, backing off
+    assert [line.split(": ", 1)[1] for line in said("still waiting")][:2] == [
+        f"still waiting for broker mqtt://127.0.0.1:{port} (Connection refused), "
+        f"retrying in {s} s" for s in (2, 4)]
+    broker = spawn("bro", "--port", str(port), "--statedir", str(tmp_path / "bro"))
+    wait_until(lambda: said(f"connected to MQTT broker mqtt://127.0.0.1:{port} after"))
+    assert len(said(waiting)) == 1 and said(waiting)[0].endswith(
+        "(Connection refused), retrying in 1 s"), records(svc)
+    before = len(said("still waiting"))
+    broker.stop()
+    wait_until(lambda: len(said("still waiting")) >= before + 2)
+    assert len(said("WARNING caterva.mqtt: lost the MQTT broker")) == 1, records(svc)
+    assert len(said("WARNING")) == 2, records(svc)  # one per outage
