@@ -30,9 +30,9 @@ from caterva.errors import BadCredentials, BadRequest, Forbidden, Unauthorized
 from caterva.protocol import rest
 from caterva.tokens import Claims, Signer, load_secret
 from caterva.users import Users
+from services import http
 
-PUBLIC = frozenset({f"{rest.API}/health", f"{rest.API}/login", "/docs", "/docs/oauth2-redirect",
-                    "/openapi.json", "/redoc"})
+PUBLIC = frozenset({f"{rest.API}/health", f"{rest.API}/login", *http.DOCS})
 
 
 def bearer(headers: Any) -> str | None:

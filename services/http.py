@@ -7,6 +7,8 @@
     anything unexpected      -> 500 internal_error, with no detail (it could name server paths)
 
 Every caterva HTTP service (publisher, subscriber) installs these: one place for the rule.
+``install`` also serves the OpenAPI pages (``/docs``, ``/redoc``) with their scripts from the
+service itself, not a CDN: caterva runs on LANs, often without internet.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
@@ -27,6 +30,13 @@ from caterva.errors import BadRequest, CatervaError, ChunkOutOfRange
 from caterva.protocol import rest
 
 log = logging.getLogger("caterva.http")
+
+# the files of Swagger UI and ReDoc that fastapi-offline ships, served under /docs/
+ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+          "redoc.standalone.js": "text/javascript", "favicon.png": "image/png"}
+# what anyone may read, even where tokens are required: the API's description
+DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+                  *(f"/docs/{name}" for name in ASSETS)})
 
 
 class ErrorDetail(BaseModel):
@@ -113,6 +123,46 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    _local_docs(app)
+
+
+def _local_docs(app: FastAPI) -> None:
+    """Replace FastAPI's /docs and /redoc (their scripts come from a CDN) with pages whose
+    every script, style and icon this service serves."""
+    from importlib.resources import files
+
+    static = files("fastapi_offline") / "static"
+    app.router.routes[:] = [
+        r for r in app.router.routes if getattr(r, "path", None) not in ("/docs", "/redoc")]
+
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=root + app.swagger_ui_oauth2_redirect_url,
+            swagger_js_url=f"{root}/docs/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # its badge is an image from the web
+        )
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + app.openapi_url, title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}/docs/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/docs/favicon.png", with_google_fonts=False,
+        )
+
+    def asset(name: str, media_type: str):
+        async def serve(request: Request) -> FileResponse:
+            return FileResponse(static / name, media_type=media_type)
+        return serve
+
+    app.add_route("/docs", swagger, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)
+    for name, media_type in ASSETS.items():
+        app.add_route(f"/docs/{name}", asset(name, media_type), include_in_schema=False)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

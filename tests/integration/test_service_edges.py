@@ -1,8 +1,14 @@
-"""What an operator meets at the edges of a service: a state directory already in use."""
+"""What an operator meets at the edges of a service: a state directory already in use, API
+pages read without internet."""
 
 from __future__ import annotations
 
-from tests.conftest import free_port
+import re
+
+import httpx
+import pytest
+
+from tests.conftest import EXAMPLE, free_port
 
 
 def test_a_second_subscriber_on_the_same_state_is_refused(spawn, tmp_path):
@@ -18,3 +24,25 @@ def test_a_second_subscriber_on_the_same_state_is_refused(spawn, tmp_path):
     assert log == f"error: another subscriber is using the state directory {state}: give " \
         "this one its own --statedir\n", log
     assert first.proc.poll() is None
+
+
+@pytest.mark.parametrize("service", ["pub", "sub"])
+def test_docs_pages_need_nothing_but_the_service(service, spawn, tmp_path):
+    """/docs and /redoc were blank without internet (their scripts came from a CDN): every
+    script, style and icon they reference is served by the service itself, to anyone (the
+    publisher requires a token here: the API's description stays readable)."""
+    broker = f"mqtt://127.0.0.1:{free_port()}"
+    args = (["pub", "example", str(EXAMPLE), "--require-token", "secret"] if service == "pub"
+            else ["sub"])
+    svc = spawn(*args, "--broker", broker, "--http", "127.0.0.1:0",
+                "--statedir", str(tmp_path / service))
+    with httpx.Client(base_url=svc.url, timeout=10) as http:
+        for page in ("/docs", "/redoc"):
+            html = http.get(page)
+            assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+            assert not re.search(r"https?://", html.text), html.text
+            urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html.text)
+            assert "/openapi.json" in urls and len(urls) >= 3, html.text
+            for url in urls:
+                assert url.startswith("/"), f"{page} references {url}"
+                assert http.get(url).status_code == 200, url
