@@ -226,6 +226,10 @@ def sub(
         typer.Option(metavar="PUB_ID_OR_URL", help="Read from this source when it is online; "
                      "repeatable, first wins [env CATERVA_PREFER, comma-separated]."),
     ] = None,
+    pub_id: Annotated[Optional[str], typer.Option(
+        "--pub-id", metavar="ID",
+        help="A mirror's id, shown as `via ID` downstream [default: the MQTT username, else "
+        "generated once and kept in the state directory; env CATERVA_PUB_ID].")] = None,
     auth: Annotated[Optional[bool], typer.Option(
         "--auth", rich_help_panel=security.PANEL,
         help="Require login (POST /v1/login) and serve each user only the roots granted with "
@@ -272,7 +276,7 @@ def sub(
             [republish_broker], broker_user, broker_password, ca_file)
     run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size,
         republish=republish, republish_broker=republish_broker, advertise=advertise,
-        prefer=prefer, security=guard)
+        prefer=prefer, pub_id=pub_id, security=guard)
 
 
 # client commands (roots, follow, unfollow, list, info, watch, show, download) live in their

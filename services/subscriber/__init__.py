@@ -15,6 +15,7 @@ from caterva.config import (
 )
 from caterva.errors import BadRequest
 from caterva.mqtt import BrokerURL
+from caterva.protocol.topics import check_pub_id
 from services import serve
 from services.security import Security
 from services.subscriber.settings import SubscriberSettings
@@ -30,6 +31,7 @@ def run(
     republish_broker: str | None = None,
     advertise: str | None = None,
     prefer: list[str] | None = None,
+    pub_id: str | None = None,
     security: Security | None = None,
 ) -> None:
     host, port = parse_hostport(setting("subscriber_http", http), 8471)
@@ -46,11 +48,18 @@ def run(
         republish_broker=setting("republish_broker", republish_broker),
         advertise=setting("advertise", advertise).rstrip("/"),
         prefer=tuple(setting_list("prefer", prefer)),
+        pub_id=setting("pub_id", pub_id),
         security=security or Security(),
     )
     for url in (*settings.brokers, settings.republish_broker):
         if url:
             BrokerURL.parse(url)  # a malformed URL is a usage error now, not a retry loop later
+    if settings.pub_id:
+        check_pub_id(settings.pub_id)
+        username = BrokerURL.parse(settings.republish_broker or brokers[0]).username
+        if username and settings.pub_id != username:  # the broker's ACL is per username
+            raise BadRequest(f"--pub-id {settings.pub_id!r} differs from the MQTT username "
+                             f"{username!r}: with broker auth a mirror may write only under it")
     if settings.advertise and not settings.advertise.startswith(("http://", "https://")):
         raise BadRequest(f"invalid --advertise {settings.advertise!r}: use http://HOST:PORT")
     lock_statedir(settings.statedir, "subscriber")  # held until the process ends

@@ -50,7 +50,8 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         # under broker auth the ACL confines a source to caterva/v1/pub/<username>/#
         pub_id = None
         if settings.republish:
-            pub_id = check_pub_id(BrokerURL.parse(announce_on).username or state.identity())
+            pub_id = check_pub_id(settings.pub_id or BrokerURL.parse(announce_on).username
+                                  or state.identity())
         # a mirror names itself on every request upstream (loop backstop, see mirror.py)
         client = fetch.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
                                   **settings.security.source_client_options())

@@ -17,4 +17,5 @@ class SubscriberSettings:
     republish_broker: str = ""  # where a mirror announces; "" = brokers[0]
     advertise: str = ""  # the URL a mirror announces; "" = the bound URL
     prefer: tuple[str, ...] = ()  # pub_ids or URLs to read from first
+    pub_id: str = ""  # a mirror's id; "" = the MQTT username, else one kept in the state
     security: Security = Security()  # accounts (--auth), source token, HTTPS (services.security)

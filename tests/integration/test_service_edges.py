@@ -46,3 +46,16 @@ def test_docs_pages_need_nothing_but_the_service(service, spawn, tmp_path):
             for url in urls:
                 assert url.startswith("/"), f"{page} references {url}"
                 assert http.get(url).status_code == 200, url
+
+
+def test_a_mirror_takes_its_id_from_pub_id(spawn, tmp_path):
+    """`via lab-mirror-1` took broker logins (the id was the MQTT username or generated)."""
+    broker = f"mqtt://127.0.0.1:{free_port()}"
+    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0", "--republish",
+                "--pub-id", "lab-mirror-1", "--statedir", str(tmp_path / "sub"))
+    assert httpx.get(f"{sub.url}/v1/health").json()["mirror"]["pub_id"] == "lab-mirror-1"
+    other = spawn("sub", "--broker", f"mqtt://alice:pw@127.0.0.1:{free_port()}", "--republish",
+                  "--pub-id", "bob", "--statedir", str(tmp_path / "other"), wait=False)
+    assert other.proc.wait(timeout=15) == 2
+    assert other.log_path.read_text() == "error: --pub-id 'bob' differs from the MQTT username " \
+        "'alice': with broker auth a mirror may write only under it\n"
