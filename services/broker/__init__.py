@@ -46,15 +46,18 @@ def run(
         accounts = access.read_accounts(passwords)
     state: Path = state_directory(statedir, "broker")
     # retained messages are per broker: a second one on the same state would mix two setups
-    lock_statedir(state, "broker")  # held until the process ends
-    if engine == "amqtt":
-        from services.broker import embedded
+    lock = lock_statedir(state, "broker")  # held while we serve
+    try:
+        if engine == "amqtt":
+            from services.broker import embedded
 
-        embedded.serve(host, port, state, accounts, tls)
-    else:
-        from services.broker import mosquitto
+            embedded.serve(host, port, state, accounts, tls)
+        else:
+            from services.broker import mosquitto
 
-        mosquitto.serve(host, port, state, accounts, tls)
+            mosquitto.serve(host, port, state, accounts, tls)
+    finally:
+        os.close(lock)
 
 
 def broker_url(host: str, port: int, tls: bool = False) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from caterva.config import (
@@ -62,9 +63,12 @@ def run(
                              f"{username!r}: with broker auth a mirror may write only under it")
     if settings.advertise and not settings.advertise.startswith(("http://", "https://")):
         raise BadRequest(f"invalid --advertise {settings.advertise!r}: use http://HOST:PORT")
-    lock_statedir(settings.statedir, "subscriber")  # held until the process ends
-    sock = serve.bind(host, port)
-    from services.subscriber.app import create_app
+    lock = lock_statedir(settings.statedir, "subscriber")  # held while we serve
+    try:
+        sock = serve.bind(host, port)
+        from services.subscriber.app import create_app
 
-    scheme = settings.security.scheme
-    serve.run(create_app(settings, url=serve.url_of(sock, scheme)), sock, tls=settings.security.tls)
+        url = serve.url_of(sock, settings.security.scheme)
+        serve.run(create_app(settings, url=url), sock, tls=settings.security.tls)
+    finally:
+        os.close(lock)
