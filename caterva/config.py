@@ -2,11 +2,14 @@
 
 Every default lives in ``DEFAULTS`` and nowhere else. The config file is ``$CATERVA_CONFIG``,
 else ``./caterva.toml``, else ``~/.config/caterva/caterva.toml``; its keys are the names below,
-at top level or under a ``[caterva]`` table.
+at top level or under a ``[caterva]`` table. A key that is not one of them is refused, naming
+the file and the key: a typo must not pass silently (``requre_token`` would leave a service
+open), and a service that would warn once at start is easily missed.
 """
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import os
 import re
@@ -36,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "log_level": "info",  # every service: debug, info, warning, error
     "log_format": "text",  # every service: text (one line a record) or json (one object a line)
     "access_log": False,  # `caterva pub`/`sub` log every HTTP request
-    # --- security (docs: DESIGN.md section 8); "" means "not set" --------------------------
+    # --- security (README, "Security"); "" means "not set" -----------------------------------
     "users": "",  # the users database; "" = <subscriber statedir>/users.db
     "auth": False,  # does `caterva sub` require login (deny by default when on)
     "token_ttl": "12h",  # how long a login token is valid
@@ -76,7 +79,12 @@ def _file_settings(path: Path | None) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise BadRequest(f"cannot read config file {path}: {exc}") from exc
     table = data.get("caterva", data)
-    return {k.replace("-", "_"): v for k, v in table.items() if not isinstance(v, dict)}
+    found = {k.replace("-", "_"): v for k, v in table.items()}
+    for key in found.keys() - DEFAULTS.keys():
+        close = difflib.get_close_matches(key, DEFAULTS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise BadRequest(f"config file {path}: unknown setting {key!r}{hint}")
+    return found
 
 
 def setting(name: str, flag: Any = None) -> Any:

@@ -1,14 +1,17 @@
 """What an operator meets at the edges of a service: a state directory already in use, API
-pages read without internet."""
+pages read without internet, a mirror's id, the config file's keys, the license."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import httpx
 import pytest
 
-from tests.conftest import EXAMPLE, free_port
+from tests.conftest import EXAMPLE, ROOT, free_port
 
 
 def test_a_second_subscriber_on_the_same_state_is_refused(spawn, tmp_path):
@@ -59,3 +62,24 @@ def test_a_mirror_takes_its_id_from_pub_id(spawn, tmp_path):
     assert other.proc.wait(timeout=15) == 2
     assert other.log_path.read_text() == "error: --pub-id 'bob' differs from the MQTT username " \
         "'alice': with broker auth a mirror may write only under it\n"
+
+
+def test_an_unknown_key_in_caterva_toml_is_refused_naming_file_and_key(tmp_path):
+    """A typo (here of cache_size; of require_token it would leave a service open) passed
+    silently."""
+    config = tmp_path / "caterva.toml"
+    config.write_text('[caterva]\nsub = "http://127.0.0.1:1"\ncache_sise = "1GB"\n')
+    for args in (["roots"], ["sub", "--statedir", str(tmp_path / "sub")]):
+        done = subprocess.run([sys.executable, "-m", "caterva", *args], capture_output=True,
+                              text=True, env={**os.environ, "CATERVA_CONFIG": str(config)},
+                              timeout=30)
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert done.stderr == f"error: config file {config}: unknown setting 'cache_sise' " \
+            "(did you mean 'cache_size'?)\n"
+
+
+def test_the_license_file_is_the_one_pyproject_names():
+    license_text = (ROOT / "LICENSE").read_text()
+    assert 'license = "BSD-3-Clause"' in (ROOT / "pyproject.toml").read_text()
+    assert license_text.startswith("BSD 3-Clause License\n")
+    assert "Copyright (c) 2026, the caterva developers" in license_text
