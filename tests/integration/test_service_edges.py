@@ -72,7 +72,7 @@ def test_an_unknown_key_in_caterva_toml_is_refused_naming_file_and_key(tmp_path)
     for args in (["roots"], ["sub", "--statedir", str(tmp_path / "sub")]):
         done = subprocess.run([sys.executable, "-m", "caterva", *args], capture_output=True,
                               text=True, env={**os.environ, "CATERVA_CONFIG": str(config)},
-                              timeout=30)
+                              timeout=30, check=False)
         assert (done.returncode, done.stdout) == (2, ""), done.stderr
         assert done.stderr == f"error: config file {config}: unknown setting 'cache_sise' " \
             "(did you mean 'cache_size'?)\n"
