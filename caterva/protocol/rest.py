@@ -17,17 +17,20 @@ loop between mirrors fails one read instead of cycling.
 
 A batch response (``application/x-caterva-chunks``) is a sequence of frames, one per requested
 chunk in the order asked: a 28-byte header ``<u32 index><u64 length><16-byte digest>`` and then
-``length`` bytes of the compressed chunk exactly as stored.
+``length`` bytes of the compressed chunk exactly as stored. A stream that fails once its status
+is sent (its source went offline) ends with an error frame: index ``ERROR_INDEX``, then the
+JSON error body; a reader raises that error.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 from urllib.parse import quote
 
-from caterva.errors import BadRequest, ProtocolError
+from caterva.errors import BadRequest, CatervaError, ProtocolError, from_payload
 
 API = "/v1"
 DIGEST_HEADER = "X-Caterva-Digest"
@@ -35,6 +38,7 @@ VIA_HEADER = "X-Caterva-Via"
 BATCH_TYPE = "application/x-caterva-chunks"
 FRAME = struct.Struct("<IQ16s")
 MAX_BATCH = 4096  # chunk indices in one batch request
+ERROR_INDEX = 0xFFFFFFFF  # a frame carrying an error, not a chunk
 NPY_MAX = 64 * 2**20  # the most bytes a subscriber decodes into one .npy answer
 
 
@@ -142,6 +146,11 @@ def frame_header(index: int, data: bytes | memoryview, digest_hex: str) -> bytes
     return FRAME.pack(index, len(data), bytes.fromhex(digest_hex))
 
 
+def error_frame(error: CatervaError) -> bytes:
+    body = json.dumps(error.to_payload()).encode()
+    return FRAME.pack(ERROR_INDEX, len(body), bytes(16)) + body
+
+
 def frame_pieces(
     chunks: Iterable[tuple[int, bytes, str]], alone: int = 1 << 18, most: int = 1 << 20
 ) -> Iterator[bytes]:
@@ -202,8 +211,17 @@ class BatchReader:
                 return
             payload = b"".join(self._parts)
             self._parts, self._got, self._need = [], 0, None
+            if index == ERROR_INDEX:
+                raise _error_of(payload)
             yield index, digest, payload
 
     def close(self) -> None:
         if self._head or self._need is not None:
             raise ProtocolError("batch response ended in the middle of a chunk")
+
+
+def _error_of(payload: bytes) -> CatervaError:
+    try:
+        return from_payload(json.loads(payload), 500)
+    except ValueError:
+        return ProtocolError("batch response ended with an unreadable error frame")

@@ -23,7 +23,13 @@ from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.state import Dataset
 from services.auth import may_read, readable, require_grant
-from services.http import ChunkLists, RangeFileResponse, batch_indices, batch_of_many
+from services.http import (
+    ChunkLists,
+    RangeFileResponse,
+    batch_indices,
+    batch_of_many,
+    frames_to_the_end,
+)
 from services.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
@@ -263,7 +269,7 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
             for task in ahead:
                 task.cancel()
 
-    return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
+    return StreamingResponse(frames_to_the_end(frames()), media_type=rest.BATCH_TYPE)
 
 
 def _windows(ds: Dataset) -> list[list[int]]:
