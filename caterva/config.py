@@ -2,11 +2,15 @@
 
 Every default lives in ``DEFAULTS`` and nowhere else. The config file is ``$CATERVA_CONFIG``,
 else ``./caterva.toml``, else ``~/.config/caterva/caterva.toml``; its keys are the names below,
-at top level or under a ``[caterva]`` table.
+at top level or under a ``[caterva]`` table. A key that is not one of them is refused, naming
+the file and the key: a typo must not pass silently (``requre_token`` would leave a service
+open), and a service that would warn once at start is easily missed.
 """
 
 from __future__ import annotations
 
+import difflib
+import fcntl
 import os
 import re
 import tomllib
@@ -14,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from caterva.errors import BadRequest
+from caterva.errors import BadRequest, StateError
 
 DEFAULTS: dict[str, Any] = {
     "broker": "mqtt://127.0.0.1:1883",  # where publishers and subscribers find the broker
@@ -33,7 +37,10 @@ DEFAULTS: dict[str, Any] = {
     "advertise": "",  # the URL a mirror announces; "" = the URL it is bound to
     "prefer": "",  # sources a subscriber reads from first: pub_ids or URLs, comma-separated
     "trust_file": "",  # signing keys of roots given up front (`ROOT KEY` lines); "" = none
-    # --- security (docs: DESIGN.md section 8); "" means "not set" --------------------------
+    "log_level": "info",  # every service: debug, info, warning, error
+    "log_format": "text",  # every service: text (one line a record) or json (one object a line)
+    "access_log": False,  # `caterva pub`/`sub` log every HTTP request
+    # --- security (README, "Security"); "" means "not set" -----------------------------------
     "users": "",  # the users database; "" = <subscriber statedir>/users.db
     "auth": False,  # does `caterva sub` require login (deny by default when on)
     "token_ttl": "12h",  # how long a login token is valid
@@ -79,7 +86,12 @@ def _file_settings(path: Path | None) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise BadRequest(f"cannot read config file {path}: {exc}") from exc
     table = data.get("caterva", data)
-    return {k.replace("-", "_"): v for k, v in table.items() if not isinstance(v, dict)}
+    found = {k.replace("-", "_"): v for k, v in table.items()}
+    for key in found.keys() - DEFAULTS.keys():
+        close = difflib.get_close_matches(key, DEFAULTS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise BadRequest(f"config file {path}: unknown setting {key!r}{hint}")
+    return found
 
 
 def setting(name: str, flag: Any = None) -> Any:
@@ -167,3 +179,19 @@ def statedir(flag: str | os.PathLike | None, service: str) -> Path:
     path = base / service if flag is None else base
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path.resolve()
+
+
+def lock_statedir(path: Path, service: str) -> int:
+    """Take ``<path>/lock`` (an exclusive flock) for one service; held while the returned
+    descriptor is open, so for the process's life unless closed. Two services sharing one
+    state directory corrupt each other's state (the second one's writes break the first's)."""
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateError(
+            f"another {service} is using the state directory {path}: "
+            "give this one its own --statedir"
+        ) from None
+    return fd

@@ -5,6 +5,9 @@ paho runs its network loop in its own thread; messages cross into the event loop
 and never race each other. The bus reconnects by itself (paho's loop does), resubscribes, and
 calls the ``on_connect`` hooks after every (re)connect: that is where sources re-announce and
 subscribers resync. MQTT 3.1.1 is used because every broker speaks it (amqtt speaks only it).
+
+A broker that cannot be reached (or refuses us, or goes away) is one WARNING per outage, with
+the reason and the next retry; each further retry is a DEBUG line; connecting again is INFO.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
@@ -25,6 +29,20 @@ log = logging.getLogger("caterva.mqtt")
 
 Handler = Callable[[str, bytes], Awaitable[None] | None]
 Hook = Callable[[], Awaitable[None]]
+RETRY_MIN, RETRY_MAX = 1, 5  # seconds between connection attempts: doubling, capped
+
+
+class _Client(paho.Client):
+    """paho's client, keeping why the last connection attempt failed (paho drops it)."""
+
+    failure: str = ""
+
+    def reconnect(self) -> paho.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.failure = exc.strerror or str(exc) or type(exc).__name__
+            raise
 
 
 @dataclass(frozen=True)
@@ -102,7 +120,7 @@ class Bus:
         cafile: str | None = None,
     ) -> None:
         self.url = BrokerURL.parse(url)
-        self._client = paho.Client(
+        self._client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv311,
@@ -115,7 +133,7 @@ class Bus:
             self._client.tls_set_context(context)
         if will:
             self._client.will_set(will[0], will[1], qos=1, retain=True)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self._client.reconnect_delay_set(min_delay=RETRY_MIN, max_delay=RETRY_MAX)
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
@@ -131,6 +149,11 @@ class Bus:
         self._running: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
         self.refused: str | None = None  # why the broker refused us, if it did
+        # paho's thread only: is the connection up, the retry delay paho is at (it keeps its
+        # own: this follows the same rule), and since when an outage has been logged
+        self._up = False
+        self._delay: float | None = None
+        self._outage: float | None = None
 
     def subscribe(self, pattern: str, handler: Handler) -> None:
         """Deliver messages matching ``pattern`` to ``handler`` (kept across reconnects)."""
@@ -196,9 +219,16 @@ class Bus:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.refused = str(reason_code)
-            log.warning("MQTT broker %s refused the connection: %s", self.url, reason_code)
+            self._failed(f"refused: {reason_code}")
             return
         self.refused = None
+        self._up, self._delay = True, None
+        if self._outage is None:
+            log.info("connected to MQTT broker %s", self.url)
+        else:
+            log.info("connected to MQTT broker %s after %.0f s", self.url,
+                     time.monotonic() - self._outage)
+            self._outage = None
         if self._subscriptions:
             # one SUBSCRIBE for all: every retained message they match is sent before anything
             # we publish next is handled (the subscriber's start-up barrier relies on it)
@@ -207,10 +237,24 @@ class Bus:
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.refused = self.refused or "connection refused or unreachable"
+        self._failed(client.failure or "unreachable")
+
+    def _failed(self, reason: str) -> None:
+        """A connection attempt failed; paho retries after its next delay."""
+        self._delay = RETRY_MIN if self._delay is None else min(2 * self._delay, RETRY_MAX)
+        if self._outage is None:
+            self._outage = time.monotonic()
+            log.warning("waiting for broker %s (%s), retrying in %g s", self.url, reason,
+                        self._delay)
+        else:
+            log.debug("still waiting for broker %s (%s), retrying in %g s", self.url, reason,
+                      self._delay)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._loop.call_soon_threadsafe(self.connected.clear)
-        if reason_code != 0:
+        was_up, self._up = self._up, False
+        if reason_code != 0 and was_up:  # not a refused attempt: that was said by _failed
+            self._delay, self._outage = RETRY_MIN, time.monotonic()  # paho waits, then retries
             log.warning("lost the MQTT broker %s (%s); reconnecting", self.url, reason_code)
 
     def _on_message(self, client, userdata, message) -> None:
@@ -223,7 +267,6 @@ class Bus:
 
     def _connected(self) -> None:
         self.connected.set()
-        log.info("connected to MQTT broker %s", self.url)
         for hook in self._hooks:
             task = asyncio.create_task(self._run_hook(hook))
             self._running.add(task)  # a task without a reference can be collected mid-way

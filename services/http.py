@@ -12,18 +12,22 @@ Request bodies are read by ``json_body`` only, never by FastAPI itself: FastAPI 
 parses a declared body before any dependency runs, so a login check would come after a
 stranger's 40 MB had been parsed. ``json_body`` runs after the app's dependencies and stops
 at ``max_body`` bytes (``limit_bodies``): 413 body_too_large, by Content-Length at once.
+
+``install`` also serves the OpenAPI pages (``/docs``, ``/redoc``) with their scripts from the
+service itself, not a CDN: caterva runs on LANs, often without internet.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
@@ -33,6 +37,13 @@ from caterva.errors import BadRequest, BodyTooLarge, CatervaError, ChunkOutOfRan
 from caterva.protocol import rest
 
 log = logging.getLogger("caterva.http")
+
+# the files of Swagger UI and ReDoc that fastapi-offline ships, served under /docs/
+ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+          "redoc.standalone.js": "text/javascript", "favicon.png": "image/png"}
+# what anyone may read, even where tokens are required: the API's description
+DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+                  *(f"/docs/{name}" for name in ASSETS)})
 
 
 class ErrorDetail(BaseModel):
@@ -143,6 +154,18 @@ def batch_of_many(body: ChunkLists, lookup: Callable[[str], D]) -> list[tuple[D,
     return wanted
 
 
+async def frames_to_the_end(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A batch stream's frames; a caterva error once they flow (a source gone offline midway)
+    ends it with an error frame the client raises, and one log line: not a cut connection
+    and two tracebacks ("response already started")."""
+    try:
+        async for piece in frames:
+            yield piece
+    except CatervaError as exc:
+        log.warning("a chunk stream ended early: %s", exc)
+        yield rest.error_frame(exc)
+
+
 def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -176,6 +199,46 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
+    _local_docs(app)
+
+
+def _local_docs(app: FastAPI) -> None:
+    """Replace FastAPI's /docs and /redoc (their scripts come from a CDN) with pages whose
+    every script, style and icon this service serves."""
+    from importlib.resources import files
+
+    static = files("fastapi_offline") / "static"
+    app.router.routes[:] = [
+        r for r in app.router.routes if getattr(r, "path", None) not in ("/docs", "/redoc")]
+
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + app.openapi_url, title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=root + app.swagger_ui_oauth2_redirect_url,
+            swagger_js_url=f"{root}/docs/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # its badge is an image from the web
+        )
+
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + app.openapi_url, title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}/docs/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/docs/favicon.png", with_google_fonts=False,
+        )
+
+    def asset(name: str, media_type: str):
+        async def serve(request: Request) -> FileResponse:
+            return FileResponse(static / name, media_type=media_type)
+        return serve
+
+    app.add_route("/docs", swagger, include_in_schema=False)
+    app.add_route("/redoc", redoc, include_in_schema=False)
+    for name, media_type in ASSETS.items():
+        app.add_route(f"/docs/{name}", asset(name, media_type), include_in_schema=False)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

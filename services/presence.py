@@ -1,5 +1,5 @@
 """A source's presence on a broker: its pub_id, a session per run, and the retained status that
-says whether it is online (DESIGN.md section 3).
+says whether it is online.
 
     connect   -> status online (retained), then the owner's ``announce()``
     discover  -> the same again (anyone may ask; the payload is only informative)
@@ -33,6 +33,7 @@ class Presence:
         self.pub_id, self.session, self.url = pub_id, session, url
         self.lock = asyncio.Lock()
         self._announce = announce
+        self._stale: set[str] = set()  # sessions whose offline status we replaced: said once
         self.bus = Bus(
             broker,
             client_id=f"caterva-{role}-{pub_id}-{session[:8]}",
@@ -65,5 +66,8 @@ class Presence:
         except CatervaError:
             return
         if status.state == "offline" and status.session != self.session:
-            log.info("replacing a stale offline status of session %s", status.session)
+            # the same stale status can come more than once (retained, then a late will)
+            if status.session not in self._stale:
+                self._stale.add(status.session)
+                log.info("replacing a stale offline status of session %s", status.session)
             await self.bus.publish(topics.status(self.pub_id), self.status("online"), retain=True)

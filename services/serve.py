@@ -9,6 +9,7 @@ import sys
 
 import uvicorn
 
+from caterva import logs
 from caterva.child import ready_line
 from caterva.errors import Unavailable
 
@@ -75,14 +76,14 @@ class _Server(uvicorn.Server):
             callback()
 
 
-def run(
-    app, sock: socket.socket, *, log_level: str = "warning", tls: tuple[str, str] | None = None
-) -> None:
+def run(app, sock: socket.socket, *, tls: tuple[str, str] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; HTTPS when ``tls`` is (certificate file, key file)."""
     tune_malloc()
+    # no log config or level of uvicorn's own: its records go through ours (caterva/logs.py)
     # a long download still open at SIGTERM gets this long to finish (uvicorn's default: forever)
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+        app, log_config=None, log_level=None, access_log=logs.access_enabled(), lifespan="on",
+        timeout_graceful_shutdown=5,
         ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
     )
     server = _Server(config)

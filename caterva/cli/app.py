@@ -104,21 +104,32 @@ def exit_code(exc: CatervaError) -> int:
     return EXIT_ERROR
 
 
-def setup_logging(verbose: bool) -> None:
-    import logging
+def setup_logging(verbose: bool, level: Optional[str], fmt: Optional[str],
+                  access_log: Optional[bool] = None) -> None:
+    from caterva import logs
+    from caterva.config import setting
 
-    from rich.logging import RichHandler
-
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err(), show_path=False, rich_tracebacks=False)],
-    )
-    for noisy in ("amqtt", "transitions", "httpx", "httpcore", "uvicorn.error", "numexpr"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.setup(setting("log_level", "debug" if verbose else level),
+               setting("log_format", fmt), setting("access_log", access_log))
 
 
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log debug detail.")]
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)  # never split an error line mid-text
+
+
+Verbose = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log debug detail (--log-level debug).")]
+LogLevel = Annotated[Optional[str], typer.Option(
+    "--log-level", metavar="LEVEL",
+    help="debug, info, warning or error [default info; env CATERVA_LOG_LEVEL].")]
+LogFormat = Annotated[Optional[str], typer.Option(
+    "--log-format", metavar="FORMAT",
+    help="text (one line a record, UTC times) or json (one object a line) [default text; "
+    "env CATERVA_LOG_FORMAT].")]
+AccessLog = Annotated[Optional[bool], typer.Option(
+    "--access-log", help="Log every HTTP request [env CATERVA_ACCESS_LOG].")]
 Broker = Annotated[
     Optional[str],
     typer.Option("--broker", metavar="URL", help="MQTT broker URL, mqtt://HOST:PORT "
@@ -148,6 +159,8 @@ def bro(
     tls_cert: security.TlsCert = None,
     tls_key: security.TlsKey = None,
     verbose: Verbose = False,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
 ) -> None:
     """Run an MQTT broker. Embedded (amqtt) by default, or a Mosquitto child process.
 
@@ -156,7 +169,7 @@ def bro(
       caterva bro                          # 127.0.0.1:1883
       caterva bro --host 0.0.0.0 --engine mosquitto
     """
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format)
     from services.broker import run
 
     run(engine=engine, host=host, port=port, statedir=statedir, password_file=password_file,
@@ -186,6 +199,9 @@ def pub(
     broker_user: security.BrokerUser = None,
     broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
+    access_log: AccessLog = None,
 ) -> None:
     """Publish DIRECTORY as root NAME. It is announced over MQTT and its chunks served over
     REST; changes to the files are seen and announced as they happen.
@@ -195,7 +211,7 @@ def pub(
       caterva pub example ./root-example
       caterva pub lab /data/lab --broker mqtt://broker.lan:1883 --http 0.0.0.0:8470
     """
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format, access_log)
     from caterva.config import setting
     from services.publisher import run
     from services.security import Security
@@ -252,6 +268,10 @@ def sub(
         typer.Option(metavar="PATH", help="Signing keys of roots, given up front: `ROOT KEY` "
                      "lines; they win over keys met first [env CATERVA_TRUST_FILE]."),
     ] = None,
+    pub_id: Annotated[Optional[str], typer.Option(
+        "--pub-id", metavar="ID",
+        help="A mirror's id, shown as `via ID` downstream [default: the MQTT username, else "
+        "generated once and kept in the state directory; env CATERVA_PUB_ID].")] = None,
     auth: Annotated[Optional[bool], typer.Option(
         "--auth", rich_help_panel=security.PANEL,
         help="Require login (POST /v1/login) and serve each user only the roots granted with "
@@ -274,6 +294,9 @@ def sub(
     broker_user: security.BrokerUser = None,
     broker_password: security.BrokerPassword = None,
     verbose: Verbose = False,
+    log_level: LogLevel = None,
+    log_format: LogFormat = None,
+    access_log: AccessLog = None,
 ) -> None:
     """Run a subscriber. It discovers roots, follows them, fetches chunks on demand and
     caches them; with --republish, it serves them to the LAN as a mirror.
@@ -283,7 +306,7 @@ def sub(
       caterva sub                          # serves http://127.0.0.1:8471
       caterva sub --broker mqtt://lan:1883 --broker mqtt://upstream:1883 --cache-size 50GiB
     """
-    setup_logging(verbose)
+    setup_logging(verbose, log_level, log_format, access_log)
     from caterva.config import setting, setting_list
     from services.security import Security
     from services.subscriber import run
@@ -302,7 +325,7 @@ def sub(
             [republish_broker], broker_user, broker_password, ca_file)
     run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size,
         republish=republish, republish_broker=republish_broker, advertise=advertise,
-        prefer=prefer, trust_file=trust_file, security=guard)
+        prefer=prefer, trust_file=trust_file, pub_id=pub_id, security=guard)
 
 
 # client commands (roots, follow, unfollow, list, info, watch, show, download) live in their

@@ -167,7 +167,7 @@ def frame_header(index: int, data: bytes | memoryview, digest_hex: str) -> bytes
 
 def error_frame(error: CatervaError) -> bytes:
     """The frame that ends a failing stream with ``error``."""
-    body = json.dumps(error.to_payload()).encode()[:ERROR_MAX]
+    body = json.dumps(error.to_payload()).encode()
     return FRAME.pack(ERROR_INDEX, len(body), bytes(16)) + body
 
 
@@ -243,11 +243,7 @@ class BatchReader:
             payload = b"".join(self._parts)
             self._parts, self._got, self._need = [], 0, None
             if index == ERROR_INDEX:
-                try:
-                    body = json.loads(payload)
-                except ValueError:
-                    body = None
-                raise from_payload(body, 502)
+                raise _error_of(payload)
             yield index, digest, payload
 
     def _check(self, index: int, length: int) -> None:
@@ -263,3 +259,10 @@ class BatchReader:
     def close(self) -> None:
         if self._head or self._need is not None:
             raise ProtocolError("batch response ended in the middle of a chunk")
+
+
+def _error_of(payload: bytes) -> CatervaError:
+    try:
+        return from_payload(json.loads(payload), 500)
+    except ValueError:
+        return ProtocolError("batch response ended with an unreadable error frame")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from caterva.config import setting, statedir as state_directory
+from caterva.config import lock_statedir, setting, statedir as state_directory
 from caterva.errors import BadRequest
 
 ENGINES = ("amqtt", "mosquitto")
@@ -45,14 +45,19 @@ def run(
 
         accounts = access.read_accounts(passwords)
     state: Path = state_directory(statedir, "broker")
-    if engine == "amqtt":
-        from services.broker import embedded
+    # retained messages are per broker: a second one on the same state would mix two setups
+    lock = lock_statedir(state, "broker")  # held while we serve
+    try:
+        if engine == "amqtt":
+            from services.broker import embedded
 
-        embedded.serve(host, port, state, accounts, tls)
-    else:
-        from services.broker import mosquitto
+            embedded.serve(host, port, state, accounts, tls)
+        else:
+            from services.broker import mosquitto
 
-        mosquitto.serve(host, port, state, accounts, tls)
+            mosquitto.serve(host, port, state, accounts, tls)
+    finally:
+        os.close(lock)
 
 
 def broker_url(host: str, port: int, tls: bool = False) -> str:

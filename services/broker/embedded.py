@@ -120,6 +120,19 @@ class TopicAccess(BaseTopicPlugin):
         return access.may_read(topic)
 
 
+class _NoRepeat(logging.Filter):
+    """amqtt says "N messages not broadcasted" twice while it shuts down: once is enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        repeated, self._last = message == self._last, message
+        return not repeated
+
+
 def broker_config(statedir: Path, accounts: dict[str, str] | None = None) -> dict:
     plugins: dict = {f"{__name__}.RetainedStore": {"path": str(statedir / "retained.sqlite3")}}
     if accounts:
@@ -169,6 +182,7 @@ async def _serve(sock, statedir: Path, accounts=None, tls=None) -> None:
         await stop.wait()
     finally:
         log.info("stopping the MQTT broker")
+        logging.getLogger("amqtt.broker").addFilter(_NoRepeat())
         server.close()  # no new connections while amqtt closes the current ones
         try:
             # amqtt's shutdown now and then waits forever on a client's handler: bound it

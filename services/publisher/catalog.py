@@ -151,7 +151,7 @@ class Catalog:
         self._entries = {p: self._entry(p, s, i) for p, (s, i) in (known or {}).items()}
         self._manifest = Manifest(name, [e.info for e in self._entries.values()])
         self._manifest_body: tuple[str, bytes] | None = None
-        self._unstable: set[tuple[str, StatKey]] = set()  # warned once per file state
+        self._unstable: set[str] = set()  # unreadable files, each logged once
         self._stale_frames: set[Path] = set()
 
     # --- reading (any thread) -----------------------------------------------------------------
@@ -274,12 +274,14 @@ class Catalog:
                 info = describe(target, path, kind, size=key.size, mtime=key.mtime_ns / 1e9)
             after = StatKey.of(source.stat())
         except (OSError, RuntimeError, ValueError, KeyError, CatervaError) as exc:
-            if (path, key) not in self._unstable:
+            # said once per file, not at every scan while it is being copied in
+            if path not in self._unstable:
                 if len(self._unstable) > 10_000:
                     self._unstable.clear()
-                self._unstable.add((path, key))
+                self._unstable.add(path)
                 log.info("skipping %r for now (%s: %s)", path, type(exc).__name__, exc)
             return None
+        self._unstable.discard(path)
         if after != key:  # written while we read it: the next scan sees the final state
             return None
         self.described += 1

@@ -11,7 +11,6 @@ A lock file keeps a second publisher off the same state.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sqlite3
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caterva import sqlite
+from caterva.config import lock_statedir
 from caterva.errors import CatervaError, StateError
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.seal import Seal
@@ -66,12 +66,7 @@ class Store:
 
     @classmethod
     def open(cls, statedir: Path) -> Store:
-        lock_fd = os.open(statedir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise StateError(f"another publisher is using the state directory {statedir}") from None
+        lock_fd = lock_statedir(statedir, "publisher")
         try:
             db = sqlite3.connect(statedir / "publisher.db", check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")

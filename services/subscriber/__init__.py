@@ -3,11 +3,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from caterva.config import parse_hostport, parse_size, setting, setting_list, statedir
+from caterva.config import (
+    lock_statedir,
+    parse_hostport,
+    parse_size,
+    setting,
+    setting_list,
+    statedir,
+)
 from caterva.errors import BadRequest
 from caterva.mqtt import BrokerURL
+from caterva.protocol.topics import check_pub_id
 from services import serve
 from services.security import Security
 from services.subscriber.settings import SubscriberSettings
@@ -25,6 +34,7 @@ def run(
     advertise: str | None = None,
     prefer: list[str] | None = None,
     trust_file: Path | None = None,
+    pub_id: str | None = None,
     security: Security | None = None,
 ) -> None:
     host, port = parse_hostport(setting("subscriber_http", http), 8471)
@@ -42,15 +52,26 @@ def run(
         advertise=setting("advertise", advertise).rstrip("/"),
         prefer=tuple(setting_list("prefer", prefer)),
         trusted=read_trust_file(path) if (path := setting("trust_file", trust_file)) else {},
+        pub_id=setting("pub_id", pub_id),
         security=security or Security(),
     )
     for url in (*settings.brokers, settings.republish_broker):
         if url:
             BrokerURL.parse(url)  # a malformed URL is a usage error now, not a retry loop later
+    if settings.pub_id:
+        check_pub_id(settings.pub_id)
+        username = BrokerURL.parse(settings.republish_broker or brokers[0]).username
+        if username and settings.pub_id != username:  # the broker's ACL is per username
+            raise BadRequest(f"--pub-id {settings.pub_id!r} differs from the MQTT username "
+                             f"{username!r}: with broker auth a mirror may write only under it")
     if settings.advertise and not settings.advertise.startswith(("http://", "https://")):
         raise BadRequest(f"invalid --advertise {settings.advertise!r}: use http://HOST:PORT")
-    sock = serve.bind(host, port)
-    from services.subscriber.app import create_app
+    lock = lock_statedir(settings.statedir, "subscriber")  # held while we serve
+    try:
+        sock = serve.bind(host, port)
+        from services.subscriber.app import create_app
 
-    scheme = settings.security.scheme
-    serve.run(create_app(settings, url=serve.url_of(sock, scheme)), sock, tls=settings.security.tls)
+        url = serve.url_of(sock, settings.security.scheme)
+        serve.run(create_app(settings, url=url), sock, tls=settings.security.tls)
+    finally:
+        os.close(lock)

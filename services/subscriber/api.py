@@ -32,6 +32,7 @@ from services.http import (
     batch_of_many,
     body_doc,
     responses,
+    frames_to_the_end,
 )
 from services.subscriber.follower import Follower
 
@@ -280,14 +281,11 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
                     for (ds, part), chunks in zip(parts, got) for n in part
                 ):
                     yield piece
-        except CatervaError as exc:  # the headers are out: the stream itself says it
-            log.info("chunk stream of %s ended early: %s", wanted[0][0].root, exc)
-            yield rest.error_frame(exc)
         finally:
             for task in ahead:
                 task.cancel()
 
-    return StreamingResponse(frames(), media_type=rest.BATCH_TYPE)
+    return StreamingResponse(frames_to_the_end(frames()), media_type=rest.BATCH_TYPE)
 
 
 def _windows(ds: Dataset) -> list[list[int]]:

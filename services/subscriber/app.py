@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from caterva import fetch
+from caterva import fetch, logs
 from caterva.cache import Cache
 from caterva.mqtt import Bus, BrokerURL
 from caterva.protocol import topics
@@ -51,7 +51,8 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         # under broker auth the ACL confines a source to caterva/v1/pub/<username>/#
         pub_id = None
         if settings.republish:
-            pub_id = check_pub_id(BrokerURL.parse(announce_on).username or state.identity())
+            pub_id = check_pub_id(settings.pub_id or BrokerURL.parse(announce_on).username
+                                  or state.identity())
         # a mirror names itself on every request upstream (loop backstop, see mirror.py)
         client = fetch.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
                                   **settings.security.source_client_options())
@@ -114,8 +115,9 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         if mirror:
             await mirror.start()
         log.info(
-            "subscriber serving %s (brokers %s, cache %s of %s bytes used)%s",
-            url, ", ".join(str(b.url) for b in buses), cache.used, settings.cache_size,
+            "subscriber serving %s (brokers %s, cache %s of %s used; state in %s)%s",
+            url, ", ".join(str(b.url) for b in buses), logs.size(cache.used),
+            logs.size(settings.cache_size), statedir,
             f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
         )
         serve.ready("subscriber", url)

@@ -18,4 +18,5 @@ class SubscriberSettings:
     advertise: str = ""  # the URL a mirror announces; "" = the bound URL
     prefer: tuple[str, ...] = ()  # pub_ids or URLs to read from first
     trusted: dict[str, str] = field(default_factory=dict)  # root -> key given up front
+    pub_id: str = ""  # a mirror's id; "" = the MQTT username, else one kept in the state
     security: Security = Security()  # accounts (--auth), source token, HTTPS (services.security)

@@ -153,3 +153,42 @@ def test_an_unknown_engine_is_refused(spawn, tmp_path):
     assert service.proc.wait(timeout=15) == 2  # a usage error
     log = service.log_path.read_text()
     assert "unknown broker engine 'rabbit'" in log and "Traceback" not in log
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_second_broker_on_the_same_state_is_refused(engine, spawn, tmp_path):
+    """Retained announcements are per broker: a second broker on the default state directory
+    (another port, another LAN) would inherit and overwrite the first one's."""
+    env = {"CATERVA_STATEDIR": str(tmp_path / "state")}
+    first = spawn("bro", "--engine", engine, "--port", str(free_port()), env=env)
+    state = tmp_path / "state" / "broker"
+    assert f"state in {state}" in first.log_path.read_text()  # says where, at start
+    second = spawn("bro", "--engine", engine, "--port", str(free_port()), env=env, wait=False)
+    assert second.proc.wait(timeout=15) == 1
+    log = second.log_path.read_text()
+    assert log == f"error: another broker is using the state directory {state}: give this " \
+        "one its own --statedir\n", log
+    assert second.lines == []  # never claimed to be ready
+
+
+def test_stopping_with_clients_connected_warns_once(spawn, tmp_path):
+    """Clients' last wills are queued, not sent, when amqtt stops: it said so twice."""
+    service = start_broker(spawn, "amqtt", free_port(), tmp_path / "state")
+    port = int(service.url.rsplit(":", 1)[1])
+    clients, connected = [], queue.Queue()
+    for n in range(2):
+        c = client()
+        c.will_set(f"caterva/test/will/{n}", b"gone", qos=1, retain=True)
+        c.on_connect = lambda *_: connected.put(True)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        clients.append(c)
+    try:
+        for _ in clients:
+            connected.get(timeout=5)
+        assert service.stop() == 0
+    finally:
+        for c in clients:
+            c.loop_stop()
+    log = service.log_path.read_text()
+    assert log.count("not broadcasted") == 1, log

@@ -186,3 +186,47 @@ async def test_reconnects_after_a_broker_restart_and_reruns_hooks(engine, spawn,
         assert await asyncio.wait_for(received.get(), 5) == b"after"
     finally:
         await bus.stop()
+
+
+async def test_a_stale_offline_status_is_replaced_each_time_and_said_once(broker, caplog):
+    from caterva.protocol import topics
+    from caterva.protocol.messages import Status
+    from services.presence import Presence
+
+    caplog.set_level("INFO", logger="caterva.presence")
+    pub_id = f"test-{uuid.uuid4().hex[:8]}"
+    stale = Status("offline", "an-earlier-run", "http://x").to_bytes()
+    watcher = Watcher(broker, topics.status(pub_id))
+    host, port = broker.removeprefix("mqtt://").rsplit(":", 1)
+
+    async def stale_status() -> None:  # as a previous run's last will would be
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        client.connect(host, int(port))
+        client.loop_start()
+        await asyncio.to_thread(client.publish(topics.status(pub_id), stale, 1, True)
+                                .wait_for_publish, 5)
+        client.disconnect()
+        client.loop_stop()
+
+    async def nothing() -> None:
+        pass
+
+    async def until(state: str) -> None:
+        while Status.from_bytes(await watcher.get()).state != state:
+            pass
+
+    await stale_status()
+    presence = Presence(broker, pub_id=pub_id, session="this-run", url="http://y",
+                        role="test", announce=nothing)
+    await presence.start()
+    try:
+        await until("online")
+        for _ in range(2):
+            await stale_status()
+            await until("offline")
+            await until("online")  # replaced again, every time
+    finally:
+        await presence.stop()
+        watcher.close()
+    said = [r for r in caplog.records if "replacing a stale offline status" in r.getMessage()]
+    assert len(said) == 1, caplog.text

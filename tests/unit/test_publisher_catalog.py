@@ -121,6 +121,26 @@ def test_unreadable_file_is_retried_until_complete(root, tmp_path):
     assert ops(cat.scan()) == [("create", "a.b2nd", None)]
 
 
+def test_a_file_being_copied_in_is_reported_once_not_at_every_scan(root, tmp_path, caplog):
+    caplog.set_level("INFO", logger="caterva.publisher")
+
+    def skipped():
+        return [r for r in caplog.records if r.getMessage().startswith("skipping 'a.b2nd'")]
+
+    cat = catalog(root, tmp_path)
+    with open(root / "a.b2nd", "wb") as copying:
+        for _ in range(3):  # every scan sees it longer (a new stat), still not a frame
+            copying.write(b"\0" * 100)
+            copying.flush()
+            assert ops(cat.scan()) == []
+    assert len(skipped()) == 1, caplog.text
+    make_array(root / "a.b2nd")
+    assert ops(cat.scan()) == [("create", "a.b2nd", None)]
+    (root / "a.b2nd").write_bytes(b"\0" * 100)  # readable in between: said again
+    cat.scan()
+    assert len(skipped()) == 2
+
+
 def test_restart_reuses_cached_digests_and_finds_changes_made_while_down(root, tmp_path):
     make_array(root / "a.b2nd")
     make_array(root / "b.b2nd")
