@@ -32,12 +32,8 @@ from caterva.errors import BadCredentials, BadRequest, Forbidden, Unauthorized
 from caterva.protocol import rest
 from caterva.tokens import Claims, Signer, load_secret
 from caterva.users import Users
-<<<<<<< HEAD
 from services import http
 from services.http import body_doc, json_body, limit_bodies, responses
-=======
-from services import http
->>>>>>> h-edges
 
 PUBLIC = frozenset({f"{rest.API}/health", f"{rest.API}/login", *http.DOCS})
 
