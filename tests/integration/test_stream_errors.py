@@ -11,6 +11,7 @@ import pytest
 
 from caterva.errors import SourceOffline
 from caterva.protocol import rest
+from caterva.protocol.metadata import DatasetInfo
 from tests.conftest import free_port
 from tests.integration.test_subscriber import wait_until
 
@@ -38,7 +39,8 @@ def stack(spawn, tmp_path):
 
 def test_a_source_gone_mid_stream_ends_it_with_source_offline(stack):
     pub, sub, http = stack
-    reader, got = rest.BatchReader(), []
+    info = DatasetInfo.from_dict(http.get("/roots/demo/info/big.b2nd").json())
+    reader, got = rest.BatchReader(rest.expected_frames([(info, range(48))])), []
     with http.stream("GET", "/roots/demo/chunks/big.b2nd", params={"i": "0-47"}) as response:
         assert response.status_code == 200
         pieces = response.iter_raw()
