@@ -5,7 +5,7 @@
                      "message": ..., "exc": "Traceback ..." (only with one)}
 
 One record is one line (a traceback, in text, follows on its own lines), never wrapped or
-padded, times in UTC. uvicorn's loggers propagate here (services/serve.py passes no log
+padded, times in UTC. uvicorn's loggers propagate here (caterva/service/runner.py passes no log
 config of its own); its access log is off unless asked for.
 """
 

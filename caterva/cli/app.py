@@ -170,7 +170,7 @@ def bro(
       caterva bro --host 0.0.0.0 --engine mosquitto
     """
     setup_logging(verbose, log_level, log_format)
-    from services.broker import run
+    from caterva.broker import run
 
     run(engine=engine, host=host, port=port, statedir=statedir, password_file=password_file,
         tls_cert=tls_cert, tls_key=tls_key)
@@ -213,8 +213,8 @@ def pub(
     """
     setup_logging(verbose, log_level, log_format, access_log)
     from caterva.config import setting
-    from services.publisher import run
-    from services.security import Security
+    from caterva.publisher import run
+    from caterva.service.security import Security
 
     guard = Security.build(require_token=require_token, require_token_file=require_token_file,
                            max_body=max_body, tls_cert=tls_cert, tls_key=tls_key,
@@ -308,8 +308,8 @@ def sub(
     """
     setup_logging(verbose, log_level, log_format, access_log)
     from caterva.config import setting, setting_list
-    from services.security import Security
-    from services.subscriber import run
+    from caterva.service.security import Security
+    from caterva.subscriber import run
 
     guard = Security.build(
         auth=auth, users=users, token_ttl=token_ttl, source_token=source_token,

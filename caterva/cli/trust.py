@@ -24,7 +24,7 @@ Statedir = Annotated[
 
 def _open_state(flag: Optional[Path]):
     from caterva.config import statedir
-    from caterva.state import State
+    from caterva.subscriber.state import State
 
     return State(statedir(flag, "subscriber") / "state.db")
 

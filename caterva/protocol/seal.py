@@ -9,7 +9,7 @@ source serves, ``verify_manifest`` recomputes the etags from the content it got 
 signature, so a mirror can withhold data but never forge or alter it. ``version`` only grows
 (the origin counts its sealed manifests), so an old, correctly signed manifest cannot be
 replayed as new. Which key a root must be signed with is the subscriber's business (trust on
-first use, or keys given up front): see services/subscriber/trust.py.
+first use, or keys given up front): see caterva/subscriber/trust.py.
 
 Keys travel as text, ``ed25519:`` and the 32 raw bytes in URL-safe base64.
 """

@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from caterva.protocol.messages import Announcement
-from services.broker import access
+from caterva.broker import access
 from tests.conftest import free_port
 from tests.integration.authkit import tiny_root, wait_root
 

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from caterva import fetch
+from caterva.subscriber import upstream
 from caterva.errors import SourceRefused
 from tests.conftest import Services
 from tests.integration.authkit import (
@@ -89,8 +89,8 @@ def test_the_publisher_answers_only_requests_with_a_service_token(stack):
 
 def test_a_subscriber_without_the_token_is_refused_clearly(stack):
     async def read_manifest():
-        async with fetch.new_client() as client:
-            return await fetch.Source(client, stack.origin).manifest("demo")
+        async with upstream.new_client() as client:
+            return await upstream.Source(client, stack.origin).manifest("demo")
 
     with pytest.raises(SourceRefused, match="refused this subscriber.*--source-token"):
         asyncio.run(read_manifest())

@@ -132,10 +132,10 @@ import asyncio, json, resource, sys
 def peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-async def subscriber(url):  # how a subscriber reads a source (caterva.fetch)
-    from caterva import fetch
-    async with fetch.new_client() as client:
-        source = fetch.Source(client, url)
+async def subscriber(url):  # how a subscriber reads a source (caterva.subscriber.upstream)
+    from caterva.subscriber import upstream
+    async with upstream.new_client() as client:
+        source = upstream.Source(client, url)
         info = await source.info("demo", "grid.b2nd")
         before = peak()
         try:

@@ -191,7 +191,7 @@ async def test_reconnects_after_a_broker_restart_and_reruns_hooks(engine, spawn,
 async def test_a_stale_offline_status_is_replaced_each_time_and_said_once(broker, caplog):
     from caterva.protocol import topics
     from caterva.protocol.messages import Status
-    from services.presence import Presence
+    from caterva.service.presence import Presence
 
     caplog.set_level("INFO", logger="caterva.presence")
     pub_id = f"test-{uuid.uuid4().hex[:8]}"

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from caterva.mqtt import BrokerURL
 from caterva.protocol import rest, topics
-from services.broker.mosquitto import SBIN
+from caterva.broker.mosquitto import SBIN
 from tests.conftest import ROOT, free_port
 from tests.integration.test_subscriber import GRID, event_stream, make_root, next_event
 

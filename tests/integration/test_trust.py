@@ -29,7 +29,7 @@ from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change, Status
 from caterva.protocol.metadata import Manifest, chunk_digest
 from caterva.protocol.seal import sign
-from services.broker import access
+from caterva.broker import access
 from tests.conftest import free_port
 from tests.integration.authkit import GRID, cli, tiny_root
 from tests.integration.test_subscriber import event_stream, next_event, wait_until

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from caterva.errors import BadRequest, CatervaError
-from services.broker import broker_url, mosquitto, run
+from caterva.broker import broker_url, mosquitto, run
 
 
 def lines(text: str) -> list[str]:

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caterva.cache import Cache
+from caterva.subscriber.cache import Cache
 from caterva.errors import DigestMismatch, Unavailable
 from caterva.protocol.metadata import chunk_digest
-from caterva.state import Dataset, State
+from caterva.subscriber.state import Dataset, State
 from tests.unit.test_cache import CHUNK, FakeSource, make_info
 
 

@@ -53,7 +53,7 @@ PLAIN = bytes(range(256)) * 20 + b"tail"
 
 
 class FakeSubscriber:
-    """Enough of services/subscriber/api.py to exercise the client, over MockTransport."""
+    """Enough of caterva/subscriber/api.py to exercise the client, over MockTransport."""
 
     def __init__(self) -> None:
         self.originals: dict[str, np.ndarray] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from caterva.protocol import topics
 from caterva.protocol.messages import Announcement, Status
-from services.subscriber.discovery import Directory
+from caterva.subscriber.discovery import Directory
 
 
 def online(d: Directory, pub_id: str, session: str = "s1", broker: int = 0) -> None:

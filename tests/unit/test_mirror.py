@@ -11,16 +11,16 @@ from dataclasses import replace
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from caterva import fetch
-from caterva.cache import Cache
+from caterva.subscriber import upstream
+from caterva.subscriber.cache import Cache
 from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change, Status
 from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.seal import sign
-from caterva.state import State
-from services.subscriber.discovery import Directory
-from services.subscriber.follower import Follower
-from services.subscriber.mirror import Mirror, via_hook
+from caterva.subscriber.state import State
+from caterva.subscriber.discovery import Directory
+from caterva.subscriber.follower import Follower
+from caterva.subscriber.mirror import Mirror, via_hook
 
 
 class FakeBus:
@@ -94,7 +94,7 @@ def test_announcements_and_change_events_travel_down(tmp_path):
     origin_announces(directory, upstream.manifest)
 
     async def scenario():
-        client = fetch.new_client(transport=httpx.MockTransport(upstream.handle),
+        client = upstream.new_client(transport=httpx.MockTransport(upstream.handle),
                                   event_hooks={"request": [via_hook("m")]})
         follower = Follower(state, cache, directory, client)
         mirror = Mirror(pub_id="m", session="ms", url="http://m:1", broker="mqtt://127.0.0.1:1",

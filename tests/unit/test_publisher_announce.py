@@ -11,9 +11,9 @@ import blosc2
 import numpy as np
 
 from caterva.protocol import topics
-from services.publisher.announce import Announcer
-from services.publisher.catalog import Catalog
-from services.publisher.store import Store
+from caterva.publisher.announce import Announcer
+from caterva.publisher.catalog import Catalog
+from caterva.publisher.store import Store
 
 
 class FakeBus:

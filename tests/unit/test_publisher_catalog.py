@@ -11,8 +11,8 @@ import pytest
 
 from caterva.errors import ChunkOutOfRange, InvalidName, UnknownDataset
 from caterva.protocol.metadata import chunk_digest
-from services.publisher.catalog import Catalog, diff
-from services.publisher.store import Store
+from caterva.publisher.catalog import Catalog, diff
+from caterva.publisher.store import Store
 
 
 def make_array(path, value=0.0, shape=(40, 40), chunks=(10, 40)):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import services.publisher
+import caterva.publisher
 from caterva.errors import BadRequest, InvalidName, NotFound
-from services.publisher.settings import Settings, listen_address
+from caterva.publisher.settings import Settings, listen_address
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +51,8 @@ def test_run_raises_caterva_errors_for_bad_input(
     (tmp_path / "file.txt").write_text("x")
     monkeypatch.chdir(tmp_path)
     started = []
-    monkeypatch.setattr("services.serve.run", lambda *a, **k: started.append(a))
+    monkeypatch.setattr("caterva.service.runner.run", lambda *a, **k: started.append(a))
     with pytest.raises(error):
-        services.publisher.run(name=name, directory=directory, broker=broker, http="127.0.0.1:0",
+        caterva.publisher.run(name=name, directory=directory, broker=broker, http="127.0.0.1:0",
                                statedir=tmp_path / "state")
     assert started == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import services.subscriber
+import caterva.subscriber
 from caterva.errors import BadRequest
 
 NAMES = ("BROKER", "REPUBLISH", "REPUBLISH_BROKER", "ADVERTISE", "PREFER", "STATEDIR",
@@ -19,13 +19,13 @@ def built(monkeypatch, tmp_path):
     for name in NAMES:
         monkeypatch.delenv(f"CATERVA_{name}", raising=False)
     got = []
-    monkeypatch.setattr(services.subscriber.serve, "bind", lambda host, port: None)
-    monkeypatch.setattr(services.subscriber.serve, "url_of", lambda sock, scheme="http": "")
-    monkeypatch.setattr(services.subscriber.serve, "run", lambda app, sock, **kw: None)
-    monkeypatch.setattr("services.subscriber.app.create_app", lambda s, url: got.append(s))
+    monkeypatch.setattr(caterva.subscriber.serve, "bind", lambda host, port: None)
+    monkeypatch.setattr(caterva.subscriber.serve, "url_of", lambda sock, scheme="http": "")
+    monkeypatch.setattr(caterva.subscriber.serve, "run", lambda app, sock, **kw: None)
+    monkeypatch.setattr("caterva.subscriber.app.create_app", lambda s, url: got.append(s))
 
     def build(broker=None, **flags):
-        services.subscriber.run(broker, None, tmp_path / "state", None, **flags)
+        caterva.subscriber.run(broker, None, tmp_path / "state", None, **flags)
         return got.pop()
 
     return build

@@ -1,5 +1,5 @@
 """Login tokens (caterva/tokens.py), the client's token store (caterva/credentials.py), the
-client's credentials flow, and MQTT accounts and topic rules (services/broker/access.py).
+client's credentials flow, and MQTT accounts and topic rules (caterva/broker/access.py).
 No sockets: the clock is injected, the subscriber is an httpx.MockTransport."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from caterva import credentials
 from caterva.client import Client
 from caterva.errors import StateError, TokenExpired, Unauthorized
 from caterva.tokens import Signer, load_secret
-from services.broker import access
+from caterva.broker import access
 
 SECRET = b"k" * 32
 
@@ -290,7 +290,7 @@ def test_require_token_denies_by_default_and_leaves_health_open(tmp_path):
 
     from fastapi import FastAPI
 
-    from services.auth import require_tokens
+    from caterva.service.auth import require_tokens
 
     app = FastAPI()
     app.get("/v1/health")(lambda: {"status": "ok"})
@@ -315,7 +315,7 @@ def test_require_token_denies_by_default_and_leaves_health_open(tmp_path):
 
 def test_security_settings(tmp_path, monkeypatch):
     from caterva.errors import BadRequest
-    from services.security import Security
+    from caterva.service.security import Security
 
     monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
     (tmp_path / "tokens").write_text("# comment\n\nt1\n t2 \n")
@@ -343,7 +343,7 @@ def test_security_settings(tmp_path, monkeypatch):
 
 def test_a_mirror_that_authenticates_upstream_must_authenticate_downstream(monkeypatch):
     from caterva.errors import BadRequest
-    from services.security import Security
+    from caterva.service.security import Security
 
     monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
     token = ["http://up:8470=t"]
@@ -357,7 +357,7 @@ def test_a_mirror_that_authenticates_upstream_must_authenticate_downstream(monke
 
 def test_a_source_token_goes_only_to_the_sources_it_was_given_for(tmp_path, monkeypatch):
     from caterva.errors import BadRequest
-    from services.security import Security
+    from caterva.service.security import Security
 
     monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
     tokens = Security.build(source_token=["http://h:8470=T", "http://h:8470/deep/=D",

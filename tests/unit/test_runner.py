@@ -1,4 +1,4 @@
-"""services.serve: how a service process is set up to run."""
+"""caterva.service.runner: how a service process is set up to run."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ import sys
 PROBE = """
 import resource, sys
 if sys.argv[1] == "tuned":
-    from services.serve import tune_malloc
+    from caterva.service.runner import tune_malloc
     tune_malloc()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(50):

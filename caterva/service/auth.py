@@ -32,8 +32,8 @@ from caterva.errors import BadCredentials, BadRequest, Forbidden, Unauthorized
 from caterva.protocol import rest
 from caterva.tokens import Claims, Signer, load_secret
 from caterva.users import Users
-from services import http
-from services.http import body_doc, json_body, limit_bodies, responses
+from caterva.service import http
+from caterva.service.http import body_doc, json_body, limit_bodies, responses
 
 PUBLIC = frozenset({f"{rest.API}/health", f"{rest.API}/login", *http.DOCS})
 
@@ -184,7 +184,7 @@ async def login(body: Annotated[Login, Depends(json_body(Login))], request: Requ
 
 def install(app: FastAPI, security, statedir: Path) -> None:
     """A subscriber app built with ``dependencies=[Depends(authorize)]``: accounts when
-    ``security.auth`` (services.security.Security), else service tokens when required."""
+    ``security.auth`` (caterva.service.security.Security), else service tokens when required."""
     accounts = security.accounts(statedir)
     if accounts and security.require_tokens:
         raise BadRequest("use either --auth (accounts) or --require-token, not both")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import blosc2
 
-from services.publisher.store import StatKey
+from caterva.publisher.store import StatKey
 
 SUFFIX = ".b2frame"
 CHUNKSIZE = 1 << 20  # plain files travel in 1 MiB chunks

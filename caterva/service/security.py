@@ -6,7 +6,7 @@
                              verify HTTPS sources, and the bounds on what a source may send
     scheme / tls             HTTPS when a certificate and key are given
     accounts(statedir)       a subscriber's users database and token secret, when --auth
-    max_body                 the largest request body a service reads (services/http.py)
+    max_body                 the largest request body a service reads (caterva/service/http.py)
 
 Tokens given in files are read here, so they never sit on a command line (``ps`` shows those).
 A source token names the sources it is for (``URL=TOKEN``, or ``URL TOKEN`` lines in a file):
@@ -225,7 +225,7 @@ class Security:
         return (self.tls_cert, self.tls_key) if self.tls_cert and self.tls_key else None
 
     def source_client_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``caterva.fetch.new_client``."""
+        """Keyword arguments for ``caterva.subscriber.upstream.new_client``."""
         options: dict[str, Any] = {"max_json": self.max_source_json,
                                    "read_timeout": self.source_timeout}
         if self.source_tokens:

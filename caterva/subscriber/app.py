@@ -15,22 +15,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from caterva import fetch, logs
-from caterva.cache import Cache
+from caterva import logs
+from caterva.subscriber import upstream
+from caterva.subscriber.cache import Cache
 from caterva.mqtt import Bus, BrokerURL
 from caterva.protocol import topics
 from caterva.protocol.topics import check_pub_id
 from caterva.protocol.messages import Change, Discover
 from caterva.errors import ProtocolError
-from caterva.state import State
-from services import serve
-from services import auth, http
-from services.subscriber.api import router
-from services.subscriber.discovery import Directory
-from services.subscriber.follower import Follower
-from services.subscriber.mirror import LoopGuard, Mirror, via_hook
-from services.subscriber.settings import SubscriberSettings
-from services.subscriber.trust import Trust
+from caterva.subscriber.state import State
+from caterva.service import runner
+from caterva.service import auth, http
+from caterva.subscriber.api import router
+from caterva.subscriber.discovery import Directory
+from caterva.subscriber.follower import Follower
+from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
+from caterva.subscriber.settings import SubscriberSettings
+from caterva.subscriber.trust import Trust
 
 log = logging.getLogger("caterva.subscriber")
 
@@ -54,7 +55,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
             pub_id = check_pub_id(settings.pub_id or BrokerURL.parse(announce_on).username
                                   or state.identity())
         # a mirror names itself on every request upstream (loop backstop, see mirror.py)
-        client = fetch.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
+        client = upstream.new_client(event_hooks={"request": [via_hook(pub_id)]} if pub_id else None,
                                   **settings.security.source_client_options())
         directory = Directory(self_id=pub_id, prefer=settings.prefer)
         follower = Follower(state, cache, directory, client, Trust(state, settings.trusted))
@@ -120,7 +121,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
             logs.size(settings.cache_size), statedir,
             f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
         )
-        serve.ready("subscriber", url)
+        runner.ready("subscriber", url)
         try:
             yield {"follower": follower, "cache": cache, "tmp": tmp, "bus": buses[0],
                    "mirror": mirror}
@@ -137,7 +138,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         version="1",
         description="Follow roots, read datasets on demand, and (as a source) serve their chunks.",
         lifespan=lifespan,
-        dependencies=[Depends(auth.authorize)],  # deny by default with --auth (services/auth.py)
+        dependencies=[Depends(auth.authorize)],  # deny by default with --auth (caterva/service/auth.py)
     )
     http.install(app)
     app.add_middleware(LoopGuard)

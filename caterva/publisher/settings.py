@@ -16,7 +16,7 @@ from caterva.errors import BadRequest, NotFound
 from caterva.mqtt import BrokerURL
 from caterva.protocol.names import check_root
 from caterva.protocol.topics import check_pub_id
-from services.publisher.plainfiles import CHUNKSIZE as FRAME_CHUNKSIZE
+from caterva.publisher.plainfiles import CHUNKSIZE as FRAME_CHUNKSIZE
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def listen_address(http: str | None) -> tuple[str, int]:
 
 def advertised_url(sock: socket.socket, scheme: str = "http") -> str:
     """The URL subscribers should use; a wildcard bind is announced under the host's name."""
-    from services.serve import url_of
+    from caterva.service.runner import url_of
 
     host, port = sock.getsockname()[:2]
     if host in ("0.0.0.0", "::"):

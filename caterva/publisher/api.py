@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
-from services.http import (
+from caterva.service.http import (
     ChunkLists,
     ChunkListsBody,
     RangeFileResponse,
@@ -30,9 +30,9 @@ from services.http import (
     body_doc,
     responses,
 )
-from services.publisher.catalog import Catalog, Entry
-from services.publisher.stats import Stats
-from services.publisher.store import StatKey
+from caterva.publisher.catalog import Catalog, Entry
+from caterva.publisher.stats import Stats
+from caterva.publisher.store import StatKey
 
 log = logging.getLogger("caterva.publisher")
 
@@ -229,7 +229,7 @@ def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsD
     return response
 
 
-@router.get("/stats", summary="Serving counters", description="See services.publisher.stats.")
+@router.get("/stats", summary="Serving counters", description="See caterva.publisher.stats.")
 def counters(request: Request, stats: StatsDep) -> dict[str, Any]:
     stats.endpoint("stats")
     return {"root": request.state.settings.name, **stats.snapshot()}

@@ -24,7 +24,7 @@ from pathlib import Path
 from caterva.errors import BadRequest, KeyChanged, UntrustedSource
 from caterva.protocol.names import check_root
 from caterva.protocol.seal import Seal, key_bytes
-from caterva.state import State
+from caterva.subscriber.state import State
 
 log = logging.getLogger("caterva.subscriber")
 

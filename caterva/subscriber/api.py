@@ -18,13 +18,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from caterva.cache import Cache, Wanted
+from caterva.subscriber.cache import Cache, Wanted
 from caterva.errors import BadSelection, CatervaError, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
-from caterva.state import Dataset
-from services.auth import may_read, readable, require_every, require_grant
-from services.http import (
+from caterva.subscriber.state import Dataset
+from caterva.service.auth import may_read, readable, require_every, require_grant
+from caterva.service.http import (
     ChunkLists,
     ChunkListsBody,
     RangeFileResponse,
@@ -34,7 +34,7 @@ from services.http import (
     responses,
     frames_to_the_end,
 )
-from services.subscriber.follower import Follower
+from caterva.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
 log = logging.getLogger("caterva.subscriber")

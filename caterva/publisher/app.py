@@ -19,16 +19,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services import http
-from services.publisher.announce import Announcer
-from services.publisher.api import router
-from services.publisher.catalog import Catalog
-from services.publisher.notify import Changes
-from services.publisher.settings import Settings
-from services.publisher.signing import Sealer, load_key
-from services.publisher.stats import Stats, StatsMiddleware
-from services.publisher.store import Store
-from services.serve import ready
+from caterva.service import http
+from caterva.publisher.announce import Announcer
+from caterva.publisher.api import router
+from caterva.publisher.catalog import Catalog
+from caterva.publisher.notify import Changes
+from caterva.publisher.settings import Settings
+from caterva.publisher.signing import Sealer, load_key
+from caterva.publisher.stats import Stats, StatsMiddleware
+from caterva.publisher.store import Store
+from caterva.service.runner import ready
 
 log = logging.getLogger("caterva.publisher")
 

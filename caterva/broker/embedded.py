@@ -31,8 +31,8 @@ from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from caterva.errors import StateError
-from services.broker import access, broker_url
-from services.serve import bind, ready
+from caterva.broker import access, broker_url
+from caterva.service.runner import bind, ready
 
 log = logging.getLogger("caterva.broker")
 

@@ -4,7 +4,7 @@
     scan diffs  -> change events (QoS 1, seq 1, 2, ... per session) -> announcement
     shutdown    -> status offline, explicitly (a clean disconnect drops the will)
 
-Status, birth and will are services/presence.py's, shared with mirrors.
+Status, birth and will are caterva/service/presence.py's, shared with mirrors.
 
 Change events are queued and sent in order while the broker is reachable; the announcement
 that follows carries the new manifest etag even if an event was not acknowledged (it is
@@ -22,9 +22,9 @@ from collections import deque
 from caterva.mqtt import Bus
 from caterva.protocol import topics
 from caterva.protocol.messages import Announcement, Change
-from services.presence import Presence
-from services.publisher.catalog import Catalog, Entry, ScanResult
-from services.publisher.store import Store
+from caterva.service.presence import Presence
+from caterva.publisher.catalog import Catalog, Entry, ScanResult
+from caterva.publisher.store import Store
 
 log = logging.getLogger("caterva.publisher")
 
@@ -42,7 +42,7 @@ class Announcer:
         self.store = store
         self.seq = 0
         self._pending: deque[tuple[Change, Entry | None]] = deque()
-        # status, birth on (re)connect and discover, stale-will repair: see services/presence.py
+        # status, birth on (re)connect and discover, stale-will repair: see caterva/service/presence.py
         self.presence = Presence(
             broker, pub_id=pub_id, session=session, url=url, role="pub", announce=self._birth
         )

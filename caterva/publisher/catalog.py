@@ -31,8 +31,8 @@ from caterva.protocol.layout import describe
 from caterva.protocol.metadata import DatasetInfo, Kind, Manifest
 from caterva.protocol.names import check_path
 from caterva.protocol.seal import Seal
-from services.publisher import plainfiles
-from services.publisher.store import StatKey
+from caterva.publisher import plainfiles
+from caterva.publisher.store import StatKey
 
 log = logging.getLogger("caterva.publisher")
 
@@ -146,7 +146,7 @@ class Catalog:
         self.framedir = framedir
         self.statedir = framedir.parent.resolve()  # never published, even if inside DIR
         self.frame_chunksize = frame_chunksize
-        self.sealer = sealer  # signs each manifest version (services/publisher/signing.py)
+        self.sealer = sealer  # signs each manifest version (caterva/publisher/signing.py)
         self.described = 0  # files read and digested: proves the stat cache works
         self._entries = {p: self._entry(p, s, i) for p, (s, i) in (known or {}).items()}
         self._manifest = Manifest(name, [e.info for e in self._entries.values()])

@@ -22,8 +22,8 @@ import threading
 from pathlib import Path
 
 from caterva.errors import BadRequest, CatervaError, Unavailable
-from services.broker import access, broker_url
-from services.serve import ready
+from caterva.broker import access, broker_url
+from caterva.service.runner import ready
 
 log = logging.getLogger("caterva.broker")
 

@@ -1,7 +1,7 @@
 """The chunk cache: fetch only what is missing, verify it, keep it within a byte budget.
 
 Each cached chunk is one file, ``chunks/<dataset id>/<index>.<digest>``, holding the
-compressed bytes exactly as the source stores them; the SQLite index (caterva.state) says
+compressed bytes exactly as the source stores them; the SQLite index (caterva.subscriber.state) says
 which are present. The digest in the name makes a file's content its identity: two versions
 of a chunk never share a file, so a reader pinned to one version of a dataset can never be
 handed the other's bytes, whatever the order in which concurrent fetches finish. A chunk file
@@ -41,7 +41,7 @@ from typing import Protocol
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
 from caterva.protocol.metadata import chunk_digest
 from caterva.protocol.rest import pieces
-from caterva.state import Dataset, State
+from caterva.subscriber.state import Dataset, State
 
 # aim for batch requests of about this many compressed bytes: a request costs a few ms of CPU
 # at each end, so a cold window of the subscriber's streams (8 MiB) is one request

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from caterva.errors import StateError
 from caterva.protocol.seal import Seal, key_text, sign
-from services.publisher.store import Store
+from caterva.publisher.store import Store
 
 log = logging.getLogger("caterva.publisher")
 

@@ -2,7 +2,7 @@
 
 Following a root costs one manifest request; it records each dataset's layout and digests.
 Every manifest, from whichever source, is verified before it is used: signed by the key the
-root is bound to (services/subscriber/trust.py), sealing exactly the content received, and
+root is bound to (caterva/subscriber/trust.py), sealing exactly the content received, and
 not older than what we hold (caterva.protocol.seal). A source whose manifest fails is skipped
 (and, unless it is only behind or signed by another key, not used again for its session); the
 next source is tried.
@@ -14,7 +14,7 @@ coalesced: events that arrive during one make one more, not one each. Work on on
 serialised by a lock.
 
 A dataset's version is a Dataset object: a change makes a new one, so a reader holding one
-reads one version (caterva.cache names chunk files by digest). A read whose chunks do not match
+reads one version (caterva.subscriber.cache names chunk files by digest). A read whose chunks do not match
 their digests resyncs: if its version is gone it fails with DatasetChanged, else the source
 sent bad bytes and the read is retried once from another source.
 
@@ -33,7 +33,7 @@ from functools import partial
 
 import httpx
 
-from caterva.cache import Cache, Wanted
+from caterva.subscriber.cache import Cache, Wanted
 from caterva.errors import (
     CatervaError,
     DatasetChanged,
@@ -45,14 +45,14 @@ from caterva.errors import (
     UnknownRoot,
     UntrustedSource,
 )
-from caterva.fetch import Source
+from caterva.subscriber.upstream import Source
 from caterva.protocol.messages import Change
 from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.names import check_path
 from caterva.protocol.seal import Seal, verify_manifest
-from caterva.state import Dataset, State
-from services.subscriber.discovery import Directory, Offer
-from services.subscriber.trust import Trust
+from caterva.subscriber.state import Dataset, State
+from caterva.subscriber.discovery import Directory, Offer
+from caterva.subscriber.trust import Trust
 
 log = logging.getLogger("caterva.subscriber")
 

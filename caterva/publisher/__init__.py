@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from services.publisher.settings import Settings
+from caterva.publisher.settings import Settings
 
 
 def create_app(settings: Settings):
-    from services.publisher.app import create_app as build
+    from caterva.publisher.app import create_app as build
 
     return build(settings)
 
@@ -35,22 +35,22 @@ def run(
     security=None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; bad input raises a CatervaError before anything starts.
-    ``security`` (services.security.Security): service tokens to require, HTTPS."""
-    from services import auth, serve
-    from services.http import limit_bodies
-    from services.publisher.settings import advertised_url, listen_address
-    from services.publisher.store import Store
-    from services.security import Security
+    ``security`` (caterva.service.security.Security): service tokens to require, HTTPS."""
+    from caterva.service import auth, runner
+    from caterva.service.http import limit_bodies
+    from caterva.publisher.settings import advertised_url, listen_address
+    from caterva.publisher.store import Store
+    from caterva.service.security import Security
 
     security = security or Security()
     settings = Settings.build(name=name, directory=directory, broker=broker, statedir=statedir,
                               url="", pub_id=pub_id)
     Store.open(settings.statedir).close()  # a locked or too-new state fails here, clearly
-    sock = serve.bind(*listen_address(http))
+    sock = runner.bind(*listen_address(http))
     app = create_app(replace(settings, url=advertised_url(sock, security.scheme)))
     auth.require_tokens(app, security.require_tokens)
     limit_bodies(app, security.max_body)
-    serve.run(app, sock, tls=security.tls)
+    runner.run(app, sock, tls=security.tls)
 
 
 __all__ = ["Settings", "create_app", "run"]

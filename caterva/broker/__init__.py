@@ -35,13 +35,13 @@ def run(
         raise BadRequest(f"unknown broker engine {engine!r}: use {' or '.join(ENGINES)}")
     host = setting("broker_host", host)
     port = setting("broker_port", port)
-    from services.security import tls_files
+    from caterva.service.security import tls_files
 
     tls = tls_files(tls_cert, tls_key)  # both or neither, and a pair that loads
     accounts = None
     passwords = setting("broker_password_file", os.fspath(password_file) if password_file else None)
     if passwords:
-        from services.broker import access
+        from caterva.broker import access
 
         accounts = access.read_accounts(passwords)
     state: Path = state_directory(statedir, "broker")
@@ -49,11 +49,11 @@ def run(
     lock = lock_statedir(state, "broker")  # held while we serve
     try:
         if engine == "amqtt":
-            from services.broker import embedded
+            from caterva.broker import embedded
 
             embedded.serve(host, port, state, accounts, tls)
         else:
-            from services.broker import mosquitto
+            from caterva.broker import mosquitto
 
             mosquitto.serve(host, port, state, accounts, tls)
     finally:

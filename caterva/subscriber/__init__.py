@@ -1,5 +1,5 @@
 """``caterva sub``: discover roots, follow them, fetch chunks on demand, cache, serve; with
-``--republish``, also announce them to the LAN as a mirror (services.subscriber.mirror)."""
+``--republish``, also announce them to the LAN as a mirror (caterva.subscriber.mirror)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from caterva.config import (
 from caterva.errors import BadRequest
 from caterva.mqtt import BrokerURL
 from caterva.protocol.topics import check_pub_id
-from services import serve
-from services.security import Security
-from services.subscriber.settings import SubscriberSettings
-from services.subscriber.trust import read_trust_file
+from caterva.service import runner
+from caterva.service.security import Security
+from caterva.subscriber.settings import SubscriberSettings
+from caterva.subscriber.trust import read_trust_file
 
 
 def run(
@@ -68,10 +68,10 @@ def run(
         raise BadRequest(f"invalid --advertise {settings.advertise!r}: use http://HOST:PORT")
     lock = lock_statedir(settings.statedir, "subscriber")  # held while we serve
     try:
-        sock = serve.bind(host, port)
-        from services.subscriber.app import create_app
+        sock = runner.bind(host, port)
+        from caterva.subscriber.app import create_app
 
-        url = serve.url_of(sock, settings.security.scheme)
-        serve.run(create_app(settings, url=url), sock, tls=settings.security.tls)
+        url = runner.url_of(sock, settings.security.scheme)
+        runner.run(create_app(settings, url=url), sock, tls=settings.security.tls)
     finally:
         os.close(lock)

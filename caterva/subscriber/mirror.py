@@ -6,10 +6,10 @@
                                                  root), then the announcement (new etag)
     unfollow                                  -> empty retained announcement: withdrawn
     connect, discover                         -> status online + every announcement
-    clean shutdown                            -> status offline           (services.presence)
+    clean shutdown                            -> status offline           (caterva.service.presence)
 
 The pub_id is made once and kept in the state database, so downstream preferences and hop
-chains survive restarts. The source API itself is the subscriber's (services.subscriber.api):
+chains survive restarts. The source API itself is the subscriber's (caterva.subscriber.api):
 a miss is fetched through from the upstream and verified before it is cached or served.
 
 Loops: discovery never picks a source whose hop chain holds our pub_id. As a backstop for the
@@ -32,9 +32,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from caterva.errors import SourceOffline
 from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change
-from services.presence import Presence
-from services.subscriber.discovery import Directory, Offer
-from services.subscriber.follower import Follower
+from caterva.service.presence import Presence
+from caterva.subscriber.discovery import Directory, Offer
+from caterva.subscriber.follower import Follower
 
 log = logging.getLogger("caterva.mirror")
 
