@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     try:
         with harness.Services(rundir) as services:
-            broker = caterva.broker()
-            pub_big = caterva.publisher("big", layout.big, broker)
-            caterva.publisher("many", layout.many, broker)
-            sub = caterva.subscriber("sub", broker)
+            broker = services.broker()
+            pub_big = services.publisher("big", layout.big, broker)
+            services.publisher("many", layout.many, broker)
+            sub = services.subscriber("sub", broker)
             servers = {"uvicorn": services.start("static", "benchmarks.static", str(layout.big))}
             nginx = services.nginx(layout.big)
             if nginx is not None:
@@ -145,8 +145,8 @@ def memory_at(services: harness.Services, layout: data.Layout, broker: str,
     """Peak memory of a fresh publisher and subscriber serving smaller cubes, cold and warm."""
     from caterva import Client
 
-    pub = caterva.publisher("small", layout.big, broker)
-    sub = caterva.subscriber("sub-small", broker)
+    pub = services.publisher("small", layout.big, broker)
+    sub = services.subscriber("sub-small", broker)
     with Client(sub.url) as client:
         harness.wait_online(client, ["small"])
         client.follow("small")

@@ -48,7 +48,6 @@ from caterva.client.transfer import (
     root_targets,
 )
 from caterva.errors import DatasetChanged, DigestMismatch, Unavailable
-from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.names import split_address
 

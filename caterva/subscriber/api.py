@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from caterva.subscriber.cache import Cache, Wanted
-from caterva.errors import BadSelection, CatervaError, ChunkOutOfRange
+from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.subscriber.state import Dataset

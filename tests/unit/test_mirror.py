@@ -11,7 +11,7 @@ from dataclasses import replace
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from caterva.subscriber import upstream
+from caterva.subscriber.upstream import new_client
 from caterva.subscriber.cache import Cache
 from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change, Status
@@ -94,7 +94,7 @@ def test_announcements_and_change_events_travel_down(tmp_path):
     origin_announces(directory, upstream.manifest)
 
     async def scenario():
-        client = upstream.new_client(transport=httpx.MockTransport(upstream.handle),
+        client = new_client(transport=httpx.MockTransport(upstream.handle),
                                   event_hooks={"request": [via_hook("m")]})
         follower = Follower(state, cache, directory, client)
         mirror = Mirror(pub_id="m", session="ms", url="http://m:1", broker="mqtt://127.0.0.1:1",

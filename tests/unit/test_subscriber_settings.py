@@ -19,9 +19,9 @@ def built(monkeypatch, tmp_path):
     for name in NAMES:
         monkeypatch.delenv(f"CATERVA_{name}", raising=False)
     got = []
-    monkeypatch.setattr(caterva.subscriber.serve, "bind", lambda host, port: None)
-    monkeypatch.setattr(caterva.subscriber.serve, "url_of", lambda sock, scheme="http": "")
-    monkeypatch.setattr(caterva.subscriber.serve, "run", lambda app, sock, **kw: None)
+    monkeypatch.setattr(caterva.subscriber.runner, "bind", lambda host, port: None)
+    monkeypatch.setattr(caterva.subscriber.runner, "url_of", lambda sock, scheme="http": "")
+    monkeypatch.setattr(caterva.subscriber.runner, "run", lambda app, sock, **kw: None)
     monkeypatch.setattr("caterva.subscriber.app.create_app", lambda s, url: got.append(s))
 
     def build(broker=None, **flags):
