@@ -22,6 +22,7 @@ PREFIX = "caterva/v1"
 DISCOVER = f"{PREFIX}/discover"
 ALL_STATUS = f"{PREFIX}/pub/+/status"
 ALL_ROOTS = f"{PREFIX}/pub/+/roots/+"
+ALL_CHANGES = f"{PREFIX}/pub/+/changes/+"
 
 
 def status(pub_id: str) -> str:

@@ -1,7 +1,7 @@
 """Discover: which roots exist, which sources serve each, and whether they are online.
 
-Built only from MQTT hints (retained status and announcements), heard on one or more brokers;
-the REST manifest stays the truth. A status carries the source's session id, so a late last
+Built only from MQTT hints (retained status and announcements, parsed by inbox.py), heard on
+one or more brokers; the signed REST manifest stays the truth. A status carries the source's session id, so a late last
 will from an older connection cannot mark a newer one offline.
 
 Choosing a source for a root (``choose``), among the online offers:
@@ -32,8 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from caterva.errors import ProtocolError, SourceOffline, UnknownRoot
-from caterva.protocol import topics
+from caterva.errors import SourceOffline, UnknownRoot
 from caterva.protocol.messages import Announcement, Status
 
 log = logging.getLogger("caterva.subscriber")
@@ -73,34 +72,23 @@ class Directory:
         self.listeners: list[Callable[[str, Offer | None], None]] = []
         self.synced = asyncio.Event()
 
-    # --- MQTT input ------------------------------------------------------------------------
+    # --- MQTT input (parsed by caterva/subscriber/inbox.py) --------------------------------
 
-    def on_message(self, topic: str, payload: bytes, broker: int = 0) -> None:
-        parsed = topics.parse(topic)
-        if parsed is None or parsed.kind not in ("status", "root"):
-            return
-        if parsed.pub_id == self.self_id:
-            return  # our own birth and announcements, heard back
-        try:
-            if parsed.kind == "status":
-                self._on_status(broker, parsed.pub_id, Status.from_bytes(payload))
-            elif not payload:
-                self._set_offer(broker, parsed.pub_id, parsed.root, None)
-            else:
-                announcement = Announcement.from_bytes(payload)
-                if announcement.root != parsed.root:
-                    raise ProtocolError("announcement names another root than its topic")
-                self._set_offer(broker, parsed.pub_id, parsed.root, announcement)
-        except ProtocolError as exc:
-            log.warning("ignoring a bad message on %s: %s", topic, exc)
-
-    def _on_status(self, broker: int, pub_id: str, status: Status) -> None:
+    def on_status(self, broker: int, pub_id: str, status: Status) -> None:
+        if pub_id == self.self_id:
+            return  # our own birth, heard back
         known = self._status.get((broker, pub_id))
         if status.state == "offline" and known and known.session != status.session:
             return  # the will of an older connection, arriving late
         self._status[(broker, pub_id)] = status
         for root in sorted(r for r, by in self._offers.items() if (broker, pub_id) in by):
             self._notify(root)
+
+    def on_announcement(self, broker: int, pub_id: str, root: str,
+                        announcement: Announcement | None) -> None:
+        """``pub_id`` serves ``root`` as announced (None: withdrawn)."""
+        if pub_id != self.self_id:  # not our own announcement, heard back
+            self._set_offer(broker, pub_id, root, announcement)
 
     def _set_offer(
         self, broker: int, pub_id: str, root: str, announcement: Announcement | None

@@ -9,11 +9,11 @@ from caterva.subscriber.discovery import Directory
 
 
 def online(d: Directory, pub_id: str, session: str = "s1", broker: int = 0) -> None:
-    d.on_message(topics.status(pub_id), Status("online", session).to_bytes(), broker=broker)
+    d.on_status(broker, pub_id, Status("online", session))
 
 
 def offline(d: Directory, pub_id: str, session: str = "s1", broker: int = 0) -> None:
-    d.on_message(topics.status(pub_id), Status("offline", session).to_bytes(), broker=broker)
+    d.on_status(broker, pub_id, Status("offline", session))
 
 
 def announce(
@@ -22,7 +22,7 @@ def announce(
 ) -> None:
     body = Announcement(root=root, url=f"http://{pub_id}:1", session=session,
                         manifest_etag="e1", datasets=3, origin=hops[0], hops=hops)
-    d.on_message(topics.root(pub_id, root), body.to_bytes(), broker=broker)
+    d.on_announcement(broker, pub_id, root, body)
 
 
 def source(d: Directory) -> str | None:

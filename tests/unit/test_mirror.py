@@ -78,11 +78,11 @@ class Upstream:
 
 
 def origin_announces(directory: Directory, manifest: Manifest) -> None:
-    directory.on_message(topics.status("o"), Status("online", "os").to_bytes())
+    directory.on_status(0, "o", Status("online", "os"))
     body = Announcement(root="demo", url="http://o:1", session="os",
                         manifest_etag=manifest.etag, datasets=len(manifest.datasets),
                         origin="o", hops=["o"])
-    directory.on_message(topics.root("o", "demo"), body.to_bytes())
+    directory.on_announcement(0, "o", "demo", body)
     directory.synced.set()  # what the start-up barrier does once the retained hints are in
 
 
