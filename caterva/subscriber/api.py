@@ -34,7 +34,9 @@ from caterva.service.http import (
     responses,
     frames_to_the_end,
 )
+from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
+from caterva.subscriber.read import ReadPath
 
 router = APIRouter(prefix=rest.API)
 log = logging.getLogger("caterva.subscriber")
@@ -54,8 +56,18 @@ async def _cache(request: Request) -> Cache:
     return request.state.cache
 
 
+async def _read(request: Request) -> ReadPath:
+    return request.state.read
+
+
+async def _events(request: Request) -> Events:
+    return request.state.events
+
+
 FollowerDep = Annotated[Follower, Depends(_follower)]
 CacheDep = Annotated[Cache, Depends(_cache)]
+ReadDep = Annotated[ReadPath, Depends(_read)]
+EventsDep = Annotated[Events, Depends(_events)]
 
 
 async def _root(root: str) -> str:
@@ -159,6 +171,7 @@ async def data(
     root: Root,
     path: str,
     follower: FollowerDep,
+    read: ReadDep,
     sel: Annotated[str, Query(description="e.g. `0:10, ::2, -1` or `...`")] = "...",
     field: Annotated[str | None, Query(description="a field of a structured dtype")] = None,
 ) -> Response:
@@ -179,7 +192,7 @@ async def data(
             "decodes into one answer: select less, read it as chunks (the Python client's "
             "default) or download the dataset")
     needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
-    chunks = await follower.chunks(ds, needed)  # in memory now: eviction cannot touch them
+    chunks = await read.chunks(ds, needed)  # in memory now: eviction cannot touch them
     array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
     if field is not None:
         array = array[field]
@@ -219,11 +232,12 @@ class NpyResponse(Response):
 
 
 @router.get("/roots/{root}/chunk/{index}/{path:path}", summary="One raw compressed chunk")
-async def chunk(root: Root, index: int, path: str, follower: FollowerDep) -> Response:
+async def chunk(root: Root, index: int, path: str, follower: FollowerDep, read: ReadDep
+                ) -> Response:
     ds = follower.dataset(root, path)
     if not 0 <= index < ds.info.nchunks:
         raise ChunkOutOfRange(f"chunk {index} out of range: {path} has {ds.info.nchunks} chunks")
-    data = (await follower.chunks(ds, [index]))[index]
+    data = (await read.chunks(ds, [index]))[index]
     return Response(
         data, media_type="application/octet-stream",
         headers={rest.DIGEST_HEADER: ds.info.digests[index]},
@@ -235,10 +249,11 @@ async def chunks(
     root: Root,
     path: str,
     follower: FollowerDep,
+    read: ReadDep,
     i: Annotated[str, Query(description="chunk indices, e.g. `0-7,12`")],
 ) -> StreamingResponse:
     ds = follower.dataset(root, path)
-    return await _stream_frames(follower, [(ds, batch_indices(ds, i))])
+    return await _stream_frames(read, [(ds, batch_indices(ds, i))])
 
 
 @router.post(
@@ -250,17 +265,17 @@ async def chunks(
     responses=responses(413),
     openapi_extra=body_doc(ChunkLists),
 )
-async def many_chunks(root: Root, body: ChunkListsBody, follower: FollowerDep
+async def many_chunks(root: Root, body: ChunkListsBody, follower: FollowerDep, read: ReadDep
                       ) -> StreamingResponse:
-    return await _stream_frames(follower, batch_of_many(body, lambda p: follower.dataset(root, p)))
+    return await _stream_frames(read, batch_of_many(body, lambda p: follower.dataset(root, p)))
 
 
-async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingResponse:
+async def _stream_frames(read: ReadPath, wanted: Wanted) -> StreamingResponse:
     """Frames of ``wanted`` in order, read (or fetched from the source) in windows of about
     WINDOW_BYTES, with as many bytes being read ahead while a window is sent. Small datasets
     share a window: one cache lookup, and one source request when cold."""
     windows = rest.pieces(wanted, WINDOW_BYTES)
-    first = _start(follower.chunks_many(windows[0][0]))
+    first = _start(read.chunks_many(windows[0][0]))
     await first  # errors surface before streaming
 
     async def frames():
@@ -272,7 +287,7 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
                 while (planned < len(windows) and ahead_bytes - size < WINDOW_BYTES
                        and len(ahead) < AHEAD):
                     nxt = windows[planned]
-                    ahead.append(_start(follower.chunks_many(nxt[0])))
+                    ahead.append(_start(read.chunks_many(nxt[0])))
                     planned, ahead_bytes = planned + 1, ahead_bytes + nxt[1]
                 got = await ahead.popleft()
                 ahead_bytes -= size
@@ -306,43 +321,44 @@ def _start(coro) -> asyncio.Task:
     summary="The whole dataset as a file: a Blosc2 file, or a plain file's original bytes",
     response_class=Response,
 )
-async def file(root: Root, path: str, request: Request, follower: FollowerDep) -> Response:
+async def file(root: Root, path: str, request: Request, follower: FollowerDep, read: ReadDep
+               ) -> Response:
     ds = follower.dataset(root, path)
     name = os.path.basename(ds.path)
     if ds.info.kind == "file" and "range" not in request.headers:
-        return await _plain_file(follower, ds, name)  # streamed; a Range needs the file below
+        return await _plain_file(read, ds, name)  # streamed; a Range needs the file below
     tmpdir: Path = request.state.tmp
     fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=Path(name).suffix)
     os.close(fd)
     try:
-        await _write(follower, ds, tmp)
+        await _write(read, ds, tmp)
     except BaseException:
         os.unlink(tmp)
         raise
     return RangeFileResponse(tmp, filename=name, background=BackgroundTask(os.unlink, tmp))
 
 
-async def _write(follower: Follower, ds: Dataset, dest: str) -> None:
+async def _write(read: ReadPath, ds: Dataset, dest: str) -> None:
     from caterva.protocol.layout import FileWriter
 
     writer = FileWriter(ds.info, dest)
     try:
         for part in _windows(ds):
-            got = await follower.chunks(ds, part)
+            got = await read.chunks(ds, part)
             await asyncio.to_thread(lambda: [writer.add(got[n]) for n in part])
     finally:
         await asyncio.to_thread(writer.close)
 
 
-async def _plain_file(follower: Follower, ds: Dataset, name: str) -> StreamingResponse:
+async def _plain_file(read: ReadPath, ds: Dataset, name: str) -> StreamingResponse:
     import blosc2
 
     windows = _windows(ds)
-    first = await follower.chunks(ds, windows[0]) if windows else {}  # errors before headers
+    first = await read.chunks(ds, windows[0]) if windows else {}  # errors before headers
 
     async def body():
         for k, part in enumerate(windows):
-            got = first if k == 0 else await follower.chunks(ds, part)
+            got = first if k == 0 else await read.chunks(ds, part)
             for n in part:
                 yield await asyncio.to_thread(blosc2.decompress, got.pop(n))
 
@@ -359,6 +375,7 @@ async def _plain_file(follower: Follower, ds: Dataset, name: str) -> StreamingRe
 @router.get("/events", summary="Change events of followed roots, as they happen (NDJSON)")
 async def events(
     follower: FollowerDep,
+    feed: EventsDep,
     request: Request,
     root: Annotated[str | None, Query(description="only this root")] = None,
 ) -> StreamingResponse:
@@ -368,7 +385,7 @@ async def events(
 
     async def lines():
         yield b""  # send the headers now, so a client knows it is watching
-        async for event in follower.watch():
+        async for event in feed.watch():
             # asked per event: a revoke also ends what an open stream shows
             if (root is None or event["root"] == root) and may_read(request, event["root"]):
                 yield json.dumps(event).encode() + b"\n"

@@ -1,8 +1,8 @@
 """The subscriber daemon, composed from settings: ``create_app(settings, url)``.
 
     state (SQLite) -> cache (chunk files; reconciled after a crash) -> upstream HTTP client
-    -> discovery + trust + follower -> inbox (MQTT in) on every broker -> mirror (MQTT out,
-    with --republish) -> ready
+    -> discovery + trust + follower (+ its events) + read path -> inbox (MQTT in) on every
+    broker -> mirror (MQTT out, with --republish) -> ready
 
 Each part is registered with an AsyncExitStack as soon as it exists, so a start that fails
 halfway releases what it had, and a stop releases everything last-in first-out. What the
@@ -30,9 +30,11 @@ from caterva.subscriber import upstream
 from caterva.subscriber.api import router
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory
+from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.inbox import Inbox
 from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
+from caterva.subscriber.read import ReadPath
 from caterva.subscriber.settings import SubscriberSettings
 from caterva.subscriber.state import State
 from caterva.subscriber.trust import Trust
@@ -46,6 +48,8 @@ class Parts(TypedDict):
     """The lifespan state: what routes find as ``request.state.<name>``."""
 
     follower: Follower
+    read: ReadPath
+    events: Events
     cache: Cache
     tmp: Path
     bus: Bus  # our own broker's
@@ -58,7 +62,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         async with AsyncExitStack() as stack:
             parts = await start(settings, url, stack)
             loop = asyncio.get_running_loop()
-            app.state.on_exit = [lambda: parts["follower"].close_watchers(loop)]
+            app.state.on_exit = [lambda: parts["events"].close(loop)]
             runner.ready("subscriber", url)
             yield parts
 
@@ -96,7 +100,10 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     client = upstream.new_client(event_hooks=hooks, **settings.security.source_client_options())
     stack.push_async_callback(client.aclose)
     directory = Directory(self_id=pub_id, prefer=settings.prefer)
-    follower = Follower(state, cache, directory, client, Trust(state, settings.trusted))
+    events = Events()
+    follower = Follower(state, cache, directory, client, events, Trust(state, settings.trusted))
+    read = ReadPath(follower, cache, directory, client)
+    directory.listeners.append(follower.on_offer)
     name = f"caterva-sub-{secrets.token_hex(4)}"
     inbox = Inbox(directory, follower, name)
     buses = [Bus(broker, client_id=f"{name}-{i}") for i, broker in enumerate(settings.brokers)]
@@ -107,6 +114,8 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         mirror = Mirror(pub_id=pub_id, session=secrets.token_hex(8),
                         url=settings.advertise or url, broker=announce_on,
                         follower=follower, directory=directory)
+        events.listeners.append(mirror.on_event)
+        directory.listeners.append(mirror.on_offer)
     # stopped together: with its broker away, each waits up to a second for paho's thread
     stopping = [*buses, *([mirror] if mirror else [])]
     stack.push_async_callback(lambda: asyncio.gather(*(part.stop() for part in stopping)))
@@ -122,4 +131,5 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         logs.size(settings.cache_size), settings.statedir,
         f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
     )
-    return Parts(follower=follower, cache=cache, tmp=tmp, bus=buses[0], mirror=mirror)
+    return Parts(follower=follower, read=read, events=events, cache=cache, tmp=tmp,
+                 bus=buses[0], mirror=mirror)

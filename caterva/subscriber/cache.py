@@ -18,7 +18,7 @@ The cache is given a fetcher, not a transport: ``fetch([(dataset, indices), ...]
 request. Concurrent readers of a missing chunk share one request. Fetches run as the cache's
 own tasks: a reader that goes away stops waiting, never the fetch others wait for, and a fetch
 that ends without a chunk fails that chunk's waiters with an error (never leaves them hanging).
-Chunks arriving from a fetch are verified and written a group at a time (about GROUP_BYTES, in
+Chunks arriving from a fetch are verified and written a group at a time (about STORE_BYTES, in
 one worker-thread hop) and indexed in one transaction: per-chunk hops and commits cost more
 than small chunks themselves.
 Eviction is least-recently-used by bytes and never takes a chunk a reader is using (readers
@@ -45,10 +45,10 @@ from caterva.subscriber.state import Dataset, State
 
 # aim for batch requests of about this many compressed bytes: a request costs a few ms of CPU
 # at each end, so a cold window of the subscriber's streams (8 MiB) is one request
-BATCH_BYTES = 8 << 20
-MAX_BATCH = 256  # chunks in one batch request
+FETCH_BYTES = 8 << 20
+FETCH_CHUNKS = 256  # chunks in one batch request upstream
 CONCURRENCY = 4  # batch requests in flight per read
-GROUP_BYTES = 4 << 20  # fetched chunks verified and written per worker-thread hop
+STORE_BYTES = 4 << 20  # fetched chunks verified and written per worker-thread hop
 USES_HELD = 10_000  # uses of chunks kept in memory before they are written to the index
 INLINE_BYTES = 256 << 10  # cached chunks read in the event loop itself, when no more than this
 
@@ -155,7 +155,7 @@ class Cache:
                 mine.append((dataset, todo))
         self.stats["misses"] += sum(len(todo) for _, todo in mine)
         limit = asyncio.Semaphore(CONCURRENCY)
-        for batch, _ in pieces(mine, BATCH_BYTES, MAX_BATCH):
+        for batch, _ in pieces(mine, FETCH_BYTES, FETCH_CHUNKS):
             task = loop.create_task(self._fetch_batch(batch, fetch, limit))
             self._tasks.add(task)
             task.add_done_callback(lambda t, batch=batch: self._fetched(t, batch))
@@ -186,10 +186,11 @@ class Cache:
                 size = 0
                 async for dataset, i, digest, data in fetch(batch):
                     if (dataset.id, i) not in pending:
-                        raise ProtocolError(f"source sent chunk {i} of {dataset.path}, not asked for")
+                        raise ProtocolError(f"source sent chunk {i} of {dataset.path}, not asked "
+                                            "for")
                     group.append((dataset, i, digest, data))
                     size += len(data)
-                    if size >= GROUP_BYTES:
+                    if size >= STORE_BYTES:
                         # keep receiving while this group is hashed and written; at most two
                         # groups wait, so memory stays bounded when the disk is slower
                         stores.append(asyncio.ensure_future(self._store_group(group, pending)))

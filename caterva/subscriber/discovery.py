@@ -1,8 +1,8 @@
 """Discover: which roots exist, which sources serve each, and whether they are online.
 
 Built only from MQTT hints (retained status and announcements, parsed by inbox.py), heard on
-one or more brokers; the signed REST manifest stays the truth. A status carries the source's session id, so a late last
-will from an older connection cannot mark a newer one offline.
+one or more brokers; the signed REST manifest stays the truth. A status carries the source's
+session id, so a late last will from an older connection cannot mark a newer one offline.
 
 Choosing a source for a root (``choose``), among the online offers:
 

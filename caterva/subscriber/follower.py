@@ -1,25 +1,20 @@
-"""Follow roots and keep them fresh, from signed manifests only.
+"""Follow roots and keep them fresh, from signed manifests only: which roots we follow, the
+current version of each of their datasets, and the syncing that moves them on.
 
 Following a root costs one manifest request; it records each dataset's layout and digests.
 Every manifest, from whichever source, is verified before it is used: signed by the key the
-root is bound to (caterva/subscriber/trust.py), sealing exactly the content received, and
-not older than what we hold (caterva.protocol.seal). A source whose manifest fails is skipped
-(and, unless it is only behind or signed by another key, not used again for its session); the
-next source is tried.
+root is bound to (trust.py), sealing exactly the content received, and not older than what we
+hold (caterva.protocol.seal). A source whose manifest fails is skipped (and, unless it is only
+behind or signed by another key, not used again for its session); the next one is tried.
 
 Change events and announcements are hints: one that says the root moved on (another manifest
 etag) makes a resync, which fetches the manifest (a 304 when nothing changed) and reconciles,
-so a forged event can cost a request but never change or hide a dataset. Resyncs of a root are
-coalesced: events that arrive during one make one more, not one each. Work on one root is
+so a forged event can cost a request but never change or hide a dataset. Resyncs of a root
+are coalesced: events that arrive during one make one more, not one each. Work on one root is
 serialised by a lock.
 
 A dataset's version is a Dataset object: a change makes a new one, so a reader holding one
-reads one version (caterva.subscriber.cache names chunk files by digest). A read whose chunks do not match
-their digests resyncs: if its version is gone it fails with DatasetChanged, else the source
-sent bad bytes and the read is retried once from another source.
-
-Whatever changes a dataset is told as a create/update/delete event (with the changed chunks)
-to watchers and to ``listeners`` (a republishing mirror passes them on downstream).
+reads one version (read.py). Whatever changes a dataset is told as an event (events.py).
 """
 
 from __future__ import annotations
@@ -28,16 +23,12 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from functools import partial
+from collections.abc import Callable
 
 import httpx
 
-from caterva.subscriber.cache import Cache, Wanted
 from caterva.errors import (
     CatervaError,
-    DatasetChanged,
-    DigestMismatch,
     KeyChanged,
     NotFollowed,
     SourceOffline,
@@ -45,18 +36,18 @@ from caterva.errors import (
     UnknownRoot,
     UntrustedSource,
 )
-from caterva.subscriber.upstream import Source
 from caterva.protocol.messages import Change
 from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.names import check_path
 from caterva.protocol.seal import Seal, verify_manifest
-from caterva.subscriber.state import Dataset, State
+from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory, Offer
+from caterva.subscriber.events import Events
+from caterva.subscriber.state import Dataset, State
 from caterva.subscriber.trust import Trust
+from caterva.subscriber.upstream import Source
 
 log = logging.getLogger("caterva.subscriber")
-
-DISTRUST_SECONDS = 60.0  # a mirror whose chunks failed their digests is not read from for this
 
 
 class Follower:
@@ -66,6 +57,7 @@ class Follower:
         cache: Cache,
         directory: Directory,
         client: httpx.AsyncClient,
+        events: Events,
         trust: Trust | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -73,6 +65,7 @@ class Follower:
         self.cache = cache
         self.directory = directory
         self.client = client
+        self.events = events
         self.trust = trust or Trust(state, clock=clock)
         self.clock = clock
         self.etags = state.followed()  # root -> manifest etag we are synced to
@@ -81,19 +74,14 @@ class Follower:
         for ds in state.datasets():
             self.datasets[ds.root][ds.path] = ds
         self._sources: dict[str, str | None] = {}  # root -> URL we read it from (None: offline)
-        self._reading: dict[str, Offer] = {}  # root -> the source chunks last came from
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._resyncing: set[str] = set()
         self._again: set[str] = set()  # roots told to resync while one was running
-        self._watchers: set[asyncio.Queue[dict]] = set()
-        # called with every event as it happens, before watchers see it (after the state moved)
-        self.listeners: list[Callable[[dict], None]] = []
         self._tasks: set[asyncio.Task] = set()
         self._manifests: dict[str, tuple[str, bytes]] = {}  # encoded on demand, dropped on change
         self.problems: dict[str, str] = {}  # root -> why its last resync failed
-        directory.listeners.append(self._on_offer)
 
-    # --- reading ---------------------------------------------------------------------------
+    # --- what we follow --------------------------------------------------------------------
 
     def followed(self, root: str) -> dict[str, Dataset]:
         if root not in self.etags:
@@ -120,52 +108,6 @@ class Follower:
             raise UnknownDataset(f"no dataset {path!r} in root {root!r}")
         return ds
 
-    async def fetch(self, wanted: Wanted, exclude: frozenset[str] = frozenset()
-                    ) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
-        """The cache's fetcher: chunks of a root's datasets from its chosen source."""
-        root = wanted[0][0].root
-        await self.directory.synced.wait()
-        offer = self.directory.choose(root, exclude)
-        if offer is None:
-            raise SourceOffline(f"every source of root {root!r} is offline")
-        self._reading[root] = offer
-        infos = [(ds.info, indices) for ds, indices in wanted]
-        async for n, i, digest, data in Source(self.client, offer.url).chunks(root, infos):
-            yield wanted[n][0], i, digest, data
-
-    async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
-        return (await self.chunks_many([(dataset, indices)]))[0]
-
-    async def chunks_many(self, wanted: Wanted) -> list[dict[int, bytes]]:
-        """Chunks of one version of a root's datasets, through the cache. A chunk that does
-        not match its digest: if that version is gone, DatasetChanged; if not, the source sent
-        other bytes (a mirror: not read from for a while) and the read is tried again."""
-        exclude: frozenset[str] = frozenset()
-        for attempt in range(3):
-            try:
-                return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
-            except DigestMismatch as exc:
-                root = wanted[0][0].root
-                offer = self._reading.get(root)
-                if attempt == 2:
-                    raise
-                await self.resync(root)
-                for ds, indices in wanted:
-                    now = self.datasets[root].get(ds.path)
-                    if now is None or now.id != ds.id or not ds.info.same_layout(now.info) or any(
-                            now.info.digests[i] != ds.info.digests[i] for i in indices):
-                        raise DatasetChanged(f"{root}/{ds.path} changed while it was read: "
-                                             "read it again", path=ds.path) from exc
-                # an origin races its own files (a rewrite between scan and read): ask again;
-                # a mirror serves only verified chunks of the version it announces
-                if offer is not None and not offer.is_origin:
-                    log.warning("source %s (%s) sent chunks of %s that fail their digests; not "
-                                "reading from it for %d s", offer.pub_id, offer.url, root,
-                                DISTRUST_SECONDS)
-                    self.directory.distrust(offer, DISTRUST_SECONDS)
-                    exclude = exclude | {offer.pub_id}
-        raise AssertionError("unreachable")
-
     # --- following -------------------------------------------------------------------------
 
     async def follow(self, root: str) -> Manifest | None:
@@ -177,7 +119,7 @@ class Follower:
             self.etags[root] = None
             self._sources[root] = offer.url
             self._reconcile(root, manifest)  # every dataset is new: the follow event says so
-        self._emit(root, "follow", datasets=len(manifest.datasets))
+        self.events.emit(root, "follow", datasets=len(manifest.datasets))
         return manifest
 
     async def unfollow(self, root: str) -> None:
@@ -186,9 +128,9 @@ class Follower:
             for ds_id in self.state.unfollow(root):
                 self.cache.drop(ds_id)
             for table in (self.etags, self.datasets, self._manifests, self._sources,
-                          self.seals, self._reading, self.problems):
+                          self.seals, self.problems):
                 table.pop(root, None)
-        self._emit(root, "unfollow")
+        self.events.emit(root, "unfollow")
 
     async def resync(self, root: str) -> None:
         """Reconcile a followed root with a verified manifest of one of its sources."""
@@ -198,8 +140,8 @@ class Follower:
             _, manifest = await self._signed_manifest(root, self.etags[root])
             if manifest is not None:
                 for op, path, chunks, etag in self._reconcile(root, manifest):
-                    self._emit(root, op, path=path, chunks=chunks, etag=etag)
-                self._emit(root, "resync", datasets=len(manifest.datasets))
+                    self.events.emit(root, op, path=path, chunks=chunks, etag=etag)
+                self.events.emit(root, "resync", datasets=len(manifest.datasets))
 
     async def _signed_manifest(self, root: str, etag: str | None = None
                                ) -> tuple[Offer, Manifest | None]:
@@ -293,7 +235,7 @@ class Follower:
         if ours and change.manifest_etag != self.etags[root]:
             self.resync_soon(root)
 
-    def _on_offer(self, root: str, offer: Offer | None) -> None:
+    def on_offer(self, root: str, offer: Offer | None) -> None:
         """A root's chosen source appeared, changed or re-announced: resync if it is another
         source (it may be at another version) or announces another manifest."""
         if root not in self.etags:
@@ -302,7 +244,7 @@ class Follower:
         moved = self._sources.get(root, "") != source
         if moved:
             self._sources[root] = source
-            self._emit(root, "source", online=offer is not None, url=source)
+            self.events.emit(root, "source", online=offer is not None, url=source)
         if offer and (moved or offer.announcement.manifest_etag != self.etags[root]):
             self.resync_soon(root)
 
@@ -342,26 +284,3 @@ class Follower:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # --- watchers --------------------------------------------------------------------------
-
-    def _emit(self, root: str, event: str, **detail) -> None:
-        message = {"root": root, "event": event, "time": self.clock(), **detail}
-        for listener in self.listeners:
-            listener(message)
-        for queue in self._watchers:
-            queue.put_nowait(message)
-
-    async def watch(self) -> AsyncIterator[dict]:
-        queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=10_000)
-        self._watchers.add(queue)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._watchers.discard(queue)
-
-    def close_watchers(self, loop: asyncio.AbstractEventLoop) -> None:
-        """End every watch stream (the service is stopping). Safe from a signal handler."""
-        for queue in list(self._watchers):
-            loop.call_soon_threadsafe(queue.put_nowait, None)

@@ -60,8 +60,6 @@ class Mirror:
         self._seq: Counter[str] = Counter()  # change events sent per root this session
         self._work: asyncio.Queue[tuple[str, str, dict | None, str | None]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
-        follower.listeners.append(self._on_event)
-        directory.listeners.append(self._on_offer)
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="mirror")
@@ -73,9 +71,9 @@ class Mirror:
             await asyncio.gather(self._worker, return_exceptions=True)
         await self.presence.stop()
 
-    # --- what comes in (sync: called by the follower and the directory) ------------------------
+    # --- what comes in (sync: events of the follower, choices of the directory; app.py wires)
 
-    def _on_event(self, event: dict) -> None:
+    def on_event(self, event: dict) -> None:
         root, kind = event["root"], event["event"]
         if kind in CHANGES:
             # the root's manifest etag right after this change, for the event we pass on
@@ -83,7 +81,7 @@ class Mirror:
         elif kind in ("follow", "resync", "unfollow"):
             self._work.put_nowait((kind, root, None, None))
 
-    def _on_offer(self, root: str, offer: Offer | None) -> None:
+    def on_offer(self, root: str, offer: Offer | None) -> None:
         if offer is not None and root in self.follower.etags:
             self._work.put_nowait(("source", root, None, None))  # the chain may have moved
 

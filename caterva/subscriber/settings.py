@@ -19,4 +19,4 @@ class SubscriberSettings:
     prefer: tuple[str, ...] = ()  # pub_ids or URLs to read from first
     trusted: dict[str, str] = field(default_factory=dict)  # root -> key given up front
     pub_id: str = ""  # a mirror's id; "" = the MQTT username, else one kept in the state
-    security: Security = Security()  # accounts (--auth), source token, HTTPS (caterva.service.security)
+    security: Security = Security()  # accounts (--auth), source tokens, HTTPS (service/security)

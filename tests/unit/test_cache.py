@@ -106,9 +106,9 @@ def test_a_chunk_that_fails_its_digest_is_not_stored(env):
 
 @pytest.mark.parametrize("group", [2 * CHUNK, 4 << 20])
 def test_good_chunks_before_a_bad_one_are_stored_in_any_group(env, monkeypatch, group):
-    """Fetched chunks are verified and written a group at a time (GROUP_BYTES): the good ones
+    """Fetched chunks are verified and written a group at a time (STORE_BYTES): the good ones
     before a bad one are kept, in earlier groups or in its own, and the bad one is not."""
-    monkeypatch.setattr("caterva.subscriber.cache.GROUP_BYTES", group)
+    monkeypatch.setattr("caterva.subscriber.cache.STORE_BYTES", group)
     cache, source, add = env
     ds = add("a", 7)
     source.data["a"][5] = b"tampered" * 10
@@ -220,7 +220,7 @@ def test_missing_chunks_of_many_datasets_are_one_fetch(env):
 
 def test_batches_cut_by_bytes_and_count_share_small_datasets(env, monkeypatch):
     cache, source, add = env
-    monkeypatch.setattr("caterva.subscriber.cache.BATCH_BYTES", 3 * CHUNK)
+    monkeypatch.setattr("caterva.subscriber.cache.FETCH_BYTES", 3 * CHUNK)
     small = [add(f"s{n}", 1, seed=n) for n in range(4)]
     big = add("big", 5, seed=5)
     run(cache.get_many([(ds, [0]) for ds in small] + [(big, [0, 1, 2, 3, 4])], source))

@@ -19,6 +19,7 @@ from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.seal import sign
 from caterva.subscriber.state import State
 from caterva.subscriber.discovery import Directory
+from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.mirror import Mirror, via_hook
 
@@ -96,9 +97,12 @@ def test_announcements_and_change_events_travel_down(tmp_path):
     async def scenario():
         client = new_client(transport=httpx.MockTransport(upstream.handle),
                                   event_hooks={"request": [via_hook("m")]})
-        follower = Follower(state, cache, directory, client)
+        events = Events()
+        follower = Follower(state, cache, directory, client, events)
         mirror = Mirror(pub_id="m", session="ms", url="http://m:1", broker="mqtt://127.0.0.1:1",
                         follower=follower, directory=directory)
+        directory.listeners += [follower.on_offer, mirror.on_offer]  # as app.start wires them
+        events.listeners.append(mirror.on_event)
         bus = mirror.bus = mirror.presence.bus = FakeBus()
         await mirror.start()
 

@@ -1,0 +1,84 @@
+"""The read path: chunks of one version of a dataset, from the cache, else from the root's
+chosen source (fetched once for every reader who waits for it, verified, then cached).
+
+A reader holds a Dataset (one version, see follower.py) for its whole request. A chunk that
+does not match its digest means the source is at another version, or sent other bytes: the
+root is resynced from a signed manifest, and then either that version is gone (the read fails
+with DatasetChanged, and the client reads again from the top) or it is still current, and the
+read is tried again: from the same source if it is the origin (a file rewritten between its
+scan and our read), from another if it is a mirror (which serves only chunks it verified
+against the version it announces, so it is not read from for a while).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from functools import partial
+
+import httpx
+
+from caterva.errors import DatasetChanged, DigestMismatch, SourceOffline
+from caterva.subscriber.cache import Cache, Wanted
+from caterva.subscriber.discovery import Directory, Offer
+from caterva.subscriber.follower import Follower
+from caterva.subscriber.state import Dataset
+from caterva.subscriber.upstream import Source
+
+log = logging.getLogger("caterva.subscriber")
+
+DISTRUST_SECONDS = 60.0  # a mirror whose chunks failed their digests is not read from for this
+
+
+class ReadPath:
+    def __init__(self, follower: Follower, cache: Cache, directory: Directory,
+                 client: httpx.AsyncClient) -> None:
+        self.follower, self.cache, self.directory, self.client = follower, cache, directory, client
+        self._reading: dict[str, Offer] = {}  # root -> the source chunks last came from
+
+    async def fetch(self, wanted: Wanted, exclude: frozenset[str] = frozenset()
+                    ) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
+        """The cache's fetcher: chunks of a root's datasets from its chosen source."""
+        root = wanted[0][0].root
+        await self.directory.synced.wait()
+        offer = self.directory.choose(root, exclude)
+        if offer is None:
+            raise SourceOffline(f"every source of root {root!r} is offline")
+        self._reading[root] = offer
+        infos = [(ds.info, indices) for ds, indices in wanted]
+        async for n, i, digest, data in Source(self.client, offer.url).chunks(root, infos):
+            yield wanted[n][0], i, digest, data
+
+    async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
+        return (await self.chunks_many([(dataset, indices)]))[0]
+
+    async def chunks_many(self, wanted: Wanted) -> list[dict[int, bytes]]:
+        """Chunks of one version of a root's datasets, through the cache. A chunk that does
+        not match its digest: if that version is gone, DatasetChanged; if not, the source sent
+        other bytes (a mirror: not read from for a while) and the read is tried again."""
+        exclude: frozenset[str] = frozenset()
+        for attempt in range(3):
+            try:
+                return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
+            except DigestMismatch as exc:
+                root = wanted[0][0].root
+                offer = self._reading.get(root)
+                if attempt == 2:
+                    raise
+                await self.follower.resync(root)
+                for ds, indices in wanted:
+                    now = self.follower.datasets[root].get(ds.path)
+                    if now is None or now.id != ds.id or not ds.info.same_layout(now.info) or any(
+                            now.info.digests[i] != ds.info.digests[i] for i in indices):
+                        raise DatasetChanged(f"{root}/{ds.path} changed while it was read: "
+                                             "read it again", path=ds.path) from exc
+                # an origin races its own files (a rewrite between scan and read): ask again;
+                # a mirror serves only verified chunks of the version it announces
+                if offer is not None and not offer.is_origin:
+                    log.warning("source %s (%s) sent chunks of %s that fail their digests; not "
+                                "reading from it for %d s", offer.pub_id, offer.url, root,
+                                DISTRUST_SECONDS)
+                    self.directory.distrust(offer, DISTRUST_SECONDS)
+                    exclude = exclude | {offer.pub_id}
+        raise AssertionError("unreachable")
+
