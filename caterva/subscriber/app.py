@@ -99,7 +99,7 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     hooks = {"request": [via_hook(pub_id)]} if pub_id else None
     client = upstream.new_client(event_hooks=hooks, **settings.security.source_client_options())
     stack.push_async_callback(client.aclose)
-    directory = Directory(self_id=pub_id, prefer=settings.prefer)
+    directory = Directory(self_id=pub_id, prefer=settings.prefer, seed=state.identity())
     events = Events()
     follower = Follower(state, cache, directory, client, events, Trust(state, settings.trusted))
     read = ReadPath(follower, cache, directory, client)

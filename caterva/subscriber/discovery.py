@@ -10,7 +10,16 @@ Choosing a source for a root (``choose``), among the online offers:
     2. a mirror heard on our own broker (the first one: the LAN's)
     3. the origin
     4. anything else
-    ties: fewest hops from the origin, then pub_id (so every subscriber agrees)
+    ties: fewest hops from the origin, then a rendezvous hash of (this subscriber, root,
+    source): each subscriber has its own order among equals, so the subscribers of a LAN spread
+    over its mirrors, and each keeps its choice while the set of sources stays the same
+
+Liveness comes from both planes, the newer word winning. MQTT presence is the fast hint; what a
+request to a source shows (``answered``) outweighs an older status for PROBE_TRUSTED seconds:
+a source that refuses a connection is demoted at once, one that answers is online whatever its
+retained status says (a stale or forged "offline", or a last will that died with a broker
+node). And a read tries every source (``candidates``: the online ones first) before it fails
+as offline.
 
 A mirror (``self_id`` set) never reads through itself: an offer whose hop chain holds
 ``self_id`` is never chosen, and its own messages are ignored. Two mirrors that pick each other
@@ -26,6 +35,7 @@ whoever needs a source waits for it first.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -37,6 +47,8 @@ from caterva.protocol.messages import Announcement, Status
 
 log = logging.getLogger("caterva.subscriber")
 
+PROBE_TRUSTED = 30.0  # seconds what a request to a source showed outweighs its MQTT status
+
 
 @dataclass(frozen=True)
 class Offer:
@@ -46,6 +58,7 @@ class Offer:
     announcement: Announcement
     online: bool
     broker: int = 0
+    learned: str = "broker"  # how ``online`` is known: "broker" (MQTT) or "probe" (HTTP)
 
     @property
     def url(self) -> str:
@@ -57,16 +70,20 @@ class Offer:
 
 
 class Directory:
-    def __init__(self, self_id: str | None = None, prefer: Sequence[str] = ()) -> None:
+    def __init__(self, self_id: str | None = None, prefer: Sequence[str] = (),
+                 seed: str = "") -> None:
         self.self_id = self_id  # our pub_id when we republish, else None
         self.prefer = [p.rstrip("/") for p in prefer]
+        self.seed = seed or self_id or ""  # this subscriber, for the rendezvous of equal sources
         self._status: dict[tuple[int, str], Status] = {}
+        self._status_at: dict[tuple[int, str], float] = {}  # when each status was heard
         # root -> (broker, pub_id) -> announcement: by root, as every query asks by root
         self._offers: dict[str, dict[tuple[int, str], Announcement]] = {}
         self._yielded: dict[tuple[str, str], str] = {}  # (root, pub_id) -> its session
         # (root, pub_id) -> (session, until) of a source that served something unverifiable:
         # not used again for that root while that session lasts, or until then
         self._distrusted: dict[tuple[str, str], tuple[str, float]] = {}
+        self._http: dict[tuple[str, str], tuple[bool, float]] = {}  # -> (answered, when)
         # called with (root, offer) when the chosen source of a root appears, changes or
         # announces a new manifest: the follower resyncs if the root is followed
         self.listeners: list[Callable[[str, Offer | None], None]] = []
@@ -81,6 +98,7 @@ class Directory:
         if status.state == "offline" and known and known.session != status.session:
             return  # the will of an older connection, arriving late
         self._status[(broker, pub_id)] = status
+        self._status_at[(broker, pub_id)] = time.monotonic()
         for root in sorted(r for r, by in self._offers.items() if (broker, pub_id) in by):
             self._notify(root)
 
@@ -128,19 +146,26 @@ class Directory:
         return session is None or status.session == session
 
     def offers(self, root: str) -> list[Offer]:
-        return [
-            Offer(pub_id, a, self.online(pub_id, a.session, broker), broker)
-            for (broker, pub_id), a in sorted(self._offers.get(root, {}).items(),
-                                              key=lambda item: item[0][::-1])
-        ]
+        out = []
+        now = time.monotonic()
+        for (broker, pub_id), a in sorted(self._offers.get(root, {}).items(),
+                                          key=lambda item: item[0][::-1]):
+            online, learned = self.online(pub_id, a.session, broker), "broker"
+            answered, when = self._http.get((root, pub_id), (False, -math.inf))
+            # the newer word wins: a request's answer, unless MQTT spoke since
+            if now - when < PROBE_TRUSTED and when > self._status_at.get((broker, pub_id), 0.0):
+                online, learned = answered, "probe"
+            out.append(Offer(pub_id, a, online, broker, learned))
+        return out
 
     def roots(self) -> list[str]:
         return sorted(self._offers)
 
     def usable(self, offer: Offer) -> bool:
         """Online, not reading through us, not a mirror we yielded to, not distrusted."""
-        if not offer.online:
-            return False
+        return offer.online and self._eligible(offer)
+
+    def _eligible(self, offer: Offer) -> bool:
         if self.self_id is not None and self.self_id in offer.announcement.hops:
             return False
         key = (offer.announcement.root, offer.pub_id)
@@ -157,6 +182,24 @@ class Directory:
                                                                      until)
         self._notify(offer.announcement.root)
 
+    def answered(self, offer: Offer, ok: bool) -> None:
+        """What a request to ``offer`` showed: for a while, that is whether it is online."""
+        key = (offer.announcement.root, offer.pub_id)
+        before = self._http.get(key)
+        self._http[key] = (ok, time.monotonic())
+        if before is None or before[0] != ok:
+            if not ok:
+                log.info("source %s (%s) of %s does not answer: trying the others",
+                         offer.pub_id, offer.url, offer.announcement.root)
+            self._notify(offer.announcement.root)
+
+    def candidates(self, root: str, exclude: frozenset[str] | set[str] = frozenset()
+                   ) -> list[Offer]:
+        """Every source worth a request for ``root``, best first: the online ones, then those
+        said to be offline (HTTP has the last word), none of ``exclude``."""
+        eligible = [o for o in self.offers(root) if o.pub_id not in exclude and self._eligible(o)]
+        return sorted(eligible, key=lambda o: (not o.online, self.rank(o)))
+
     def origin_key(self, root: str) -> str | None:
         """The signing key the root's origin names in its own announcement, if heard."""
         keys = [o.announcement.key for o in self.offers(root) if o.is_origin and o.announcement.key]
@@ -170,7 +213,9 @@ class Directory:
             tier = 1
         else:
             tier = 0 if offer.broker == 0 else 2  # a mirror on our own broker, or elsewhere
-        return (preferred, tier, len(offer.announcement.hops), offer.pub_id, offer.broker)
+        spread = hashlib.blake2b(f"{self.seed}\0{offer.announcement.root}\0{offer.pub_id}"
+                                 .encode(), digest_size=8).digest()
+        return (preferred, tier, len(offer.announcement.hops), spread, offer.pub_id, offer.broker)
 
     def choose(self, root: str, exclude: frozenset[str] | set[str] = frozenset()) -> Offer | None:
         """The source to read ``root`` from (not one of the pub_ids in ``exclude``), or None

@@ -50,6 +50,10 @@ from caterva.subscriber.upstream import Source
 log = logging.getLogger("caterva.subscriber")
 
 
+class Behind(SourceOffline):
+    """A source serves an older version of a root than we hold: not offline, not to be read."""
+
+
 class Follower:
     def __init__(
         self,
@@ -150,10 +154,11 @@ class Follower:
         await self.directory.synced.wait()
         tried: set[str] = set()
         error: CatervaError | None = None
-        while (offer := self.directory.choose(root, tried)) is not None:
+        while offer := next(iter(self.directory.candidates(root, tried)), None):
             tried.add(offer.pub_id)
             try:
                 manifest = await Source(self.client, offer.url).manifest(root, etag)
+                self.directory.answered(offer, True)
                 if manifest is not None:
                     self._accept(root, await asyncio.to_thread(verify_manifest, manifest))
                 return offer, manifest
@@ -163,7 +168,10 @@ class Follower:
                 log.warning("not reading %s from %s (%s): %s", root, offer.pub_id, offer.url, exc)
                 self.directory.distrust(offer)
                 error = exc
+            except Behind as exc:
+                error = exc
             except SourceOffline as exc:
+                self.directory.answered(offer, False)
                 error = exc
         if error is not None:
             raise error
@@ -177,7 +185,7 @@ class Follower:
         if held is None or held.key != seal.key:
             return
         if seal.version < held.version:
-            raise SourceOffline(f"a source of {root!r} is behind (version {seal.version}, "
+            raise Behind(f"a source of {root!r} is behind (version {seal.version}, "
                                 f"we hold {held.version})")
         if seal.version == held.version and seal.manifest_etag != held.manifest_etag:
             raise UntrustedSource(f"two manifests of {root!r} are signed as version "

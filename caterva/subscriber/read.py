@@ -41,13 +41,18 @@ class ReadPath:
         """The cache's fetcher: chunks of a root's datasets from its chosen source."""
         root = wanted[0][0].root
         await self.directory.synced.wait()
-        offer = self.directory.choose(root, exclude)
+        offer = next(iter(self.directory.candidates(root, exclude)), None)
         if offer is None:
             raise SourceOffline(f"every source of root {root!r} is offline")
         self._reading[root] = offer
         infos = [(ds.info, indices) for ds, indices in wanted]
-        async for n, i, digest, data in Source(self.client, offer.url).chunks(root, infos):
-            yield wanted[n][0], i, digest, data
+        try:
+            async for n, i, digest, data in Source(self.client, offer.url).chunks(root, infos):
+                yield wanted[n][0], i, digest, data
+        except SourceOffline:
+            self.directory.answered(offer, False)
+            raise
+        self.directory.answered(offer, True)
 
     async def chunks(self, dataset: Dataset, indices: list[int]) -> dict[int, bytes]:
         return (await self.chunks_many([(dataset, indices)]))[0]
@@ -60,6 +65,15 @@ class ReadPath:
         for attempt in range(3):
             try:
                 return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
+            except SourceOffline as exc:  # that source does not answer: the next one, if any
+                root = wanted[0][0].root
+                offer = self._reading.get(root)
+                if offer is None:
+                    raise
+                exclude = exclude | {offer.pub_id}
+                if not self.directory.candidates(root, exclude):
+                    raise SourceOffline(f"every source of root {root!r} is offline ({exc})",
+                                        root=root) from exc
             except DigestMismatch as exc:
                 root = wanted[0][0].root
                 offer = self._reading.get(root)
@@ -80,5 +94,5 @@ class ReadPath:
                                 DISTRUST_SECONDS)
                     self.directory.distrust(offer, DISTRUST_SECONDS)
                     exclude = exclude | {offer.pub_id}
-        raise AssertionError("unreachable")
+        return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
 

@@ -128,3 +128,41 @@ def test_two_mirrors_that_pick_each_other_settle_without_a_loop():
     assert len(history) <= 6
     for hops in history[-1].values():
         assert len(hops) == len(set(hops))
+
+
+def test_subscribers_spread_over_equivalent_mirrors():
+    """Twelve subscribers of a LAN with three equally good mirrors: ties are broken per
+    subscriber (rendezvous), so every mirror is chosen by some, and each subscriber keeps its
+    choice when the announcements come again."""
+    chosen = []
+    for n in range(12):
+        d = Directory(seed=f"subscriber-{n}")
+        online(d, "o", broker=1)
+        announce(d, "o", ["o"], broker=1)
+        for mirror in ("m1", "m2", "m3"):
+            online(d, mirror)
+            announce(d, mirror, ["o", mirror])
+        first = source(d)
+        for mirror in ("m3", "m1", "m2"):
+            announce(d, mirror, ["o", mirror])
+        assert source(d) == first
+        chosen.append(first)
+    assert set(chosen) == {"m1", "m2", "m3"}, chosen
+
+
+def test_http_has_the_last_word_on_liveness():
+    """A source said online that does not answer is demoted at once; one said offline that
+    answers is used; with neither online, every source is still a candidate to try."""
+    d = Directory()
+    for pub_id, hops in (("o", ["o"]), ("m1", ["o", "m1"])):
+        online(d, pub_id)
+        announce(d, pub_id, hops)
+    assert source(d) == "m1"
+    m1 = d.choose("demo")
+    d.answered(m1, False)
+    assert source(d) == "o" and d.offers("demo")[0].learned == "probe"
+    offline(d, "o")  # a stale or forged offline for a source that answers
+    assert source(d) is None
+    assert [o.pub_id for o in d.candidates("demo")] == ["m1", "o"]  # both tried, best first
+    d.answered(next(o for o in d.offers("demo") if o.pub_id == "o"), True)
+    assert source(d) == "o"
