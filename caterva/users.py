@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Self
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -112,7 +113,7 @@ class Users:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> Users:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

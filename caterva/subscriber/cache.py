@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
+from caterva import atomic
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
 from caterva.protocol.metadata import chunk_digest
 from caterva.protocol.rest import pieces
@@ -362,12 +363,10 @@ def _verify_and_write(checks: list[tuple[Path, int, str, str, bytes, bool]]) -> 
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # no fsync: a chunk lost to a power cut is fetched again, and syncing each would cost more
+    # than fetching it
     try:
-        f = open(tmp, "wb")
-    except FileNotFoundError:  # the dataset's first chunk
+        atomic.write(path, data, sync=False)
+    except FileNotFoundError:  # the dataset's first chunk (folders go only at start-up)
         path.parent.mkdir(exist_ok=True)
-        f = open(tmp, "wb")
-    with f:
-        f.write(data)
-    os.replace(tmp, path)
+        atomic.write(path, data, sync=False)
