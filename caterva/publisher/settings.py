@@ -26,7 +26,7 @@ class Settings:
     statedir: Path  # this root's own state: <statedir>/<name>
     broker: str
     url: str  # the REST URL announced to subscribers
-    scan_interval: float = 0.2
+    scan_interval: float = config.DEFAULTS["scan_interval"]
     frame_chunksize: int = FRAME_CHUNKSIZE
     pub_id: str | None = None  # None: the one the state store generated once
 
@@ -73,12 +73,6 @@ class Settings:
             frame_chunksize=frame_chunksize,
             pub_id=pub_id,
         )
-
-
-def listen_address(http: str | None) -> tuple[str, int]:
-    """HOST:PORT to bind, from the flag or the ``publisher_http`` setting."""
-    _, default_port = config.parse_hostport(config.DEFAULTS["publisher_http"], 0)
-    return config.parse_hostport(config.setting("publisher_http", http), default_port)
 
 
 def advertised_url(sock: socket.socket, scheme: str = "http") -> str:

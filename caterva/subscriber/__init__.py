@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from caterva.config import (
+    listen_address,
     lock_statedir,
-    parse_hostport,
     parse_size,
     setting,
     setting_list,
@@ -37,7 +37,7 @@ def run(
     pub_id: str | None = None,
     security: Security | None = None,
 ) -> None:
-    host, port = parse_hostport(setting("subscriber_http", http), 8471)
+    host, port = listen_address("subscriber_http", http)
     brokers = tuple(setting_list("broker", broker))
     if not brokers:
         raise BadRequest("no broker given: use --broker mqtt://HOST:PORT")
