@@ -97,7 +97,9 @@ def upgrade(
     if found == current:
         return
     if readonly_hint is not None:
-        state = "is not a caterva database" if found == 0 else f"has an older {what} schema ({found})"
+        state = (
+            "is not a caterva database" if found == 0 else f"has an older {what} schema ({found})"
+        )
         raise StateError(f"{where} {state}: {readonly_hint}")
     steps = [schema] if found == 0 else [migrations[n] for n in range(found, current)]
     with transaction(db):
