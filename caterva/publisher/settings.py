@@ -54,7 +54,7 @@ class Settings:
             raise BadRequest(f"scan_interval must be positive, not {interval}")
         broker_url = config.setting("broker", broker)
         # a malformed URL is a usage error now, not a retry loop later
-        username = BrokerURL.parse(broker_url).username
+        username = BrokerURL.checked(broker_url).username
         pub_id = config.setting("pub_id", pub_id) or None
         if username and pub_id and pub_id != username:  # the broker's ACL is per username
             raise BadRequest(f"--pub-id {pub_id!r} differs from the MQTT username {username!r}: "

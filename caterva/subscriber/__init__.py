@@ -57,7 +57,7 @@ def run(
     )
     for url in (*settings.brokers, settings.republish_broker):
         if url:
-            BrokerURL.parse(url)  # a malformed URL is a usage error now, not a retry loop later
+            BrokerURL.checked(url)  # a malformed URL is a usage error now, not a retry loop later
     if settings.pub_id:
         check_pub_id(settings.pub_id)
         username = BrokerURL.parse(settings.republish_broker or brokers[0]).username
