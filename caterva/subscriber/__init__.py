@@ -19,6 +19,7 @@ from caterva.mqtt import BrokerURL
 from caterva.protocol.topics import check_pub_id
 from caterva.service import runner
 from caterva.service.security import Security
+from caterva.subscriber import upstream
 from caterva.subscriber.settings import SubscriberSettings
 from caterva.subscriber.trust import read_trust_file
 
@@ -37,6 +38,7 @@ def run(
     pub_id: str | None = None,
     security: Security | None = None,
 ) -> None:
+    upstream.read_in_big_pieces()
     host, port = listen_address("subscriber_http", http)
     brokers = tuple(setting_list("broker", broker))
     if not brokers:
