@@ -189,7 +189,8 @@ class Bus:
             await asyncio.wait_for(self.connected.wait(), timeout)
         except TimeoutError:
             reason = self.refused or "no answer"
-            raise BrokerUnavailable(f"cannot connect to the MQTT broker at {self.url}: {reason}") from None
+            raise BrokerUnavailable(
+                f"cannot connect to the MQTT broker at {self.url}: {reason}") from None
 
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1, timeout: float = 5

@@ -12,7 +12,7 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import blosc2
@@ -229,13 +229,6 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
                     and empty[-18] == 0xD8 and head_size + trailer_len <= len(empty))
         _FRAMES[key] = (empty[:head_size], empty[-trailer_len:]) if expected else None
     return _FRAMES[key]
-
-
-def write_file(info: DatasetInfo, dest: str | os.PathLike, chunks: Iterable[bytes]) -> None:
-    """Write all ``chunks`` (in order) as a file equal to the source dataset."""
-    with FileWriter(info, dest) as writer:
-        for raw in chunks:
-            writer.add(raw)
 
 
 def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:

@@ -187,7 +187,8 @@ class Cache:
                 size = 0
                 async for dataset, i, digest, data in fetch(batch):
                     if (dataset.id, i) not in pending:
-                        raise ProtocolError(f"source sent chunk {i} of {dataset.path}, not asked for")
+                        raise ProtocolError(
+                            f"source sent chunk {i} of {dataset.path}, not asked for")
                     group.append((dataset, i, digest, data))
                     size += len(data)
                     if size >= GROUP_BYTES:
