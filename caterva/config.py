@@ -65,6 +65,10 @@ DEFAULTS: dict[str, Any] = {
     "source_timeout": "10s",  # how long a source may send nothing before it counts as offline
 }
 
+# files in a subscriber's state directory, unless the settings users / token_secret_file say
+USERS_FILE = "users.db"
+TOKEN_SECRET_FILE = "token-secret"
+
 
 def config_path() -> Path | None:
     for candidate in (
@@ -127,7 +131,6 @@ def _convert(name: str, value: Any, default: Any) -> Any:
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 
 
 def parse_size(text: str | int) -> int:
@@ -171,6 +174,13 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise BadRequest(f"invalid port {port}")
     return host, port
+
+
+def listen_address(name: str, flag: str | None = None) -> tuple[str, int]:
+    """HOST:PORT a service binds, from its flag or the setting ``name`` (``publisher_http``,
+    ``subscriber_http``); a port left out is the one of the setting's default."""
+    _, port = parse_hostport(DEFAULTS[name], 0)
+    return parse_hostport(setting(name, flag), port)
 
 
 def statedir(flag: str | os.PathLike | None, service: str) -> Path:

@@ -13,11 +13,10 @@ never leaves it half-written; created owner-only, since a token is as good as a 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
+from caterva import atomic
 from caterva.config import setting
 from caterva.errors import StateError
 
@@ -41,18 +40,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _write(path: Path, tokens: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "tokens": tokens}, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = json.dumps({"version": 1, "tokens": tokens}, indent=2, sort_keys=True) + "\n"
+    atomic.write(path, text, mode=0o600)
 
 
 def load(url: str) -> str | None:

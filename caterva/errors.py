@@ -28,11 +28,12 @@
 
 Errors are also the builtins callers already catch (a missing dataset is a
 FileNotFoundError). Over HTTP an error is ``{"error": {"code": ..., "message": ...}}``
-with the status above; ``from_payload`` turns such a body back into the same class.
+with the status above; ``from_response`` turns such a body back into the same class.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -188,3 +189,13 @@ def from_payload(payload: Any, status: int) -> CatervaError:
         cls = next((c for c in _BY_CODE.values() if c.status == status), CatervaError)
     detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
     return cls(str(body.get("message", body["code"])), **detail)
+
+
+def from_response(status: int, body: bytes | str) -> CatervaError:
+    """The error a failed HTTP response carries, from its status and body: the caterva error
+    its JSON names, else a ProtocolError (a body that is not ours: a proxy's page, say)."""
+    try:
+        payload = json.loads(body) if body else None
+    except (ValueError, RecursionError):  # a UnicodeDecodeError is a ValueError too
+        payload = None
+    return from_payload(payload, status)

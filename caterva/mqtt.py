@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,15 @@ class BrokerURL:
             password=unquote(parts.password) if parts.password else None,
             cafile=query["cafile"][-1] if query.get("cafile") else None,
         )
+
+    @classmethod
+    def checked(cls, url: str) -> BrokerURL:
+        """``parse``, and the CA file it names is there: for a service about to start, so a
+        missing one is a usage error then, not ssl's traceback at the first connection."""
+        parsed = cls.parse(url)
+        if parsed.cafile and not os.path.isfile(parsed.cafile):
+            raise BadRequest(f"broker {parsed}: no CA file {parsed.cafile}")
+        return parsed
 
     def __str__(self) -> str:  # never shows the password
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
@@ -179,7 +189,8 @@ class Bus:
             await asyncio.wait_for(self.connected.wait(), timeout)
         except TimeoutError:
             reason = self.refused or "no answer"
-            raise BrokerUnavailable(f"cannot connect to the MQTT broker at {self.url}: {reason}") from None
+            raise BrokerUnavailable(
+                f"cannot connect to the MQTT broker at {self.url}: {reason}") from None
 
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1, timeout: float = 5

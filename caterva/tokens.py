@@ -18,14 +18,14 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from caterva import atomic
 from caterva.errors import StateError, TokenExpired, Unauthorized
 
 log = logging.getLogger("caterva.auth")
@@ -90,7 +90,7 @@ class Signer:
 
 
 def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def load_secret(path: Path, *, create: bool = True) -> bytes:
@@ -115,19 +115,6 @@ def load_secret(path: Path, *, create: bool = True) -> bytes:
 
 
 def _create_secret(path: Path) -> None:
-    # written under a temporary name, then linked into place: never seen half-written, and
-    # of two services starting at once the second keeps the first one's secret
+    # never seen half-written, and of two services starting at once both keep the first one's
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(SECRET_BYTES) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(tmp)
+    atomic.write(path, secrets.token_hex(SECRET_BYTES) + "\n", mode=0o600, keep=True)

@@ -14,11 +14,11 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Self
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -98,15 +98,12 @@ class Users:
                 f"--users {path}`"
             )
         try:
-            if readonly:
-                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                     check_same_thread=False)
-            else:
+            if not readonly:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 path.touch(mode=0o600, exist_ok=True)  # password hashes: owner only
-                db = sqlite3.connect(path, isolation_level=None)
-            db.execute("PRAGMA busy_timeout = 5000")  # the admin may be writing right now
-            db.execute("PRAGMA foreign_keys = ON")
+            # a rollback journal, not WAL: a read-only reader of a WAL database needs write
+            # access beside it (the -shm file), which a service may not have
+            db = sqlite.connect(path, readonly=readonly, wal=False)
             users = cls(db, path, clock)
             users._upgrade(readonly)
         except sqlite3.DatabaseError as exc:
@@ -116,21 +113,11 @@ class Users:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> Users:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def _upgrade(self, readonly: bool) -> None:
         sqlite.upgrade(
@@ -174,7 +161,7 @@ class Users:
     def grant(self, email: str, root: str) -> bool:
         """Let ``email`` read ``root``; False when it already could."""
         email, root = check_email(email), check_root(root)
-        with self._transaction():
+        with sqlite.transaction(self.db):
             self._require(email)
             cursor = self.db.execute(
                 "INSERT OR IGNORE INTO grants VALUES (?, ?, ?)", (email, root, self.clock())
@@ -184,7 +171,7 @@ class Users:
     def revoke(self, email: str, root: str) -> bool:
         """Take ``root`` away from ``email``; False when it had no grant."""
         email, root = check_email(email), check_root(root)
-        with self._transaction():
+        with sqlite.transaction(self.db):
             self._require(email)
             cursor = self.db.execute(
                 "DELETE FROM grants WHERE email=? AND root=?", (email, root)

@@ -26,6 +26,7 @@ import os
 import secrets
 from pathlib import Path
 
+from caterva import atomic
 from caterva.errors import BadRequest, InvalidName
 from caterva.protocol import topics
 from caterva.protocol.names import check_root
@@ -103,11 +104,7 @@ def read_accounts(path: str | os.PathLike) -> dict[str, str]:
 
 def write_private(path: Path, text: str) -> Path:
     """Write ``text`` readable by its owner only, replacing ``path`` atomically."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic.write(path, text, mode=0o600)
     return path
 
 

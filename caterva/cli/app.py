@@ -6,6 +6,7 @@ commands that need them, so ``caterva roots`` starts fast."""
 # string annotations at each start-up (~9 ms of `caterva roots`).
 
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,12 +21,14 @@ with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup
     from caterva.errors import BadRequest, CatervaError, NotFollowed, NotFound, Unavailable
 
 
+@cache
 def _plain_values_without_pydantic() -> None:
     """typer coerces option and argument values through a pydantic TypeAdapter, and importing
     pydantic is ~80 ms of every command (a quarter of `caterva roots`). A ``str`` or ``bool``
     parameter whose value already is one needs no coercion, so ours skip it; any other value
     still gets typer's own. This leans on typer internals: if they move, the patch steps
-    aside and commands are only slower (tests/unit/test_cli_startup.py notices).
+    aside and commands are only slower (tests/unit/test_cli_startup.py notices). Made by
+    main(), the `caterva` process, not at import: a program importing the CLI keeps typer as is.
     """
     from dataclasses import dataclass
     from typing import Any
@@ -57,7 +60,6 @@ def _plain_values_without_pydantic() -> None:
     core.build_runtime_param = build_runtime_param
 
 
-_plain_values_without_pydantic()
 helptext.adjust_typer()
 
 app = typer.Typer(
@@ -361,6 +363,7 @@ def main() -> None:
     # handle as "not installed". Only the `caterva` process: library users keep them.
     for optional in ("httpx._main", "h2"):
         sys.modules.setdefault(optional, None)
+    _plain_values_without_pydantic()
     try:
         app()
     except CatervaError as exc:

@@ -81,7 +81,7 @@ def probe(client: Client) -> None:
     url = client.url
     try:
         with mapped(url):  # connection failures: the client's own errors
-            response = client._http.get(f"{rest.API}/health", timeout=PROBE_TIMEOUT)
+            response = client._http.get(rest.HEALTH, timeout=PROBE_TIMEOUT)
     except Unavailable as exc:
         if isinstance(exc.__cause__, httpx.ReadTimeout):
             raise BadRequest(f"{url} did not answer within {PROBE_TIMEOUT:g} s: it is not a "
@@ -98,7 +98,7 @@ def probe(client: Client) -> None:
                          "not a subscriber: point --sub at a subscriber (`caterva sub`)")
     if not (isinstance(body, dict) and body.get("status") == "ok"):
         raise BadRequest(f"{url} does not answer like a caterva subscriber "
-                         f"(GET {rest.API}/health: HTTP {response.status_code})")
+                         f"(GET {rest.HEALTH}: HTTP {response.status_code})")
 
 
 def _repoint(flag: str | None) -> str:

@@ -79,7 +79,7 @@ def plural(count: int, noun: str) -> str:
 
 
 def dtype_text(dtype: Any) -> str:
-    """A dtype's JSON form (layout.dtype_to_json) as numpy would print it, without numpy."""
+    """A dtype's JSON form (caterva.protocol.dtypes) as numpy would print it, without numpy."""
     if isinstance(dtype, dict) and "base" in dtype:
         return (
             f"({', '.join(map(str, dtype['shape']))}{',' if len(dtype['shape']) == 1 else ''})"

@@ -40,10 +40,10 @@ PasswordStdin = Annotated[
 
 
 def users_path(flag: Path | None) -> Path:
-    from caterva.config import setting, statedir
+    from caterva.config import USERS_FILE, setting, statedir
 
     chosen = setting("users", str(flag) if flag is not None else None)
-    return Path(chosen).expanduser() if chosen else statedir(None, "subscriber") / "users.db"
+    return Path(chosen).expanduser() if chosen else statedir(None, "subscriber") / USERS_FILE
 
 
 def open_users(flag: Path | None):
@@ -136,13 +136,13 @@ def token(
     """Print a token for EMAIL without a password: for a service reading from this subscriber
     (a downstream subscriber's --source-token). Its grants still apply, read on every request;
     removing the account ends the token."""
-    from caterva.config import parse_duration, setting, statedir
+    from caterva.config import TOKEN_SECRET_FILE, parse_duration, setting, statedir
     from caterva.tokens import Signer, load_secret
 
     with open_users(users) as db:
         email = db.require(email)
     chosen = setting("token_secret_file", str(secret) if secret is not None else None)
-    path = Path(chosen).expanduser() if chosen else statedir(None, "subscriber") / "token-secret"
+    path = Path(chosen).expanduser() if chosen else statedir(None, "subscriber") / TOKEN_SECRET_FILE
     if not path.is_file():
         raise BadRequest(f"no token secret at {path}: start the subscriber with --auth once, "
                          "or give --secret")

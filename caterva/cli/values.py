@@ -36,7 +36,7 @@ def array_title(address: str, sel: str | None, field: str | None, value: Any) ->
 
 
 def numpy_dtype_json(dtype: Any) -> Any:
-    """A numpy dtype in the JSON form DatasetInfo uses (layout.dtype_to_json)."""
+    """A numpy dtype in the JSON form DatasetInfo uses (caterva.protocol.dtypes)."""
     from caterva.protocol.dtypes import dtype_to_json
 
     return dtype_to_json(dtype)

@@ -12,7 +12,7 @@ import json
 import os
 import struct
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import blosc2
@@ -22,11 +22,6 @@ from caterva.errors import ProtocolError
 from caterva.protocol.dtypes import dtype_from_json, dtype_to_json
 from caterva.protocol.metadata import DatasetInfo, Kind, chunk_digest
 from caterva.protocol.selection import Key
-
-# caterva decompresses in worker threads (a client's chunks while the next ones arrive, a
-# subscriber's selections beside its event loop): let blosc2 drop the GIL meanwhile. It keeps
-# it by default; releasing costs a little per call, next to nothing for chunks of kilobytes.
-blosc2.set_releasegil(True)
 
 _CPARAMS = ("codec", "codec_meta", "clevel", "use_dict", "typesize", "blocksize", "splitmode")
 
@@ -236,13 +231,6 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
     return _FRAMES[key]
 
 
-def write_file(info: DatasetInfo, dest: str | os.PathLike, chunks: Iterable[bytes]) -> None:
-    """Write all ``chunks`` (in order) as a file equal to the source dataset."""
-    with FileWriter(info, dest) as writer:
-        for raw in chunks:
-            writer.add(raw)
-
-
 def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:
     """``original[key]`` for a normalized key, built only from the chunks it touches, one
     after the other (each decompressed with every core)."""
@@ -292,6 +280,11 @@ class Gather:
     chunks, for chunks added in parallel."""
 
     def __init__(self, info: DatasetInfo, key: Key, nthreads: int | None = None) -> None:
+        # Gather decodes on worker threads (a client's chunks while the next ones arrive, a
+        # subscriber's selections beside its event loop): let blosc2 drop the GIL meanwhile.
+        # A process-wide blosc2 setting, so made by the first decoder, not at import; it costs
+        # a little per call, next to nothing for chunks of kilobytes.
+        blosc2.set_releasegil(True)
         self.info, self.key = info, key
         self._held: dict[int, bytes] = {}  # what blosc2 decodes, when it does
         self._plan: dict[int, tuple[tuple, tuple]] | None = None

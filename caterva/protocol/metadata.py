@@ -37,7 +37,7 @@ class DatasetInfo(Model):
     path: str
     kind: Kind
     shape: list[int]
-    dtype: Any  # see layout.dtype_to_json
+    dtype: Any  # see caterva.protocol.dtypes
     chunks: list[int]
     blocks: list[int]
     nchunks: int

@@ -37,6 +37,10 @@ from caterva.errors import BadRequest, CatervaError, ProtocolError, from_payload
 from caterva.protocol.metadata import DatasetInfo
 
 API = "/v1"
+# served by every service beside the source API (caterva.service): liveness, and a
+# subscriber's login (POST an email and password, get a token)
+HEALTH = f"{API}/health"
+LOGIN = f"{API}/login"
 DIGEST_HEADER = "X-Caterva-Digest"
 VIA_HEADER = "X-Caterva-Via"
 BATCH_TYPE = "application/x-caterva-chunks"

@@ -42,10 +42,6 @@ def changes(pub_id: str, name: str) -> str:
     return f"{PREFIX}/pub/{check_pub_id(pub_id)}/changes/{check_root(name)}"
 
 
-def all_changes(name: str) -> str:
-    return f"{PREFIX}/pub/+/changes/{check_root(name)}"
-
-
 def check_pub_id(pub_id: str) -> str:
     return check_root(pub_id)  # same alphabet: one MQTT-safe segment
 

@@ -36,17 +36,18 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM; bad input raises a CatervaError before anything starts.
     ``security`` (caterva.service.security.Security): service tokens to require, HTTPS."""
+    from caterva.config import listen_address
+    from caterva.publisher.settings import advertised_url
+    from caterva.publisher.store import Store
     from caterva.service import auth, runner
     from caterva.service.http import limit_bodies
-    from caterva.publisher.settings import advertised_url, listen_address
-    from caterva.publisher.store import Store
     from caterva.service.security import Security
 
     security = security or Security()
     settings = Settings.build(name=name, directory=directory, broker=broker, statedir=statedir,
                               url="", pub_id=pub_id)
     Store.open(settings.statedir).close()  # a locked or too-new state fails here, clearly
-    sock = runner.bind(*listen_address(http))
+    sock = runner.bind(*listen_address("publisher_http", http))
     app = create_app(replace(settings, url=advertised_url(sock, security.scheme)))
     auth.require_tokens(app, security.require_tokens)
     limit_bodies(app, security.max_body)

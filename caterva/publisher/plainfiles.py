@@ -4,18 +4,18 @@ The source file is read in ``chunksize`` blocks and appended to an on-disk SChun
 ZSTD level 1: fast, and still good on the text and repetitive binaries such roots hold), so
 memory stays at one block whatever the file size. The frame is named after the file's path and
 stat key: a changed source gets a new frame, an unchanged one is found again after a restart.
-It is written under a temporary name, fsynced and renamed, so a crash never leaves a half
-frame under a real name.
+It is written atomically (caterva.atomic), so a crash never leaves a half frame under a real
+name.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import blosc2
 
+from caterva import atomic
 from caterva.publisher.store import StatKey
 
 SUFFIX = ".b2frame"
@@ -37,8 +37,8 @@ def cparams() -> blosc2.CParams:
 def build_frame(source: Path, dest: Path, chunksize: int) -> None:
     """Compress ``source`` into the frame ``dest``, one chunk in memory at a time."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
+
+    def compress(tmp: Path) -> None:
         schunk = blosc2.SChunk(
             chunksize=chunksize, cparams=cparams(), urlpath=str(tmp), contiguous=True, mode="w"
         )
@@ -48,11 +48,8 @@ def build_frame(source: Path, dest: Path, chunksize: int) -> None:
             while n := src.readinto(buf):
                 schunk.append_data(view[:n])
         del schunk  # flushes and closes the frame before it is synced and renamed
-        with open(tmp, "rb") as done:
-            os.fsync(done.fileno())
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic.write(dest, compress)
 
 
 def open_frame(frame: Path, size: int) -> blosc2.SChunk | None:

@@ -26,7 +26,7 @@ class Settings:
     statedir: Path  # this root's own state: <statedir>/<name>
     broker: str
     url: str  # the REST URL announced to subscribers
-    scan_interval: float = 0.2
+    scan_interval: float = config.DEFAULTS["scan_interval"]
     frame_chunksize: int = FRAME_CHUNKSIZE
     pub_id: str | None = None  # None: the one the state store generated once
 
@@ -54,7 +54,7 @@ class Settings:
             raise BadRequest(f"scan_interval must be positive, not {interval}")
         broker_url = config.setting("broker", broker)
         # a malformed URL is a usage error now, not a retry loop later
-        username = BrokerURL.parse(broker_url).username
+        username = BrokerURL.checked(broker_url).username
         pub_id = config.setting("pub_id", pub_id) or None
         if username and pub_id and pub_id != username:  # the broker's ACL is per username
             raise BadRequest(f"--pub-id {pub_id!r} differs from the MQTT username {username!r}: "
@@ -73,12 +73,6 @@ class Settings:
             frame_chunksize=frame_chunksize,
             pub_id=pub_id,
         )
-
-
-def listen_address(http: str | None) -> tuple[str, int]:
-    """HOST:PORT to bind, from the flag or the ``publisher_http`` setting."""
-    _, default_port = config.parse_hostport(config.DEFAULTS["publisher_http"], 0)
-    return config.parse_hostport(config.setting("publisher_http", http), default_port)
 
 
 def advertised_url(sock: socket.socket, scheme: str = "http") -> str:

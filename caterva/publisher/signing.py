@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import threading
 from pathlib import Path
 
+from caterva import atomic
 from caterva.errors import StateError
 from caterva.protocol.seal import Seal, key_text, sign
 from caterva.publisher.store import Store
@@ -35,11 +35,9 @@ def load_key(statedir: Path):
     except FileNotFoundError:
         private = Ed25519PrivateKey.generate()
         raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(base64.urlsafe_b64encode(raw).decode() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        if not atomic.write(path, base64.urlsafe_b64encode(raw).decode() + "\n", mode=0o600,
+                            keep=True):
+            return load_key(statedir)  # made by another process meanwhile: that one
         log.info("made a new signing key in %s", path)
         return private
     except OSError as exc:

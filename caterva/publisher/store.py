@@ -24,7 +24,6 @@ from caterva.config import lock_statedir
 from caterva.errors import CatervaError, StateError
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.seal import Seal
-from caterva.protocol.topics import check_pub_id, new_pub_id
 
 log = logging.getLogger("caterva.publisher")
 
@@ -68,10 +67,11 @@ class Store:
     def open(cls, statedir: Path) -> Store:
         lock_fd = lock_statedir(statedir, "publisher")
         try:
-            db = sqlite3.connect(statedir / "publisher.db", check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            _migrate(db, statedir)
+            db = sqlite.connect(statedir / "publisher.db")
+            sqlite.upgrade(
+                db, what="publisher state", where=f"the publisher state in {statedir}",
+                schema=_SCHEMA, current=SCHEMA_VERSION, migrations=MIGRATIONS,
+            )
         except sqlite3.Error as exc:
             os.close(lock_fd)
             raise StateError(f"cannot open the publisher state in {statedir}: {exc}") from exc
@@ -87,13 +87,8 @@ class Store:
 
     def identity(self) -> tuple[str, bool]:
         """This publisher's id, generated once and kept for good; True if made just now."""
-        with self._mutex, self._db:
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'pub_id'").fetchone()
-            if row:
-                return check_pub_id(row[0]), False
-            pub_id = new_pub_id()
-            self._db.execute("INSERT INTO meta VALUES ('pub_id', ?)", (pub_id,))
-            return pub_id, True
+        with self._mutex:
+            return sqlite.identity(self._db)
 
     def seal(self) -> Seal | None:
         """The seal of the last manifest served (its version is where the next one goes on)."""
@@ -105,7 +100,7 @@ class Store:
             raise StateError("the publisher state holds an unreadable seal") from None
 
     def save_seal(self, seal: Seal) -> None:
-        with self._mutex, self._db:
+        with self._mutex:  # one statement: autocommitted
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('seal', ?)",
                              (seal.to_bytes().decode(),))
 
@@ -123,26 +118,20 @@ class Store:
         return known
 
     def save(self, path: str, stat: StatKey, info: DatasetInfo) -> None:
-        with self._mutex, self._db:
+        with self._mutex:  # one statement: autocommitted
             self._db.execute(
                 "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)",
                 (path, stat.size, stat.mtime_ns, stat.inode, info.to_bytes().decode()),
             )
 
     def save_all(self, rows: Iterable[tuple[str, StatKey, DatasetInfo]]) -> None:
-        with self._mutex, self._db:
+        with self._mutex, sqlite.transaction(self._db):
             self._db.executemany(
                 "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)",
                 [(p, s.size, s.mtime_ns, s.inode, i.to_bytes().decode()) for p, s, i in rows],
             )
 
     def delete(self, path: str) -> None:
-        with self._mutex, self._db:
+        with self._mutex:  # one statement: autocommitted
             self._db.execute("DELETE FROM datasets WHERE path = ?", (path,))
 
-
-def _migrate(db: sqlite3.Connection, statedir: Path) -> None:
-    sqlite.upgrade(
-        db, what="publisher state", where=f"the publisher state in {statedir}", schema=_SCHEMA,
-        current=SCHEMA_VERSION, migrations=MIGRATIONS,
-    )

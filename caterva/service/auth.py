@@ -35,7 +35,7 @@ from caterva.users import Users
 from caterva.service import http
 from caterva.service.http import body_doc, json_body, limit_bodies, responses
 
-PUBLIC = frozenset({f"{rest.API}/health", f"{rest.API}/login", *http.DOCS})
+PUBLIC = frozenset({rest.HEALTH, rest.LOGIN, *http.DOCS})
 
 
 def bearer(headers: Any) -> str | None:
@@ -149,7 +149,7 @@ def readable(request: Request, roots) -> list[str]:
 
 # --- POST /v1/login ---------------------------------------------------------------------------
 
-router = APIRouter(prefix=rest.API)
+router = APIRouter()
 
 
 class Login(BaseModel):
@@ -165,7 +165,7 @@ class Token(BaseModel):
 
 
 @router.post(
-    "/login",
+    rest.LOGIN,
     summary="Trade an email and password for a token",
     description="Send the token back as `Authorization: Bearer TOKEN`. Accounts and grants "
     "are managed only with `caterva user ...` on the subscriber's machine.",

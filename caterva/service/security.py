@@ -145,7 +145,7 @@ class Security:
     tls_key: str | None = None
     auth: bool = False  # a subscriber requires login and applies per-root grants
     users: str | None = None  # its users database ("" / None: <statedir>/users.db)
-    token_ttl: float = 12 * 3600.0
+    token_ttl: float = config.parse_duration(config.DEFAULTS["token_ttl"])
     token_secret: str | None = None  # the file of the signing key (None: <statedir>/token-secret)
     max_body: int = config.parse_size(config.DEFAULTS["max_body"])  # request bodies, bytes
     max_source_json: int | None = None  # JSON read from a source (None: the setting's default)
@@ -210,8 +210,8 @@ class Security:
         """(users database, token secret file) of a subscriber with --auth, else None."""
         if not self.auth:
             return None
-        users = Path(self.users) if self.users else statedir / "users.db"
-        secret = statedir / "token-secret"
+        users = Path(self.users) if self.users else statedir / config.USERS_FILE
+        secret = statedir / config.TOKEN_SECRET_FILE
         if self.token_secret:
             secret = Path(self.token_secret).expanduser()
         return users, secret

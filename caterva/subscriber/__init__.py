@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from caterva.config import (
+    listen_address,
     lock_statedir,
-    parse_hostport,
     parse_size,
     setting,
     setting_list,
@@ -19,6 +19,7 @@ from caterva.mqtt import BrokerURL
 from caterva.protocol.topics import check_pub_id
 from caterva.service import runner
 from caterva.service.security import Security
+from caterva.subscriber import upstream
 from caterva.subscriber.settings import SubscriberSettings
 from caterva.subscriber.trust import read_trust_file
 
@@ -37,7 +38,8 @@ def run(
     pub_id: str | None = None,
     security: Security | None = None,
 ) -> None:
-    host, port = parse_hostport(setting("subscriber_http", http), 8471)
+    upstream.read_in_big_pieces()
+    host, port = listen_address("subscriber_http", http)
     brokers = tuple(setting_list("broker", broker))
     if not brokers:
         raise BadRequest("no broker given: use --broker mqtt://HOST:PORT")
@@ -57,7 +59,7 @@ def run(
     )
     for url in (*settings.brokers, settings.republish_broker):
         if url:
-            BrokerURL.parse(url)  # a malformed URL is a usage error now, not a retry loop later
+            BrokerURL.checked(url)  # a malformed URL is a usage error now, not a retry loop later
     if settings.pub_id:
         check_pub_id(settings.pub_id)
         username = BrokerURL.parse(settings.republish_broker or brokers[0]).username

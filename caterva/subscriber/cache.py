@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
+from caterva import atomic
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
 from caterva.protocol.metadata import chunk_digest
 from caterva.protocol.rest import pieces
@@ -186,8 +187,8 @@ class Cache:
                 size = 0
                 async for dataset, i, digest, data in fetch(batch):
                     if (dataset.id, i) not in pending:
-                        raise ProtocolError(f"source sent chunk {i} of {dataset.path}, not asked "
-                                            "for")
+                        raise ProtocolError(
+                            f"source sent chunk {i} of {dataset.path}, not asked for")
                     group.append((dataset, i, digest, data))
                     size += len(data)
                     if size >= STORE_BYTES:
@@ -200,11 +201,11 @@ class Cache:
                 stores.append(asyncio.ensure_future(self._store_group(group, pending)))
                 for store in stores:
                     await store
-            if pending:
+            if pending:  # a source cuts a batch short when a file changes under it
                 ds_id, i = min(pending)
                 path = next(d.path for d, _ in batch if d.id == ds_id)
-                raise ProtocolError(f"source did not send chunk {i} of {path} "
-                                    f"({len(pending)} missing)")
+                raise Unavailable(f"the source ended the batch before chunk {i} of {path} "
+                                  f"({len(pending)} missing): retry shortly")
         finally:
             # a store is never cancelled halfway: its reservation and files must be settled
             await asyncio.gather(*stores, return_exceptions=True)
@@ -363,12 +364,10 @@ def _verify_and_write(checks: list[tuple[Path, int, str, str, bytes, bool]]) -> 
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # no fsync: a chunk lost to a power cut is fetched again, and syncing each would cost more
+    # than fetching it
     try:
-        f = open(tmp, "wb")
-    except FileNotFoundError:  # the dataset's first chunk
+        atomic.write(path, data, sync=False)
+    except FileNotFoundError:  # the dataset's first chunk (folders go only at start-up)
         path.parent.mkdir(exist_ok=True)
-        f = open(tmp, "wb")
-    with f:
-        f.write(data)
-    os.replace(tmp, path)
+        atomic.write(path, data, sync=False)

@@ -8,7 +8,6 @@ are re-fetchable.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 from caterva import sqlite
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.seal import Seal
-from caterva.protocol.topics import check_pub_id, new_pub_id
 
 SCHEMA_VERSION = 2
 
@@ -78,34 +76,21 @@ class Dataset:
 class State:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA busy_timeout=5000")  # `caterva trust` may be writing
-        self._upgrade()
-
-    def _upgrade(self) -> None:
+        self.db = sqlite.connect(path)
         sqlite.upgrade(
-            self.db, what="subscriber state", where=str(self.path), schema=_SCHEMA,
+            self.db, what="subscriber state", where=str(path), schema=_SCHEMA,
             current=SCHEMA_VERSION, migrations=MIGRATIONS,
         )
 
     def transaction(self):
-        return _Transaction(self.db)
+        return sqlite.transaction(self.db)
 
     def close(self) -> None:
         self.db.close()
 
     def identity(self) -> str:
         """This subscriber's pub_id as a mirror: made once, kept with the state for good."""
-        with self.transaction():
-            row = self.db.execute("SELECT value FROM meta WHERE key='pub_id'").fetchone()
-            if row:
-                return check_pub_id(row[0])
-            pub_id = new_pub_id()
-            self.db.execute("INSERT INTO meta VALUES ('pub_id', ?)", (pub_id,))
-        return pub_id
+        return sqlite.identity(self.db)[0]
 
     # --- roots -------------------------------------------------------------------------------
 
@@ -258,20 +243,3 @@ class State:
     def dataset_ids(self) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT id FROM datasets")}
 
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); inside another one, part of it."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.outer = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.outer = not self.db.in_transaction
-        if self.outer:
-            self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, kind, value, tb) -> None:
-        if self.outer:
-            self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -20,7 +20,7 @@ import httpcore
 import httpx
 
 from caterva import config
-from caterva.errors import CatervaError, ProtocolError, SourceOffline, SourceRefused, from_payload
+from caterva.errors import CatervaError, ProtocolError, SourceOffline, SourceRefused, from_response
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo, Manifest
 
@@ -36,14 +36,18 @@ class SourceClient(httpx.AsyncClient):
         self.max_json = max_json
 
 
+def read_in_big_pieces() -> None:
+    """httpcore reads a response 64 KiB at a time, with ~100 us of Python around each read;
+    chunk batches are megabytes, so read 1 MiB pieces (a 128 MiB body on loopback: ~550 ->
+    ~750 MiB/s). A class setting, as httpcore has no option for it: made by the subscriber
+    process at start (caterva.subscriber.run), whose only HTTP client talks to sources."""
+    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
+
+
 def new_client(*, max_json: int | None = None, read_timeout: float | None = None,
                **kwargs) -> SourceClient:
     """The client to sources; limits not given are the settings ``max_source_json`` and
     ``source_timeout`` (caterva.config)."""
-    # httpcore reads a response 64 KiB at a time, with ~100 us of Python around each read;
-    # chunk batches are megabytes, so read bigger pieces. A class setting (httpcore has no
-    # option for it): this process's only HTTP client talks to sources.
-    httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
     read = config.parse_duration(config.setting("source_timeout", read_timeout))
     return SourceClient(
         max_json=config.parse_size(config.setting("max_source_json", max_json)),
@@ -81,11 +85,7 @@ async def raise_for_error(response: httpx.Response, most: int) -> None:
     ``most`` bytes)."""
     if response.status_code < 400:
         return
-    try:
-        payload = json.loads(await _read(response, most))
-    except (ValueError, RecursionError):
-        payload = None
-    error = from_payload(payload, response.status_code)
+    error = from_response(response.status_code, await _read(response, most))
     if isinstance(error, PermissionError):  # our credentials, not the reader's: say whose
         raise SourceRefused(
             f"source {_origin(response)} refused this "
@@ -97,12 +97,15 @@ async def raise_for_error(response: httpx.Response, most: int) -> None:
 
 @asynccontextmanager
 async def _mapped(url: str):
+    """httpx's errors as caterva's, for every request to a source (the one place)."""
     try:
         yield
     except httpx.TransportError as exc:
         raise SourceOffline(f"source {url} is unreachable ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
         raise ProtocolError(f"bad answer from source {url}: {exc}") from exc
+    except httpx.InvalidURL as exc:  # not an HTTPError; the URL came in an MQTT announcement
+        raise ProtocolError(f"source URL {url!r} is invalid: {exc}") from exc
 
 
 class Source:
@@ -148,13 +151,13 @@ class Source:
         # the reader checks each frame's index and length; n (which dataset) follows that order
         reader = rest.BatchReader(rest.expected_frames(wanted))
         order = (n for n, (_, indices) in enumerate(wanted) for _ in set(indices))
-        async with _mapped(self.url):
-            async with self.client.stream(method, self.url + url, **args) as response:
-                await raise_for_error(response, self.client.max_json)
-                _check_plain(response)
-                async for data in response.aiter_bytes():
-                    for i, digest, chunk in reader.feed(data):
-                        yield next(order), i, digest, chunk
+        async with _mapped(self.url), self.client.stream(method, self.url + url,
+                                                         **args) as response:
+            await raise_for_error(response, self.client.max_json)
+            _check_plain(response)
+            async for data in response.aiter_bytes():
+                for i, digest, chunk in reader.feed(data):
+                    yield next(order), i, digest, chunk
         reader.close()
 
 

@@ -16,7 +16,6 @@ from tests.conftest import Services
 from tests.integration.authkit import GRID, cli, make_ca, tiny_root, wait_root
 
 
-
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tls")
@@ -67,3 +66,16 @@ def test_plain_http_to_an_https_service_is_a_clear_error(tls):
     plain = tls["sub"].replace("https://", "http://")
     with Client(plain) as client, pytest.raises(Unavailable):
         client.roots()
+
+
+@pytest.mark.parametrize("service", ["pub", "sub"])
+def test_a_missing_ca_file_in_the_broker_url_is_a_usage_error(service, spawn, tmp_path):
+    """`?cafile=` of an mqtts:// URL is checked before anything starts: one line, no
+    traceback (it was a FileNotFoundError from ssl when the first connection was made)."""
+    (tmp_path / "data").mkdir()
+    args = ["pub", "demo", str(tmp_path / "data")] if service == "pub" else ["sub"]
+    started = spawn(*args, "--broker", f"mqtts://127.0.0.1:1?cafile={tmp_path}/no-ca.pem",
+                    "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "state"), wait=False)
+    assert started.proc.wait(timeout=30) == 2
+    log = " ".join(started.log_path.read_text().split())
+    assert "no-ca.pem" in log and "Traceback" not in log

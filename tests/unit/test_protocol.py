@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from caterva.errors import BadRequest, BadSelection, InvalidName, ProtocolError
 from caterva.protocol import rest, selection, topics
-from caterva.protocol.layout import dtype_from_json, dtype_to_json
+from caterva.protocol.dtypes import dtype_from_json, dtype_to_json
 from caterva.protocol.messages import Announcement, Change, Discover, Status
 from caterva.protocol.metadata import DatasetInfo, chunk_digest
 from caterva.protocol.names import check_path, check_root, split_address

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 
 import caterva.publisher
+from caterva.config import listen_address
 from caterva.errors import BadRequest, InvalidName, NotFound
-from caterva.publisher.settings import Settings, listen_address
+from caterva.publisher.settings import Settings
 
 
 @pytest.fixture(autouse=True)
 def no_config(monkeypatch):
     monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
-    for name in ("BROKER", "PUBLISHER_HTTP", "SCAN_INTERVAL", "STATEDIR"):
+    for name in ("BROKER", "PUBLISHER_HTTP", "SUBSCRIBER_HTTP", "SCAN_INTERVAL", "STATEDIR"):
         monkeypatch.delenv(f"CATERVA_{name}", raising=False)
 
 
@@ -28,11 +29,14 @@ def test_build_resolves_and_defaults(tmp_path, monkeypatch):
 
 
 def test_listen_address():
-    assert listen_address(None) == ("127.0.0.1", 8470)
-    assert listen_address(":0") == ("127.0.0.1", 0)
-    assert listen_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    """The publisher's and the subscriber's, both from caterva.config.DEFAULTS."""
+    assert listen_address("publisher_http") == ("127.0.0.1", 8470)
+    assert listen_address("publisher_http", ":0") == ("127.0.0.1", 0)
+    assert listen_address("publisher_http", "0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert listen_address("subscriber_http") == ("127.0.0.1", 8471)
+    assert listen_address("subscriber_http", "0.0.0.0") == ("0.0.0.0", 8471)
     with pytest.raises(BadRequest):
-        listen_address("host:99999")
+        listen_address("publisher_http", "host:99999")
 
 
 @pytest.mark.parametrize(
