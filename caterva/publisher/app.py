@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
                 settings.name, settings.directory, settings.statedir / "frames",
                 known=await asyncio.to_thread(store.load),
                 frame_chunksize=settings.frame_chunksize, sealer=sealer,
+                open_files=settings.open_files,
             )
             first = await asyncio.to_thread(catalog.scan)
             log.info("root %s is signed with key %s", settings.name, sealer.key)
