@@ -41,7 +41,8 @@ from caterva.publisher.versions import Versions, compress
 log = logging.getLogger("caterva.publisher")
 
 OPEN_FILES = 64  # containers kept open for serving (openfiles.py)
-PARALLEL = 16  # files to describe at once before a thread pool pays off
+PARALLEL = 16  # files to describe before a thread pool pays off
+WORKERS = min(4, os.cpu_count() or 1)  # 5,000 tiny files: 1.7 s alone, 1.2 s with 2-4
 
 
 def kind_of(name: str) -> Kind:
@@ -292,7 +293,7 @@ class Catalog:
         release the GIL while they decompress and hash)."""
         if len(todo) < PARALLEL:
             return [self._describe(*job) for job in todo]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             return list(pool.map(lambda job: self._describe(*job), todo))
 
     def _describe(self, path: str, source: str, key: StatKey
