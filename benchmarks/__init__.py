@@ -8,4 +8,5 @@
     scenarios.py  what is timed, and how each result is verified
     report.py     the table of medians and ratios, and the JSON file
     run.py        the command: data -> services -> scenarios -> report
+    bigroot.py    python -m benchmarks.bigroot [--datasets N]: a publisher of N tiny datasets
 """

@@ -29,7 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "sub": "http://127.0.0.1:8471",  # the subscriber clients talk to
     "statedir": "~/.local/state/caterva",
     "cache_size": "10GiB",
-    "scan_interval": 0.2,  # seconds between publisher scans of its directory
+    "scan_interval": 0.2,  # seconds between publisher scans of its directory, with `poll`
+    "rescan_interval": 60.0,  # seconds between full scans when filesystem events are watched
+    "poll": False,  # a publisher scans every scan_interval instead of watching (NFS)
+    "open_files": 64,  # datasets a publisher keeps open for serving (memory: ~75 KB each)
     # a subscriber lists several brokers comma-separated (env) or as a TOML list; the first
     # is its own (the LAN's), where it republishes unless republish_broker says otherwise
     "republish": False,  # `caterva sub` serves and announces the roots it follows, as a mirror

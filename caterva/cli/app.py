@@ -188,6 +188,13 @@ def pub(
         metavar="HOST:PORT", help="Where to serve REST "
         "[default 127.0.0.1:8470; env CATERVA_PUBLISHER_HTTP].")] = None,
     statedir: Statedir = None,
+    poll: Annotated[Optional[bool], typer.Option(
+        "--poll", help="Find changes by scanning DIRECTORY every scan_interval instead of "
+        "watching filesystem events (for NFS and other filesystems without them) "
+        "[env CATERVA_POLL].")] = None,
+    open_files: Annotated[Optional[int], typer.Option(
+        "--open-files", metavar="N", help="Datasets kept open for serving; memory is about "
+        "75 KB each [default 64; env CATERVA_OPEN_FILES].")] = None,
     pub_id: Annotated[Optional[str], typer.Option(
         "--pub-id", metavar="ID", rich_help_panel=security.PANEL,
         help="This publisher's id in MQTT topics [default: generated once; with broker auth, "
@@ -224,7 +231,7 @@ def pub(
     [broker] = security.with_broker_credentials(
         [setting("broker", broker)], broker_user, broker_password, ca_file)
     run(name=name, directory=directory, broker=broker, http=http, statedir=statedir,
-        pub_id=pub_id, security=guard)
+        pub_id=pub_id, security=guard, poll=poll, open_files=open_files)
 
 
 @app.command()

@@ -113,3 +113,37 @@ class Manifest(Model):
 
     def by_path(self) -> dict[str, DatasetInfo]:
         return {d.path: d for d in self.datasets}
+
+
+@dataclass(frozen=True)
+class ManifestDelta(Model):
+    """What changed in a root since the manifest with etag ``since``: the datasets created or
+    changed (whole), and the paths removed. Applied to the state of ``since`` it gives the
+    state of ``etag`` exactly, which the seal covers: a reader applies it, recomputes the
+    manifest etag (``Manifest.content_etag``) and checks it against ``seal.manifest_etag``.
+    Served by ``GET /v1/roots/{root}/manifest?since=ETAG`` when the source still knows ETAG
+    (a full Manifest otherwise; the body's ``since`` tells which of the two came back)."""
+
+    root: str
+    since: str
+    etag: str
+    datasets: list[DatasetInfo] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    seal: Seal | None = None
+
+    def __post_init__(self) -> None:
+        check_root(self.root)
+        for path in self.removed:
+            check_path(path)
+
+    def apply(self, state: dict[str, DatasetInfo]) -> dict[str, DatasetInfo]:
+        """The state after this delta, from the state at ``since`` (``state`` is not changed)."""
+        removed = set(self.removed)
+        out = {p: info for p, info in state.items() if p not in removed}
+        out.update((info.path, info) for info in self.datasets)
+        return out
+
+    def manifest(self, state: dict[str, DatasetInfo]) -> Manifest:
+        """The full manifest this delta gives applied to ``state``; its etag is recomputed
+        from the content, so a delta applied to the wrong state does not match ``etag``."""
+        return Manifest(self.root, list(self.apply(state).values()), seal=self.seal)

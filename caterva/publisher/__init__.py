@@ -33,6 +33,8 @@ def run(
     statedir: str | os.PathLike | None = None,
     pub_id: str | None = None,
     security=None,
+    poll: bool | None = None,
+    open_files: int | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; bad input raises a CatervaError before anything starts.
     ``security`` (caterva.service.security.Security): service tokens to require, HTTPS."""
@@ -45,7 +47,7 @@ def run(
 
     security = security or Security()
     settings = Settings.build(name=name, directory=directory, broker=broker, statedir=statedir,
-                              url="", pub_id=pub_id)
+                              url="", pub_id=pub_id, poll=poll, open_files=open_files)
     Store.open(settings.statedir).close()  # a locked or too-new state fails here, clearly
     sock = runner.bind(*listen_address("publisher_http", http))
     app = create_app(replace(settings, url=advertised_url(sock, security.scheme)))

@@ -30,6 +30,7 @@ from caterva.service.http import (
     body_doc,
     responses,
 )
+from caterva.publisher import versions
 from caterva.publisher.catalog import Catalog, Entry
 from caterva.publisher.stats import Stats
 from caterva.publisher.store import StatKey
@@ -69,10 +70,14 @@ DatasetPath = Annotated[str, PathParam(description="Dataset path inside the root
     "/roots/{root}/manifest",
     summary="Root manifest",
     description="Every dataset of the root with its etag, layout and chunk digests. Send "
-    "`If-None-Match` with the last ETag to get 304 when nothing changed.",
+    "`If-None-Match` with the last ETag to get 304 when nothing changed. With `since=ETAG`, "
+    "only what changed since that manifest (a ManifestDelta: changed datasets, removed paths, "
+    "the current seal) while the source still knows it, else the full manifest. Gzipped "
+    "when `Accept-Encoding` allows.",
     response_class=Response,
     responses={
-        200: {"content": JSON_BODY, "description": "The manifest; its etag is in `ETag`."},
+        200: {"content": JSON_BODY, "description": "The manifest or the delta; the etag of "
+              "the manifest it gives is in `ETag`."},
         304: {"description": "Unchanged since the ETag in `If-None-Match`."},
         **responses(400, 404),
     },
@@ -82,12 +87,20 @@ def manifest(
     catalog: CatalogDep,
     stats: StatsDep,
     if_none_match: Annotated[str | None, Header()] = None,
+    accept_encoding: Annotated[str | None, Header()] = None,
+    since: Annotated[str | None, Query(description="The manifest etag the client holds.")] = None,
 ) -> Response:
     stats.endpoint("manifest")
-    etag, body = catalog.manifest_body()
-    headers = {"ETag": f'"{etag}"'}
+    since = versions.check_etag(since) if since is not None else None
+    etag = catalog.manifest.etag
+    headers = {"ETag": f'"{etag}"', "Vary": "Accept-Encoding"}
     if if_none_match and rest.etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
+    gzip = versions.accepts_gzip(accept_encoding)
+    etag, body = catalog.manifest_body(since, gzip)
+    headers["ETag"] = f'"{etag}"'
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
     return Response(body, media_type="application/json", headers=headers)
 
 

@@ -4,7 +4,8 @@ state (catalog, announcer, stats), nothing in module globals.
     startup:  state store -> signing key -> catalog from last announced state -> first scan
               (changes made while we were down; none on a first start) -> MQTT bus
               (connects in the background) -> watcher -> ready
-    running:  watcher: scan when inotify says DIR changed, and every scan_interval anyway
+    running:  watcher: look at the paths inotify names, a full scan every rescan_interval
+              (or every scan_interval with --poll, or where inotify fails)
               -> change events + re-announcement
     shutdown: watcher stops -> offline status -> bus disconnects -> store closes
 """
@@ -16,6 +17,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -48,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
                 settings.name, settings.directory, settings.statedir / "frames",
                 known=await asyncio.to_thread(store.load),
                 frame_chunksize=settings.frame_chunksize, sealer=sealer,
+                open_files=settings.open_files,
             )
             first = await asyncio.to_thread(catalog.scan)
             log.info("root %s is signed with key %s", settings.name, sealer.key)
@@ -61,9 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
             else:  # what changed while we were down; queued until the broker is there
                 await announcer.changed(first)
             await announcer.start()
-            changes.start()
+            watching = not settings.poll and changes.start()
             watcher = asyncio.create_task(
-                watch(catalog, announcer, settings.scan_interval, changes.wait))
+                watch(catalog, announcer, settings, changes if watching else None))
             ready("publisher", settings.url)
             yield {"settings": settings, "catalog": catalog, "announcer": announcer,
                    "stats": Stats()}
@@ -88,16 +91,31 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def watch(catalog: Catalog, announcer: Announcer, interval: float, wait=None) -> None:
-    """Scan DIR when ``wait(interval)`` returns (a change, or time is up); every scan that finds
-    changes turns into events and a re-announcement."""
-    wait = wait or asyncio.sleep
+async def watch(catalog: Catalog, announcer: Announcer, settings: Settings,
+                changes: Changes | None) -> None:
+    """Look at what ``changes`` names as it happens, and at everything every rescan_interval;
+    without ``changes`` (polling), at everything every scan_interval. What a look finds turns
+    into change events and a re-announcement."""
+    loop = asyncio.get_running_loop()
+    full_at = loop.time() + settings.rescan_interval
     while True:
-        await wait(interval)
+        if changes is not None and not changes.complete:
+            changes = None  # a directory could not be watched: poll everything
+        if changes is None:
+            await asyncio.sleep(settings.scan_interval)
+            paths = None
+        else:
+            paths = await changes.wait(max(0.0, full_at - loop.time()))
+            if paths is not None and not paths and loop.time() < full_at:
+                continue
+        if paths is None or loop.time() >= full_at:
+            look, full_at = catalog.scan, loop.time() + settings.rescan_interval
+        else:
+            look = partial(catalog.refresh, paths)
         try:
-            result = await asyncio.to_thread(catalog.scan)
+            result = await asyncio.to_thread(look)
             await announcer.changed(result)
         except asyncio.CancelledError:
             raise
-        except Exception:  # one failed scan must not end watching
+        except Exception:  # one failed look must not end watching
             log.exception("scanning %s failed", catalog.name)

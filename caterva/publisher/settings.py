@@ -26,7 +26,10 @@ class Settings:
     statedir: Path  # this root's own state: <statedir>/<name>
     broker: str
     url: str  # the REST URL announced to subscribers
-    scan_interval: float = config.DEFAULTS["scan_interval"]
+    scan_interval: float = config.DEFAULTS["scan_interval"]  # with poll: between full scans
+    rescan_interval: float = config.DEFAULTS["rescan_interval"]  # watching: the safety net
+    poll: bool = False  # no filesystem events (NFS): scan every scan_interval
+    open_files: int = config.DEFAULTS["open_files"]  # containers kept open (openfiles.py)
     frame_chunksize: int = FRAME_CHUNKSIZE
     pub_id: str | None = None  # None: the one the state store generated once
 
@@ -40,6 +43,9 @@ class Settings:
         broker: str | None = None,
         statedir: str | os.PathLike | None = None,
         scan_interval: float | None = None,
+        rescan_interval: float | None = None,
+        poll: bool | None = None,
+        open_files: int | None = None,
         frame_chunksize: int = FRAME_CHUNKSIZE,
         pub_id: str | None = None,
     ) -> Settings:
@@ -50,8 +56,13 @@ class Settings:
         if not path.is_dir():
             raise BadRequest(f"{os.fspath(directory)!r} is not a directory")
         interval = float(config.setting("scan_interval", scan_interval))
-        if interval <= 0:
-            raise BadRequest(f"scan_interval must be positive, not {interval}")
+        rescan = float(config.setting("rescan_interval", rescan_interval))
+        for what, value in (("scan_interval", interval), ("rescan_interval", rescan)):
+            if not value > 0:
+                raise BadRequest(f"{what} must be positive, not {value}")
+        opened = int(config.setting("open_files", open_files))
+        if opened < 1:
+            raise BadRequest(f"open_files must be at least 1, not {opened}")
         broker_url = config.setting("broker", broker)
         # a malformed URL is a usage error now, not a retry loop later
         username = BrokerURL.checked(broker_url).username
@@ -70,6 +81,9 @@ class Settings:
             broker=broker_url,
             url=url,
             scan_interval=interval,
+            rescan_interval=rescan,
+            poll=bool(config.setting("poll", poll)),
+            open_files=opened,
             frame_chunksize=frame_chunksize,
             pub_id=pub_id,
         )

@@ -86,9 +86,9 @@ def make_array(path, rows=40):
     blosc2.asarray(data, chunks=(10, 40), blocks=(5, 20), urlpath=str(path), mode="w")
 
 
-def start(spawn, broker, root, state):
+def start(spawn, broker, root, state, *extra):
     return spawn("pub", ROOT, str(root), "--http", "127.0.0.1:0", "--broker", broker,
-                 "--statedir", str(state))
+                 "--statedir", str(state), *extra)
 
 
 def rest_get(url, path):
@@ -142,12 +142,13 @@ def test_retained_announcement_discover_and_will(spawn, broker, listeners, tmp_p
     assert will.url == pub.url
 
 
-def test_change_events_list_exactly_the_changed_chunks(spawn, broker, listeners, tmp_path):
+@pytest.mark.parametrize("how", [[], ["--poll"]], ids=["watching", "polling"])
+def test_change_events_list_exactly_the_changed_chunks(spawn, broker, listeners, tmp_path, how):
     root = tmp_path / "root"
     root.mkdir()
     make_array(root / "a.b2nd")
     make_array(root / "gone.b2nd")
-    pub = start(spawn, broker, root, tmp_path / "state")
+    pub = start(spawn, broker, root, tmp_path / "state", *how)
     pub_id = rest_get(pub.url, "/v1/health")["pub_id"]
     changes, root_topic = topics.changes(pub_id, ROOT), topics.root(pub_id, ROOT)
     events = listeners(broker, changes, root_topic, topics.status(pub_id))

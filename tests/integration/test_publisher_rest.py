@@ -7,6 +7,7 @@ that a broker that is down does not keep the REST API from serving.
 from __future__ import annotations
 
 import os
+import time
 
 import blosc2
 import httpx
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from caterva.protocol import rest
-from caterva.protocol.metadata import chunk_digest
+from caterva.protocol.metadata import Manifest, ManifestDelta, chunk_digest
+from caterva.protocol.seal import verify_manifest
 from tests.conftest import free_port
 
 ROOT = "demo"
@@ -139,6 +141,45 @@ def test_manifest_etag_and_not_modified(publisher):
     assert client.get("/v1/stats").json()["not_modified"] == 1
 
 
+def test_manifest_gzipped_and_as_a_delta_since_an_etag(publisher):
+    """A delta applied to the manifest it starts from gives the current one, deletions and
+    renames included, and carries the seal that covers it; an etag the publisher does not
+    know gets the full manifest."""
+    client, root = publisher
+    plain = client.get(rest.manifest(ROOT), headers={"Accept-Encoding": "identity"})
+    zipped = client.get(rest.manifest(ROOT), headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < len(plain.content)
+    assert zipped.content == plain.content  # httpx decoded it
+    old = Manifest.from_bytes(plain.content)
+
+    (root / "a.b2nd").unlink()
+    os.rename(root / "sub" / "s.b2frame", root / "sub" / "renamed.b2frame")
+    (root / "new.txt").write_text("new")
+    deadline = time.monotonic() + 10
+    while (new := Manifest.from_bytes(client.get(rest.manifest(ROOT)).content)).by_path().keys() \
+            != {"notes.txt", "sub/renamed.b2frame", "new.txt"}:  # events, a few ms apart
+        assert time.monotonic() < deadline, new.by_path().keys()
+        time.sleep(0.05)
+
+    for encoding in ("identity", "gzip"):
+        response = client.get(rest.manifest(ROOT), params={"since": old.etag},
+                              headers={"Accept-Encoding": encoding})
+        assert response.headers["etag"] == f'"{new.etag}"'
+        delta = ManifestDelta.from_bytes(response.content)
+        assert (delta.since, delta.etag, delta.removed) == (old.etag, new.etag, ["a.b2nd",
+                                                                                 "sub/s.b2frame"])
+        assert sorted(d.path for d in delta.datasets) == ["new.txt", "sub/renamed.b2frame"]
+        rebuilt = delta.manifest(old.by_path())
+        assert rebuilt.etag == new.etag and rebuilt.by_path() == new.by_path()
+        assert verify_manifest(rebuilt) == new.seal
+    for since in ("0" * 32, f'"{old.etag}"'):  # unknown: the full manifest; quotes are fine
+        body = client.get(rest.manifest(ROOT), params={"since": since}).json()
+        assert ("since" in body) == (since != "0" * 32)
+    assert client.get(rest.manifest(ROOT), params={"since": new.etag}).json()["datasets"] == []
+
+
 def test_bad_input_gets_json_4xx_and_never_a_server_path(publisher, tmp_path):
     client, root = publisher
     secret = tmp_path / "secret.txt"
@@ -165,6 +206,8 @@ def test_bad_input_gets_json_4xx_and_never_a_server_path(publisher, tmp_path):
         (rest.chunks(ROOT, "a.b2nd") + "?i=", 400, "bad_request"),
         (rest.chunks(ROOT, "a.b2nd") + "?i=0-99999", 400, "bad_request"),
         (rest.chunks(ROOT, "a.b2nd"), 400, "bad_request"),  # no list at all
+        (m + "?since=not-an-etag", 400, "bad_request"),
+        (m + "?since=" + "A" * 32, 400, "bad_request"),
         ("/v1/nothing/here", 404, "not_found"),
         ("/", 404, "not_found"),
     ]

@@ -1,0 +1,96 @@
+"""Which files under DIR a publisher serves, found by a walk of DIR or of one path in it.
+
+Served: regular files (or links to one inside DIR) with a valid name. Not served: hidden names
+and directories, names writers use while a file is incomplete (TEMP_SUFFIXES), links out of
+DIR, what is inside a linked directory, and the publisher's own state directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from stat import S_ISREG
+
+from caterva.errors import CatervaError
+from caterva.protocol.names import check_path
+
+# names writers commonly use while a file is incomplete; hidden names are skipped too
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".swp", "~")
+
+Found = tuple[str, str, os.stat_result, bool]  # (path in the root, file, stat, is a link)
+
+
+class Tree:
+    def __init__(self, directory: Path, statedir: Path) -> None:
+        self.directory = directory.resolve()
+        self.top = str(self.directory)
+        self.statedir = str(statedir.resolve())
+
+    def inside(self, resolved: Path) -> bool:
+        return resolved != self.directory and resolved.is_relative_to(self.directory)
+
+    def walk(self, folder: str = "") -> Iterator[Found]:
+        """Every servable file under ``folder`` (a path in the root; "" for all of it), in a
+        stable order. os.scandir and plain strings: pathlib objects per file made a walk
+        cost ~20 ms per 1,000 files."""
+        top = os.path.join(self.top, folder) if folder else self.top
+        if folder and not self.enterable(folder):
+            return
+        yield from self._walk(top, folder + "/" if folder else "")
+
+    def _walk(self, top: str, prefix: str) -> Iterator[Found]:
+        try:
+            with os.scandir(top) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return  # gone since listed, or unreadable
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():  # follows a link, but a linked directory is not entered
+                    if not entry.is_symlink() and entry.path != self.statedir:
+                        subdirs.append(entry)
+                    continue
+                if name.endswith(TEMP_SUFFIXES):
+                    continue
+                path = check_path(prefix + name)
+                st = entry.stat()  # follows symlinks: what a reader would get
+                if entry.is_symlink() and not self.inside(Path(entry.path).resolve()):
+                    continue  # a link out of the root is never served
+            except (CatervaError, OSError):
+                continue  # an unusable name, or gone since listed
+            if S_ISREG(st.st_mode):
+                yield path, entry.path, st, entry.is_symlink()
+        for entry in subdirs:
+            yield from self._walk(entry.path, f"{prefix}{entry.name}/")
+
+    def enterable(self, folder: str) -> bool:
+        """Whether a walk of DIR would enter ``folder``: a real directory (no link on the way),
+        nothing hidden, not the state directory."""
+        source = os.path.join(self.top, folder)
+        return (not any(p.startswith(".") for p in folder.split("/"))
+                and not (source + os.sep).startswith(self.statedir + os.sep)
+                and os.path.realpath(source) == source
+                and os.path.isdir(source))
+
+    def file(self, path: str) -> Found | None:
+        """``path`` as a walk would find it, or None if a walk would not serve it."""
+        folder, _, name = path.rpartition("/")
+        if name.startswith(".") or name.endswith(TEMP_SUFFIXES):
+            return None
+        if folder and not self.enterable(folder):
+            return None
+        source = os.path.join(self.top, path)
+        try:
+            check_path(path)
+            st = os.stat(source)
+            link = os.path.islink(source)
+            if link and not self.inside(Path(source).resolve()):
+                return None
+        except (CatervaError, OSError):
+            return None
+        return (path, source, st, link) if S_ISREG(st.st_mode) else None
