@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from caterva.errors import UntrustedSource
@@ -86,10 +87,12 @@ def sign(private, *, root: str, origin: str, version: int, manifest_etag: str) -
     return Seal(**{**unsigned.__dict__, "signature": signature.rstrip("=")})
 
 
-def verify_manifest(manifest) -> Seal:
+def verify_manifest(manifest, known: Mapping[str, object] | None = None) -> Seal:
     """The seal of ``manifest`` (a Manifest), after checking that it is signed, that it seals
-    this very content (every etag recomputed from what was received) and that the signature
-    holds. Which key it must be is for the caller to decide."""
+    this very content (every etag recomputed from what was received, but for the datasets of
+    ``known`` (path -> DatasetInfo verified before) it holds as they were) and that the
+    signature holds. Which key it must be is for the caller to decide."""
+    known = known or {}
     seal = manifest.seal
     if seal is None:
         raise UntrustedSource(f"the manifest of root {manifest.root!r} is not signed")
@@ -97,7 +100,7 @@ def verify_manifest(manifest) -> Seal:
         raise UntrustedSource(f"a manifest of root {manifest.root!r} carries the seal of "
                               f"root {seal.root!r}")
     for info in manifest.datasets:
-        if info.content_etag() != info.etag:
+        if known.get(info.path) is not info and info.content_etag() != info.etag:
             raise UntrustedSource(f"{manifest.root}/{info.path}: its etag does not match "
                                   "its content")
     etag = manifest.content_etag()

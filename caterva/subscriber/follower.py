@@ -37,7 +37,7 @@ from caterva.errors import (
     UntrustedSource,
 )
 from caterva.protocol.messages import Change
-from caterva.protocol.metadata import DatasetInfo, Manifest
+from caterva.protocol.metadata import Manifest, ManifestDelta
 from caterva.protocol.names import check_path
 from caterva.protocol.seal import Seal, verify_manifest
 from caterva.subscriber.cache import Cache
@@ -157,10 +157,17 @@ class Follower:
         while offer := next(iter(self.directory.candidates(root, tried)), None):
             tried.add(offer.pub_id)
             try:
-                manifest = await Source(self.client, offer.url).manifest(root, etag)
+                got = await Source(self.client, offer.url).manifest(root, etag)
                 self.directory.answered(offer, True)
+                manifest, known = got, {}
+                if isinstance(got, ManifestDelta):  # what changed since etag: apply it to ours
+                    if got.since != etag:
+                        raise UntrustedSource(f"a delta of {root!r} from another version")
+                    known = {p: ds.info for p, ds in self.datasets[root].items()}
+                    manifest = got.manifest(known)
                 if manifest is not None:
-                    self._accept(root, await asyncio.to_thread(verify_manifest, manifest))
+                    seal = await asyncio.to_thread(verify_manifest, manifest, known)
+                    self._accept(root, seal)
                 return offer, manifest
             except KeyChanged as exc:  # not its fault alone: the admin may trust the key
                 error = exc
@@ -198,37 +205,29 @@ class Follower:
         changed chunks, etag) per dataset that changed (chunks None: all of them)."""
         fresh = manifest.by_path()
         changes: list[tuple[str, str, list[int] | None, str | None]] = []
+        held = self.datasets[root]
         with self.state.transaction():
-            for path in [p for p in self.datasets[root] if p not in fresh]:
-                self._delete(root, path)
+            for path in [p for p in held if p not in fresh]:
+                ds = held.pop(path)
+                self.cache.drop(ds)
+                self.state.delete_dataset(ds.id)
                 changes.append(("delete", path, None, None))
-            for info in manifest.datasets:
-                known = self.datasets[root].get(info.path)
-                if known is not None and known.info.etag == info.etag:
-                    continue
-                chunks = self._apply(root, info)
-                changes.append(("update" if known else "create", info.path, chunks, info.etag))
+            new = [info for info in manifest.datasets
+                   if (known := held.get(info.path)) is None or known.info.etag != info.etag]
+            ids = self.state.put_datasets(root, new)  # one statement, not one per dataset
+            for info in new:
+                old = held.get(info.path)
+                held[info.path] = Dataset(ids[info.path], root, info)
+                chunks = None
+                if old is not None:
+                    chunks = old.info.changed_chunks(info)
+                    self.cache.drop(old, chunks)
+                changes.append(("update" if old else "create", info.path, chunks, info.etag))
             self.state.set_synced(root, manifest.etag, manifest.seal)
         self.etags[root] = manifest.etag
         self.seals[root] = manifest.seal
         self._manifests.pop(root, None)
         return changes
-
-    def _apply(self, root: str, info: DatasetInfo) -> list[int] | None:
-        """Record a dataset's new version; drop the chunks it invalidates. Returns those."""
-        ds = self.datasets[root].get(info.path)
-        ds_id = self.state.put_dataset(root, info)
-        self.datasets[root][info.path] = Dataset(ds_id, root, info)
-        if ds is None:
-            return None
-        changed = ds.info.changed_chunks(info)
-        self.cache.drop(ds, changed)
-        return changed
-
-    def _delete(self, root: str, path: str) -> None:
-        ds = self.datasets[root].pop(path)
-        self.cache.drop(ds)
-        self.state.delete_dataset(ds.id)
 
     # --- hints: change events and announcements --------------------------------------------
 

@@ -145,15 +145,24 @@ class State:
         ]
 
     def put_dataset(self, root: str, info: DatasetInfo) -> int:
-        body = info.to_bytes().decode()
-        self.db.execute(
-            "INSERT INTO datasets (root, path, info) VALUES (?, ?, ?) "
-            "ON CONFLICT (root, path) DO UPDATE SET info=excluded.info",
-            (root, info.path, body),
-        )
-        return self.db.execute(
-            "SELECT id FROM datasets WHERE root=? AND path=?", (root, info.path)
-        ).fetchone()[0]
+        return self.put_datasets(root, [info])[info.path]
+
+    def put_datasets(self, root: str, infos: list[DatasetInfo]) -> dict[str, int]:
+        """Record new versions of datasets in one statement; path -> dataset id of each (an
+        id stays with its path across versions)."""
+        if not infos:
+            return {}
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO datasets (root, path, info) VALUES (?, ?, ?) "
+                "ON CONFLICT (root, path) DO UPDATE SET info=excluded.info",
+                [(root, info.path, info.to_bytes().decode()) for info in infos])
+            if len(infos) == 1:
+                rows = self.db.execute("SELECT path, id FROM datasets WHERE root=? AND path=?",
+                                       (root, infos[0].path))
+            else:
+                rows = self.db.execute("SELECT path, id FROM datasets WHERE root=?", (root,))
+            return dict(rows)
 
     def delete_dataset(self, dataset: int) -> None:
         self.db.execute("DELETE FROM datasets WHERE id=?", (dataset,))

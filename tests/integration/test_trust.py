@@ -275,3 +275,33 @@ def test_a_forged_delete_event_hides_nothing(spawn, tmp_path, broker):
     assert [e for e in seen if e.get("path") == "grid.b2nd"] == []
     assert http.get("/roots/demo/info/grid.b2nd").status_code == 200
     assert np.array_equal(read_grid(sub.url), GRID)
+
+
+def test_resyncs_by_delta_end_where_a_full_manifest_does(spawn, tmp_path, broker):
+    """The subscriber asks for what changed since its manifest (a signed delta, gzipped) and,
+    applying it, holds exactly the publisher's manifest: creates, updates, deletes, renames."""
+    data = tiny_root(tmp_path / "data")
+    pub = spawn("pub", "demo", str(data), "--broker", broker, "--http", "127.0.0.1:0",
+                "--statedir", str(tmp_path / "pub"), "--access-log")
+    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0",
+                "--statedir", str(tmp_path / "sub"))
+    http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
+    wait_until(lambda: http.get("/roots").json()["roots"])
+    assert http.put("/roots/demo/follow").status_code == 200
+    events = event_stream(sub.url)
+    blosc2.asarray(np.arange(7.0), urlpath=str(data / "a.b2nd"), mode="w")
+    next_event(events, "create", path="a.b2nd", timeout=10)
+    blosc2.asarray(np.arange(9.0), urlpath=str(data / "a.b2nd"), mode="w")
+    next_event(events, "update", path="a.b2nd", timeout=10)
+    (data / "notes.txt").rename(data / "renamed.txt")
+    next_event(events, "create", path="renamed.txt", timeout=10)
+    (data / "a.b2nd").unlink()
+    next_event(events, "delete", path="a.b2nd", timeout=10)
+
+    full = Manifest.from_bytes(httpx.get(f"{pub.url}{rest.manifest('demo')}").content)
+    held = Manifest.from_bytes(http.get("/roots/demo/manifest").content)
+    assert {d.path: d.etag for d in held.datasets} == {d.path: d.etag for d in full.datasets}
+    assert held.etag == full.etag and held.seal == full.seal
+    assert "manifest?since=" in logged(pub)  # each resync asked for a delta
+    delta = httpx.get(f"{pub.url}{rest.manifest('demo')}", params={"since": held.etag})
+    assert delta.json()["since"] == held.etag and delta.json()["datasets"] == []
