@@ -169,13 +169,13 @@ async def data(
     dtype = dtype_from_json(ds.info.dtype)
     if field is not None:
         if field not in (dtype.names or ()):
-            raise BadSelection(f"{path} has no field {field!r}")
+            raise BadSelection(f"{root}/{path} has no field {field!r}")
         dtype = dtype.fields[field][0]
     # the answer is decoded here, in memory: bounded, whatever the dataset's size
     nbytes = math.prod(selection.result_shape(key)) * dtype.itemsize
     if nbytes > rest.NPY_MAX:
         raise BadSelection(
-            f"{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a subscriber "
+            f"{root}/{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a subscriber "
             "decodes into one answer: select less, read it as chunks (the Python client's "
             "default) or download the dataset")
     needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
