@@ -24,12 +24,12 @@ from caterva.protocol.names import check_root
 from caterva.service.http import (
     ChunkLists,
     ChunkListsBody,
-    RangeFileResponse,
     batch_indices,
     batch_of_many,
     body_doc,
     responses,
 )
+from caterva.service.ranges import RangeFileResponse
 from caterva.publisher.catalog import Catalog, Entry
 from caterva.publisher.stats import Stats
 from caterva.publisher.store import StatKey

@@ -3,7 +3,7 @@
     CatervaError             -> its own status and code
     request validation       -> 400 bad_request
     unknown route / method   -> 404 not_found / 405 method_not_allowed
-    bad or unsatisfiable Range on a file -> 400 bad_request / 416 range_not_satisfiable
+    bad or unsatisfiable Range on a file -> 400 / 416 (caterva.service.ranges)
     anything unexpected      -> 500 internal_error, with no detail (it could name server paths)
 
 Every caterva HTTP service (publisher, subscriber) installs these: one place for the rule.
@@ -19,7 +19,6 @@ service itself, not a CDN: caterva runs on LANs, often without internet.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -30,7 +29,6 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.types import Message, Receive, Scope, Send
 
 from caterva import config
 from caterva.errors import BadRequest, BodyTooLarge, CatervaError, ChunkOutOfRange
@@ -251,47 +249,3 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "The dataset is being rewritten; retry shortly.",
     }
     return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
-
-
-class RangeFileResponse(FileResponse):
-    """A FileResponse (streamed, Range-aware) whose Range errors are caterva JSON too.
-
-    Starlette answers a malformed or unsatisfiable Range with a plain-text 400/416; we keep
-    its parsing and swap that body, so the rule "errors are JSON" holds on every path.
-
-    ``unchanged()`` is asked after each piece is read, before it is sent: when the file has
-    changed since the response began, the rest is not sent and the connection is closed, so a
-    reader gets a short, failed response, never a whole one that mixes two versions.
-    """
-
-    unchanged: Callable[[], bool] | None = None  # set on an instance (FastAPI inspects __init__)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        replaced = cut = False
-
-        async def json_errors(message: Message) -> None:
-            nonlocal replaced, cut
-            if message["type"] == "http.response.body" and self.unchanged and (
-                    cut or not self.unchanged()):
-                if not cut:
-                    log.info("%s changed while being sent: response cut", self.path)
-                cut = True
-                return
-            if message["type"] == "http.response.start" and message["status"] in (400, 416):
-                replaced = True
-                status = message["status"]
-                body = json.dumps(
-                    error_body("range_not_satisfiable", "the requested range is not satisfiable")
-                    if status == 416
-                    else error_body("bad_request", "malformed Range header")
-                ).encode()
-                keep = [(k, v) for k, v in message["headers"] if k.lower() == b"content-range"]
-                headers = [*keep, (b"content-type", b"application/json"),
-                           (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-            if not replaced:
-                await send(message)
-
-        await super().__call__(scope, receive, json_errors)

@@ -9,31 +9,26 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
 
 from caterva.subscriber.cache import Cache, Wanted
 from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
-from caterva.subscriber.state import Dataset
 from caterva.service.auth import may_read, readable, require_every, require_grant
 from caterva.service.http import (
     ChunkLists,
     ChunkListsBody,
-    RangeFileResponse,
     batch_indices,
     batch_of_many,
     body_doc,
     responses,
     frames_to_the_end,
 )
+from caterva.subscriber.files import file_response
 from caterva.subscriber.follower import Follower
 
 router = APIRouter(prefix=rest.API)
@@ -175,9 +170,9 @@ async def data(
     nbytes = math.prod(selection.result_shape(key)) * dtype.itemsize
     if nbytes > rest.NPY_MAX:
         raise BadSelection(
-            f"{root}/{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a subscriber "
-            "decodes into one answer: select less, read it as chunks (the Python client's "
-            "default) or download the dataset")
+            f"{root}/{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a "
+            "subscriber decodes into one answer: select less, read it as chunks (the Python "
+            "client's default) or download the dataset")
     needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
     chunks = await follower.chunks(ds, needed)  # in memory now: eviction cannot touch them
     array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
@@ -288,12 +283,6 @@ async def _stream_frames(follower: Follower, wanted: Wanted) -> StreamingRespons
     return StreamingResponse(frames_to_the_end(frames()), media_type=rest.BATCH_TYPE)
 
 
-def _windows(ds: Dataset) -> list[list[int]]:
-    """All chunk indices of ``ds``, cut as a batch stream cuts them (about WINDOW_BYTES each)."""
-    whole = [(ds, list(range(ds.info.nchunks)))]
-    return [parts[0][1] for parts, _ in rest.pieces(whole, WINDOW_BYTES)]
-
-
 def _start(coro) -> asyncio.Task:
     """A task whose failure is not reported as never retrieved when it is cancelled unread."""
     task = asyncio.ensure_future(coro)
@@ -306,54 +295,8 @@ def _start(coro) -> asyncio.Task:
     summary="The whole dataset as a file: a Blosc2 file, or a plain file's original bytes",
     response_class=Response,
 )
-async def file(root: Root, path: str, request: Request, follower: FollowerDep) -> Response:
-    ds = follower.dataset(root, path)
-    name = os.path.basename(ds.path)
-    if ds.info.kind == "file" and "range" not in request.headers:
-        return await _plain_file(follower, ds, name)  # streamed; a Range needs the file below
-    tmpdir: Path = request.state.tmp
-    fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=Path(name).suffix)
-    os.close(fd)
-    try:
-        await _write(follower, ds, tmp)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return RangeFileResponse(tmp, filename=name, background=BackgroundTask(os.unlink, tmp))
-
-
-async def _write(follower: Follower, ds: Dataset, dest: str) -> None:
-    from caterva.protocol.layout import FileWriter
-
-    writer = FileWriter(ds.info, dest)
-    try:
-        for part in _windows(ds):
-            got = await follower.chunks(ds, part)
-            await asyncio.to_thread(lambda: [writer.add(got[n]) for n in part])
-    finally:
-        await asyncio.to_thread(writer.close)
-
-
-async def _plain_file(follower: Follower, ds: Dataset, name: str) -> StreamingResponse:
-    import blosc2
-
-    windows = _windows(ds)
-    first = await follower.chunks(ds, windows[0]) if windows else {}  # errors before headers
-
-    async def body():
-        for k, part in enumerate(windows):
-            got = first if k == 0 else await follower.chunks(ds, part)
-            for n in part:
-                yield await asyncio.to_thread(blosc2.decompress, got.pop(n))
-
-    return StreamingResponse(
-        body(),
-        media_type="application/octet-stream",
-        headers={
-            "Content-Length": str(ds.info.size),
-            "Content-Disposition": f'attachment; filename="{name}"',
-        },
-    )
+async def file(root: Root, path: str, follower: FollowerDep, cache: CacheDep) -> Response:
+    return await file_response(follower, cache, follower.dataset(root, path))
 
 
 @router.get("/events", summary="Change events of followed roots, as they happen (NDJSON)")

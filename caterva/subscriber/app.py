@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import shutil
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -42,9 +41,6 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         statedir = settings.statedir
-        tmp = statedir / "tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         state = State(statedir / "state.db")
         cache = Cache(state, statedir / "chunks", settings.cache_size)
         cache.reconcile()
@@ -123,7 +119,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
         )
         runner.ready("subscriber", url)
         try:
-            yield {"follower": follower, "cache": cache, "tmp": tmp, "bus": buses[0],
+            yield {"follower": follower, "cache": cache, "bus": buses[0],
                    "mirror": mirror}
         finally:
             # together: with its broker away, each waits up to a second for paho's thread
