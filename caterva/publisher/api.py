@@ -22,14 +22,18 @@ from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoo
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
 from caterva.service.http import (
+    BATCH,
+    BYTES,
+    JSON_OBJECT,
     ChunkLists,
     ChunkListsBody,
     batch_indices,
     batch_of_many,
     body_doc,
+    header,
     responses,
 )
-from caterva.service.ranges import RangeFileResponse
+from caterva.service.ranges import RANGE_HEADERS, RangeFileResponse
 from caterva.publisher.catalog import Catalog, Entry
 from caterva.publisher.stats import Stats
 from caterva.publisher.store import StatKey
@@ -40,8 +44,7 @@ GROUP_BYTES = 4 << 20  # compressed bytes of a batch read in one thread hop, and
 
 router = APIRouter(prefix=rest.API)
 
-JSON_BODY = {"application/json": {}}
-BYTES_BODY = {"application/octet-stream": {}}
+ETAG = {"ETag": header("The manifest's etag, quoted.")}
 
 
 async def _catalog(request: Request) -> Catalog:
@@ -72,8 +75,8 @@ DatasetPath = Annotated[str, PathParam(description="Dataset path inside the root
     "`If-None-Match` with the last ETag to get 304 when nothing changed.",
     response_class=Response,
     responses={
-        200: {"content": JSON_BODY, "description": "The manifest; its etag is in `ETag`."},
-        304: {"description": "Unchanged since the ETag in `If-None-Match`."},
+        200: {"content": JSON_OBJECT, "description": "The manifest.", "headers": ETAG},
+        304: {"description": "Unchanged since the ETag in `If-None-Match`.", "headers": ETAG},
         **responses(400, 404),
     },
 )
@@ -97,7 +100,9 @@ def manifest(
     description="Shape, dtype, chunks, blocks, cparams, vlmeta, nchunks and chunk digests.",
     response_class=Response,
     responses={
-        200: {"content": JSON_BODY, "description": "The DatasetInfo."}, **responses(400, 404),
+        200: {"content": JSON_OBJECT, "description": "The DatasetInfo.",
+              "headers": {"ETag": header("The dataset's etag, quoted.")}},
+        **responses(400, 404),
     },
 )
 def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
@@ -114,7 +119,8 @@ def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) ->
     f"these bytes is in `{rest.DIGEST_HEADER}`.",
     response_class=Response,
     responses={
-        200: {"content": BYTES_BODY, "description": "The compressed chunk."},
+        200: {"content": BYTES, "description": "The compressed chunk.",
+              "headers": {rest.DIGEST_HEADER: header("The chunk's digest.")}},
         **responses(400, 404, 503),
     },
 )
@@ -139,7 +145,7 @@ def chunk(
     "header `<u32 index><u64 length><16-byte digest>` followed by the chunk as stored.",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
+        200: {"content": BATCH, "description": "The batch frames."},
         **responses(400, 404),
     },
 )
@@ -163,7 +169,7 @@ def chunks(
     f"datasets instead of one each. At most {rest.MAX_BATCH} chunks in all.",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
+        200: {"content": BATCH, "description": "The batch frames."},
         **responses(400, 404, 413),
     },
     openapi_extra=body_doc(ChunkLists),
@@ -209,10 +215,13 @@ def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingRes
     "streamed. Supports `Range` (206, 416) and `If-Range`.",
     response_class=RangeFileResponse,
     responses={
-        200: {"content": BYTES_BODY, "description": "The whole file."},
-        206: {"content": BYTES_BODY, "description": "The requested byte range(s)."},
+        200: {"content": BYTES, "description": "The whole file."},
+        206: {"content": {**BYTES, "multipart/byteranges": {}},
+              "description": "The requested byte range(s).",
+              "headers": {"Content-Range": header("The range sent, when one.", False)}},
         **responses(400, 404, 416, 503),
     },
+    openapi_extra=RANGE_HEADERS,
 )
 def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
     stats.endpoint("file")

@@ -24,6 +24,13 @@ from caterva.errors import CatervaError
 
 log = logging.getLogger("caterva.http")
 
+# the request headers a /file route reads itself (FastAPI cannot see them), for its OpenAPI
+RANGE_HEADERS = {"parameters": [
+    {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "`bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-COUNT`."},
+    {"name": "If-Range", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "Honour `Range` only while the file's ETag is this one."},
+]}
 MALFORMED = {"error": {"code": "bad_request", "message": "malformed Range header"}}
 BEYOND = {"error": {"code": "range_not_satisfiable",
                     "message": "the requested range is not satisfiable"}}
