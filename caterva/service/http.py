@@ -302,6 +302,8 @@ def _error_doc(status: int) -> dict[str, Any]:
 def also_answer(app: FastAPI, status: int, where: Callable[[str], bool]) -> None:
     """Document ``status`` on every route whose path ``where`` accepts: what an app-wide
     layer (a login check) answers, which no route declares."""
+    if not hasattr(app.state, "layer_errors"):
+        app.state.layer_errors = []
     app.state.layer_errors.append((status, where))
 
 
@@ -309,7 +311,6 @@ def _document(app: FastAPI) -> None:
     """FastAPI's OpenAPI, told what FastAPI cannot know: a request it cannot validate is 400
     bad_request here (json_body, _validation_error), never 422; and the statuses of app-wide
     layers (also_answer)."""
-    app.state.layer_errors = []
     make = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -321,7 +322,7 @@ def _document(app: FastAPI) -> None:
                 answers = operation["responses"]
                 if answers.pop("422", None) is not None:
                     answers.setdefault("400", _error_doc(400))
-                for status, where in app.state.layer_errors:
+                for status, where in getattr(app.state, "layer_errors", ()):
                     if where(path):
                         answers.setdefault(str(status), _error_doc(status))
         defined = schema.get("components", {}).get("schemas", {})
