@@ -144,22 +144,20 @@ class FileWriter:
     (nothing is recompressed); plain files become their original bytes. Memory stays at one
     chunk. Use as a context manager; ``add`` each chunk from 0 to nchunks - 1.
 
-    An NDArray's frame is written here, not by blosc2: its header and trailer come from an
-    empty container of the same layout (made once per layout), the chunks are appended as
-    they come, then the chunk index. blosc2 writing a frame starts and joins four threads each
-    time (for the index, whatever nthreads says): most of the cost of a small file.
+    The frame is written here, not by blosc2 (frame_bounds): blosc2 writing a frame starts and
+    joins four threads each time (for the index, whatever nthreads says), most of the cost of a
+    small file. Only if blosc2 frames a layout in a way we do not expect does it write the file.
     """
 
     def __init__(self, info: DatasetInfo, dest: str | os.PathLike) -> None:
         self.info = info
         self.count = 0
-        self._ends = frame_ends(info) if info.kind == "b2nd" and info.nchunks else None
+        self._ends = frame_ends(info) if info.kind != "file" else None
         if info.kind == "file" or self._ends:
             self._out = open(dest, "wb")
-            self._offsets: list[int] = []
-            self._body = 0
+            self._sizes: list[int] = []
             if self._ends:
-                self._out.write(self._ends[0])
+                self._out.write(self._ends[0])  # its sizes are set at close
         else:
             self._container = new_container(info, os.fspath(dest))
 
@@ -167,9 +165,8 @@ class FileWriter:
         if self.info.kind == "file":
             self._out.write(blosc2.decompress(raw))
         elif self._ends:
-            self._offsets.append(self._body)
+            self._sizes.append(len(raw))
             self._out.write(raw)
-            self._body += len(raw)
         elif self.info.kind == "b2nd":
             self._container.schunk.update_chunk(self.count, raw)
         else:
@@ -181,15 +178,10 @@ class FileWriter:
             self._out.close()
         elif self._ends:
             with self._out as f:
-                head, trailer = self._ends
-                index = blosc2.compress2(np.array(self._offsets, "<i8").tobytes(),
-                                         cparams=_INDEX_CPARAMS)
-                f.write(index)
-                f.write(trailer)
-                f.seek(_FRAME_SIZE)
-                f.write(struct.pack(">Q", len(head) + self._body + len(index) + len(trailer)))
-                f.seek(_FRAME_NBYTES)
-                f.write(struct.pack(">qBq", self.info.nbytes, 0xD3, self._body))
+                head, tail = frame_bounds(self.info, self._sizes)
+                f.write(tail)
+                f.seek(0)
+                f.write(head)
         else:
             del self._container  # blosc2 flushes the frame when the container goes
 
@@ -210,16 +202,16 @@ _FRAMES: dict[str, tuple[bytes, bytes] | None] = {}  # layout -> (header, traile
 
 
 def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
-    """The header and trailer of a frame of ``info``'s layout and vlmeta (its chunks change
-    only frame_size and compressed_size in them), or None when blosc2 made a frame of an
-    unexpected shape: the caller then lets blosc2 write the file."""
-    key = json.dumps([info.shape, info.dtype, info.chunks, info.blocks, info.cparams,
-                      info.vlmeta], sort_keys=True)
+    """The header and trailer of a frame of ``info``'s layout and vlmeta, as an empty one
+    (its chunks change only frame_size and the byte counts in them), or None when blosc2 made
+    a frame of an unexpected shape."""
+    key = json.dumps([info.kind, info.shape, info.dtype, info.chunks, info.blocks,
+                      info.cparams, info.vlmeta], sort_keys=True)
     if key not in _FRAMES:
         if len(_FRAMES) >= 64:
             _FRAMES.clear()
         arr = new_container(info)  # held: the schunk of a freed NDArray frames no metalayers
-        empty = arr.schunk.to_cframe()
+        empty = (arr.schunk if info.kind == "b2nd" else arr).to_cframe()
         (head_size,) = struct.unpack_from(">i", empty, _HEADER_SIZE)
         (frame_size,) = struct.unpack_from(">Q", empty, _FRAME_SIZE)
         (trailer_len,) = struct.unpack_from(">I", empty, len(empty) + _TRAILER_LEN)
@@ -229,6 +221,24 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
                     and empty[-18] == 0xD8 and head_size + trailer_len <= len(empty))
         _FRAMES[key] = (empty[:head_size], empty[-trailer_len:]) if expected else None
     return _FRAMES[key]
+
+
+def frame_bounds(info: DatasetInfo, sizes: list[int]) -> tuple[bytes, bytes] | None:
+    """What goes before and after the chunks in a Blosc2 frame of ``info`` whose chunks, one
+    after the other, are ``sizes`` bytes long: the header, and the chunk index with the
+    trailer. Both follow from the sizes alone, so a frame can be sent as it is made, and any
+    byte of it located before a chunk is read. None when frame_ends is."""
+    ends = frame_ends(info)
+    if ends is None:
+        return None
+    head, trailer = bytearray(ends[0]), ends[1]
+    body = sum(sizes)
+    offsets = np.cumsum([0, *sizes[:-1]], dtype="<i8") if sizes else None
+    index = b"" if offsets is None else blosc2.compress2(offsets.tobytes(),
+                                                         cparams=_INDEX_CPARAMS)
+    struct.pack_into(">Q", head, _FRAME_SIZE, len(head) + body + len(index) + len(trailer))
+    struct.pack_into(">qBq", head, _FRAME_NBYTES, info.nbytes, 0xD3, body)
+    return bytes(head), index + trailer
 
 
 def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:

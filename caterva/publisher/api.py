@@ -22,15 +22,19 @@ from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoo
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
 from caterva.service.http import (
+    BATCH,
+    BYTES,
+    JSON_OBJECT,
     ChunkLists,
     ChunkListsBody,
-    RangeFileResponse,
     batch_indices,
     batch_of_many,
     body_doc,
+    header,
     responses,
 )
 from caterva.publisher import versions
+from caterva.service.ranges import RANGE_HEADERS, RangeFileResponse
 from caterva.publisher.catalog import Catalog, Entry
 from caterva.publisher.stats import Stats
 from caterva.publisher.store import StatKey
@@ -41,8 +45,7 @@ GROUP_BYTES = 4 << 20  # compressed bytes of a batch read in one thread hop, and
 
 router = APIRouter(prefix=rest.API)
 
-JSON_BODY = {"application/json": {}}
-BYTES_BODY = {"application/octet-stream": {}}
+ETAG = {"ETag": header("The manifest's etag, quoted.")}
 
 
 async def _catalog(request: Request) -> Catalog:
@@ -76,9 +79,9 @@ DatasetPath = Annotated[str, PathParam(description="Dataset path inside the root
     "when `Accept-Encoding` allows.",
     response_class=Response,
     responses={
-        200: {"content": JSON_BODY, "description": "The manifest or the delta; the etag of "
-              "the manifest it gives is in `ETag`."},
-        304: {"description": "Unchanged since the ETag in `If-None-Match`."},
+        200: {"content": JSON_OBJECT, "description": "The manifest or the delta; the etag of "
+              "the manifest it gives is in `ETag`.", "headers": ETAG},
+        304: {"description": "Unchanged since the ETag in `If-None-Match`.", "headers": ETAG},
         **responses(400, 404),
     },
 )
@@ -110,7 +113,9 @@ def manifest(
     description="Shape, dtype, chunks, blocks, cparams, vlmeta, nchunks and chunk digests.",
     response_class=Response,
     responses={
-        200: {"content": JSON_BODY, "description": "The DatasetInfo."}, **responses(400, 404),
+        200: {"content": JSON_OBJECT, "description": "The DatasetInfo.",
+              "headers": {"ETag": header("The dataset's etag, quoted.")}},
+        **responses(400, 404),
     },
 )
 def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
@@ -127,7 +132,8 @@ def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) ->
     f"these bytes is in `{rest.DIGEST_HEADER}`.",
     response_class=Response,
     responses={
-        200: {"content": BYTES_BODY, "description": "The compressed chunk."},
+        200: {"content": BYTES, "description": "The compressed chunk.",
+              "headers": {rest.DIGEST_HEADER: header("The chunk's digest.")}},
         **responses(400, 404, 503),
     },
 )
@@ -152,7 +158,7 @@ def chunk(
     "header `<u32 index><u64 length><16-byte digest>` followed by the chunk as stored.",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
+        200: {"content": BATCH, "description": "The batch frames."},
         **responses(400, 404),
     },
 )
@@ -176,7 +182,7 @@ def chunks(
     f"datasets instead of one each. At most {rest.MAX_BATCH} chunks in all.",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {rest.BATCH_TYPE: {}}, "description": "The batch frames."},
+        200: {"content": BATCH, "description": "The batch frames."},
         **responses(400, 404, 413),
     },
     openapi_extra=body_doc(ChunkLists),
@@ -222,10 +228,13 @@ def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingRes
     "streamed. Supports `Range` (206, 416) and `If-Range`.",
     response_class=RangeFileResponse,
     responses={
-        200: {"content": BYTES_BODY, "description": "The whole file."},
-        206: {"content": BYTES_BODY, "description": "The requested byte range(s)."},
+        200: {"content": BYTES, "description": "The whole file."},
+        206: {"content": {**BYTES, "multipart/byteranges": {}},
+              "description": "The requested byte range(s).",
+              "headers": {"Content-Range": header("The range sent, when one.", False)}},
         **responses(400, 404, 416, 503),
     },
+    openapi_extra=RANGE_HEADERS,
 )
 def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
     stats.endpoint("file")

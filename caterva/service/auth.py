@@ -33,9 +33,10 @@ from caterva.protocol import rest
 from caterva.tokens import Claims, Signer, load_secret
 from caterva.users import Users
 from caterva.service import http
-from caterva.service.http import body_doc, json_body, limit_bodies, responses
+from caterva.service.http import also_answer, body_doc, json_body, limit_bodies, responses
 
 PUBLIC = frozenset({rest.HEALTH, rest.LOGIN, *http.DOCS})
+GRANTED = frozenset({f"{rest.API}/stats", f"{rest.API}/events"})  # grants checked in the route
 
 
 def bearer(headers: Any) -> str | None:
@@ -170,7 +171,7 @@ class Token(BaseModel):
     description="Send the token back as `Authorization: Bearer TOKEN`. Accounts and grants "
     "are managed only with `caterva user ...` on the subscriber's machine.",
     response_model=Token,
-    responses=responses(400, 413),
+    responses=responses(400, 401, 413),
     openapi_extra=body_doc(Login),
 )
 async def login(body: Annotated[Login, Depends(json_body(Login))], request: Request) -> Token:
@@ -189,6 +190,10 @@ def install(app: FastAPI, security, statedir: Path) -> None:
     if accounts and security.require_tokens:
         raise BadRequest("use either --auth (accounts) or --require-token, not both")
     app.state.auth = Auth.open(*accounts, ttl=security.token_ttl) if accounts else None
+    if accounts:
+        also_answer(app, 401, lambda path: path not in PUBLIC)
+        # a grant on the root named in the path, or on every followed root (stats, events)
+        also_answer(app, 403, lambda path: "{root}" in path or path in GRANTED)
     limit_bodies(app, security.max_body)
     app.include_router(router)
     require_tokens(app, security.require_tokens)
@@ -224,3 +229,4 @@ class RequireToken:
 def require_tokens(app: FastAPI, tokens: tuple[str, ...]) -> None:
     if tokens:
         app.add_middleware(RequireToken, tokens=tokens)
+        also_answer(app, 401, lambda path: path not in PUBLIC)

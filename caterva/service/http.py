@@ -3,7 +3,7 @@
     CatervaError             -> its own status and code
     request validation       -> 400 bad_request
     unknown route / method   -> 404 not_found / 405 method_not_allowed
-    bad or unsatisfiable Range on a file -> 400 bad_request / 416 range_not_satisfiable
+    bad or unsatisfiable Range on a file -> 400 / 416 (caterva.service.ranges)
     anything unexpected      -> 500 internal_error, with no detail (it could name server paths)
 
 Every caterva HTTP service (publisher, subscriber) installs these: one place for the rule.
@@ -19,7 +19,6 @@ service itself, not a CDN: caterva runs on LANs, often without internet.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -30,7 +29,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.types import Message, Receive, Scope, Send
+from starlette.routing import Match
 
 from caterva import config
 from caterva.errors import BadRequest, BodyTooLarge, CatervaError, ChunkOutOfRange
@@ -107,18 +106,23 @@ def json_body(model: type[B]) -> Callable[[Request], Awaitable[B]]:
 
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     """The ``openapi_extra`` that documents a body read by json_body (FastAPI cannot see it)."""
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _inline(model)}}}}
+
+
+def _inline(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of ``model`` standing alone: no refs into pydantic's $defs."""
     schema = model.model_json_schema()
     defs = schema.pop("$defs", {})
 
-    def inline(node: Any) -> Any:  # the schema stands alone: no refs into pydantic's $defs
+    def inline(node: Any) -> Any:
         if isinstance(node, dict):
             if "$ref" in node:
                 return inline(defs[node["$ref"].rsplit("/", 1)[-1]])
             return {k: inline(v) for k, v in node.items()}
         return [inline(v) for v in node] if isinstance(node, list) else node
 
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": inline(schema)}}}}
+    return inline(schema)
 
 
 ChunkListsBody = Annotated[ChunkLists, Depends(json_body(ChunkLists))]
@@ -185,7 +189,18 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
     code = code or ("bad_request" if exc.status_code < 500 else "internal_error")
     message = exc.detail if isinstance(exc.detail, str) else code
-    return JSONResponse(error_body(code, message), exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette names the methods of the first route that matched
+        headers["Allow"] = ", ".join(_methods_at(request))
+    return JSONResponse(error_body(code, message), exc.status_code, headers=headers)
+
+
+def _methods_at(request: Request) -> list[str]:
+    """Every method some route answers at this request's path (asked of the routes
+    themselves: FastAPI may nest an included router as one route)."""
+    return [method for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                   for route in request.app.router.routes)]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -200,6 +215,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     _local_docs(app)
+    _document(app)
 
 
 def _local_docs(app: FastAPI) -> None:
@@ -241,57 +257,79 @@ def _local_docs(app: FastAPI) -> None:
         app.add_route(f"/docs/{name}", asset(name, media_type), include_in_schema=False)
 
 
+JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+BATCH = {rest.BATCH_TYPE: BYTES["application/octet-stream"]}
+
+# What each error status means here, with the stable codes it carries (caterva.errors).
+ERRORS = {
+    400: "Malformed request (`bad_request`, `invalid_name`, `bad_selection`): a name, path, "
+         "parameter, Range or body that is not valid.",
+    401: "Not logged in, or the token is missing, invalid or expired (`unauthorized`, "
+         "`bad_credentials`, `token_expired`).",
+    403: "The user has no grant on this root, or on every followed root (`forbidden`).",
+    404: "Unknown root, dataset or chunk (`unknown_root`, `unknown_dataset`, "
+         "`chunk_out_of_range`).",
+    409: "The root is not followed (`not_followed`), or the dataset changed while it was read "
+         "(`dataset_changed`: read it again).",
+    413: "The request body is larger than the service accepts (`body_too_large`, `--max-body`).",
+    416: "The Range asks for bytes the file does not have (`range_not_satisfiable`).",
+    502: "A source answered wrongly (`protocol_error`, `digest_mismatch`, `untrusted_source`, "
+         "`key_changed`, `source_refused`).",
+    503: "Not now; retry (`unavailable`: the dataset is being rewritten; `source_offline`: no "
+         "source of the root answers).",
+}
+
+
+def header(description: str, required: bool = True) -> dict[str, Any]:
+    """The OpenAPI of a response header (a string)."""
+    return {"description": description, "required": required, "schema": {"type": "string"}}
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer."""
-    described = {
-        400: "Malformed request: invalid name, path, index list or parameter.",
-        404: "Unknown root, unknown dataset, or chunk index out of range.",
-        413: "The request body is larger than the service accepts (`--max-body`).",
-        416: "The Range asks for bytes the file does not have.",
-        503: "The dataset is being rewritten; retry shortly.",
-    }
-    return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
+    """OpenAPI entries for the error statuses a route can answer: each a caterva JSON error."""
+    out: dict[int | str, dict[str, Any]] = {s: _error_doc(s) for s in statuses}
+    if 416 in out:
+        out[416]["headers"] = {"Content-Range": header("`bytes */SIZE`: the file's size.")}
+    return out
 
 
-class RangeFileResponse(FileResponse):
-    """A FileResponse (streamed, Range-aware) whose Range errors are caterva JSON too.
+def _error_doc(status: int) -> dict[str, Any]:
+    return {"description": ERRORS[status],
+            "content": {"application/json": {"schema": _inline(ErrorBody)}}}
 
-    Starlette answers a malformed or unsatisfiable Range with a plain-text 400/416; we keep
-    its parsing and swap that body, so the rule "errors are JSON" holds on every path.
 
-    ``unchanged()`` is asked after each piece is read, before it is sent: when the file has
-    changed since the response began, the rest is not sent and the connection is closed, so a
-    reader gets a short, failed response, never a whole one that mixes two versions.
-    """
+def also_answer(app: FastAPI, status: int, where: Callable[[str], bool]) -> None:
+    """Document ``status`` on every route whose path ``where`` accepts: what an app-wide
+    layer (a login check) answers, which no route declares."""
+    if not hasattr(app.state, "layer_errors"):
+        app.state.layer_errors = []
+    app.state.layer_errors.append((status, where))
 
-    unchanged: Callable[[], bool] | None = None  # set on an instance (FastAPI inspects __init__)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        replaced = cut = False
+def _document(app: FastAPI) -> None:
+    """FastAPI's OpenAPI, told what FastAPI cannot know: a request it cannot validate is 400
+    bad_request here (json_body, _validation_error), never 422; and the statuses of app-wide
+    layers (also_answer)."""
+    make = app.openapi
 
-        async def json_errors(message: Message) -> None:
-            nonlocal replaced, cut
-            if message["type"] == "http.response.body" and self.unchanged and (
-                    cut or not self.unchanged()):
-                if not cut:
-                    log.info("%s changed while being sent: response cut", self.path)
-                cut = True
-                return
-            if message["type"] == "http.response.start" and message["status"] in (400, 416):
-                replaced = True
-                status = message["status"]
-                body = json.dumps(
-                    error_body("range_not_satisfiable", "the requested range is not satisfiable")
-                    if status == 416
-                    else error_body("bad_request", "malformed Range header")
-                ).encode()
-                keep = [(k, v) for k, v in message["headers"] if k.lower() == b"content-range"]
-                headers = [*keep, (b"content-type", b"application/json"),
-                           (b"content-length", str(len(body)).encode())]
-                await send({"type": "http.response.start", "status": status, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-            if not replaced:
-                await send(message)
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = make()
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                answers = operation["responses"]
+                if answers.pop("422", None) is not None:
+                    answers.setdefault("400", _error_doc(400))
+                for status, where in getattr(app.state, "layer_errors", ()):
+                    if where(path):
+                        answers.setdefault(str(status), _error_doc(status))
+        defined = schema.get("components", {}).get("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            defined.pop(name, None)
+        return schema
 
-        await super().__call__(scope, receive, json_errors)
+    app.openapi = openapi
+
+

@@ -5,46 +5,47 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import json
 import logging
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
 
 from caterva.subscriber.cache import Cache, Wanted
 from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
-from caterva.subscriber.state import Dataset
 from caterva.service.auth import may_read, readable, require_every, require_grant
 from caterva.service.http import (
+    BATCH,
+    BYTES,
+    JSON_OBJECT,
     ChunkLists,
     ChunkListsBody,
-    RangeFileResponse,
     batch_indices,
     batch_of_many,
     body_doc,
-    responses,
     frames_to_the_end,
+    header,
+    responses,
 )
+from caterva.service.ranges import RANGE_HEADERS
+from caterva.subscriber.files import file_response
 from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.read import ReadPath
+from caterva.subscriber.npy import NPY, NpyResponse
 
 router = APIRouter(prefix=rest.API)
 log = logging.getLogger("caterva.subscriber")
 
-NPY = "application/x-npy"
-NPY_PIECE = 1 << 20  # an array is sent this many bytes at a time
 WINDOW_BYTES = 8 << 20  # a batch stream holds about this many compressed bytes, and as many ahead
 AHEAD = 16  # windows being read ahead at most (each is one source request when cold)
+ETAG = {"ETag": header("The manifest's etag, quoted.")}
+FILE_HEADERS = {"ETag": header("The dataset's etag, quoted (for `If-Range`)."),
+                "Accept-Ranges": header("`bytes`.")}
 
 
 # dependencies are async: they do no I/O, and a plain def would cost a thread hop per request
@@ -56,6 +57,9 @@ async def _cache(request: Request) -> Cache:
     return request.state.cache
 
 
+FollowerDep = Annotated[Follower, Depends(_follower)]
+
+
 async def _read(request: Request) -> ReadPath:
     return request.state.read
 
@@ -64,10 +68,9 @@ async def _events(request: Request) -> Events:
     return request.state.events
 
 
-FollowerDep = Annotated[Follower, Depends(_follower)]
-CacheDep = Annotated[Cache, Depends(_cache)]
 ReadDep = Annotated[ReadPath, Depends(_read)]
 EventsDep = Annotated[Events, Depends(_events)]
+CacheDep = Annotated[Cache, Depends(_cache)]
 
 
 async def _root(root: str) -> str:
@@ -133,28 +136,41 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
     return {"roots": out}
 
 
-@router.put("/roots/{root}/follow", summary="Follow a root (one manifest request)")
+@router.put("/roots/{root}/follow", summary="Follow a root (one manifest request)",
+            responses=responses(400, 404, 502, 503))
 async def follow(root: Root, follower: FollowerDep) -> dict:
     await follower.follow(root)
     return {"root": root, "followed": True, "datasets": len(follower.datasets[root])}
 
 
-@router.delete("/roots/{root}/follow", summary="Unfollow a root and drop its cached chunks")
+@router.delete("/roots/{root}/follow", summary="Unfollow a root and drop its cached chunks",
+               responses=responses(400, 404, 409))
 async def unfollow(root: Root, follower: FollowerDep) -> dict:
     await follower.unfollow(root)
     return {"root": root, "followed": False}
 
 
-@router.get("/roots/{root}/manifest", summary="Manifest of a followed root (ETag / 304)")
-async def manifest(root: Root, request: Request, follower: FollowerDep) -> Response:
+@router.get(
+    "/roots/{root}/manifest",
+    summary="Manifest of a followed root (ETag / 304)",
+    response_class=Response,
+    responses={
+        200: {"content": JSON_OBJECT, "description": "The manifest.", "headers": ETAG},
+        304: {"description": "Unchanged since the ETag in `If-None-Match`.", "headers": ETAG},
+        **responses(400, 404, 409),
+    },
+)
+async def manifest(root: Root, follower: FollowerDep,
+                   if_none_match: Annotated[str | None, Header()] = None) -> Response:
     etag, body = follower.manifest_body(root)
     headers = {"ETag": f'"{etag}"'}
-    if rest.etag_matches(request.headers.get("if-none-match", ""), etag):
+    if if_none_match and rest.etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.get("/roots/{root}/info/{path:path}", summary="Dataset info, with how much is cached")
+@router.get("/roots/{root}/info/{path:path}", summary="Dataset info, with how much is cached",
+            responses=responses(400, 404, 409))
 async def info(root: Root, path: str, follower: FollowerDep, cache: CacheDep) -> dict:
     ds = follower.dataset(root, path)
     chunks, nbytes = cache.state.cached(ds.id)
@@ -165,7 +181,11 @@ async def info(root: Root, path: str, follower: FollowerDep, cache: CacheDep) ->
     "/roots/{root}/data/{path:path}",
     summary="A numpy-style selection, as an .npy array",
     response_class=Response,
-    responses={200: {"content": {NPY: {}}, "description": "the selected values (NumPy .npy)"}},
+    responses={
+        200: {"content": {NPY: BYTES["application/octet-stream"]},
+              "description": "The selected values (NumPy .npy)."},
+        **responses(400, 404, 409, 502, 503),
+    },
 )
 async def data(
     root: Root,
@@ -182,15 +202,15 @@ async def data(
     dtype = dtype_from_json(ds.info.dtype)
     if field is not None:
         if field not in (dtype.names or ()):
-            raise BadSelection(f"{path} has no field {field!r}")
+            raise BadSelection(f"{root}/{path} has no field {field!r}")
         dtype = dtype.fields[field][0]
     # the answer is decoded here, in memory: bounded, whatever the dataset's size
     nbytes = math.prod(selection.result_shape(key)) * dtype.itemsize
     if nbytes > rest.NPY_MAX:
         raise BadSelection(
-            f"{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a subscriber "
-            "decodes into one answer: select less, read it as chunks (the Python client's "
-            "default) or download the dataset")
+            f"{root}/{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a "
+            "subscriber decodes into one answer: select less, read it as chunks (the Python "
+            "client's default) or download the dataset")
     needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
     chunks = await read.chunks(ds, needed)  # in memory now: eviction cannot touch them
     array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
@@ -199,39 +219,16 @@ async def data(
     return NpyResponse(array)
 
 
-class NpyResponse(Response):
-    """An array as .npy: its header, then the array's own memory (no copy into a buffer; a
-    selection can be tens of MB)."""
-
-    def __init__(self, array) -> None:
-        import numpy as np
-
-        # asarray, not ascontiguousarray: that one turns a 0-d result (ds[i, j]) into shape (1,)
-        array = np.asarray(array, order="C")
-        header = io.BytesIO()
-        fields = np.lib.format.header_data_from_array_1_0(array)
-        try:
-            np.lib.format.write_array_header_1_0(header, fields)
-        except ValueError:  # a header too long for format 1.0 (huge structured dtypes)
-            np.lib.format.write_array_header_2_0(header, fields)
-        self._parts = (header.getvalue(), array.reshape(-1).view(np.uint8).data)
-        size = len(self._parts[0]) + array.nbytes
-        super().__init__(media_type=NPY, headers={"content-length": str(size)})
-
-    async def __call__(self, scope, receive, send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code,
-                    "headers": self.raw_headers})
-        head, data = self._parts
-        await send({"type": "http.response.body", "body": head, "more_body": True})
-        # in pieces: the server waits for each to drain instead of copying the rest of a big
-        # array into its write buffer
-        for start in range(0, len(data), NPY_PIECE):
-            piece = data[start : start + NPY_PIECE]
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-@router.get("/roots/{root}/chunk/{index}/{path:path}", summary="One raw compressed chunk")
+@router.get(
+    "/roots/{root}/chunk/{index}/{path:path}",
+    summary="One raw compressed chunk",
+    response_class=Response,
+    responses={
+        200: {"content": BYTES, "description": "The compressed chunk.",
+              "headers": {rest.DIGEST_HEADER: header("The chunk's digest.")}},
+        **responses(400, 404, 409, 502, 503),
+    },
+)
 async def chunk(root: Root, index: int, path: str, follower: FollowerDep, read: ReadDep
                 ) -> Response:
     ds = follower.dataset(root, path)
@@ -244,7 +241,13 @@ async def chunk(root: Root, index: int, path: str, follower: FollowerDep, read: 
     )
 
 
-@router.get("/roots/{root}/chunks/{path:path}", summary="Many raw chunks, streamed as frames")
+@router.get(
+    "/roots/{root}/chunks/{path:path}",
+    summary="Many raw chunks, streamed as frames",
+    response_class=StreamingResponse,
+    responses={200: {"content": BATCH, "description": "The batch frames."},
+               **responses(400, 404, 409, 502, 503)},
+)
 async def chunks(
     root: Root,
     path: str,
@@ -262,7 +265,9 @@ async def chunks(
     description="The chunks of each listed dataset, datasets in the order listed and chunks in "
     "the order of their `i`, as the frames of the GET batch. For many small datasets: one "
     f"request instead of one each. At most {rest.MAX_BATCH} chunks in all.",
-    responses=responses(413),
+    response_class=StreamingResponse,
+    responses={200: {"content": BATCH, "description": "The batch frames."},
+               **responses(400, 404, 409, 413, 502, 503)},
     openapi_extra=body_doc(ChunkLists),
 )
 async def many_chunks(root: Root, body: ChunkListsBody, follower: FollowerDep, read: ReadDep
@@ -303,12 +308,6 @@ async def _stream_frames(read: ReadPath, wanted: Wanted) -> StreamingResponse:
     return StreamingResponse(frames_to_the_end(frames()), media_type=rest.BATCH_TYPE)
 
 
-def _windows(ds: Dataset) -> list[list[int]]:
-    """All chunk indices of ``ds``, cut as a batch stream cuts them (about WINDOW_BYTES each)."""
-    whole = [(ds, list(range(ds.info.nchunks)))]
-    return [parts[0][1] for parts, _ in rest.pieces(whole, WINDOW_BYTES)]
-
-
 def _start(coro) -> asyncio.Task:
     """A task whose failure is not reported as never retrieved when it is cancelled unread."""
     task = asyncio.ensure_future(coro)
@@ -319,60 +318,29 @@ def _start(coro) -> asyncio.Task:
 @router.get(
     "/roots/{root}/file/{path:path}",
     summary="The whole dataset as a file: a Blosc2 file, or a plain file's original bytes",
+    description="Streamed as it is made. Supports one `Range` (206, 416) and `If-Range`.",
     response_class=Response,
+    responses={
+        200: {"content": BYTES, "description": "The whole file.", "headers": FILE_HEADERS},
+        206: {"content": BYTES, "description": "The requested byte range.",
+              "headers": {**FILE_HEADERS, "Content-Range": header("The range sent.")}},
+        **responses(400, 404, 409, 416, 502, 503),
+    },
+    openapi_extra=RANGE_HEADERS,
 )
-async def file(root: Root, path: str, request: Request, follower: FollowerDep, read: ReadDep
+async def file(root: Root, path: str, follower: FollowerDep, read: ReadDep, cache: CacheDep
                ) -> Response:
-    ds = follower.dataset(root, path)
-    name = os.path.basename(ds.path)
-    if ds.info.kind == "file" and "range" not in request.headers:
-        return await _plain_file(read, ds, name)  # streamed; a Range needs the file below
-    tmpdir: Path = request.state.tmp
-    fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=Path(name).suffix)
-    os.close(fd)
-    try:
-        await _write(read, ds, tmp)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return RangeFileResponse(tmp, filename=name, background=BackgroundTask(os.unlink, tmp))
+    return await file_response(read, cache, follower.dataset(root, path))
 
 
-async def _write(read: ReadPath, ds: Dataset, dest: str) -> None:
-    from caterva.protocol.layout import FileWriter
-
-    writer = FileWriter(ds.info, dest)
-    try:
-        for part in _windows(ds):
-            got = await read.chunks(ds, part)
-            await asyncio.to_thread(lambda: [writer.add(got[n]) for n in part])
-    finally:
-        await asyncio.to_thread(writer.close)
-
-
-async def _plain_file(read: ReadPath, ds: Dataset, name: str) -> StreamingResponse:
-    import blosc2
-
-    windows = _windows(ds)
-    first = await read.chunks(ds, windows[0]) if windows else {}  # errors before headers
-
-    async def body():
-        for k, part in enumerate(windows):
-            got = first if k == 0 else await read.chunks(ds, part)
-            for n in part:
-                yield await asyncio.to_thread(blosc2.decompress, got.pop(n))
-
-    return StreamingResponse(
-        body(),
-        media_type="application/octet-stream",
-        headers={
-            "Content-Length": str(ds.info.size),
-            "Content-Disposition": f'attachment; filename="{name}"',
-        },
-    )
-
-
-@router.get("/events", summary="Change events of followed roots, as they happen (NDJSON)")
+@router.get(
+    "/events",
+    summary="Change events of followed roots, as they happen (NDJSON)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                     "description": "One JSON event per line, until the client hangs up."},
+               **responses(400, 404, 409)},
+)
 async def events(
     follower: FollowerDep,
     feed: EventsDep,

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
 from typing import TypedDict
 
 from fastapi import Depends, FastAPI
@@ -51,7 +49,6 @@ class Parts(TypedDict):
     read: ReadPath
     events: Events
     cache: Cache
-    tmp: Path
     bus: Bus  # our own broker's
     mirror: Mirror | None
 
@@ -82,9 +79,6 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
 
 async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -> Parts:
     """Every part of a running subscriber, each one's release registered on ``stack``."""
-    tmp = settings.statedir / "tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     state = State(settings.statedir / "state.db")
     stack.callback(state.close)
     cache = Cache(state, settings.statedir / "chunks", settings.cache_size)
@@ -131,5 +125,5 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         logs.size(settings.cache_size), settings.statedir,
         f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
     )
-    return Parts(follower=follower, read=read, events=events, cache=cache, tmp=tmp,
-                 bus=buses[0], mirror=mirror)
+    return Parts(follower=follower, read=read, events=events, cache=cache, bus=buses[0],
+                 mirror=mirror)

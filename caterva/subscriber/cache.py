@@ -157,9 +157,11 @@ class Cache:
         self.stats["misses"] += sum(len(todo) for _, todo in mine)
         limit = asyncio.Semaphore(CONCURRENCY)
         for batch, _ in pieces(mine, FETCH_BYTES, FETCH_CHUNKS):
+            keys = [(d.id, i, d.info.digests[i]) for d, indices in batch for i in indices]
+            ours = {key: self._inflight[key] for key in keys}
             task = loop.create_task(self._fetch_batch(batch, fetch, limit))
             self._tasks.add(task)
-            task.add_done_callback(lambda t, batch=batch: self._fetched(t, batch))
+            task.add_done_callback(lambda t, ours=ours: self._fetched(t, ours))
         fetched: dict[int, dict[int, bytes]] = {}
         for ds_id, i, future in waits:
             # shielded: a reader that goes away must not cancel what others wait for
@@ -167,16 +169,18 @@ class Cache:
         for (dataset, _), out in zip(wanted, outs):
             out.update(fetched.get(dataset.id, {}))
 
-    def _fetched(self, task: asyncio.Task, batch: Wanted) -> None:
-        """A fetch ended: whatever of its batch it did not deliver fails, with its error."""
+    def _fetched(self, task: asyncio.Task, ours: dict[Key, asyncio.Future[bytes]]) -> None:
+        """A fetch ended: whatever of its batch it did not deliver fails, with its error. Only
+        its own futures: a chunk it delivered may be asked again (and have a new one) before
+        this runs."""
         self._tasks.discard(task)
         if task.cancelled():
             error: BaseException = Unavailable("the fetch was cancelled (the service is stopping)")
         else:
             error = task.exception() or ProtocolError("the source did not send every chunk asked")
-        for dataset, indices in batch:
-            for i in indices:
-                self._resolve((dataset.id, i, dataset.info.digests[i]), exc=error)
+        for key, future in ours.items():
+            if self._inflight.get(key) is future:
+                self._resolve(key, exc=error)
 
     async def _fetch_batch(self, batch: Wanted, fetch: Fetcher, limit: asyncio.Semaphore) -> None:
         pending = {(dataset.id, i) for dataset, indices in batch for i in indices}

@@ -102,6 +102,7 @@ def test_anonymous_gets_401_json_on_every_route_but_health_and_login(stack, open
                                  headers=headers)
                 assert is_json_error(r, 401, "unauthorized"), (method, path, headers, r.text)
                 checked += 1
+            assert "401" in openapi["paths"][template][method.lower()]["responses"], template
         assert http.get("/v1/health").status_code == 200
     assert checked >= 3 * 10  # roots, follow x2, manifest, info, data, chunk, chunks, file, ...
 
@@ -114,6 +115,7 @@ def test_a_user_without_a_grant_gets_403_on_every_route_of_the_root(stack, opena
         for method, template, path in root_routes:
             r = http.request(method, path, **request_for(method, template))
             assert is_json_error(r, 403, "forbidden"), (method, path, r.text)
+            assert "403" in openapi["paths"][template][method.lower()]["responses"], template
         # a root named in a query parameter is checked too
         assert is_json_error(http.get("/v1/events", params={"root": "demo"}), 403, "forbidden")
         # and one that does not exist answers the same: nothing leaks about others' roots

@@ -197,8 +197,10 @@ def test_a_selection_too_big_to_decode_is_refused_before_any_fetch(stack):
     side = int((rest.NPY_MAX // 8) ** 0.5) + 1  # just over NPY_MAX of float64; tiny on disk
     blosc2.zeros((side, side), dtype=np.float64, urlpath=str(stack.data / "big.b2nd"), mode="w")
     next_event(events, "create", path="big.b2nd")
-    r = stack.http.get("/roots/demo/data/big.b2nd")
+    r = stack.http.get("/roots/demo/data/big.b2nd", params={"sel": ":, ..."})
     assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_selection")
+    # the dataset as the user named it, the selection as written
+    assert r.json()["error"]["message"].startswith("demo/big.b2nd[:, ...] is ")
     assert "select less" in r.json()["error"]["message"]
     assert stack.served("big.b2nd") == 0
     assert not stack.read("big.b2nd", f"0:{side // 2}").any()  # half of it is fine

@@ -1,5 +1,6 @@
-"""layout.FileWriter writes an NDArray's frame itself (blosc2's own writer starts four threads
-per file): the file must read back, through blosc2, as the very dataset it came from."""
+"""layout.FileWriter writes a Blosc2 frame itself (blosc2's own writer starts four threads
+per file): the file must read back, through blosc2, as the very dataset it came from. Its
+header and trailer follow from the chunk sizes alone (frame_bounds): what a subscriber streams."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import blosc2
 import numpy as np
 import pytest
 
-from caterva.protocol.layout import FileWriter, describe, new_container
+from caterva.protocol.layout import (
+    FileWriter,
+    describe,
+    frame_bounds,
+    new_container,
+    write_file,
+)
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "root-example").rglob("*.b2nd"))
 
@@ -45,8 +52,24 @@ def test_a_written_frame_is_the_dataset(path, tmp_path):
     assert struct.unpack_from(">Q", got, 16) == (len(got),)
 
 
-def test_an_empty_array_is_written_by_blosc2(tmp_path):
+def test_an_empty_array_is_written_here_too(tmp_path):
     source = blosc2.zeros((0, 4), dtype=np.float32, chunks=(2, 4), blocks=(1, 4))
     writer = written(source, tmp_path / "empty.b2nd")
-    assert writer._ends is None
+    assert writer._ends is not None
     assert blosc2.open(str(tmp_path / "empty.b2nd")).shape == (0, 4)
+    assert (tmp_path / "empty.b2nd").read_bytes() == source.schunk.to_cframe()
+
+
+@pytest.mark.parametrize("size", [0, 1000, 3600])
+def test_a_frame_of_an_schunk_is_the_dataset(size, tmp_path):
+    """A .b2frame: chunks of one size but the last, no metalayers, vlmeta kept."""
+    source = blosc2.SChunk(chunksize=1000, data=(bytes(range(250)) * 15)[:size])
+    source.vlmeta["rate"] = 100
+    info = describe(source, "x.b2frame", "b2frame", size=0, mtime=0)
+    chunks = [source.get_chunk(i) for i in range(source.nchunks)]
+    write_file(info, tmp_path / "out.b2frame", chunks)
+    copy = blosc2.open(str(tmp_path / "out.b2frame"), mode="r")
+    assert (copy.nchunks, copy.nbytes, copy.vlmeta.getall()) == (len(chunks), size, {"rate": 100})
+    assert copy[:] == source[:]
+    head, tail = frame_bounds(info, [len(c) for c in chunks])
+    assert (tmp_path / "out.b2frame").read_bytes() == head + b"".join(chunks) + tail
