@@ -39,15 +39,15 @@ def windows(ds: Dataset, indices: list[int]) -> list[list[int]]:
     return [parts[0][1] for parts, _ in rest.pieces([(ds, indices)], WINDOW_BYTES)]
 
 
-async def file_response(read: ReadPath, cache: Cache, ds: Dataset) -> StreamedFile:
+async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> StreamedFile:
     """The file of ``ds``; what can fail before the first byte (no source) fails here."""
     name, etag = os.path.basename(ds.path), f'"{ds.info.etag}"'
     if ds.info.kind == "file":
-        return StreamedFile(ds.info.size, lambda a, b: _plain(read, ds, a, b),
+        return StreamedFile(ds.info.size, lambda a, b: _plain(reader, ds, a, b),
                             etag=etag, filename=name)
     from caterva.protocol.layout import frame_bounds
 
-    sizes = await chunk_sizes(read, cache, ds)
+    sizes = await chunk_sizes(reader, cache, ds)
     bounds = frame_bounds(ds.info, sizes)
     if bounds is None:
         raise CatervaError(f"this blosc2 frames {ds.path}'s layout in a way caterva does not "
@@ -59,11 +59,11 @@ async def file_response(read: ReadPath, cache: Cache, ds: Dataset) -> StreamedFi
         first = max(bisect.bisect_right(offsets, start) - 1, 0)
         last = bisect.bisect_left(offsets, stop) - 1  # the chunk holding byte stop - 1
         parts = windows(ds, list(range(first, min(last + 1, len(sizes)))))
-        got = await read.chunks(ds, parts[0]) if parts else {}  # fails before any byte
+        got = await reader.chunks(ds, parts[0]) if parts else {}  # fails before any byte
         if start < len(head):
             yield head[start:stop]
         for k, part in enumerate(parts):
-            got = got if k == 0 else await read.chunks(ds, part)
+            got = got if k == 0 else await reader.chunks(ds, part)
             for n in part:
                 data = got.pop(n)
                 if len(data) != sizes[n]:  # same digest, other size: cannot happen, but if so
@@ -75,26 +75,26 @@ async def file_response(read: ReadPath, cache: Cache, ds: Dataset) -> StreamedFi
     return StreamedFile(offsets[-1] + len(tail), read, etag=etag, filename=name)
 
 
-async def chunk_sizes(read: ReadPath, cache: Cache, ds: Dataset) -> list[int]:
+async def chunk_sizes(reader: ReadPath, cache: Cache, ds: Dataset) -> list[int]:
     """Every chunk's compressed size: from the cache's index for the chunks it holds of this
     version, else fetched (through the cache)."""
     digests = ds.info.digests
     sizes = {i: size for i, (digest, size) in cache.state.present(ds.id).items()
              if i < len(digests) and digest == digests[i]}
     for part in windows(ds, [i for i in range(ds.info.nchunks) if i not in sizes]):
-        got = await read.chunks(ds, part)
+        got = await reader.chunks(ds, part)
         sizes.update((i, len(got[i])) for i in part)
     return [sizes[i] for i in range(ds.info.nchunks)]
 
 
-async def _plain(read: ReadPath, ds: Dataset, start: int, stop: int
+async def _plain(reader: ReadPath, ds: Dataset, start: int, stop: int
                  ) -> AsyncIterator[bytes]:
     """Bytes [start, stop) of a plain file: its chunks decompressed."""
     import blosc2
 
     size = ds.info.chunksize
     for part in windows(ds, list(range(start // size, -(-stop // size)))):
-        got = await read.chunks(ds, part)
+        got = await reader.chunks(ds, part)
         for n in part:
             data = await asyncio.to_thread(blosc2.decompress, got.pop(n))
             yield data[max(start - n * size, 0):stop - n * size]

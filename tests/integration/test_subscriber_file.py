@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from caterva.protocol.layout import write_file
+from caterva.protocol.layout import FileWriter
 from caterva.protocol.metadata import DatasetInfo
 from tests.conftest import free_port
 from tests.integration.test_subscriber import Stack, next_event
@@ -60,7 +60,9 @@ def as_the_source_stores_it(stack, path: str) -> bytes:
     chunks = [httpx.get(f"{stack.pub.url}/v1/roots/demo/chunk/{i}/{path}").content
               for i in range(info.nchunks)]
     out = stack.tmp / f"expected-{os.path.basename(path)}"
-    write_file(info, out, chunks)
+    with FileWriter(info, out) as writer:
+        for raw in chunks:
+            writer.add(raw)
     return out.read_bytes()
 
 

@@ -16,7 +16,6 @@ from caterva.protocol.layout import (
     describe,
     frame_bounds,
     new_container,
-    write_file,
 )
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "root-example").rglob("*.b2nd"))
@@ -67,7 +66,9 @@ def test_a_frame_of_an_schunk_is_the_dataset(size, tmp_path):
     source.vlmeta["rate"] = 100
     info = describe(source, "x.b2frame", "b2frame", size=0, mtime=0)
     chunks = [source.get_chunk(i) for i in range(source.nchunks)]
-    write_file(info, tmp_path / "out.b2frame", chunks)
+    with FileWriter(info, tmp_path / "out.b2frame") as writer:
+        for raw in chunks:
+            writer.add(raw)
     copy = blosc2.open(str(tmp_path / "out.b2frame"), mode="r")
     assert (copy.nchunks, copy.nbytes, copy.vlmeta.getall()) == (len(chunks), size, {"rate": 100})
     assert copy[:] == source[:]
