@@ -28,11 +28,13 @@
 
 Errors are also the builtins callers already catch (a missing dataset is a
 FileNotFoundError). Over HTTP an error is ``{"error": {"code": ..., "message": ...}}``
-with the status above; ``from_payload`` turns such a body back into the same class.
+with the status above; ``from_payload`` turns such a body back into the same class, and
+``from_response`` an answer's status and raw body (the one place an error body is decoded).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -188,3 +190,13 @@ def from_payload(payload: Any, status: int) -> CatervaError:
         cls = next((c for c in _BY_CODE.values() if c.status == status), CatervaError)
     detail = body.get("detail") if isinstance(body.get("detail"), dict) else {}
     return cls(str(body.get("message", body["code"])), **detail)
+
+
+def from_response(status: int, body: bytes) -> CatervaError:
+    """The error an HTTP answer with ``status`` carries in ``body`` (a ProtocolError when it
+    is not a caterva error body)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deep
+        payload = None
+    return from_payload(payload, status)

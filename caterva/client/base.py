@@ -29,11 +29,10 @@ from caterva.client.transfer import Assembler, Batch, windows
 from caterva.config import setting
 from caterva.errors import (
     BadRequest,
-    CatervaError,
     ProtocolError,
     TokenExpired,
     Unavailable,
-    from_payload,
+    from_response,
 )
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo, Manifest
@@ -148,7 +147,7 @@ class Credentials(httpx.Auth):
         response = yield self._sign(request)
         if self._expired(response):
             response.read()
-            if isinstance(error_of(401, response.content), TokenExpired):
+            if isinstance(from_response(401, response.content), TokenExpired):
                 login = yield self._login()
                 login.read()
                 self._took(login)
@@ -162,7 +161,7 @@ class Credentials(httpx.Auth):
         response = yield self._sign(request)
         if self._expired(response):
             await response.aread()
-            if isinstance(error_of(401, response.content), TokenExpired):
+            if isinstance(from_response(401, response.content), TokenExpired):
                 login = yield self._login()
                 await login.aread()
                 self._took(login)
@@ -196,19 +195,10 @@ def connection_options(
     return options
 
 
-def error_of(status: int, body: bytes) -> CatervaError:
-    """The caterva error a failed response carries (a ProtocolError when it is not ours)."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    return from_payload(payload, status)
-
-
 def check(response: httpx.Response) -> httpx.Response:
     """Raise the caterva error of a 4xx/5xx response; the body must have been read."""
     if response.status_code >= 400:
-        raise error_of(response.status_code, response.content)
+        raise from_response(response.status_code, response.content)
     return response
 
 
