@@ -205,13 +205,13 @@ def download(
                          "with --json" if path is None else "`-o -` and --json both use "
                          "standard output: choose one")
     with connect(sub, ca_file) as client:
-        infos = client.list(root) if path is None else None
         # a bar only for a person watching: on a terminal, and not when piped or logged
         with _progress(f"{literal(target)} (uncompressed)", enabled=err().is_terminal) as report:
             try:
                 if to_stdout:
                     return _to_stdout(client, target, report)
-                dest = client.download(target, output, progress=report, overwrite=force)
+                # the datasets come from the download's own listing: the root is listed once
+                dest, infos = client._download(target, output, report, force)
             except TargetExists as exc:
                 exc.message += " (--force replaces it)"
                 raise
@@ -229,7 +229,6 @@ def download(
             told = f" ({render.size_text(size)})" if size is not None else ""
             display(f"saved {literal(target)} to {literal(dest)}{told}")
         return
-    # the listing is from before the download: a dataset removed since is not reported
     files = [
         {"path": i.path, "dest": str(dest / i.path), "bytes": (dest / i.path).stat().st_size}
         for i in infos

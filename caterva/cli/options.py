@@ -76,7 +76,7 @@ def probe(client: Client) -> None:
     only once the server is known to be a subscriber, which may wait on a far source."""
     import httpx
 
-    from caterva.client.base import mapped
+    from caterva.client.transport import mapped
 
     url = client.url
     try:

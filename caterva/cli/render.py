@@ -22,7 +22,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 if TYPE_CHECKING:  # the client (and httpx) load when a command runs, not for --help
-    from caterva.client.base import Cached, RootInfo
+    from caterva.client import Cached, RootInfo
     from caterva.protocol.metadata import DatasetInfo
 
 # blosc2.Codec and blosc2.Filter values, so `info` can name them without importing blosc2

@@ -192,7 +192,7 @@ def login(
 def logout(as_json: Json = False, sub: Sub = None) -> None:
     """Forget the token stored for a subscriber."""
     from caterva import credentials
-    from caterva.client.base import base_url
+    from caterva.client.transport import base_url
 
     url = base_url(sub)
     dropped = credentials.drop(url)

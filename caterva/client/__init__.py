@@ -1,6 +1,22 @@
 """The Python API: ``Client`` / ``AsyncClient`` talk to a subscriber, ``Dataset`` /
 ``AsyncDataset`` index remote datasets like numpy arrays. See caterva/__init__.py.
 
+Reads and downloads are written once, as programs with no I/O that yield the requests to make
+(the httpx / sans-IO habit); each client is a thin driver that sends them and feeds the bytes
+back:
+
+    program.py      what a program is (steps: a Call, or Parallel programs) and ``advance``
+    calls.py        the requests (Call, Calls) and the answers they decode to
+    dataset.py      Dataset[...]: selections read as programs
+    download.py     downloads planned as programs: windows, groups of small datasets, retry
+    transfer.py     chunks into verified files (Assembler, Batch, Meter, Behind)
+    placement.py    where a download lands (targets, .part files, FIFOs, symlinks)
+    decoders.py     the threads chunk frames decode on as they arrive
+    base.py         what both clients are built from (URL, options, decoding threads)
+    auth.py         credentials: a token, or one traded for an email and password
+    transport.py    the httpx boundary: timeouts, TLS, httpx errors and error answers mapped
+    sync.py, aio.py the drivers: Client (blocking), AsyncClient (anyio)
+
 Names load on first use, so a program that only uses ``Client`` (the CLI) never imports
 the async client (anyio)."""
 
@@ -14,18 +30,18 @@ _LAZY = {
     "AsyncClient": "caterva.client.aio",
     "AsyncEventStream": "caterva.client.aio",
     "AsyncDataset": "caterva.client.dataset",
-    "Cached": "caterva.client.base",
+    "Cached": "caterva.client.calls",
     "Client": "caterva.client.sync",
     "Dataset": "caterva.client.dataset",
     "EventStream": "caterva.client.sync",
-    "RootInfo": "caterva.client.base",
+    "RootInfo": "caterva.client.calls",
 }
 
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
     from caterva.client.aio import AsyncClient, AsyncEventStream
-    from caterva.client.base import Cached, RootInfo
+    from caterva.client.calls import Cached, RootInfo
     from caterva.client.dataset import AsyncDataset, Dataset
     from caterva.client.sync import Client, EventStream
 

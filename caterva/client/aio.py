@@ -1,79 +1,42 @@
-"""``AsyncClient``: the async twin of ``Client`` over one pooled ``httpx.AsyncClient``.
+"""``AsyncClient``: the async driver over one pooled ``httpx.AsyncClient``.
 
-Same methods, same requests and decoding (client/base.py), awaited. Blocking file work of a
-download runs in a worker thread (anyio), so the event loop keeps serving other tasks.
+Same methods, requests, decoding and programs as ``Client`` (client/sync.py), awaited. A
+program resumes in a worker thread (anyio), so its blocking work (decoding a selection,
+writing a file) never stalls the event loop.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 
-from caterva.client.base import (
-    STREAM_TIMEOUT,
-    TIMEOUT,
+from caterva.client import download
+from caterva.client.base import ClientBase, EventsBase
+from caterva.client.calls import (
     Call,
     Calls,
-    Credentials,
-    Decoders,
+    Frame,
     RootInfo,
-    base_url,
-    check,
-    connection_options,
     dataset_address,
     event_of,
-    mapped,
+    stream_ended,
 )
-from caterva.client.dataset import (
-    AsyncDataset,
-    Progress,
-    Reader,
-    Selections,
-    advance,
-    check_selections,
-)
-from caterva.client.transfer import (
-    ROOT_PARALLEL,
-    Assembler,
-    Batch,
-    Meter,
-    dataset_target,
-    groups,
-    made_dirs,
-    root_targets,
-)
-from caterva.errors import DatasetChanged, DigestMismatch, Unavailable
+from caterva.client.dataset import AsyncDataset, Progress
+from caterva.client.program import Parallel, Program, Step, advance
+from caterva.client.transport import check, mapped
 from caterva.protocol.metadata import DatasetInfo
-from caterva.protocol.names import split_address
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """``async with AsyncClient() as client: ds = await client.dataset("r/p"); await ds[0:5]``."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        token: str | None = None,
-        email: str | None = None,
-        password: str | None = None,
-        ca_file: str | os.PathLike | None = None,
-        selections: Selections = "chunks",
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        """See ``Client``: the same credentials, TLS and ``selections`` options."""
-        self.url = base_url(url)
-        self.selections = check_selections(selections)
-        options = connection_options(self.url, token=token, email=email, password=password,
-                                     ca_file=ca_file)
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=TIMEOUT, transport=transport,
-                                       **options)
-        self._decoders = Decoders()
+    _http_class = httpx.AsyncClient
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -85,69 +48,105 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def __repr__(self) -> str:
-        return f"<AsyncClient {self.url}>"
+    # --- the driver (see Client) ------------------------------------------------------------
 
-    async def _send(self, call: Call) -> Any:
-        if call.take is not None:
-            frames = self._decoders.frames(call.take)
-
-            async def submit(items: list) -> None:
-                frames.submit(items)
-
+    async def _run(self, program: Program) -> Any:
+        """As ``Client._run``, the program resuming in a worker thread; after a failure
+        shielded, so its clean-up finishes even when this task is cancelled."""
+        answer, error = None, None
+        while True:
+            with anyio.CancelScope(shield=error is not None):
+                step, result = await anyio.to_thread.run_sync(advance, program, answer, error)
+            if step is None:
+                return result
             try:
-                await self._stream_chunks(call, submit)
-                await anyio.to_thread.run_sync(frames.finish)
-            finally:
-                frames.cancel()
-            return None
-        with mapped(self.url):
-            response = await self._http.request(call.method, call.path, params=call.params or None)
-        return call.decode(check(response))
+                answer, error = await self._take(step), None
+            except BaseException as exc:  # the program cleans up, or handles it
+                answer, error = None, exc
 
-    async def _run(self, reader: Reader) -> Any:
-        """Make the requests a Reader yields, feeding it each answer; its result. The Reader
-        resumes in a worker thread: decoding a big selection would stall the event loop."""
-        call, result = advance(reader, None)  # only plans the first request: no thread
-        while call is not None:
-            answer = await self._send(call)
-            call, result = await anyio.to_thread.run_sync(advance, reader, answer)
-        return result
+    async def _take(self, step: Step) -> Any:
+        if isinstance(step, Parallel):
+            return await self._parallel(step)
+        if step.take is not None:
+            frames = self._decoders.frames(step.take)
+            try:
+                await self._feed(step, frames.submit, blocking=False)
+            except BaseException:
+                frames.cancel()
+                raise
+            return frames
+        if step.write is not None:
+            return await self._feed(step, step.write, blocking=True)
+        with mapped(self.url):
+            response = await self._http.request(step.method, step.path, **step.args())
+        return step.decode(check(response))
+
+    @asynccontextmanager
+    async def _response(self, call: Call) -> AsyncIterator[httpx.Response]:
+        with mapped(self.url):
+            async with self._http.stream(call.method, call.path, **call.args()) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    check(response)
+                yield response
+
+    async def _feed(self, call: Call, feed: Callable[[list[Frame]], Any], blocking: bool
+                    ) -> None:
+        """``feed`` the frames of each network read; a ``blocking`` one in a worker thread."""
+        reader = call.frames()
+        async with self._response(call) as response:
+            async for data in response.aiter_bytes():
+                if not (items := list(reader.feed(data))):
+                    continue
+                if blocking:
+                    await anyio.to_thread.run_sync(feed, items)
+                else:
+                    feed(items)
+        reader.close()
+
+    async def _parallel(self, step: Parallel) -> None:
+        limit = anyio.Semaphore(step.limit)
+
+        async def one(program: Program) -> None:
+            async with limit:
+                await self._run(program)
+
+        try:
+            async with anyio.create_task_group() as group:
+                for program in step.programs:
+                    group.start_soon(one, program)
+        except BaseExceptionGroup as failed:  # the first failure cancelled the rest: raise it
+            step.stop()
+            raise failed.exceptions[0] from None
 
     # --- roots ------------------------------------------------------------------------------
 
     async def roots(self) -> list[RootInfo]:
-        return await self._send(Calls.roots())
+        return await self._take(Calls.roots())
 
     async def follow(self, root: str) -> int:
-        return await self._send(Calls.follow(root))
+        return await self._take(Calls.follow(root))
 
     async def unfollow(self, root: str) -> None:
-        await self._send(Calls.unfollow(root))
+        await self._take(Calls.unfollow(root))
 
     async def list(self, root: str) -> list[DatasetInfo]:
-        return await self._send(Calls.manifest(root))
+        return await self._take(Calls.manifest(root))
 
     async def info(self, address: str) -> DatasetInfo:
-        return (await self._send(Calls.info(*dataset_address(address))))[0]
+        return (await self._take(Calls.info(*dataset_address(address))))[0]
 
     async def dataset(self, address: str) -> AsyncDataset:
         root, path = dataset_address(address)
-        info, cached = await self._send(Calls.info(root, path))
+        info, cached = await self._take(Calls.info(root, path))
         return AsyncDataset(self, root, info, cached)
 
     async def stats(self) -> dict[str, Any]:
-        return await self._send(Calls.stats())
+        return await self._take(Calls.stats())
 
     async def login(self, email: str, password: str) -> dict[str, Any]:
         """See ``Client.login``."""
-        call = Calls.login()
-        with mapped(self.url):
-            response = await self._http.request(call.method, call.path, auth=None,
-                                                json={"email": email, "password": password})
-        answer = call.decode(check(response))
-        self._http.auth = Credentials(f"{self.url}/v1/login", answer["token"], None, None)
-        return answer
+        return self._signed_in(await self._take(Calls.login(email, password)))
 
     # --- downloads --------------------------------------------------------------------------
 
@@ -160,81 +159,7 @@ class AsyncClient:
         overwrite: bool = True,
     ) -> Path:
         """See ``Client.download``."""
-        root, path = split_address(address)
-        try:
-            return await self._download(root, path, dest, progress, overwrite)
-        except (DatasetChanged, DigestMismatch):  # raced a change: once more, from the top
-            # (what is there now was checked, or written by the first try)
-            return await self._download(root, path, dest, progress, True)
-
-    async def _download(self, root: str, path: str | None, dest, progress, overwrite: bool
-                   ) -> Path:
-        if path is None:
-            return await self._download_root(root, dest, progress, overwrite)
-        info, _ = await self._send(Calls.info(root, path))
-        return await self._download_dataset(root, info, dest, progress, overwrite)
-
-    async def _download_dataset(self, root: str, info: DatasetInfo, dest, progress,
-                                overwrite: bool = True) -> Path:
-        target = dataset_target(info.path, dest, overwrite)
-        return await self._fetch_into(root, info, target, Meter(info.nbytes, progress))
-
-    async def _download_root(self, root: str, dest, progress, overwrite: bool = True) -> Path:
-        base, targets = root_targets(root, await self.list(root), dest, overwrite)
-        with made_dirs(base, targets):
-            await self._download_all(root, targets, progress)
-        return base
-
-    async def _download_all(self, root: str, targets, progress) -> None:
-        meter = Meter(sum(info.nbytes for info, _ in targets), progress)
-        batches, alone = groups(targets)
-        sinks = [Batch(batch, meter) for batch in batches] + [
-            Assembler(info, target, meter) for info, target in alone]
-        # a few requests at a time (see Client._download_root)
-        limit = anyio.Semaphore(ROOT_PARALLEL)
-
-        async def one(sink: Assembler | Batch) -> None:
-            async with limit:
-                await self._fill(root, sink)
-
-        try:
-            async with anyio.create_task_group() as group:
-                for sink in sinks:
-                    group.start_soon(one, sink)
-        except BaseExceptionGroup as failed:  # the first failure cancelled the rest: raise it
-            raise failed.exceptions[0] from None
-
-    async def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
-        return await self._fill(root, Assembler(info, target, meter))
-
-    async def _fill(self, root: str, sink: Assembler | Batch):
-        async def write(items: list) -> None:  # file I/O: in a worker thread
-            await anyio.to_thread.run_sync(sink.add_all, items)
-
-        await anyio.to_thread.run_sync(sink.open)
-        try:
-            for call in Calls.to_fill(root, sink):
-                await self._stream_chunks(call, write)
-            return await anyio.to_thread.run_sync(sink.finish)
-        except BaseException:
-            with anyio.CancelScope(shield=True):  # clean up even when cancelled
-                await anyio.to_thread.run_sync(sink.abort)
-            raise
-
-    async def _stream_chunks(self, call: Call, add_all: Callable[[list], Awaitable]) -> None:
-        """Await ``add_all`` with the frames of ``call``'s answer, those of each network read
-        at once."""
-        reader = call.frames()
-        with mapped(self.url):
-            async with self._http.stream(call.method, call.path, params=call.params,
-                                         json=call.json) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    check(response)
-                async for data in response.aiter_bytes():
-                    if items := list(reader.feed(data)):
-                        await add_all(items)
-        reader.close()
+        return (await self._run(download.download(address, dest, progress, overwrite)))[0]
 
     # --- events -----------------------------------------------------------------------------
 
@@ -247,34 +172,18 @@ class AsyncClient:
         return AsyncEventStream(self, Calls.events(root))
 
 
-class AsyncEventStream:
-    def __init__(self, client: AsyncClient, call: Call) -> None:
-        self._client = client
-        self._call = call
-        self._response: httpx.Response | None = None
-        self._lines = None
-        self._closed = False
+class AsyncEventStream(EventsBase):
+    _stack_class = AsyncExitStack
 
     async def open(self) -> AsyncEventStream:
-        if self._response is None:
-            client = self._client
-            with mapped(client.url):
-                request = client._http.build_request(
-                    "GET", self._call.path, params=self._call.params, timeout=STREAM_TIMEOUT
-                )
-                response = await client._http.send(request, stream=True)
-                if response.status_code >= 400:
-                    await response.aread()
-                    await response.aclose()
-                    check(response)
-            self._response = response
+        if self._lines is None:
+            response = await self._open.enter_async_context(self._client._response(self._call))
             self._lines = response.aiter_lines()
         return self
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._response is not None:
-            await self._response.aclose()
+        await self._open.aclose()
 
     async def __aenter__(self) -> AsyncEventStream:
         return await self.open()
@@ -291,7 +200,6 @@ class AsyncEventStream:
         await self.open()
         with mapped(self._client.url):
             async for line in self._lines:
-                event = event_of(line)
-                if event is not None:
+                if (event := event_of(line)) is not None:
                     return event
-        raise Unavailable(f"the subscriber at {self._client.url} closed the event stream")
+        raise stream_ended(self._client.url)

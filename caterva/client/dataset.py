@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from caterva.client.base import Cached, Call, Calls
-from caterva.errors import BadRequest, BadSelection, DatasetChanged, DigestMismatch, ProtocolError
+from caterva.client import download
+from caterva.client.base import Selections
+from caterva.client.calls import Cached, Calls
+from caterva.client.program import Program
+from caterva.client.transfer import Progress
+from caterva.errors import BadSelection, DatasetChanged, DigestMismatch, ProtocolError
 from caterva.protocol import rest, selection
 from caterva.protocol.metadata import DatasetInfo
 
@@ -33,28 +37,10 @@ if TYPE_CHECKING:
     from caterva.client.aio import AsyncClient
     from caterva.client.sync import Client
 
-Progress = Callable[[int, int], None]
-#: how a client reads selections: see ``Client``
-Selections = Literal["chunks", "npy"]
-#: A read without I/O: a generator that yields each Call to make and is sent its decoded
-#: answer, and returns numpy's answer. Client._run and AsyncClient._run drive it, so the
-#: requests and the decoding are written once for both.
-Reader = Generator[Call, Any, Any]
-
-
-def advance(reader: Reader, answer: Any) -> tuple[Call | None, Any]:
-    """``reader.send(answer)`` as (next Call, None), or (None, result) once it is done:
-    StopIteration cannot cross a thread (asyncio futures refuse it)."""
-    try:
-        return reader.send(answer), None
-    except StopIteration as done:
-        return None, done.value
-
-
-def check_selections(how: str) -> Selections:
-    if how not in ("chunks", "npy"):
-        raise BadRequest(f"selections={how!r}: use 'chunks' or 'npy'")
-    return how  # type: ignore[return-value]
+#: A read without I/O: a program (client/program.py) that yields each Call to make and is
+#: sent its answer, and returns numpy's answer. Client._run and AsyncClient._run drive it, so
+#: the requests and the decoding are written once for both.
+Reader = Program
 
 
 def _native(value: Any) -> Any:
@@ -247,7 +233,8 @@ class DatasetBase:
 
         for start in range(0, len(needed), rest.MAX_BATCH):
             part = needed[start : start + rest.MAX_BATCH]
-            yield Calls.chunk_frames(self.root, self.info, part, take)
+            frames = yield Calls.chunks(self.root, self.info, part, take=take)
+            frames.finish()
             if stale:
                 return False
         if missing := set(needed) - got:
@@ -298,7 +285,7 @@ class Dataset(DatasetBase):
 
     def download(self, dest: str | Path | None = None, *, progress: Progress | None = None) -> Path:
         """Write the whole dataset to ``dest`` (see ``Client.download``)."""
-        return self._client._download_dataset(self.root, self.info, dest, progress)
+        return self._client._run(download.dataset(self.root, self.info, dest, progress))
 
     def refresh(self) -> Dataset:
         """A new Dataset with the subscriber's current info and cached amounts."""
@@ -338,7 +325,7 @@ class AsyncDataset(DatasetBase):
     async def download(
         self, dest: str | Path | None = None, *, progress: Progress | None = None
     ) -> Path:
-        return await self._client._download_dataset(self.root, self.info, dest, progress)
+        return await self._client._run(download.dataset(self.root, self.info, dest, progress))
 
     async def refresh(self) -> AsyncDataset:
         ds = await self._client.dataset(self.address)

@@ -1,58 +1,39 @@
-"""``Client``: the blocking front end over one pooled ``httpx.Client``.
+"""``Client``: the blocking driver over one pooled ``httpx.Client``.
 
 It never touches asyncio, so it also works inside a running event loop (a notebook cell).
-Requests are built and answers decoded in client/base.py, shared with AsyncClient.
+What each method asks and how answers decode is in client/calls.py, reads and downloads are
+programs (client/dataset.py, client/download.py): this module only sends their requests and
+feeds the bytes back, as client/aio.py does for ``AsyncClient``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from caterva.client.base import (
-    STREAM_TIMEOUT,
-    TIMEOUT,
+from caterva.client import download
+from caterva.client.base import ClientBase, EventsBase
+from caterva.client.calls import (
     Call,
     Calls,
-    Credentials,
-    Decoders,
+    Frame,
     RootInfo,
-    base_url,
-    check,
-    connection_options,
     dataset_address,
     event_of,
-    mapped,
+    stream_ended,
 )
-from caterva.client.dataset import (
-    Dataset,
-    Progress,
-    Reader,
-    Selections,
-    advance,
-    check_selections,
-)
-from caterva.client.transfer import (
-    ROOT_PARALLEL,
-    Assembler,
-    Batch,
-    Behind,
-    Meter,
-    dataset_target,
-    groups,
-    made_dirs,
-    root_targets,
-)
-from caterva.errors import DatasetChanged, DigestMismatch, Unavailable
+from caterva.client.dataset import Dataset, Progress
+from caterva.client.program import Parallel, Program, Step, advance
+from caterva.client.transport import check, mapped
 from caterva.protocol.metadata import DatasetInfo
-from caterva.protocol.names import split_address
 
 
-class Client:
+class Client(ClientBase):
     """Talk to a subscriber: ``Client()`` uses setting("sub") (env CATERVA_SUB).
 
     Use as a context manager, or call ``close()``. A subscriber that requires login takes
@@ -69,24 +50,7 @@ class Client:
     decompressed as they arrive, on a pool of one thread per core that ``close()`` stops.
     """
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        token: str | None = None,
-        email: str | None = None,
-        password: str | None = None,
-        ca_file: str | os.PathLike | None = None,
-        selections: Selections = "chunks",
-        transport: httpx.BaseTransport | None = None,
-    ):
-        self.url = base_url(url)
-        self.selections = check_selections(selections)
-        options = connection_options(self.url, token=token, email=email, password=password,
-                                     ca_file=ca_file)
-        self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport,
-                                  **options)
-        self._decoders = Decoders()
+    _http_class = httpx.Client
 
     def close(self) -> None:
         self._http.close()
@@ -98,71 +62,106 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"<Client {self.url}>"
+    # --- the driver -------------------------------------------------------------------------
 
-    def _send(self, call: Call) -> Any:
-        if call.take is not None:
-            frames = self._decoders.frames(call.take)
+    def _run(self, program: Program) -> Any:
+        """Take each step ``program`` yields, sending it the answer or throwing in the error;
+        its result."""
+        answer, error = None, None
+        while True:
+            step, result = advance(program, answer, error)
+            if step is None:
+                return result
             try:
-                self._stream_chunks(call, frames.submit)
-                frames.finish()
-            finally:
-                frames.cancel()
-            return None
-        with mapped(self.url):
-            response = self._http.request(call.method, call.path, params=call.params or None)
-        return call.decode(check(response))
+                answer, error = self._take(step), None
+            except BaseException as exc:  # the program cleans up, or handles it
+                answer, error = None, exc
 
-    def _run(self, reader: Reader) -> Any:
-        """Make the requests a Reader yields, feeding it each answer; its result."""
-        call, result = advance(reader, None)
-        while call is not None:
-            call, result = advance(reader, self._send(call))
-        return result
+    def _take(self, step: Step) -> Any:
+        if isinstance(step, Parallel):
+            return self._parallel(step)
+        if step.take is not None:
+            frames = self._decoders.frames(step.take)
+            try:
+                self._feed(step, frames.submit)
+            except BaseException:
+                frames.cancel()
+                raise
+            return frames
+        if step.write is not None:
+            return self._feed(step, step.write)
+        with mapped(self.url):
+            response = self._http.request(step.method, step.path, **step.args())
+        return step.decode(check(response))
+
+    @contextmanager
+    def _response(self, call: Call) -> Iterator[httpx.Response]:
+        """``call``'s answer, streamed; an error answer raises its caterva error."""
+        with mapped(self.url), self._http.stream(call.method, call.path, **call.args()) as response:
+            if response.status_code >= 400:
+                response.read()
+                check(response)
+            yield response
+
+    def _feed(self, call: Call, feed: Callable[[list[Frame]], Any]) -> None:
+        """``feed`` the frames of ``call``'s answer, those of each network read at once."""
+        reader = call.frames()
+        with self._response(call) as response:
+            for data in response.iter_bytes():
+                if items := list(reader.feed(data)):
+                    feed(items)
+        reader.close()
+
+    def _parallel(self, step: Parallel) -> None:
+        from concurrent.futures import ThreadPoolExecutor  # not at import: CLI start-up
+
+        with ThreadPoolExecutor(step.limit, thread_name_prefix="caterva-download") as pool:
+            jobs = [pool.submit(self._run, program) for program in step.programs]
+            try:
+                for job in jobs:
+                    job.result()
+            except BaseException:  # a failure, or Ctrl-C: the running jobs stop at a chunk
+                step.stop()
+                for job in jobs:
+                    job.cancel()
+                raise
 
     # --- roots ------------------------------------------------------------------------------
 
     def roots(self) -> list[RootInfo]:
         """Every root the subscriber knows (announced or followed)."""
-        return self._send(Calls.roots())
+        return self._take(Calls.roots())
 
     def follow(self, root: str) -> int:
         """Follow ``root``; returns how many datasets it has."""
-        return self._send(Calls.follow(root))
+        return self._take(Calls.follow(root))
 
     def unfollow(self, root: str) -> None:
         """Stop following ``root``; the subscriber drops its cached chunks."""
-        self._send(Calls.unfollow(root))
+        self._take(Calls.unfollow(root))
 
     def list(self, root: str) -> list[DatasetInfo]:
         """The datasets of a followed root, sorted by path."""
-        return self._send(Calls.manifest(root))
+        return self._take(Calls.manifest(root))
 
     def info(self, address: str) -> DatasetInfo:
         """``info("root/path")``: layout, dtype, cparams, vlmeta and chunk digests."""
-        return self._send(Calls.info(*dataset_address(address)))[0]
+        return self._take(Calls.info(*dataset_address(address)))[0]
 
     def dataset(self, address: str) -> Dataset:
         """``dataset("root/path")``: a Dataset to index like a numpy array."""
         root, path = dataset_address(address)
-        info, cached = self._send(Calls.info(root, path))
+        info, cached = self._take(Calls.info(root, path))
         return Dataset(self, root, info, cached)
 
     def stats(self) -> dict[str, Any]:
         """The subscriber's cache counters."""
-        return self._send(Calls.stats())
+        return self._take(Calls.stats())
 
     def login(self, email: str, password: str) -> dict[str, Any]:
         """Log in; returns ``{"token", "user", "issued", "expiry"}``. This client then uses
         the token (``caterva login`` also stores it for later clients)."""
-        call = Calls.login()
-        with mapped(self.url):
-            response = self._http.request(call.method, call.path, auth=None,
-                                          json={"email": email, "password": password})
-        answer = call.decode(check(response))
-        self._http.auth = Credentials(f"{self.url}/v1/login", answer["token"], None, None)
-        return answer
+        return self._signed_in(self._take(Calls.login(email, password)))
 
     # --- downloads --------------------------------------------------------------------------
 
@@ -184,83 +183,12 @@ class Client:
         ``progress(done, total)`` is called with uncompressed bytes as chunks arrive.
         Returns the file or directory written.
         """
-        root, path = split_address(address)
-        try:
-            return self._download(root, path, dest, progress, overwrite)
-        except (DatasetChanged, DigestMismatch):  # raced a change: once more, from the top
-            # (what is there now was checked, or written by the first try)
-            return self._download(root, path, dest, progress, True)
+        return self._download(address, dest, progress, overwrite)[0]
 
-    def _download(self, root: str, path: str | None, dest, progress, overwrite: bool
-                   ) -> Path:
-        if path is None:
-            return self._download_root(root, dest, progress, overwrite)
-        info, _ = self._send(Calls.info(root, path))
-        return self._download_dataset(root, info, dest, progress, overwrite)
-
-    def _download_dataset(self, root: str, info: DatasetInfo, dest, progress,
-                          overwrite: bool = True) -> Path:
-        target = dataset_target(info.path, dest, overwrite)
-        return self._fetch_into(root, info, target, Meter(info.nbytes, progress))
-
-    def _download_root(self, root: str, dest, progress, overwrite: bool = True) -> Path:
-        base, targets = root_targets(root, self.list(root), dest, overwrite)
-        with made_dirs(base, targets):
-            self._download_all(root, targets, progress)
-        return base
-
-    def _download_all(self, root: str, targets, progress) -> None:
-        meter = Meter(sum(info.nbytes for info, _ in targets), progress)
-        batches, alone = groups(targets)
-        sinks = [Batch(batch, meter) for batch in batches] + [
-            Assembler(info, target, meter) for info, target in alone]
-        # a few requests at a time: waiting on one at a time leaves both this process and
-        # the subscriber idle half the time
-        from concurrent.futures import ThreadPoolExecutor  # not at import: CLI start-up
-
-        with ThreadPoolExecutor(ROOT_PARALLEL, thread_name_prefix="caterva-download") as pool:
-            jobs = [pool.submit(self._fill, root, sink) for sink in sinks]
-            try:
-                for job in jobs:
-                    job.result()
-            except BaseException:  # a failure, or Ctrl-C: the running jobs stop at a chunk
-                meter.cancel()
-                for job in jobs:
-                    job.cancel()
-                raise
-
-    def _fetch_into(self, root: str, info: DatasetInfo, target: Path, meter: Meter) -> Path:
-        return self._fill(root, Assembler(info, target, meter))
-
-    def _fill(self, root: str, sink: Assembler | Batch):
-        sink.open()
-        # chunks are written in a thread while the next ones arrive (not worth it for one)
-        writer = Behind(sink.add_all) if sink.nchunks > 1 else None
-        try:
-            for call in Calls.to_fill(root, sink):
-                self._stream_chunks(call, writer or sink.add_all)
-            if writer is not None:
-                writer.close()
-            return sink.finish()
-        except BaseException:
-            if writer is not None:
-                writer.stop()
-            sink.abort()
-            raise
-
-    def _stream_chunks(self, call: Call, add_all: Callable[[list], Any]) -> None:
-        """Feed ``add_all`` the frames of ``call``'s answer, those of each network read at once."""
-        reader = call.frames()
-        with mapped(self.url):
-            with self._http.stream(call.method, call.path, params=call.params,
-                                   json=call.json) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    check(response)
-                for data in response.iter_bytes():
-                    if items := list(reader.feed(data)):
-                        add_all(items)
-        reader.close()
+    def _download(self, address: str, dest, progress: Progress | None, overwrite: bool
+                  ) -> tuple[Path, list[DatasetInfo]]:
+        """``download``, and the datasets it wrote (the CLI reports them)."""
+        return self._run(download.download(address, dest, progress, overwrite))
 
     # --- events -----------------------------------------------------------------------------
 
@@ -275,36 +203,19 @@ class Client:
         return EventStream(self, Calls.events(root))
 
 
-class EventStream:
+class EventStream(EventsBase):
     """An open events request; iterate it for dicts, close it when done."""
 
-    def __init__(self, client: Client, call: Call) -> None:
-        self._client = client
-        self._call = call
-        self._response: httpx.Response | None = None
-        self._lines = None
-        self._closed = False
+    _stack_class = ExitStack
 
     def open(self) -> EventStream:
-        if self._response is None:
-            client = self._client
-            with mapped(client.url):
-                request = client._http.build_request(
-                    "GET", self._call.path, params=self._call.params, timeout=STREAM_TIMEOUT
-                )
-                response = client._http.send(request, stream=True)
-                if response.status_code >= 400:
-                    response.read()
-                    response.close()
-                    check(response)
-            self._response = response
-            self._lines = response.iter_lines()
+        if self._lines is None:
+            self._lines = self._open.enter_context(self._client._response(self._call)).iter_lines()
         return self
 
     def close(self) -> None:
         self._closed = True
-        if self._response is not None:
-            self._response.close()
+        self._open.close()
 
     def __enter__(self) -> EventStream:
         return self.open()
@@ -321,8 +232,6 @@ class EventStream:
         self.open()
         with mapped(self._client.url):
             for line in self._lines:
-                event = event_of(line)
-                if event is not None:
+                if (event := event_of(line)) is not None:
                     return event
-        # the subscriber never ends the stream on its own: it stopped
-        raise Unavailable(f"the subscriber at {self._client.url} closed the event stream")
+        raise stream_ended(self._client.url)

@@ -18,6 +18,7 @@ import threading
 import time
 
 import blosc2
+import httpx
 import numpy as np
 import pytest
 
@@ -180,21 +181,25 @@ def test_a_failed_root_download_leaves_no_directory(run, tmp_path, monkeypatch):
 @pytest.mark.parametrize("when", ["before the client lists", "after the client lists"])
 def test_a_root_changing_under_a_download_is_no_traceback(run, stack, tmp_path, monkeypatch,
                                                           when):
-    listed = []
-    original = Client.list
     gone = stack.data / "tide" / "levels.b2nd"
     kept = gone.read_bytes()
+    send = httpx.Client.send
 
-    def list_then_remove(self, root):
-        infos = original(self, root)
-        listed.append(root)
-        if len(listed) == (1 if when.startswith("before") else 2):
-            with Client(stack.url) as client, client.watch("demo") as events:
-                gone.unlink()
-                wait_event(events, event="delete", path="tide/levels.b2nd")
-        return infos
+    def remove() -> None:
+        with Client(stack.url) as client, client.watch("demo") as events:
+            gone.unlink()
+            wait_event(events, event="delete", path="tide/levels.b2nd")
 
-    monkeypatch.setattr(Client, "list", list_then_remove)
+    def list_then_remove(self, request, **kwargs):  # the change comes with the root's listing
+        listing = request.url.path.endswith("/manifest") and gone.exists()
+        if listing and when.startswith("before"):
+            remove()
+        response = send(self, request, **kwargs)
+        if listing and when.startswith("after"):
+            remove()
+        return response
+
+    monkeypatch.setattr(httpx.Client, "send", list_then_remove)
     try:
         result = run("download", "demo", "-o", str(tmp_path / "out"), "--json")
     finally:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from fcntl import ioctl
 
 import blosc2
+import httpx
 import numpy as np
 import pytest
 
@@ -278,6 +279,21 @@ def test_download_root(run, stack, tmp_path, monkeypatch):
     human = ok(run("download", "demo"))
     assert human.out.strip().startswith(f"saved {len(stack.originals)} datasets of demo to demo/")
     assert (tmp_path / "demo/blob.bin").read_bytes() == stack.originals["blob.bin"]
+
+
+def test_download_root_lists_the_root_once(run, stack, tmp_path, monkeypatch):
+    """The report comes from the download's own listing: one manifest request, not two."""
+    paths = []
+    send = httpx.Client.send
+
+    def counted(self, request, **kwargs):
+        paths.append(request.url.path)
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", counted)
+    machine = ok(run("download", "demo", "-o", str(tmp_path / "all"), "--json")).json()
+    assert len(machine["files"]) == len(stack.originals)
+    assert paths.count("/v1/roots/demo/manifest") == 1, paths
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from caterva.cli import render, values
 from caterva.cli.data import split_selection
-from caterva.client.base import Cached, RootInfo
+from caterva.client import Cached, RootInfo
 from caterva.protocol.dtypes import dtype_to_json
 from caterva.protocol.metadata import DatasetInfo
 

@@ -568,7 +568,7 @@ def test_download_dataset_and_plain_file(client, fake, tmp_path, monkeypatch):
 
 def test_download_in_windows(client, fake, tmp_path, monkeypatch):
     chunksize = fake.infos["grid/a.b2nd"].chunksize
-    monkeypatch.setattr("caterva.client.transfer.WINDOW_BYTES", 2 * chunksize)
+    monkeypatch.setattr("caterva.client.download.WINDOW_BYTES", 2 * chunksize)
     client.download("r/grid/a.b2nd", tmp_path / "x.b2nd")
     batches = [r.url.params["i"] for r in fake.requests if "/chunks/" in r.url.path]
     assert batches == ["0-1", "2-3", "4-5", "6-7", "8"]

@@ -4,6 +4,7 @@ No sockets: the clock is injected, the subscriber is an httpx.MockTransport."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from caterva import credentials
-from caterva.client import Client
+from caterva.client import AsyncClient, Client
 from caterva.errors import StateError, TokenExpired, Unauthorized
 from caterva.tokens import Signer, load_secret
 from caterva.broker import access
@@ -161,6 +162,23 @@ def test_client_with_email_logs_in_once_and_again_when_the_token_expires(token_f
         assert client.roots() == []
         assert fake.logins == 2
     assert not token_file.exists()  # the Python API stores nothing by itself
+
+
+def test_async_client_logs_in_the_same_way(token_file):
+    """One login flow for both clients: the async one also logs in once, and again when the
+    token expires."""
+    fake = FakeSubscriber()
+
+    async def main() -> None:
+        async with AsyncClient("http://sub:1", email="ada@lab.org", password="pw",
+                               transport=httpx.MockTransport(fake)) as client:
+            assert await client.roots() == [] and await client.roots() == []
+            assert fake.logins == 1
+            fake.clock.now += 61
+            assert await client.roots() == []
+            assert fake.logins == 2
+
+    asyncio.run(main())
 
 
 def test_client_uses_the_stored_token_of_its_url(token_file):
