@@ -38,8 +38,9 @@ def make_root(workdir: Path, n: int) -> Path:
         return root
     root.mkdir(parents=True, exist_ok=True)
     template = workdir / "bigroot-template.b2nd"
-    blosc2.asarray(np.arange(64, dtype="f8"), chunks=(32,), blocks=(16,),
-                   urlpath=str(template), mode="w")
+    blosc2.asarray(
+        np.arange(64, dtype="f8"), chunks=(32,), blocks=(16,), urlpath=str(template), mode="w"
+    )
     raw = template.read_bytes()
     for i in range(n):
         folder = root / f"d{i // 1000:04d}"
@@ -58,15 +59,25 @@ def cpu_seconds(pid: int) -> float:
 
 def start(services: harness.Services, root: Path, statedir: Path) -> tuple[harness.Process, float]:
     began = time.perf_counter()
-    process = services.start("pub", "caterva", "pub", ROOT, str(root), "--http", "127.0.0.1:0",
-                             "--broker", f"mqtt://127.0.0.1:{harness.free_port()}",
-                             "--statedir", str(statedir))
+    process = services.start(
+        "pub",
+        "caterva",
+        "pub",
+        ROOT,
+        str(root),
+        "--http",
+        "127.0.0.1:0",
+        "--broker",
+        f"mqtt://127.0.0.1:{harness.free_port()}",
+        "--statedir",
+        str(statedir),
+    )
     return process, time.perf_counter() - began
 
 
 def serve_all(client: httpx.Client, paths: list[str]) -> None:
     for at in range(0, len(paths), 1000):
-        body = {"datasets": [{"path": p, "i": "0-1"} for p in paths[at:at + 1000]]}
+        body = {"datasets": [{"path": p, "i": "0-1"} for p in paths[at : at + 1000]]}
         client.post(rest.chunks_of_many(ROOT), json=body).raise_for_status()
 
 
@@ -80,8 +91,9 @@ def measure(root: Path, rundir: Path) -> dict[str, float]:
         out["idle CPU (% of a core)"] = 100 * (cpu_seconds(pub.pid) - before) / IDLE_SECONDS
         with httpx.Client(base_url=pub.url, timeout=300) as client:
             for encoding in ("identity", "gzip"):
-                with client.stream("GET", rest.manifest(ROOT),
-                                   headers={"Accept-Encoding": encoding}) as response:
+                with client.stream(
+                    "GET", rest.manifest(ROOT), headers={"Accept-Encoding": encoding}
+                ) as response:
                     size = sum(len(piece) for piece in response.iter_raw())
                 out[f"manifest, {encoding} (MB)"] = size / 1e6
             paths = [d["path"] for d in client.get(rest.manifest(ROOT)).json()["datasets"]]
@@ -95,12 +107,18 @@ def measure(root: Path, rundir: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bigroot", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bigroot",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--datasets", type=int, default=100_000, help="tiny datasets (100000)")
-    p.add_argument("--workdir", type=Path,
-                   default=Path(tempfile.gettempdir()) / "caterva-bench",
-                   help="data cache and scratch space (default $TMPDIR/caterva-bench)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "caterva-bench",
+        help="data cache and scratch space (default $TMPDIR/caterva-bench)",
+    )
     args = p.parse_args(argv)
     if args.datasets < 1:
         p.error("--datasets must be at least 1")

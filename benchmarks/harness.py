@@ -54,10 +54,16 @@ def free_port() -> int:
 class Process(Child):
     """A child that prints its ready line (or, given ``port``, that listens on it: nginx)."""
 
-    def __init__(self, name: str, program: list[str], rundir: Path, env=None,
-                 port: int | None = None) -> None:
-        super().__init__([], rundir / f"{name}.log", program=program, cwd=REPO,
-                         env={"CATERVA_CONFIG": "/nonexistent", **(env or {})})
+    def __init__(
+        self, name: str, program: list[str], rundir: Path, env=None, port: int | None = None
+    ) -> None:
+        super().__init__(
+            [],
+            rundir / f"{name}.log",
+            program=program,
+            cwd=REPO,
+            env={"CATERVA_CONFIG": "/nonexistent", **(env or {})},
+        )
         self.name, self.port = name, port
 
     @property
@@ -117,32 +123,60 @@ class Services:
     def nginx(self, directory: Path) -> Process | None:
         """nginx serving ``directory`` with sendfile, when installed: the strongest baseline."""
         exe = shutil.which("nginx") or next(
-            (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+            (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+        )
         if exe is None:
             return None
         port = free_port()
         prefix = self.rundir / "nginx"
         prefix.mkdir()
-        (prefix / "nginx.conf").write_text(NGINX_CONF.format(
-            port=port, root=directory.resolve(), prefix=prefix,
-            user="user root;" if os.geteuid() == 0 else ""))
+        (prefix / "nginx.conf").write_text(
+            NGINX_CONF.format(
+                port=port,
+                root=directory.resolve(),
+                prefix=prefix,
+                user="user root;" if os.geteuid() == 0 else "",
+            )
+        )
         command = [exe, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
         return self._start(Process("nginx", command, self.rundir, port=port))
 
     def broker(self) -> str:
         port = free_port()  # the broker has no port-0 mode that reports its port
         statedir = self.rundir / "broker"
-        return self.start("broker", "caterva", "bro", "--port", str(port),
-                          "--statedir", str(statedir)).url
+        return self.start(
+            "broker", "caterva", "bro", "--port", str(port), "--statedir", str(statedir)
+        ).url
 
     def publisher(self, root: str, directory: Path, broker: str) -> Process:
-        return self.start(f"pub-{root}", "caterva", "pub", root, str(directory),
-                          "--broker", broker, "--http", "127.0.0.1:0",
-                          "--statedir", str(self.rundir / f"pub-{root}"))
+        return self.start(
+            f"pub-{root}",
+            "caterva",
+            "pub",
+            root,
+            str(directory),
+            "--broker",
+            broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(self.rundir / f"pub-{root}"),
+        )
 
     def subscriber(self, name: str, broker: str, cache_size: str = "20GiB") -> Process:
-        return self.start(name, "caterva", "sub", "--broker", broker, "--http", "127.0.0.1:0",
-                          "--statedir", str(self.rundir / name), "--cache-size", cache_size)
+        return self.start(
+            name,
+            "caterva",
+            "sub",
+            "--broker",
+            broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(self.rundir / name),
+            "--cache-size",
+            cache_size,
+        )
 
     def stop(self, process: Process) -> None:
         process.stop()

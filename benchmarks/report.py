@@ -60,31 +60,50 @@ def _t(seconds: float | None) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("scenario", "of baseline", "of nginx", "vs older", "median", "min-max", "MiB/s",
-            "target", "met", "verified")
+    head = (
+        "scenario",
+        "of baseline",
+        "of nginx",
+        "vs older",
+        "median",
+        "min-max",
+        "MiB/s",
+        "target",
+        "met",
+        "verified",
+    )
     lines = [head]
     for r in rows:
         met = {True: "yes", False: "NO"}.get(r.get("met"), "")
-        lines.append((
-            r["label"],
-            f"{r['of_baseline']:.0%}" if "of_baseline" in r else "",
-            f"{r['of_nginx']:.0%}" if "of_nginx" in r else "",
-            f"{r['vs_older']:.1f}x" if "vs_older" in r else "",
-            _t(r["median_s"]),
-            f"{_t(r['min_s'])} - {_t(r['max_s'])}",
-            f"{r['mib_per_s']:.0f}" if "mib_per_s" in r else "",
-            r["target"],
-            met,
-            {True: "yes", False: "NO", None: ""}[r["verified"]],
-        ))
+        lines.append(
+            (
+                r["label"],
+                f"{r['of_baseline']:.0%}" if "of_baseline" in r else "",
+                f"{r['of_nginx']:.0%}" if "of_nginx" in r else "",
+                f"{r['vs_older']:.1f}x" if "vs_older" in r else "",
+                _t(r["median_s"]),
+                f"{_t(r['min_s'])} - {_t(r['max_s'])}",
+                f"{r['mib_per_s']:.0f}" if "mib_per_s" in r else "",
+                r["target"],
+                met,
+                {True: "yes", False: "NO", None: ""}[r["verified"]],
+            )
+        )
     return _columns(lines)
 
 
 def memory_table(rows: list[dict[str, Any]]) -> str:
     lines = [("process", "data served", "peak RSS (VmHWM)", "target", "met")]
     for r in rows:
-        lines.append((r["process"], r["data"], f"{r['peak'] / MIB:.0f} MiB", "< 150 MiB",
-                      "yes" if r["peak"] < 150 * MIB else "NO"))
+        lines.append(
+            (
+                r["process"],
+                r["data"],
+                f"{r['peak'] / MIB:.0f} MiB",
+                "< 150 MiB",
+                "yes" if r["peak"] < 150 * MIB else "NO",
+            )
+        )
     return _columns(lines)
 
 

@@ -31,16 +31,26 @@ BASELINE = "uvicorn"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--scale", type=float, default=1.0, help="cube size, 1 = 1 GiB (default 1)")
     p.add_argument("--datasets", type=int, default=1000, help="small datasets (default 1000)")
     p.add_argument("--repeat", type=int, default=3, help="samples per scenario (default 3)")
-    p.add_argument("--workdir", type=Path,
-                   default=Path(tempfile.gettempdir()) / "caterva-bench",
-                   help="data cache and scratch space (default $TMPDIR/caterva-bench)")
-    p.add_argument("--json", type=Path, default=None,
-                   help="where to write results (default WORKDIR/results.json)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "caterva-bench",
+        help="data cache and scratch space (default $TMPDIR/caterva-bench)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="where to write results (default WORKDIR/results.json)",
+    )
     args = p.parse_args(argv)
     if args.scale <= 0 or args.repeat < 1 or args.datasets < 1:
         p.error("--scale must be positive, --repeat and --datasets at least 1")
@@ -90,17 +100,26 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows = [report.summary(r, bench.results) for r in bench.results]
     meta = {
-        "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None
-                                                             else sys.argv[1:])]),
-        "scale": args.scale, "cube_side": layout.side, "datasets": args.datasets,
-        "repeat": args.repeat, "cpus": os.cpu_count(), "python": platform.python_version(),
-        "machine": platform.machine(), "git": _git_rev(), "duration_s": time.time() - started,
+        "command": " ".join(
+            ["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "scale": args.scale,
+        "cube_side": layout.side,
+        "datasets": args.datasets,
+        "repeat": args.repeat,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "git": _git_rev(),
+        "duration_s": time.time() - started,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     out = args.json or workdir / "results.json"
     report.write_json(out, meta, rows, memory)
-    print(f"\ncaterva benchmarks: cubes of {_size_text(layout.big)} each, {args.datasets} small "
-          f"datasets, {args.repeat} repeats, {os.cpu_count()} CPUs")
+    print(
+        f"\ncaterva benchmarks: cubes of {_size_text(layout.big)} each, {args.datasets} small "
+        f"datasets, {args.repeat} repeats, {os.cpu_count()} CPUs"
+    )
     print(report.table(rows))
     print()
     print(report.memory_table(memory))
@@ -110,17 +129,25 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run_big(bench: Bench, servers: dict[str, str], older) -> None:
     """Whole-file downloads against the plain-HTTP baselines, then selections."""
-    cases = (("smooth.b2nd", "compressible", 10.5, 0.38),
-             ("noise.b2nd", "incompressible", 12.6, 1.3))
+    cases = (
+        ("smooth.b2nd", "compressible", 10.5, 0.38),
+        ("noise.b2nd", "incompressible", 12.6, 1.3),
+    )
     for name, what, _, _ in cases:
         for server, url in servers.items():
             bench.baseline(name, f"baseline: {server} static file, {what}", server, url)
     for name, what, cold_s, warm_s in cases:
         base = f"{BASELINE}_{name.split('.')[0]}"
-        bench.download(name, True, f"download {what}, cold",
-                       Target(fraction=0.7, baseline=base), older(cold_s))
-        bench.download(name, False, f"download {what}, warm",
-                       Target(fraction=0.9, baseline=base), older(warm_s))
+        bench.download(
+            name, True, f"download {what}, cold", Target(fraction=0.7, baseline=base), older(cold_s)
+        )
+        bench.download(
+            name,
+            False,
+            f"download {what}, warm",
+            Target(fraction=0.9, baseline=base),
+            older(warm_s),
+        )
     bench.select_cli_cold(Target(seconds=0.3), older(0.5))
     bench.select_client_warm(Target(seconds=0.015), older(0.036))
 
@@ -140,8 +167,9 @@ def peaks(publisher: harness.Process, subscriber: harness.Process, size: str) ->
     ]
 
 
-def memory_at(services: harness.Services, layout: data.Layout, broker: str,
-              scratch: Path) -> list[dict]:
+def memory_at(
+    services: harness.Services, layout: data.Layout, broker: str, scratch: Path
+) -> list[dict]:
     """Peak memory of a fresh publisher and subscriber serving smaller cubes, cold and warm."""
     from caterva import Client
 
@@ -167,8 +195,13 @@ def _size_text(big: Path) -> str:
 
 def _git_rev() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, cwd=harness.REPO, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=harness.REPO,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 

@@ -70,8 +70,9 @@ def timed(fn: Callable[[], object], settle: bool = False) -> float:
 class Bench:
     """The scenarios, against one subscriber and the data of one Layout."""
 
-    def __init__(self, layout: data.Layout, sub_url: str, scratch: Path, repeat: int,
-                 log=print) -> None:
+    def __init__(
+        self, layout: data.Layout, sub_url: str, scratch: Path, repeat: int, log=print
+    ) -> None:
         self.layout = layout
         self.sub_url = sub_url
         self.scratch = scratch
@@ -84,8 +85,10 @@ class Bench:
 
     def record(self, result: Result) -> Result:
         times = sorted(result.times)
-        self.log(f"  {result.label}: median {_ms(times[len(times) // 2])} "
-                 f"(min {_ms(times[0])}, max {_ms(times[-1])}), verified {result.verified}")
+        self.log(
+            f"  {result.label}: median {_ms(times[len(times) // 2])} "
+            f"(min {_ms(times[0])}, max {_ms(times[-1])}), verified {result.verified}"
+        )
         self.results.append(result)
         return result
 
@@ -109,9 +112,14 @@ class Bench:
                 subprocess.run([curl, "-sSf", "-o", str(dest), url], check=True)
             else:
                 _httpx_download(url, dest)
+
         stem = name.split(".")[0]
-        result = Result(f"{server}_{stem}", label, nbytes=source.stat().st_size,
-                        note=f"{server} + {'curl' if curl else 'httpx'}")
+        result = Result(
+            f"{server}_{stem}",
+            label,
+            nbytes=source.stat().st_size,
+            note=f"{server} + {'curl' if curl else 'httpx'}",
+        )
         for _ in range(self.repeat):
             dest.unlink(missing_ok=True)
             result.times.append(timed(fetch, settle=True))
@@ -123,8 +131,13 @@ class Bench:
         source = self.layout.big / name
         dest = self.scratch / name
         kind = "cold" if cold else "warm"
-        result = Result(f"download_{name.split('.')[0]}_{kind}", label,
-                        nbytes=source.stat().st_size, target=target, older=older)
+        result = Result(
+            f"download_{name.split('.')[0]}_{kind}",
+            label,
+            nbytes=source.stat().st_size,
+            target=target,
+            older=older,
+        )
         if not cold:  # warm: everything cached, whatever ran before
             self.client.download(f"big/{name}", dest)
         for _ in range(self.repeat):
@@ -140,21 +153,32 @@ class Bench:
 
     def select_cli_cold(self, target: Target, older: float) -> Result:
         address = f"big/smooth.b2nd[{self.layout.selection}]"
-        result = Result("select_cli_cold", "select 8 chunks, CLI, cold", target=target,
-                        older=older, note=f"caterva show '{address}'")
+        result = Result(
+            "select_cli_cold",
+            "select 8 chunks, CLI, cold",
+            target=target,
+            older=older,
+            note=f"caterva show '{address}'",
+        )
         command = [*self.cli, "show", address, "--sub", self.sub_url]
         for _ in range(self.repeat):
             self.refollow("big")
-            result.times.append(timed(lambda: subprocess.run(command, capture_output=True,
-                                                             check=True)))
+            result.times.append(
+                timed(lambda: subprocess.run(command, capture_output=True, check=True))
+            )
         q = self.layout.side // 4
         shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
         result.verified = f"shape ({q}, {q}, {q})" in shown
         return self.record(result)
 
     def select_client_warm(self, target: Target, older: float, per_repeat: int = 10) -> Result:
-        result = Result("select_client_warm", "select 8 chunks, Python client, warm",
-                        target=target, older=older, note="ds[sel] on an open Client")
+        result = Result(
+            "select_client_warm",
+            "select 8 chunks, Python client, warm",
+            target=target,
+            older=older,
+            note="ds[sel] on an open Client",
+        )
         ds = self.client.dataset("big/smooth.b2nd")
         got = ds[self.layout.key]  # warms the cache
         for _ in range(self.repeat * per_repeat):
@@ -166,8 +190,12 @@ class Bench:
     # --- the root of many small datasets -----------------------------------------------------
 
     def follow_many(self, target: Target, older: float) -> Result:
-        result = Result("follow_many", f"follow a {self.layout.datasets}-dataset root",
-                        target=target, older=older)
+        result = Result(
+            "follow_many",
+            f"follow a {self.layout.datasets}-dataset root",
+            target=target,
+            older=older,
+        )
         count = None
         for _ in range(self.repeat):
             if any(r.name == "many" and r.followed for r in self.client.roots()):
@@ -181,9 +209,12 @@ class Bench:
     def download_many(self, cold: bool, target: Target, older: float) -> Result:
         kind = "cold" if cold else "warm"
         dest = self.scratch / "many"
-        result = Result(f"download_many_{kind}",
-                        f"download {self.layout.datasets} small datasets, {kind}",
-                        target=target, older=older)
+        result = Result(
+            f"download_many_{kind}",
+            f"download {self.layout.datasets} small datasets, {kind}",
+            target=target,
+            older=older,
+        )
         if not cold:
             self.client.download("many", dest)
         for _ in range(self.repeat):
@@ -204,8 +235,9 @@ class Bench:
         result = Result("cli_roots", "CLI start-up: caterva roots", target=target, older=older)
         command = [*self.cli, "roots", "--sub", self.sub_url]
         for _ in range(self.repeat * per_repeat):
-            result.times.append(timed(lambda: subprocess.run(command, capture_output=True,
-                                                             check=True)))
+            result.times.append(
+                timed(lambda: subprocess.run(command, capture_output=True, check=True))
+            )
         shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
         result.verified = "many" in shown and "big" in shown
         return self.record(result)
@@ -214,8 +246,12 @@ class Bench:
         """A file rewritten at the publisher -> its update event at a watching client."""
         path = self.layout.small_path(0)
         target_file = self.layout.many / path
-        result = Result("change_notify", "change visible at the subscriber", target=target,
-                        note="rewrite at the publisher -> client.watch() event")
+        result = Result(
+            "change_notify",
+            "change visible at the subscriber",
+            target=target,
+            note="rewrite at the publisher -> client.watch() event",
+        )
         events: queue.Queue = queue.Queue()
         rng = np.random.default_rng(4)
         values = None

@@ -37,7 +37,7 @@ def write(
             if not callable(data):
                 view = memoryview(data.encode() if isinstance(data, str) else data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 if sync:
                     os.fsync(fd)
         finally:

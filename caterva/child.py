@@ -47,8 +47,11 @@ class Child:
         with open(log, "ab") as err:  # the child keeps its own handle
             self.proc = subprocess.Popen(
                 [*(program or [sys.executable, "-m", "caterva"]), *args],
-                stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
             )
         self.url: str | None = None
         self.lines: list[str] = []  # everything it printed on stdout

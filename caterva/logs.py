@@ -31,8 +31,12 @@ class _Text(logging.Formatter):
 
 class _Json(_Text):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"time": self.formatTime(record), "level": record.levelname.lower(),
-               "logger": record.name, "message": record.getMessage()}
+        doc = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False)

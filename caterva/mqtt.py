@@ -103,7 +103,9 @@ class BrokerURL:
 
 
 def with_credentials(
-    url: str, username: str | None = None, password: str | None = None,
+    url: str,
+    username: str | None = None,
+    password: str | None = None,
     cafile: str | None = None,
 ) -> str:
     """``url`` with what flags and env add to it (``--broker-user``, CATERVA_BROKER_PASSWORD,
@@ -190,7 +192,8 @@ class Bus:
         except TimeoutError:
             reason = self.refused or "no answer"
             raise BrokerUnavailable(
-                f"cannot connect to the MQTT broker at {self.url}: {reason}") from None
+                f"cannot connect to the MQTT broker at {self.url}: {reason}"
+            ) from None
 
     async def publish(
         self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1, timeout: float = 5
@@ -237,8 +240,11 @@ class Bus:
         if self._outage is None:
             log.info("connected to MQTT broker %s", self.url)
         else:
-            log.info("connected to MQTT broker %s after %.0f s", self.url,
-                     time.monotonic() - self._outage)
+            log.info(
+                "connected to MQTT broker %s after %.0f s",
+                self.url,
+                time.monotonic() - self._outage,
+            )
             self._outage = None
         if self._subscriptions:
             # one SUBSCRIBE for all: every retained message they match is sent before anything
@@ -255,11 +261,13 @@ class Bus:
         self._delay = RETRY_MIN if self._delay is None else min(2 * self._delay, RETRY_MAX)
         if self._outage is None:
             self._outage = time.monotonic()
-            log.warning("waiting for broker %s (%s), retrying in %g s", self.url, reason,
-                        self._delay)
+            log.warning(
+                "waiting for broker %s (%s), retrying in %g s", self.url, reason, self._delay
+            )
         else:
-            log.debug("still waiting for broker %s (%s), retrying in %g s", self.url, reason,
-                      self._delay)
+            log.debug(
+                "still waiting for broker %s (%s), retrying in %g s", self.url, reason, self._delay
+            )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._loop.call_soon_threadsafe(self.connected.clear)

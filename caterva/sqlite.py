@@ -29,8 +29,9 @@ def connect(path: str | Path, *, readonly: bool = False, wal: bool = True) -> sq
     existing database that this process must never write (nor create).
     """
     if readonly:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                             check_same_thread=False)
+        db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
     else:
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:

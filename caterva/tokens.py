@@ -75,8 +75,9 @@ class Signer:
             raise Unauthorized("invalid token: log in again")
         try:  # signed by us, so well-formed unless the format changed under it
             payload = json.loads(_unb64(body))
-            claims = Claims(str(payload["user"]), float(payload["issued"]),
-                            float(payload["expiry"]))
+            claims = Claims(
+                str(payload["user"]), float(payload["issued"]), float(payload["expiry"])
+            )
             if payload.get("v") != VERSION:
                 raise ValueError("unknown token version")
         except (ValueError, KeyError, TypeError, binascii.Error):

@@ -121,8 +121,12 @@ class Users:
 
     def _upgrade(self, readonly: bool) -> None:
         sqlite.upgrade(
-            self.db, what="users", where=str(self.path), schema=_SCHEMA,
-            current=SCHEMA_VERSION, migrations=MIGRATIONS,
+            self.db,
+            what="users",
+            where=str(self.path),
+            schema=_SCHEMA,
+            current=SCHEMA_VERSION,
+            migrations=MIGRATIONS,
             readonly_hint="run any `caterva user` command once to migrate it" if readonly else None,
         )
 
@@ -173,9 +177,7 @@ class Users:
         email, root = check_email(email), check_root(root)
         with sqlite.transaction(self.db):
             self._require(email)
-            cursor = self.db.execute(
-                "DELETE FROM grants WHERE email=? AND root=?", (email, root)
-            )
+            cursor = self.db.execute("DELETE FROM grants WHERE email=? AND root=?", (email, root))
         return cursor.rowcount == 1
 
     def list(self) -> list[User]:

@@ -247,9 +247,7 @@ def chirp_spectrogram(rng: np.random.Generator) -> np.ndarray:
     windows = np.stack([signal[i * hop : i * hop + frame] * window for i in range(frames)])
     spectrum = np.fft.rfft(windows, axis=1)
     step = 1 / 64
-    return (quantize(spectrum.real, step) + 1j * quantize(spectrum.imag, step)).astype(
-        np.complex64
-    )
+    return (quantize(spectrum.real, step) + 1j * quantize(spectrum.imag, step)).astype(np.complex64)
 
 
 def hills(rng: np.random.Generator, y: np.ndarray, x: np.ndarray, n: int, width: float):

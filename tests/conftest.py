@@ -63,7 +63,12 @@ def spawn(tmp_path):
 def broker(request, spawn, tmp_path) -> str:
     """A running broker of each engine; the value is its mqtt:// URL."""
     service = spawn(
-        "bro", "--engine", request.param, "--port", str(free_port()),
-        "--statedir", str(tmp_path / f"broker-{request.param}"),
+        "bro",
+        "--engine",
+        request.param,
+        "--port",
+        str(free_port()),
+        "--statedir",
+        str(tmp_path / f"broker-{request.param}"),
     )
     return service.url

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from caterva.config import lock_statedir, setting, statedir as state_directory
+from caterva.config import lock_statedir, setting
+from caterva.config import statedir as state_directory
 from caterva.errors import BadRequest
 
 ENGINES = ("amqtt", "mosquitto")

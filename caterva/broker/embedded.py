@@ -25,13 +25,13 @@ from pathlib import Path
 
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker, BrokerContext, RetainedApplicationMessage
-from amqtt.errors import BrokerError, PluginError, PluginLoadError
 from amqtt.contexts import Action
+from amqtt.errors import BrokerError, PluginError, PluginLoadError
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from caterva.errors import StateError
 from caterva.broker import access, broker_url
+from caterva.errors import StateError
 from caterva.service.runner import bind, ready
 
 log = logging.getLogger("caterva.broker")
@@ -109,7 +109,10 @@ class TopicAccess(BaseTopicPlugin):
         pass
 
     async def topic_filtering(
-        self, *, session: Session | None = None, topic: str | None = None,
+        self,
+        *,
+        session: Session | None = None,
+        topic: str | None = None,
         action: Action | None = None,
     ) -> bool:
         username = session.username if session else None
@@ -144,7 +147,10 @@ def broker_config(statedir: Path, accounts: dict[str, str] | None = None) -> dic
 
 
 def serve(
-    host: str, port: int, statedir: Path, accounts: dict[str, str] | None = None,
+    host: str,
+    port: int,
+    statedir: Path,
+    accounts: dict[str, str] | None = None,
     tls: tuple[str, str] | None = None,
 ) -> None:
     sock = bind(host, port)  # raises Unavailable naming host:port

@@ -21,8 +21,8 @@ import sys
 import threading
 from pathlib import Path
 
-from caterva.errors import BadRequest, CatervaError, Unavailable
 from caterva.broker import access, broker_url
+from caterva.errors import BadRequest, CatervaError, Unavailable
 from caterva.service.runner import ready
 
 log = logging.getLogger("caterva.broker")
@@ -41,7 +41,12 @@ def find_binary() -> str:
 
 
 def config_text(
-    host: str, port: int, statedir: Path, *, verbose: bool = False, secured: bool = False,
+    host: str,
+    port: int,
+    statedir: Path,
+    *,
+    verbose: bool = False,
+    secured: bool = False,
     tls: tuple[str, str] | None = None,
 ) -> str:
     """``secured``: accounts in <statedir>/passwd and topic rules in <statedir>/acl."""
@@ -49,46 +54,66 @@ def config_text(
         if "\n" in value or "\r" in value:
             raise BadRequest(f"{value!r} cannot go into a mosquitto.conf")
     access_lines = (
-        ["allow_anonymous false", f"password_file {statedir / 'passwd'}",
-         f"acl_file {statedir / 'acl'}"]
-        if secured else ["allow_anonymous true"]
+        [
+            "allow_anonymous false",
+            f"password_file {statedir / 'passwd'}",
+            f"acl_file {statedir / 'acl'}",
+        ]
+        if secured
+        else ["allow_anonymous true"]
     )
     tls_lines = [f"certfile {tls[0]}", f"keyfile {tls[1]}"] if tls else []
-    return "\n".join([
-        "# written by `caterva bro --engine mosquitto`; rewritten on every start",
-        f"listener {port} {host}",
-        *tls_lines,  # listener options: they follow their listener line
-        *access_lines,
-        "persistence true",
-        f"persistence_location {statedir}",  # Mosquitto adds the slash
-        "autosave_interval 60",  # retained messages survive a crash too, not only a clean stop
-        # a subscriber starts with one retained message per root and source, all at once:
-        # beyond this queue Mosquitto drops the rest silently (its default is 1000)
-        "max_queued_messages 100000",
-        "log_dest stderr",
-        "log_timestamp false",  # our log lines carry the time
-        f"connection_messages {'true' if verbose else 'false'}",  # one line per client: -v only
-        # as root Mosquitto switches to user "mosquitto", who cannot write our 0700 statedir
-        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# written by `caterva bro --engine mosquitto`; rewritten on every start",
+            f"listener {port} {host}",
+            *tls_lines,  # listener options: they follow their listener line
+            *access_lines,
+            "persistence true",
+            f"persistence_location {statedir}",  # Mosquitto adds the slash
+            "autosave_interval 60",  # retained messages survive a crash too, not only a clean stop
+            # a subscriber starts with one retained message per root and source, all at once:
+            # beyond this queue Mosquitto drops the rest silently (its default is 1000)
+            "max_queued_messages 100000",
+            "log_dest stderr",
+            "log_timestamp false",  # our log lines carry the time
+            f"connection_messages {'true' if verbose else 'false'}",  # one line per client: -v only
+            # as root Mosquitto switches to user "mosquitto", who cannot write our 0700 statedir
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            "",
+        ]
+    )
 
 
 def write_config(
-    host: str, port: int, statedir: Path, accounts: dict[str, str] | None = None,
+    host: str,
+    port: int,
+    statedir: Path,
+    accounts: dict[str, str] | None = None,
     tls: tuple[str, str] | None = None,
 ) -> Path:
     if accounts:
         access.write_private(statedir / "passwd", access.password_file_text(accounts))
         access.write_private(statedir / "acl", access.MOSQUITTO_ACL)
     path = statedir / "mosquitto.conf"
-    path.write_text(config_text(host, port, statedir, verbose=log.isEnabledFor(logging.DEBUG),
-                                secured=bool(accounts), tls=tls))
+    path.write_text(
+        config_text(
+            host,
+            port,
+            statedir,
+            verbose=log.isEnabledFor(logging.DEBUG),
+            secured=bool(accounts),
+            tls=tls,
+        )
+    )
     return path
 
 
 def serve(
-    host: str, port: int, statedir: Path, accounts: dict[str, str] | None = None,
+    host: str,
+    port: int,
+    statedir: Path,
+    accounts: dict[str, str] | None = None,
     tls: tuple[str, str] | None = None,
 ) -> None:
     if port == 0:

@@ -52,8 +52,11 @@ def _plain_values_without_pydantic() -> None:
             return build(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
 
     def build_runtime_param(descriptor):
-        if (descriptor.annotation in (str, bool) and descriptor.file_annotation is None
-                and descriptor.parameter_info.parser is None):
+        if (
+            descriptor.annotation in (str, bool)
+            and descriptor.file_annotation is None
+            and descriptor.parameter_info.parser is None
+        ):
             return Plain(descriptor.parameter_info, descriptor.annotation, descriptor)
         return build(descriptor)
 
@@ -82,10 +85,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Publish, follow and read Blosc2 datasets across machines."""
+
 
 # exit codes, documented in the README and in `caterva --help`
 EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNAVAILABLE, EXIT_AUTH = 1, 2, 3, 4, 5
@@ -106,13 +114,17 @@ def exit_code(exc: CatervaError) -> int:
     return EXIT_ERROR
 
 
-def setup_logging(verbose: bool, level: Optional[str], fmt: Optional[str],
-                  access_log: Optional[bool] = None) -> None:
+def setup_logging(
+    verbose: bool, level: Optional[str], fmt: Optional[str], access_log: Optional[bool] = None
+) -> None:
     from caterva import logs
     from caterva.config import setting
 
-    logs.setup(setting("log_level", "debug" if verbose else level),
-               setting("log_format", fmt), setting("access_log", access_log))
+    logs.setup(
+        setting("log_level", "debug" if verbose else level),
+        setting("log_format", fmt),
+        setting("access_log", access_log),
+    )
 
 
 def _stderr():
@@ -122,42 +134,77 @@ def _stderr():
 
 
 Verbose = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Log debug detail (--log-level debug).")]
-LogLevel = Annotated[Optional[str], typer.Option(
-    "--log-level", metavar="LEVEL",
-    help="debug, info, warning or error [default info; env CATERVA_LOG_LEVEL].")]
-LogFormat = Annotated[Optional[str], typer.Option(
-    "--log-format", metavar="FORMAT",
-    help="text (one line a record, UTC times) or json (one object a line) [default text; "
-    "env CATERVA_LOG_FORMAT].")]
-AccessLog = Annotated[Optional[bool], typer.Option(
-    "--access-log", help="Log every HTTP request [env CATERVA_ACCESS_LOG].")]
+    bool, typer.Option("--verbose", "-v", help="Log debug detail (--log-level debug).")
+]
+LogLevel = Annotated[
+    Optional[str],
+    typer.Option(
+        "--log-level",
+        metavar="LEVEL",
+        help="debug, info, warning or error [default info; env CATERVA_LOG_LEVEL].",
+    ),
+]
+LogFormat = Annotated[
+    Optional[str],
+    typer.Option(
+        "--log-format",
+        metavar="FORMAT",
+        help="text (one line a record, UTC times) or json (one object a line) [default text; "
+        "env CATERVA_LOG_FORMAT].",
+    ),
+]
+AccessLog = Annotated[
+    Optional[bool],
+    typer.Option("--access-log", help="Log every HTTP request [env CATERVA_ACCESS_LOG]."),
+]
 Broker = Annotated[
     Optional[str],
-    typer.Option("--broker", metavar="URL", help="MQTT broker URL, mqtt://HOST:PORT "
-                 "[default mqtt://127.0.0.1:1883; env CATERVA_BROKER]."),
+    typer.Option(
+        "--broker",
+        metavar="URL",
+        help="MQTT broker URL, mqtt://HOST:PORT "
+        "[default mqtt://127.0.0.1:1883; env CATERVA_BROKER].",
+    ),
 ]
 Statedir = Annotated[
     Optional[Path],
-    typer.Option("--statedir", metavar="DIR", help="Where this service keeps its state "
-                 "[default ~/.local/state/caterva/SERVICE; env CATERVA_STATEDIR]."),
+    typer.Option(
+        "--statedir",
+        metavar="DIR",
+        help="Where this service keeps its state "
+        "[default ~/.local/state/caterva/SERVICE; env CATERVA_STATEDIR].",
+    ),
 ]
 
 
 @app.command()
 def bro(
-    host: Annotated[Optional[str], typer.Option(
-        metavar="ADDR", help="Address to bind [default 127.0.0.1; env CATERVA_BROKER_HOST].")] = None,
-    port: Annotated[Optional[int], typer.Option(
-        metavar="PORT", help="Port to bind [default 1883; env CATERVA_BROKER_PORT].")] = None,
-    engine: Annotated[str, typer.Option(
-        metavar="ENGINE", help="amqtt (embedded) or mosquitto.")] = "amqtt",
+    host: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="ADDR", help="Address to bind [default 127.0.0.1; env CATERVA_BROKER_HOST]."
+        ),
+    ] = None,
+    port: Annotated[
+        Optional[int],
+        typer.Option(metavar="PORT", help="Port to bind [default 1883; env CATERVA_BROKER_PORT]."),
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(metavar="ENGINE", help="amqtt (embedded) or mosquitto.")
+    ] = "amqtt",
     statedir: Statedir = None,
-    password_file: Annotated[Optional[Path], typer.Option(
-        "--password-file", "--users-file", metavar="PATH", rich_help_panel=security.PANEL,
-        help="Require MQTT logins: USER:PASSWORD lines (plain, or mosquitto_passwd's "
-        "sha512-pbkdf2 hashes); each user may publish only under caterva/v1/pub/USER/ "
-        "[env CATERVA_BROKER_PASSWORD_FILE].")] = None,
+    password_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--password-file",
+            "--users-file",
+            metavar="PATH",
+            rich_help_panel=security.PANEL,
+            help="Require MQTT logins: USER:PASSWORD lines (plain, or mosquitto_passwd's "
+            "sha512-pbkdf2 hashes); each user may publish only under caterva/v1/pub/USER/ "
+            "[env CATERVA_BROKER_PASSWORD_FILE].",
+        ),
+    ] = None,
     tls_cert: security.TlsCert = None,
     tls_key: security.TlsKey = None,
     verbose: Verbose = False,
@@ -174,31 +221,60 @@ def bro(
     setup_logging(verbose, log_level, log_format)
     from caterva.broker import run
 
-    run(engine=engine, host=host, port=port, statedir=statedir, password_file=password_file,
-        tls_cert=tls_cert, tls_key=tls_key)
+    run(
+        engine=engine,
+        host=host,
+        port=port,
+        statedir=statedir,
+        password_file=password_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
 
 
 @app.command()
 def pub(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Root name to publish it as.")],
-    directory: Annotated[Path, typer.Argument(
-        metavar="DIRECTORY", help="Directory of datasets to publish.")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIRECTORY", help="Directory of datasets to publish.")
+    ],
     broker: Broker = None,
-    http: Annotated[Optional[str], typer.Option(
-        metavar="HOST:PORT", help="Where to serve REST "
-        "[default 127.0.0.1:8470; env CATERVA_PUBLISHER_HTTP].")] = None,
+    http: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Where to serve REST [default 127.0.0.1:8470; env CATERVA_PUBLISHER_HTTP].",
+        ),
+    ] = None,
     statedir: Statedir = None,
-    poll: Annotated[Optional[bool], typer.Option(
-        "--poll", help="Find changes by scanning DIRECTORY every scan_interval instead of "
-        "watching filesystem events (for NFS and other filesystems without them) "
-        "[env CATERVA_POLL].")] = None,
-    open_files: Annotated[Optional[int], typer.Option(
-        "--open-files", metavar="N", help="Datasets kept open for serving; memory is about "
-        "75 KB each [default 64; env CATERVA_OPEN_FILES].")] = None,
-    pub_id: Annotated[Optional[str], typer.Option(
-        "--pub-id", metavar="ID", rich_help_panel=security.PANEL,
-        help="This publisher's id in MQTT topics [default: generated once; with broker auth, "
-        "the MQTT username, which it must equal; env CATERVA_PUB_ID].")] = None,
+    poll: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--poll",
+            help="Find changes by scanning DIRECTORY every scan_interval instead of "
+            "watching filesystem events (for NFS and other filesystems without them) "
+            "[env CATERVA_POLL].",
+        ),
+    ] = None,
+    open_files: Annotated[
+        Optional[int],
+        typer.Option(
+            "--open-files",
+            metavar="N",
+            help="Datasets kept open for serving; memory is about "
+            "75 KB each [default 64; env CATERVA_OPEN_FILES].",
+        ),
+    ] = None,
+    pub_id: Annotated[
+        Optional[str],
+        typer.Option(
+            "--pub-id",
+            metavar="ID",
+            rich_help_panel=security.PANEL,
+            help="This publisher's id in MQTT topics [default: generated once; with broker auth, "
+            "the MQTT username, which it must equal; env CATERVA_PUB_ID].",
+        ),
+    ] = None,
     require_token: security.RequireToken = None,
     require_token_file: security.RequireTokenFile = None,
     max_body: security.MaxBody = None,
@@ -225,13 +301,28 @@ def pub(
     from caterva.publisher import run
     from caterva.service.security import Security
 
-    guard = Security.build(require_token=require_token, require_token_file=require_token_file,
-                           max_body=max_body, tls_cert=tls_cert, tls_key=tls_key,
-                           ca_file=ca_file)
+    guard = Security.build(
+        require_token=require_token,
+        require_token_file=require_token_file,
+        max_body=max_body,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        ca_file=ca_file,
+    )
     [broker] = security.with_broker_credentials(
-        [setting("broker", broker)], broker_user, broker_password, ca_file)
-    run(name=name, directory=directory, broker=broker, http=http, statedir=statedir,
-        pub_id=pub_id, security=guard, poll=poll, open_files=open_files)
+        [setting("broker", broker)], broker_user, broker_password, ca_file
+    )
+    run(
+        name=name,
+        directory=directory,
+        broker=broker,
+        http=http,
+        statedir=statedir,
+        pub_id=pub_id,
+        security=guard,
+        poll=poll,
+        open_files=open_files,
+    )
 
 
 @app.command()
@@ -239,59 +330,106 @@ def sub(
     broker: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--broker", metavar="URL",
+            "--broker",
+            metavar="URL",
             help="MQTT broker URL, mqtt://HOST:PORT; repeat to discover on several, the first "
             "being this subscriber's own (its LAN's) [default mqtt://127.0.0.1:1883; "
             "env CATERVA_BROKER, comma-separated].",
         ),
     ] = None,
-    http: Annotated[Optional[str], typer.Option(
-        metavar="HOST:PORT", help="Where to serve the API "
-        "[default 127.0.0.1:8471; env CATERVA_SUBSCRIBER_HTTP].")] = None,
+    http: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Where to serve the API [default 127.0.0.1:8471; env CATERVA_SUBSCRIBER_HTTP].",
+        ),
+    ] = None,
     statedir: Statedir = None,
-    cache_size: Annotated[Optional[str], typer.Option(
-        metavar="SIZE", help="Disk budget of the chunk cache, e.g. 20GiB "
-        "[default 10GiB; env CATERVA_CACHE_SIZE].")] = None,
+    cache_size: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="SIZE",
+            help="Disk budget of the chunk cache, e.g. 20GiB "
+            "[default 10GiB; env CATERVA_CACHE_SIZE].",
+        ),
+    ] = None,
     republish: Annotated[
         Optional[bool],
-        typer.Option("--republish", help="Serve the followed roots to others and announce them "
-                     "as a mirror [env CATERVA_REPUBLISH]."),
+        typer.Option(
+            "--republish",
+            help="Serve the followed roots to others and announce them "
+            "as a mirror [env CATERVA_REPUBLISH].",
+        ),
     ] = None,
     republish_broker: Annotated[
         Optional[str],
-        typer.Option(metavar="URL", help="Announce as a mirror on this broker (the LAN's) "
-                     "[default: the first --broker; env CATERVA_REPUBLISH_BROKER]."),
+        typer.Option(
+            metavar="URL",
+            help="Announce as a mirror on this broker (the LAN's) "
+            "[default: the first --broker; env CATERVA_REPUBLISH_BROKER].",
+        ),
     ] = None,
     advertise: Annotated[
         Optional[str],
-        typer.Option(metavar="URL", help="The URL a mirror announces [default: the one it is "
-                     "bound to; env CATERVA_ADVERTISE]."),
+        typer.Option(
+            metavar="URL",
+            help="The URL a mirror announces [default: the one it is "
+            "bound to; env CATERVA_ADVERTISE].",
+        ),
     ] = None,
     prefer: Annotated[
         Optional[list[str]],
-        typer.Option(metavar="PUB_ID_OR_URL", help="Read from this source when it is online; "
-                     "repeatable, first wins [env CATERVA_PREFER, comma-separated]."),
+        typer.Option(
+            metavar="PUB_ID_OR_URL",
+            help="Read from this source when it is online; "
+            "repeatable, first wins [env CATERVA_PREFER, comma-separated].",
+        ),
     ] = None,
     trust_file: Annotated[
         Optional[Path],
-        typer.Option(metavar="PATH", help="Signing keys of roots, given up front: `ROOT KEY` "
-                     "lines; they win over keys met first [env CATERVA_TRUST_FILE]."),
+        typer.Option(
+            metavar="PATH",
+            help="Signing keys of roots, given up front: `ROOT KEY` "
+            "lines; they win over keys met first [env CATERVA_TRUST_FILE].",
+        ),
     ] = None,
-    pub_id: Annotated[Optional[str], typer.Option(
-        "--pub-id", metavar="ID",
-        help="A mirror's id, shown as `via ID` downstream [default: the MQTT username, else "
-        "generated once and kept in the state directory; env CATERVA_PUB_ID].")] = None,
-    auth: Annotated[Optional[bool], typer.Option(
-        "--auth", rich_help_panel=security.PANEL,
-        help="Require login (POST /v1/login) and serve each user only the roots granted with "
-        "`caterva user grant` [env CATERVA_AUTH].")] = None,
-    users: Annotated[Optional[Path], typer.Option(
-        "--users", metavar="PATH", rich_help_panel=security.PANEL,
-        help="The users database; implies --auth [default: <statedir>/users.db; "
-        "env CATERVA_USERS].")] = None,
-    token_ttl: Annotated[Optional[str], typer.Option(
-        "--token-ttl", metavar="DURATION", rich_help_panel=security.PANEL,
-        help="How long a login lasts, e.g. 12h, 30d [default 12h; env CATERVA_TOKEN_TTL].")] = None,
+    pub_id: Annotated[
+        Optional[str],
+        typer.Option(
+            "--pub-id",
+            metavar="ID",
+            help="A mirror's id, shown as `via ID` downstream [default: the MQTT username, else "
+            "generated once and kept in the state directory; env CATERVA_PUB_ID].",
+        ),
+    ] = None,
+    auth: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--auth",
+            rich_help_panel=security.PANEL,
+            help="Require login (POST /v1/login) and serve each user only the roots granted with "
+            "`caterva user grant` [env CATERVA_AUTH].",
+        ),
+    ] = None,
+    users: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--users",
+            metavar="PATH",
+            rich_help_panel=security.PANEL,
+            help="The users database; implies --auth [default: <statedir>/users.db; "
+            "env CATERVA_USERS].",
+        ),
+    ] = None,
+    token_ttl: Annotated[
+        Optional[str],
+        typer.Option(
+            "--token-ttl",
+            metavar="DURATION",
+            rich_help_panel=security.PANEL,
+            help="How long a login lasts, e.g. 12h, 30d [default 12h; env CATERVA_TOKEN_TTL].",
+        ),
+    ] = None,
     source_token: security.SourceToken = None,
     source_token_file: security.SourceTokenFile = None,
     require_token: security.RequireToken = None,
@@ -321,20 +459,39 @@ def sub(
     from caterva.subscriber import run
 
     guard = Security.build(
-        auth=auth, users=users, token_ttl=token_ttl, source_token=source_token,
-        source_token_file=source_token_file, require_token=require_token,
-        require_token_file=require_token_file, max_body=max_body, tls_cert=tls_cert,
-        tls_key=tls_key, ca_file=ca_file,
+        auth=auth,
+        users=users,
+        token_ttl=token_ttl,
+        source_token=source_token,
+        source_token_file=source_token_file,
+        require_token=require_token,
+        require_token_file=require_token_file,
+        max_body=max_body,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        ca_file=ca_file,
     )
     guard.check_republishing(bool(setting("republish", republish)))
     broker = security.with_broker_credentials(
-        setting_list("broker", broker), broker_user, broker_password, ca_file)
+        setting_list("broker", broker), broker_user, broker_password, ca_file
+    )
     if republish_broker:
         [republish_broker] = security.with_broker_credentials(
-            [republish_broker], broker_user, broker_password, ca_file)
-    run(broker=broker, http=http, statedir_flag=statedir, cache_size=cache_size,
-        republish=republish, republish_broker=republish_broker, advertise=advertise,
-        prefer=prefer, trust_file=trust_file, pub_id=pub_id, security=guard)
+            [republish_broker], broker_user, broker_password, ca_file
+        )
+    run(
+        broker=broker,
+        http=http,
+        statedir_flag=statedir,
+        cache_size=cache_size,
+        republish=republish,
+        republish_broker=republish_broker,
+        advertise=advertise,
+        prefer=prefer,
+        trust_file=trust_file,
+        pub_id=pub_id,
+        security=guard,
+    )
 
 
 # client commands (roots, follow, unfollow, list, info, watch, show, download) live in their
@@ -347,13 +504,21 @@ trust.register(app)  # which signing key each root is bound to
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Argument(
-        metavar="[DIRECTORY]", show_default=False,
-        help="Directory to publish [default: ./root-example].")] = Path("root-example"),
-    root: Annotated[str, typer.Option(metavar="NAME", help="Root name to publish it as.")
-                    ] = "example",
-    workdir: Annotated[Optional[Path], typer.Option(
-        metavar="DIR", help="Keep state and logs here [default: a temp dir].")] = None,
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            metavar="[DIRECTORY]",
+            show_default=False,
+            help="Directory to publish [default: ./root-example].",
+        ),
+    ] = Path("root-example"),
+    root: Annotated[
+        str, typer.Option(metavar="NAME", help="Root name to publish it as.")
+    ] = "example",
+    workdir: Annotated[
+        Optional[Path],
+        typer.Option(metavar="DIR", help="Keep state and logs here [default: a temp dir]."),
+    ] = None,
 ) -> None:
     """Run the whole flow once. A broker, a publisher, a subscriber, and a client reading."""
     from rich.console import Console

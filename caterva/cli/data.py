@@ -74,8 +74,9 @@ def show(
 
     address, sel = split_selection(target)
     if sel is not None and not sel.strip():
-        raise BadSelection(f"empty selection in {literal(target)}: give one, e.g. "
-                           "[0:10], or [...] for all of it")
+        raise BadSelection(
+            f"empty selection in {literal(target)}: give one, e.g. [0:10], or [...] for all of it"
+        )
     # a bad selection fails here; brackets kept, so parse sees a[[1, 2]] as the list it is
     key = selection.parse(f"[{sel}]") if sel is not None else None
     with connect(sub, ca_file) as client:
@@ -83,8 +84,10 @@ def show(
             ds = client.dataset(address)
         except UnknownDataset:
             if sel is None and _unclosed(address):
-                raise BadSelection(f"unclosed '[' in {literal(target)}: write "
-                                   "ROOT/PATH[SELECTION], e.g. 'example/a.b2nd[0:4]'") from None
+                raise BadSelection(
+                    f"unclosed '[' in {literal(target)}: write "
+                    "ROOT/PATH[SELECTION], e.g. 'example/a.b2nd[0:4]'"
+                ) from None
             raise
         if field is not None:
             ds = ds[field]
@@ -181,8 +184,12 @@ def download(
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", "--overwrite", "-f",
-                     help="Replace files that exist already (refused without it)."),
+        typer.Option(
+            "--force",
+            "--overwrite",
+            "-f",
+            help="Replace files that exist already (refused without it).",
+        ),
     ] = False,
     as_json: Json = False,
     sub: Sub = None,
@@ -201,9 +208,11 @@ def download(
     root, path = split_address(target)
     to_stdout = output is not None and str(output) == "-"
     if to_stdout and (path is None or as_json):
-        raise BadRequest("`-o -` writes one dataset to standard output: not a root, nor "
-                         "with --json" if path is None else "`-o -` and --json both use "
-                         "standard output: choose one")
+        raise BadRequest(
+            "`-o -` writes one dataset to standard output: not a root, nor with --json"
+            if path is None
+            else "`-o -` and --json both use standard output: choose one"
+        )
     with connect(sub, ca_file) as client:
         # a bar only for a person watching: on a terminal, and not when piped or logged
         with _progress(f"{literal(target)} (uncompressed)", enabled=err().is_terminal) as report:
@@ -238,8 +247,10 @@ def download(
     if as_json:
         emit({"root": root, "dest": str(dest), "files": files, "bytes": total})
     else:
-        display(f"saved {render.plural(len(files), 'dataset')} of {root} to {literal(dest)}/ "
-             f"({render.size_text(total)})")
+        display(
+            f"saved {render.plural(len(files), 'dataset')} of {root} to {literal(dest)}/ "
+            f"({render.size_text(total)})"
+        )
 
 
 def _to_stdout(client, target: str, report) -> None:

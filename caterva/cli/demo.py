@@ -29,8 +29,10 @@ READY_TIMEOUT = 60.0
 def run(directory: Path, root: str, workdir: Path | None, console: Console) -> None:
     directory = directory.resolve()
     if not directory.is_dir():
-        raise CatervaError(f"{directory} is not a directory: run the demo from the repository, "
-                           "or pass the directory to publish")
+        raise CatervaError(
+            f"{directory} is not a directory: run the demo from the repository, "
+            "or pass the directory to publish"
+        )
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="caterva-demo-")))
@@ -48,10 +50,28 @@ def run(directory: Path, root: str, workdir: Path | None, console: Console) -> N
 
         console.print(Rule("1. services: broker, publisher, subscriber"))
         broker = service("bro", "--port", "0", "--statedir", str(workdir / "broker"))
-        service("pub", root, str(directory), "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(workdir / "publisher"))
-        sub = service("sub", "--broker", broker, "--http", "127.0.0.1:0",
-                      "--statedir", str(workdir / "subscriber"), "--cache-size", "1GiB")
+        service(
+            "pub",
+            root,
+            str(directory),
+            "--broker",
+            broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(workdir / "publisher"),
+        )
+        sub = service(
+            "sub",
+            "--broker",
+            broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(workdir / "subscriber"),
+            "--cache-size",
+            "1GiB",
+        )
         _wait_announced(sub, root)
 
         env = {**os.environ, "CATERVA_SUB": sub}
@@ -63,12 +83,15 @@ def run(directory: Path, root: str, workdir: Path | None, console: Console) -> N
             ("3. follow: one manifest request for the whole root", ["follow", root]),
             ("4. list: the root's datasets", ["list", root, "--tree"]),
             ("5. info: layout, compression and what is cached", ["info", f"{root}/{target}"]),
-            ("6. show: a selection; only the chunks it touches travel",
-             ["show", f"{root}/{target}[0:3, ::50]"]),
+            (
+                "6. show: a selection; only the chunks it touches travel",
+                ["show", f"{root}/{target}[0:3, ::50]"],
+            ),
             ("7. info again: those chunks are now cached", ["info", f"{root}/{target}"]),
-            ("8. download: a Blosc2 file equal to the original", ["download", f"{root}/{target}",
-                                                                 "-o", str(download / "copy.b2nd"),
-                                                                 "--force"]),  # a kept --workdir
+            (
+                "8. download: a Blosc2 file equal to the original",
+                ["download", f"{root}/{target}", "-o", str(download / "copy.b2nd"), "--force"],
+            ),  # a kept --workdir
         ]
         for title, args in steps:
             console.print(Rule(title))
@@ -79,7 +102,9 @@ def run(directory: Path, root: str, workdir: Path | None, console: Console) -> N
                 raise CatervaError(f"`caterva {args[0]}` failed (exit {done.returncode})")
         _verify(directory / target, download / "copy.b2nd", console)
         console.print(Rule("done"))
-        console.print(f"the whole flow took {time.perf_counter() - started:.1f} s; stopping services")
+        console.print(
+            f"the whole flow took {time.perf_counter() - started:.1f} s; stopping services"
+        )
 
 
 def _wait_announced(sub: str, root: str) -> None:

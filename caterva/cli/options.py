@@ -33,13 +33,19 @@ PROBE_TIMEOUT = 3.0  # seconds: a subscriber's health route answers at once
 Json = Annotated[bool, typer.Option("--json", help="Machine output: one JSON document on stdout.")]
 Sub = Annotated[
     Optional[str],
-    typer.Option("--sub", metavar="URL", help="Subscriber to talk to "
-                 "[default http://127.0.0.1:8471; env CATERVA_SUB]."),
+    typer.Option(
+        "--sub",
+        metavar="URL",
+        help="Subscriber to talk to [default http://127.0.0.1:8471; env CATERVA_SUB].",
+    ),
 ]
 CaFile = Annotated[
     Optional[str],
-    typer.Option("--ca-file", metavar="PATH",
-                 help="Verify an https:// subscriber against this CA [env CATERVA_CA_FILE]."),
+    typer.Option(
+        "--ca-file",
+        metavar="PATH",
+        help="Verify an https:// subscriber against this CA [env CATERVA_CA_FILE].",
+    ),
 ]
 
 
@@ -84,8 +90,10 @@ def probe(client: Client) -> None:
             response = client._http.get(rest.HEALTH, timeout=PROBE_TIMEOUT)
     except Unavailable as exc:
         if isinstance(exc.__cause__, httpx.ReadTimeout):
-            raise BadRequest(f"{url} did not answer within {PROBE_TIMEOUT:g} s: it is not a "
-                             "caterva subscriber (an MQTT broker's port, maybe?)") from None
+            raise BadRequest(
+                f"{url} did not answer within {PROBE_TIMEOUT:g} s: it is not a "
+                "caterva subscriber (an MQTT broker's port, maybe?)"
+            ) from None
         raise
     if response.status_code in (401, 403):
         return  # a guarded subscriber: the command's own request says what is needed
@@ -94,11 +102,15 @@ def probe(client: Client) -> None:
     except ValueError:
         body = None
     if isinstance(body, dict) and "pub_id" in body and "root" in body:
-        raise BadRequest(f"{url} is a caterva publisher (of root {literal(body['root'])}), "
-                         "not a subscriber: point --sub at a subscriber (`caterva sub`)")
+        raise BadRequest(
+            f"{url} is a caterva publisher (of root {literal(body['root'])}), "
+            "not a subscriber: point --sub at a subscriber (`caterva sub`)"
+        )
     if not (isinstance(body, dict) and body.get("status") == "ok"):
-        raise BadRequest(f"{url} does not answer like a caterva subscriber "
-                         f"(GET {rest.HEALTH}: HTTP {response.status_code})")
+        raise BadRequest(
+            f"{url} does not answer like a caterva subscriber "
+            f"(GET {rest.HEALTH}: HTTP {response.status_code})"
+        )
 
 
 def _repoint(flag: str | None) -> str:

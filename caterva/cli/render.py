@@ -191,8 +191,9 @@ def datasets_tree(root: str, infos: Iterable[DatasetInfo]) -> RenderableType:
                 dirs[key] = dirs[key[:-1]].add(plain(key[-1] + "/", style="bold blue"))
         label = plain(parts[-1])
         if info.kind == "b2nd":
-            label.append(f"  {shape_text(info.shape)} {_dtype_or_dash(info, short=True)}",
-                         style="dim")
+            label.append(
+                f"  {shape_text(info.shape)} {_dtype_or_dash(info, short=True)}", style="dim"
+            )
         label.append(f"  {size_text(info.size or info.cbytes)}", style="dim")
         dirs[parts[:-1]].add(label)
     return tree
@@ -227,8 +228,10 @@ def info_view(address: str, info: DatasetInfo, cached: Cached) -> RenderableType
         f"{cached.chunks} of {info.nchunks} chunks ({size_text(cached.bytes)})",
     )
     if info.vlmeta:
-        grid.add_row("vlmeta", Text("\n").join(
-            plain(f"{k}: {vlmeta_value(v)}") for k, v in info.vlmeta.items()))
+        grid.add_row(
+            "vlmeta",
+            Text("\n").join(plain(f"{k}: {vlmeta_value(v)}") for k, v in info.vlmeta.items()),
+        )
     return grid
 
 

@@ -17,8 +17,12 @@ from caterva.cli.options import Json, emit, out
 
 Statedir = Annotated[
     Optional[Path],
-    typer.Option("--statedir", metavar="DIR", help="The subscriber's state directory "
-                 "[default ~/.local/state/caterva/subscriber; env CATERVA_STATEDIR]."),
+    typer.Option(
+        "--statedir",
+        metavar="DIR",
+        help="The subscriber's state directory "
+        "[default ~/.local/state/caterva/subscriber; env CATERVA_STATEDIR].",
+    ),
 ]
 
 
@@ -31,11 +35,20 @@ def _open_state(flag: Optional[Path]):
 
 def trust(
     root: Annotated[Optional[str], typer.Argument(metavar="ROOT", help="A root name.")] = None,
-    key: Annotated[Optional[str], typer.Argument(
-        metavar="KEY", help="Its origin's signing key, ed25519:... (as `caterva pub` logs it "
-        "and its /v1/health shows it).")] = None,
-    forget: Annotated[bool, typer.Option(
-        "--forget", help="Forget ROOT's key: the next validly signed manifest is trusted.")] = False,
+    key: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="KEY",
+            help="Its origin's signing key, ed25519:... (as `caterva pub` logs it "
+            "and its /v1/health shows it).",
+        ),
+    ] = None,
+    forget: Annotated[
+        bool,
+        typer.Option(
+            "--forget", help="Forget ROOT's key: the next validly signed manifest is trusted."
+        ),
+    ] = False,
     statedir: Statedir = None,
     as_json: Json = False,
 ) -> None:
@@ -55,8 +68,11 @@ def trust(
                 raise BadRequest("give ROOT and KEY to trust a key, or ROOT --forget")
             if forget:
                 gone = state.distrust(root)
-                out().print(f"forgot the key of {root}" if gone else f"{root} had no key",
-                            markup=False, emoji=False)
+                out().print(
+                    f"forgot the key of {root}" if gone else f"{root} had no key",
+                    markup=False,
+                    emoji=False,
+                )
                 return
             try:
                 key_bytes(key)
@@ -69,8 +85,14 @@ def trust(
     finally:
         state.close()
     if as_json:
-        emit({"keys": [{"root": r, "key": k, "how": how, "since": since}
-                       for r, (k, how, since) in sorted(keys.items())]})
+        emit(
+            {
+                "keys": [
+                    {"root": r, "key": k, "how": how, "since": since}
+                    for r, (k, how, since) in sorted(keys.items())
+                ]
+            }
+        )
         return
     for r, (k, how, since) in sorted(keys.items()):
         when = datetime.fromtimestamp(since).strftime("%Y-%m-%d %H:%M")

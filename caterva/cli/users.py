@@ -29,9 +29,12 @@ Email = Annotated[str, typer.Argument(metavar="EMAIL", help="The account, e.g. a
 Root = Annotated[str, typer.Argument(metavar="ROOT", help="A root name.")]
 UsersDb = Annotated[
     Optional[Path],
-    typer.Option("--users", metavar="PATH",
-                 help="The users database [env CATERVA_USERS; default: in the subscriber's "
-                 "statedir, <statedir>/subscriber/users.db]."),
+    typer.Option(
+        "--users",
+        metavar="PATH",
+        help="The users database [env CATERVA_USERS; default: in the subscriber's "
+        "statedir, <statedir>/subscriber/users.db].",
+    ),
 ]
 PasswordStdin = Annotated[
     bool,
@@ -124,12 +127,18 @@ def list_(as_json: Json = False, users: UsersDb = None) -> None:
 @users_app.command()
 def token(
     email: Email,
-    ttl: Annotated[str, typer.Option("--ttl", metavar="DURATION",
-                                     help="How long it is valid, e.g. 90d.")] = "30d",
-    secret: Annotated[Optional[Path], typer.Option(
-        "--secret", metavar="PATH",
-        help="The subscriber's token secret [env CATERVA_TOKEN_SECRET_FILE; default: "
-        "<statedir>/subscriber/token-secret].")] = None,
+    ttl: Annotated[
+        str, typer.Option("--ttl", metavar="DURATION", help="How long it is valid, e.g. 90d.")
+    ] = "30d",
+    secret: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--secret",
+            metavar="PATH",
+            help="The subscriber's token secret [env CATERVA_TOKEN_SECRET_FILE; default: "
+            "<statedir>/subscriber/token-secret].",
+        ),
+    ] = None,
     as_json: Json = False,
     users: UsersDb = None,
 ) -> None:
@@ -144,8 +153,9 @@ def token(
     chosen = setting("token_secret_file", str(secret) if secret is not None else None)
     path = Path(chosen).expanduser() if chosen else statedir(None, "subscriber") / TOKEN_SECRET_FILE
     if not path.is_file():
-        raise BadRequest(f"no token secret at {path}: start the subscriber with --auth once, "
-                         "or give --secret")
+        raise BadRequest(
+            f"no token secret at {path}: start the subscriber with --auth once, or give --secret"
+        )
     value, claims = Signer(load_secret(path, create=False)).issue(email, parse_duration(ttl))
     if as_json:
         emit({"token": value, "user": claims.user, "expiry": claims.expiry})
@@ -183,8 +193,14 @@ def login(
         url = client.url
     path = credentials.store(url, answer["token"], user=answer["user"], expiry=answer["expiry"])
     if as_json:
-        emit({"sub": url, "user": answer["user"], "expiry": answer["expiry"],
-              "token_file": str(path)})
+        emit(
+            {
+                "sub": url,
+                "user": answer["user"],
+                "expiry": answer["expiry"],
+                "token_file": str(path),
+            }
+        )
     else:
         out().print(f"logged in to {url} as {answer['user']} until {_time(answer['expiry'])}")
 

@@ -90,8 +90,7 @@ class AsyncClient(ClientBase):
                     check(response)
                 yield response
 
-    async def _feed(self, call: Call, feed: Callable[[list[Frame]], Any], blocking: bool
-                    ) -> None:
+    async def _feed(self, call: Call, feed: Callable[[list[Frame]], Any], blocking: bool) -> None:
         """``feed`` the frames of each network read; a ``blocking`` one in a worker thread."""
         reader = call.frames()
         async with self._response(call) as response:

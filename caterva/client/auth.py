@@ -23,8 +23,9 @@ class Credentials(httpx.Auth):
     ``_flow`` is written once; the sync and async drivers below only read the bodies it
     needs (a login's answer, a 401), never a download's stream."""
 
-    def __init__(self, url: str, token: str | None, email: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self, url: str, token: str | None, email: str | None = None, password: str | None = None
+    ) -> None:
         self.url, self.token, self.email, self.password = url, token, email, password
 
     def _flow(self, request: httpx.Request) -> Flow:
@@ -34,7 +35,8 @@ class Credentials(httpx.Auth):
             self._took((yield self._login(), True))
         response = yield self._sign(request), False
         if self._expired(response) and isinstance(
-                from_response(401, response.content), TokenExpired):
+            from_response(401, response.content), TokenExpired
+        ):
             self._took((yield self._login(), True))
             yield self._sign(request), False
 

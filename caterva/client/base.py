@@ -43,10 +43,12 @@ class ClientBase:
     ) -> None:
         self.url = base_url(url)
         self.selections = check_selections(selections)
-        options = connection_options(self.url, token=token, email=email, password=password,
-                                     ca_file=ca_file)
-        self._http: Any = self._http_class(base_url=self.url, timeout=TIMEOUT,
-                                           transport=transport, **options)
+        options = connection_options(
+            self.url, token=token, email=email, password=password, ca_file=ca_file
+        )
+        self._http: Any = self._http_class(
+            base_url=self.url, timeout=TIMEOUT, transport=transport, **options
+        )
         self._decoders = Decoders()
 
     def __repr__(self) -> str:

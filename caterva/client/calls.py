@@ -193,21 +193,37 @@ class Calls:
         return Call("GET", f"{_root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
 
     @staticmethod
-    def chunks(root: str, info: DatasetInfo, indices: list[int], *,
-               take: Callable[[int, str, bytes], None] | None = None,
-               write: Callable[[list[Frame]], None] | None = None) -> Call:
+    def chunks(
+        root: str,
+        info: DatasetInfo,
+        indices: list[int],
+        *,
+        take: Callable[[int, str, bytes], None] | None = None,
+        write: Callable[[list[Frame]], None] | None = None,
+    ) -> Call:
         """Chunks ``indices`` of one dataset, as frames to ``take`` or ``write`` (see Call)."""
-        return Call("GET", rest.chunks(check_root(root), info.path),
-                    params={"i": rest.format_indices(indices)}, batch=((info, indices),),
-                    take=take, write=write)
+        return Call(
+            "GET",
+            rest.chunks(check_root(root), info.path),
+            params={"i": rest.format_indices(indices)},
+            batch=((info, indices),),
+            take=take,
+            write=write,
+        )
 
     @staticmethod
-    def chunks_of_many(root: str, infos: list[DatasetInfo],
-                       write: Callable[[list[Frame]], None]) -> Call:
+    def chunks_of_many(
+        root: str, infos: list[DatasetInfo], write: Callable[[list[Frame]], None]
+    ) -> Call:
         """Every chunk of several datasets in one request, in order, to ``write``."""
         wanted = [{"path": info.path, "i": f"0-{info.nchunks - 1}"} for info in infos]
-        return Call("POST", rest.chunks_of_many(check_root(root)), json={"datasets": wanted},
-                    batch=tuple((info, range(info.nchunks)) for info in infos), write=write)
+        return Call(
+            "POST",
+            rest.chunks_of_many(check_root(root)),
+            json={"datasets": wanted},
+            batch=tuple((info, range(info.nchunks)) for info in infos),
+            write=write,
+        )
 
     @staticmethod
     def events(root: str | None) -> Call:
@@ -222,8 +238,13 @@ class Calls:
     @staticmethod
     def login(email: str | None, password: str | None) -> Call:
         """Trade an email and password for a token: decodes to the token answer."""
-        return Call("POST", f"{rest.API}/login", json_of,
-                    json={"email": email, "password": password}, signed=False)
+        return Call(
+            "POST",
+            f"{rest.API}/login",
+            json_of,
+            json={"email": email, "password": password},
+            signed=False,
+        )
 
 
 def event_of(line: bytes | str) -> dict[str, Any] | None:

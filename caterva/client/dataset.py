@@ -169,8 +169,9 @@ class DatasetBase:
             selection.format(key)  # checks every item is an int, a slice of ints or ...
             norm = selection.normalize(key, self.shape)
         except TypeError as exc:  # e.g. a numpy array used as an index
-            raise BadSelection(f"unsupported index {selection.describe(key)}: "
-                               "use ints, slices and ...") from exc
+            raise BadSelection(
+                f"unsupported index {selection.describe(key)}: use ints, slices and ..."
+            ) from exc
         ndim = len(self.info.shape)
         remote, local = norm[:ndim], norm[ndim:]  # local: the axes of a sub-array field
         want = selection.result_shape(remote) + self._field_subshape()
@@ -188,8 +189,13 @@ class DatasetBase:
         return array[()] if scalar else array
 
     def _read_npy(self, remote: tuple) -> Reader:
-        call = Calls.data(self.root, self.path, selection.format(remote), self.field,
-                          lambda response: decode_npy(response.content))
+        call = Calls.data(
+            self.root,
+            self.path,
+            selection.format(remote),
+            self.field,
+            lambda response: decode_npy(response.content),
+        )
         return (yield call)
 
     def _read_chunks(self, remote: tuple) -> Reader:
@@ -203,8 +209,10 @@ class DatasetBase:
             # our info is older than the subscriber's: refresh it once
             info, cached = yield Calls.info(self.root, self.path)
             if _layout(info) != _layout(self.info):
-                raise DigestMismatch(f"{self.address} changed shape or layout since it was "
-                                     "opened: open it again (refresh())")
+                raise DigestMismatch(
+                    f"{self.address} changed shape or layout since it was "
+                    "opened: open it again (refresh())"
+                )
             self.info, self.cached = info, cached  # so later reads need no refresh
             gather = Gather(self.info, remote)
             if not (yield from self._chunks(needed, gather.add)):

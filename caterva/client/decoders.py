@@ -25,8 +25,9 @@ class Decoders:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
 
-                self._pool = ThreadPoolExecutor(os.cpu_count() or 1,
-                                                thread_name_prefix="caterva-decode")
+                self._pool = ThreadPoolExecutor(
+                    os.cpu_count() or 1, thread_name_prefix="caterva-decode"
+                )
         return Frames(self._pool, take)
 
     def close(self) -> None:

@@ -48,16 +48,18 @@ def download(address: str, dest: Dest, progress: Progress | None, overwrite: boo
         return (yield from _download(root, path, dest, progress, True))
 
 
-def _download(root: str, path: str | None, dest: Dest, progress: Progress | None,
-              overwrite: bool) -> Program:
+def _download(
+    root: str, path: str | None, dest: Dest, progress: Progress | None, overwrite: bool
+) -> Program:
     if path is None:
         return (yield from _root(root, dest, progress, overwrite))
     info, _ = yield Calls.info(root, path)
     return (yield from dataset(root, info, dest, progress, overwrite)), [info]
 
 
-def dataset(root: str, info: DatasetInfo, dest: Dest, progress: Progress | None,
-            overwrite: bool = True) -> Program:
+def dataset(
+    root: str, info: DatasetInfo, dest: Dest, progress: Progress | None, overwrite: bool = True
+) -> Program:
     """One dataset whose info is known into ``dest``; returns the file written."""
     target = dataset_target(info.path, dest, overwrite)
     return (yield from fill(root, Assembler(info, target, Meter(info.nbytes, progress))))
@@ -70,7 +72,8 @@ def _root(root: str, dest: Dest, progress: Progress | None, overwrite: bool) -> 
         meter = Meter(sum(info.nbytes for info, _ in targets), progress)
         batches, alone = groups(targets)
         sinks = [Batch(batch, meter) for batch in batches] + [
-            Assembler(info, target, meter) for info, target in alone]
+            Assembler(info, target, meter) for info, target in alone
+        ]
         yield Parallel([fill(root, sink) for sink in sinks], ROOT_PARALLEL, meter.cancel)
     return base, infos
 
@@ -92,8 +95,9 @@ def fill(root: str, sink: Assembler | Batch) -> Program:
         raise
 
 
-def requests(root: str, sink: Assembler | Batch, write: Callable[[list[Frame]], None]
-             ) -> list[Call]:
+def requests(
+    root: str, sink: Assembler | Batch, write: Callable[[list[Frame]], None]
+) -> list[Call]:
     """The batch requests that fill ``sink``: one for a Batch of datasets, one per window
     for a dataset."""
     if isinstance(sink, Batch):

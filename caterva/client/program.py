@@ -32,8 +32,9 @@ Step = Call | Parallel
 Program = Generator[Step, Any, Any]
 
 
-def advance(program: Program, answer: Any, error: BaseException | None = None
-            ) -> tuple[Step | None, Any]:
+def advance(
+    program: Program, answer: Any, error: BaseException | None = None
+) -> tuple[Step | None, Any]:
     """Send ``answer`` (or throw ``error``) into ``program``: (its next step, None), or (None,
     its result) once it is done. StopIteration cannot cross a thread (asyncio futures refuse
     it), so this is what a worker thread returns."""

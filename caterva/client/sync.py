@@ -185,8 +185,9 @@ class Client(ClientBase):
         """
         return self._download(address, dest, progress, overwrite)[0]
 
-    def _download(self, address: str, dest, progress: Progress | None, overwrite: bool
-                  ) -> tuple[Path, list[DatasetInfo]]:
+    def _download(
+        self, address: str, dest, progress: Progress | None, overwrite: bool
+    ) -> tuple[Path, list[DatasetInfo]]:
         """``download``, and the datasets it wrote (the CLI reports them)."""
         return self._run(download.download(address, dest, progress, overwrite))
 

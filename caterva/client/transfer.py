@@ -22,6 +22,7 @@ from caterva.protocol.metadata import DatasetInfo
 
 Progress = Callable[[int, int], None]  # (done, total) uncompressed bytes
 
+
 def chunk_nbytes(info: DatasetInfo, index: int) -> int:
     """Uncompressed bytes chunk ``index`` holds (the last chunk of a byte stream is short)."""
     return max(0, min(info.chunksize, info.nbytes - index * info.chunksize))

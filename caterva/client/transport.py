@@ -85,8 +85,10 @@ def _tls_error(exc: BaseException) -> Unavailable | None:
             "(env CATERVA_CA_FILE)"
         )
     if isinstance(cause, ssl.SSLError):
-        return Unavailable(f"TLS handshake with {exc.request.url.host} failed ({cause.reason}): "
-                           "is it an https:// server?")
+        return Unavailable(
+            f"TLS handshake with {exc.request.url.host} failed ({cause.reason}): "
+            "is it an https:// server?"
+        )
     return None
 
 

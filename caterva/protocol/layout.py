@@ -205,8 +205,10 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
     """The header and trailer of a frame of ``info``'s layout and vlmeta, as an empty one
     (its chunks change only frame_size and the byte counts in them), or None when blosc2 made
     a frame of an unexpected shape."""
-    key = json.dumps([info.kind, info.shape, info.dtype, info.chunks, info.blocks,
-                      info.cparams, info.vlmeta], sort_keys=True)
+    key = json.dumps(
+        [info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.cparams, info.vlmeta],
+        sort_keys=True,
+    )
     if key not in _FRAMES:
         if len(_FRAMES) >= 64:
             _FRAMES.clear()
@@ -215,10 +217,15 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
         (head_size,) = struct.unpack_from(">i", empty, _HEADER_SIZE)
         (frame_size,) = struct.unpack_from(">Q", empty, _FRAME_SIZE)
         (trailer_len,) = struct.unpack_from(">I", empty, len(empty) + _TRAILER_LEN)
-        expected = (empty[2:10] == b"b2frame\0" and empty[_FRAME_SIZE - 1] == 0xCF
-                    and empty[_FRAME_NBYTES - 1] == empty[_FRAME_CBYTES - 1] == 0xD3
-                    and frame_size == len(empty) and empty[_TRAILER_LEN - 1] == 0xCE
-                    and empty[-18] == 0xD8 and head_size + trailer_len <= len(empty))
+        expected = (
+            empty[2:10] == b"b2frame\0"
+            and empty[_FRAME_SIZE - 1] == 0xCF
+            and empty[_FRAME_NBYTES - 1] == empty[_FRAME_CBYTES - 1] == 0xD3
+            and frame_size == len(empty)
+            and empty[_TRAILER_LEN - 1] == 0xCE
+            and empty[-18] == 0xD8
+            and head_size + trailer_len <= len(empty)
+        )
         _FRAMES[key] = (empty[:head_size], empty[-trailer_len:]) if expected else None
     return _FRAMES[key]
 
@@ -234,8 +241,7 @@ def frame_bounds(info: DatasetInfo, sizes: list[int]) -> tuple[bytes, bytes] | N
     head, trailer = bytearray(ends[0]), ends[1]
     body = sum(sizes)
     offsets = np.cumsum([0, *sizes[:-1]], dtype="<i8") if sizes else None
-    index = b"" if offsets is None else blosc2.compress2(offsets.tobytes(),
-                                                         cparams=_INDEX_CPARAMS)
+    index = b"" if offsets is None else blosc2.compress2(offsets.tobytes(), cparams=_INDEX_CPARAMS)
     struct.pack_into(">Q", head, _FRAME_SIZE, len(head) + body + len(index) + len(trailer))
     struct.pack_into(">qBq", head, _FRAME_NBYTES, info.nbytes, 0xD3, body)
     return bytes(head), index + trailer
@@ -308,8 +314,10 @@ class Gather:
         self._grid = grid = [-(-c // b) for c, b in zip(info.chunks, info.blocks)]
         self._padded = padded = [g * b for g, b in zip(grid, info.blocks)]
         if int(np.prod(padded)) * dtype.itemsize != info.chunksize:
-            raise ProtocolError(f"{info.path}: chunks of {info.chunksize} bytes do not hold "
-                                f"{padded} x {dtype.itemsize} bytes")
+            raise ProtocolError(
+                f"{info.path}: chunks of {info.chunksize} bytes do not hold "
+                f"{padded} x {dtype.itemsize} bytes"
+            )
         # per axis: (chunk coordinate, where in the answer, what in the chunk) of each touched
         # chunk
         axes: list[list[tuple[int, slice | None, int | slice]]] = []
@@ -326,14 +334,17 @@ class Gather:
                 count = min(room + 1, len(r) - j)
                 last = first + (count - 1) * item.step
                 stop = last + (1 if item.step > 0 else -1)
-                runs.append((at, slice(j, j + count),
-                             slice(first, stop if stop >= 0 else None, item.step)))
+                runs.append(
+                    (at, slice(j, j + count), slice(first, stop if stop >= 0 else None, item.step))
+                )
                 j += count
             axes.append(runs)
         strides = [int(np.prod(info.chunk_grid[d + 1 :])) for d in range(len(grid))]
         self._plan = {
             sum(p[0] * s for p, s in zip(parts, strides)): (
-                tuple(p[1] for p in parts if p[1] is not None), tuple(p[2] for p in parts))
+                tuple(p[1] for p in parts if p[1] is not None),
+                tuple(p[2] for p in parts),
+            )
             for parts in itertools.product(*axes)
         }
         self._out = np.empty(tuple(len(_range(s)) for s in key if isinstance(s, slice)), dtype)
@@ -353,8 +364,10 @@ class Gather:
                 raise ValueError("sizes in its header")
             blosc2.decompress2(data, dst=raw, nthreads=self._nthreads)
         except (RuntimeError, ValueError) as exc:
-            raise ProtocolError(f"chunk {index} of {self.info.path} is not a Blosc2 chunk of "
-                                f"{self.info.chunksize} bytes ({exc})") from exc
+            raise ProtocolError(
+                f"chunk {index} of {self.info.path} is not a Blosc2 chunk of "
+                f"{self.info.chunksize} bytes ({exc})"
+            ) from exc
         if reorder is not None:
             np.copyto(reorder[1], reorder[0])
         self._out[where] = chunk[what]

@@ -88,8 +88,9 @@ class DatasetInfo(Model):
 
 @functools.cache
 def _content_fields() -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(DatasetInfo)
-                 if f.name not in ("etag", "mtime", "size"))
+    return tuple(
+        f.name for f in dataclasses.fields(DatasetInfo) if f.name not in ("etag", "mtime", "size")
+    )
 
 
 @dataclass(frozen=True)

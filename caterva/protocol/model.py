@@ -45,8 +45,10 @@ class Model:
     @classmethod
     def from_bytes(cls: type[M], payload: bytes | str) -> M:
         if cls.max_bytes is not None and len(payload) > cls.max_bytes:
-            raise ProtocolError(f"{cls.__name__}: payload of {len(payload):,} bytes, more than "
-                                f"the {cls.max_bytes:,} one may have")
+            raise ProtocolError(
+                f"{cls.__name__}: payload of {len(payload):,} bytes, more than "
+                f"the {cls.max_bytes:,} one may have"
+            )
         try:
             body = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -95,8 +97,11 @@ def _fields(cls: type) -> list[tuple[str, Callable[[Any], Any], bool]]:
     thousands of DatasetInfos, and inspecting type hints per value cost more than the JSON."""
     hints = get_type_hints(cls)
     return [
-        (f.name, _converter(hints[f.name]),
-         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        (
+            f.name,
+            _converter(hints[f.name]),
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
         for f in dataclasses.fields(cls)
     ]
 
@@ -120,6 +125,7 @@ def _converter(hint: Any) -> Callable[[Any], Any]:
             if not isinstance(value, list):
                 raise _Wrong
             return [convert(v) for v in value]
+
         return each
     if origin is dict:
         return _checked(lambda value: isinstance(value, dict))
@@ -133,16 +139,19 @@ def _converter(hint: Any) -> Callable[[Any], Any]:
                 except (_Wrong, ProtocolError):
                     pass
             raise _Wrong
+
         return first
     if hint is type(None):
         return _checked(lambda value: value is None)
     if hint is int:
         return _checked(lambda value: isinstance(value, int) and not isinstance(value, bool))
     if hint is float:
+
         def real(value: Any) -> float:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
             raise _Wrong
+
         return real
     return _checked(lambda value: isinstance(value, hint))
 
@@ -152,4 +161,5 @@ def _checked(ok: Callable[[Any], bool]) -> Callable[[Any], Any]:
         if ok(value):
             return value
         raise _Wrong
+
     return check

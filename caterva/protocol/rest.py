@@ -126,8 +126,9 @@ def parse_indices(text: str, limit: int = MAX_BATCH) -> list[int]:
 D = TypeVar("D")  # a dataset of a batch: anything with .info (a DatasetInfo)
 
 
-def expected_frames(wanted: Iterable[tuple[DatasetInfo, Iterable[int]]]
-                    ) -> Iterator[tuple[int, int]]:
+def expected_frames(
+    wanted: Iterable[tuple[DatasetInfo, Iterable[int]]],
+) -> Iterator[tuple[int, int]]:
     """(index, most bytes) of each frame of the batch that asks ``wanted`` (dataset info,
     chunk indices), in the order they come: each dataset's chunks ascending (as
     format_indices lists them)."""
@@ -137,8 +138,9 @@ def expected_frames(wanted: Iterable[tuple[DatasetInfo, Iterable[int]]]
             yield index, most
 
 
-def pieces(wanted: list[tuple[D, list[int]]], nbytes: int, nchunks: int | None = None
-           ) -> list[tuple[list[tuple[D, list[int]]], int]]:
+def pieces(
+    wanted: list[tuple[D, list[int]]], nbytes: int, nchunks: int | None = None
+) -> list[tuple[list[tuple[D, list[int]]], int]]:
     """``wanted`` (dataset, chunk indices) cut into pieces of about ``nbytes`` compressed and
     at most ``nchunks`` chunks, as (parts, estimated bytes): small datasets share a piece, big
     ones are cut. How batches are cut into requests, windows and thread hops everywhere."""
@@ -257,8 +259,10 @@ class BatchReader:
         if index != asked:
             raise ProtocolError(f"the batch sent chunk {index} where chunk {asked} was due")
         if length > most:
-            raise ProtocolError(f"the batch announced {length} bytes for chunk {index}, more "
-                                f"than a chunk of its dataset can have ({most})")
+            raise ProtocolError(
+                f"the batch announced {length} bytes for chunk {index}, more "
+                f"than a chunk of its dataset can have ({most})"
+            )
 
     def close(self) -> None:
         if self._head or self._need is not None:

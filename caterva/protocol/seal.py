@@ -36,7 +36,7 @@ def key_bytes(text: str) -> bytes:
     """The 32 raw bytes of a key in text form; ValueError when it is not one."""
     if not isinstance(text, str) or not text.startswith(KEY_PREFIX):
         raise ValueError(f"a signing key looks like {KEY_PREFIX}<43 characters>")
-    body = text[len(KEY_PREFIX):]
+    body = text[len(KEY_PREFIX) :]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except ValueError:
@@ -60,8 +60,15 @@ class Seal(Model):
 
     def statement(self) -> bytes:
         """The bytes signed: every field but the signature, in a fixed order."""
-        fields = ["caterva-seal", 1, self.root, self.origin, self.key, self.version,
-                  self.manifest_etag]
+        fields = [
+            "caterva-seal",
+            1,
+            self.root,
+            self.origin,
+            self.key,
+            self.version,
+            self.manifest_etag,
+        ]
         return json.dumps(fields, separators=(",", ":")).encode()
 
     def verify(self) -> None:
@@ -81,8 +88,14 @@ def sign(private, *, root: str, origin: str, version: int, manifest_etag: str) -
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    unsigned = Seal(root=root, origin=origin, key=key_text(raw), version=version,
-                    manifest_etag=manifest_etag, signature="")
+    unsigned = Seal(
+        root=root,
+        origin=origin,
+        key=key_text(raw),
+        version=version,
+        manifest_etag=manifest_etag,
+        signature="",
+    )
     signature = base64.urlsafe_b64encode(private.sign(unsigned.statement())).decode()
     return Seal(**{**unsigned.__dict__, "signature": signature.rstrip("=")})
 
@@ -97,15 +110,18 @@ def verify_manifest(manifest, known: Mapping[str, object] | None = None) -> Seal
     if seal is None:
         raise UntrustedSource(f"the manifest of root {manifest.root!r} is not signed")
     if seal.root != manifest.root:
-        raise UntrustedSource(f"a manifest of root {manifest.root!r} carries the seal of "
-                              f"root {seal.root!r}")
+        raise UntrustedSource(
+            f"a manifest of root {manifest.root!r} carries the seal of root {seal.root!r}"
+        )
     for info in manifest.datasets:
         if known.get(info.path) is not info and info.content_etag() != info.etag:
-            raise UntrustedSource(f"{manifest.root}/{info.path}: its etag does not match "
-                                  "its content")
+            raise UntrustedSource(
+                f"{manifest.root}/{info.path}: its etag does not match its content"
+            )
     etag = manifest.content_etag()
     if etag != manifest.etag or etag != seal.manifest_etag:
-        raise UntrustedSource(f"the manifest of root {manifest.root!r} is not the one its "
-                              "origin signed")
+        raise UntrustedSource(
+            f"the manifest of root {manifest.root!r} is not the one its origin signed"
+        )
     seal.verify()
     return seal

@@ -25,8 +25,9 @@ def parse(text: str) -> Key:
     if not text.strip():
         return ()
     if "[" in text or "]" in text:  # e.g. a[[1, 2]]: numpy's integer-array indexing
-        raise BadSelection(f"list indexing is not supported (in {describe(text)}): "
-                           "use integers, slices and ...")
+        raise BadSelection(
+            f"list indexing is not supported (in {describe(text)}): use integers, slices and ..."
+        )
     items = [item.strip() for item in text.split(",")]
     if items and items[-1] == "" and len(items) > 1:  # a trailing comma, as numpy allows
         items.pop()
@@ -57,7 +58,9 @@ def format(key: Any) -> str:  # noqa: A001 - the inverse of parse
         if item is Ellipsis:
             out.append("...")
         elif isinstance(item, slice):
-            parts = ["" if v is None else str(_as_int(v)) for v in (item.start, item.stop, item.step)]
+            parts = [
+                "" if v is None else str(_as_int(v)) for v in (item.start, item.stop, item.step)
+            ]
             out.append(":".join(parts[:2]) + (f":{parts[2]}" if item.step is not None else ""))
         else:
             out.append(str(_as_int(item)))
@@ -73,7 +76,8 @@ def _as_int(value: Any) -> int:
         return value.__index__()
     except TypeError:  # e.g. an array: numpy arrays have __index__, for 0-d ints only
         raise BadSelection(
-            f"only integers, slices and ... are supported, not {describe(value)}") from None
+            f"only integers, slices and ... are supported, not {describe(value)}"
+        ) from None
 
 
 def describe(value: Any, limit: int = 60) -> str:
@@ -147,4 +151,6 @@ def touched_chunks(key: Key, chunks: list[int] | tuple[int, ...], grid: list[int
     strides = [1] * len(grid)
     for d in range(len(grid) - 2, -1, -1):
         strides[d] = strides[d + 1] * grid[d + 1]
-    return sorted(sum(c * s for c, s in zip(coords, strides)) for coords in itertools.product(*per_dim))
+    return sorted(
+        sum(c * s for c, s in zip(coords, strides)) for coords in itertools.product(*per_dim)
+    )

@@ -46,8 +46,16 @@ def run(
     from caterva.service.security import Security
 
     security = security or Security()
-    settings = Settings.build(name=name, directory=directory, broker=broker, statedir=statedir,
-                              url="", pub_id=pub_id, poll=poll, open_files=open_files)
+    settings = Settings.build(
+        name=name,
+        directory=directory,
+        broker=broker,
+        statedir=statedir,
+        url="",
+        pub_id=pub_id,
+        poll=poll,
+        open_files=open_files,
+    )
     Store.open(settings.statedir).close()  # a locked or too-new state fails here, clearly
     sock = runner.bind(*listen_address("publisher_http", http))
     app = create_app(replace(settings, url=advertised_url(sock, security.scheme)))

@@ -22,9 +22,9 @@ from collections import deque
 from caterva.mqtt import Bus
 from caterva.protocol import topics
 from caterva.protocol.messages import Announcement, Change
-from caterva.service.presence import Presence
 from caterva.publisher.catalog import Catalog, Entry, ScanResult
 from caterva.publisher.store import Store
+from caterva.service.presence import Presence
 
 log = logging.getLogger("caterva.publisher")
 
@@ -33,8 +33,16 @@ MAX_PENDING = 10_000  # events kept while the broker is away; older ones are dro
 
 class Announcer:
     def __init__(
-        self, *, name: str, url: str, pub_id: str, session: str, broker: str,
-        catalog: Catalog, store: Store, key: str | None = None,
+        self,
+        *,
+        name: str,
+        url: str,
+        pub_id: str,
+        session: str,
+        broker: str,
+        catalog: Catalog,
+        store: Store,
+        key: str | None = None,
     ) -> None:
         self.name, self.url, self.pub_id, self.session = name, url, pub_id, session
         self.key = key  # our signing key: subscribers may learn it from our own announcement
@@ -42,7 +50,7 @@ class Announcer:
         self.store = store
         self.seq = 0
         self._pending: deque[tuple[Change, Entry | None]] = deque()
-        # status, birth on (re)connect and discover, stale-will repair: see caterva/service/presence.py
+        # status, birth on (re)connect and discover, stale-will repair: service/presence.py
         self.presence = Presence(
             broker, pub_id=pub_id, session=session, url=url, role="pub", announce=self._birth
         )
@@ -62,8 +70,14 @@ class Announcer:
     def announcement(self) -> Announcement:
         manifest = self.catalog.manifest
         return Announcement(
-            root=self.name, url=self.url, session=self.session, manifest_etag=manifest.etag,
-            datasets=len(manifest.datasets), origin=self.pub_id, hops=[self.pub_id], key=self.key,
+            root=self.name,
+            url=self.url,
+            session=self.session,
+            manifest_etag=manifest.etag,
+            datasets=len(manifest.datasets),
+            origin=self.pub_id,
+            hops=[self.pub_id],
+            key=self.key,
         )
 
     async def _birth(self) -> None:
@@ -84,8 +98,13 @@ class Announcer:
             for d in result.diffs:
                 self.seq += 1  # counted even if never delivered: a gap makes readers resync
                 change = Change(
-                    root=self.name, path=d.path, op=d.op, session=self.session, seq=self.seq,
-                    manifest_etag=manifest_etag, etag=d.new.etag if d.new else None,
+                    root=self.name,
+                    path=d.path,
+                    op=d.op,
+                    session=self.session,
+                    seq=self.seq,
+                    manifest_etag=manifest_etag,
+                    etag=d.new.etag if d.new else None,
                     chunks=d.chunks,
                 )
                 self._pending.append((change, result.entries.get(d.path)))

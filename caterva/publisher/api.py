@@ -13,7 +13,6 @@ import os
 from typing import Annotated, Any
 
 import anyio
-
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -21,6 +20,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
+from caterva.publisher import versions
+from caterva.publisher.catalog import Catalog, Entry
+from caterva.publisher.stats import Stats
+from caterva.publisher.store import StatKey
 from caterva.service.http import (
     BATCH,
     BYTES,
@@ -33,11 +36,7 @@ from caterva.service.http import (
     header,
     responses,
 )
-from caterva.publisher import versions
 from caterva.service.ranges import RANGE_HEADERS, RangeFileResponse
-from caterva.publisher.catalog import Catalog, Entry
-from caterva.publisher.stats import Stats
-from caterva.publisher.store import StatKey
 
 log = logging.getLogger("caterva.publisher")
 
@@ -79,8 +78,12 @@ DatasetPath = Annotated[str, PathParam(description="Dataset path inside the root
     "when `Accept-Encoding` allows.",
     response_class=Response,
     responses={
-        200: {"content": JSON_OBJECT, "description": "The manifest or the delta; the etag of "
-              "the manifest it gives is in `ETag`.", "headers": ETAG},
+        200: {
+            "content": JSON_OBJECT,
+            "description": "The manifest or the delta; the etag of "
+            "the manifest it gives is in `ETag`.",
+            "headers": ETAG,
+        },
         304: {"description": "Unchanged since the ETag in `If-None-Match`.", "headers": ETAG},
         **responses(400, 404),
     },
@@ -113,16 +116,22 @@ def manifest(
     description="Shape, dtype, chunks, blocks, cparams, vlmeta, nchunks and chunk digests.",
     response_class=Response,
     responses={
-        200: {"content": JSON_OBJECT, "description": "The DatasetInfo.",
-              "headers": {"ETag": header("The dataset's etag, quoted.")}},
+        200: {
+            "content": JSON_OBJECT,
+            "description": "The DatasetInfo.",
+            "headers": {"ETag": header("The dataset's etag, quoted.")},
+        },
         **responses(400, 404),
     },
 )
 def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) -> Response:
     stats.endpoint("info")
     entry = catalog.get(path)
-    return Response(entry.info.to_bytes(), media_type="application/json",
-                    headers={"ETag": f'"{entry.info.etag}"'})
+    return Response(
+        entry.info.to_bytes(),
+        media_type="application/json",
+        headers={"ETag": f'"{entry.info.etag}"'},
+    )
 
 
 @router.get(
@@ -132,8 +141,11 @@ def info(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsDep) ->
     f"these bytes is in `{rest.DIGEST_HEADER}`.",
     response_class=Response,
     responses={
-        200: {"content": BYTES, "description": "The compressed chunk.",
-              "headers": {rest.DIGEST_HEADER: header("The chunk's digest.")}},
+        200: {
+            "content": BYTES,
+            "description": "The compressed chunk.",
+            "headers": {rest.DIGEST_HEADER: header("The chunk's digest.")},
+        },
         **responses(400, 404, 503),
     },
 )
@@ -147,8 +159,9 @@ def chunk(
     stats.endpoint("chunk")
     data, digest = catalog.get(path).read_chunk(index)
     stats.chunk(path, len(data))
-    return Response(data, media_type="application/octet-stream",
-                    headers={rest.DIGEST_HEADER: digest})
+    return Response(
+        data, media_type="application/octet-stream", headers={rest.DIGEST_HEADER: digest}
+    )
 
 
 @router.get(
@@ -187,8 +200,9 @@ def chunks(
     },
     openapi_extra=body_doc(ChunkLists),
 )
-def many_chunks(root: Root, body: ChunkListsBody, catalog: CatalogDep, stats: StatsDep
-                ) -> StreamingResponse:
+def many_chunks(
+    root: Root, body: ChunkListsBody, catalog: CatalogDep, stats: StatsDep
+) -> StreamingResponse:
     stats.endpoint("chunks")
     return _frames(stats, batch_of_many(body, catalog.get))
 
@@ -196,6 +210,7 @@ def many_chunks(root: Root, body: ChunkListsBody, catalog: CatalogDep, stats: St
 def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingResponse:
     """The frames of ``wanted``, read about GROUP_BYTES per thread hop. A file that changes
     mid-batch ends the stream short: the reader sees chunks missing and asks again."""
+
     def read(group: list[tuple[Entry, list[int]]]) -> tuple[list[tuple[int, bytes, str]], bool]:
         """The chunks of ``group`` in order, and whether all of them could be read."""
         out = []
@@ -229,9 +244,11 @@ def _frames(stats: Stats, wanted: list[tuple[Entry, list[int]]]) -> StreamingRes
     response_class=RangeFileResponse,
     responses={
         200: {"content": BYTES, "description": "The whole file."},
-        206: {"content": {**BYTES, "multipart/byteranges": {}},
-              "description": "The requested byte range(s).",
-              "headers": {"Content-Range": header("The range sent, when one.", False)}},
+        206: {
+            "content": {**BYTES, "multipart/byteranges": {}},
+            "description": "The requested byte range(s).",
+            "headers": {"Content-Range": header("The range sent, when one.", False)},
+        },
         **responses(400, 404, 416, 503),
     },
     openapi_extra=RANGE_HEADERS,
@@ -245,8 +262,9 @@ def whole_file(root: Root, path: DatasetPath, catalog: CatalogDep, stats: StatsD
         raise UnknownDataset(f"no dataset {path!r} in root {root!r}", path=path) from None
     if StatKey.of(st) != entry.stat:  # being written in place: not what was described
         raise Unavailable(f"{path!r} is being written; retry shortly")
-    response = RangeFileResponse(entry.source, stat_result=st,
-                                 media_type="application/octet-stream")
+    response = RangeFileResponse(
+        entry.source, stat_result=st, media_type="application/octet-stream"
+    )
     response.unchanged = entry.unchanged
     return response
 
@@ -261,12 +279,14 @@ def counters(request: Request, stats: StatsDep) -> dict[str, Any]:
 def health(request: Request, catalog: CatalogDep, stats: StatsDep) -> JSONResponse:
     stats.endpoint("health")
     announcer = request.state.announcer
-    return JSONResponse({
-        "status": "ok",
-        "root": request.state.settings.name,
-        "pub_id": announcer.pub_id,
-        "session": announcer.session,
-        "key": announcer.key,
-        "broker_connected": announcer.bus.connected.is_set(),
-        "datasets": len(catalog.manifest.datasets),
-    })
+    return JSONResponse(
+        {
+            "status": "ok",
+            "root": request.state.settings.name,
+            "pub_id": announcer.pub_id,
+            "session": announcer.session,
+            "key": announcer.key,
+            "broker_connected": announcer.bus.connected.is_set(),
+            "datasets": len(catalog.manifest.datasets),
+        }
+    )

@@ -21,7 +21,6 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from caterva.service import http
 from caterva.publisher.announce import Announcer
 from caterva.publisher.api import router
 from caterva.publisher.catalog import Catalog
@@ -30,6 +29,7 @@ from caterva.publisher.settings import Settings
 from caterva.publisher.signing import Sealer, load_key
 from caterva.publisher.stats import Stats, StatsMiddleware
 from caterva.publisher.store import Store
+from caterva.service import http
 from caterva.service.runner import ready
 
 log = logging.getLogger("caterva.publisher")
@@ -44,19 +44,32 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             pub_id, fresh = await asyncio.to_thread(store.identity)
             pub_id = settings.pub_id or pub_id  # --pub-id, or the MQTT username (broker ACLs)
-            sealer = Sealer(await asyncio.to_thread(load_key, settings.statedir), store,
-                            root=settings.name, origin=pub_id)
+            sealer = Sealer(
+                await asyncio.to_thread(load_key, settings.statedir),
+                store,
+                root=settings.name,
+                origin=pub_id,
+            )
             catalog = Catalog(
-                settings.name, settings.directory, settings.statedir / "frames",
+                settings.name,
+                settings.directory,
+                settings.statedir / "frames",
                 known=await asyncio.to_thread(store.load),
-                frame_chunksize=settings.frame_chunksize, sealer=sealer,
+                frame_chunksize=settings.frame_chunksize,
+                sealer=sealer,
                 open_files=settings.open_files,
             )
             first = await asyncio.to_thread(catalog.scan)
             log.info("root %s is signed with key %s", settings.name, sealer.key)
             announcer = Announcer(
-                name=settings.name, url=settings.url, pub_id=pub_id, session=secrets.token_hex(8),
-                broker=settings.broker, catalog=catalog, store=store, key=sealer.key,
+                name=settings.name,
+                url=settings.url,
+                pub_id=pub_id,
+                session=secrets.token_hex(8),
+                broker=settings.broker,
+                catalog=catalog,
+                store=store,
+                key=sealer.key,
             )
             if fresh:  # a first publication is told by the announcement, not by N creates
                 rows = [(e.path, e.stat, e.info) for e in first.entries.values()]
@@ -66,10 +79,15 @@ def create_app(settings: Settings) -> FastAPI:
             await announcer.start()
             watching = not settings.poll and changes.start()
             watcher = asyncio.create_task(
-                watch(catalog, announcer, settings, changes if watching else None))
+                watch(catalog, announcer, settings, changes if watching else None)
+            )
             ready("publisher", settings.url)
-            yield {"settings": settings, "catalog": catalog, "announcer": announcer,
-                   "stats": Stats()}
+            yield {
+                "settings": settings,
+                "catalog": catalog,
+                "announcer": announcer,
+                "stats": Stats(),
+            }
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -91,8 +109,9 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-async def watch(catalog: Catalog, announcer: Announcer, settings: Settings,
-                changes: Changes | None) -> None:
+async def watch(
+    catalog: Catalog, announcer: Announcer, settings: Settings, changes: Changes | None
+) -> None:
     """Look at what ``changes`` names as it happens, and at everything every rescan_interval;
     without ``changes`` (polling), at everything every scan_interval. What a look finds turns
     into change events and a re-announcement."""

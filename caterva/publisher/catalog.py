@@ -79,7 +79,8 @@ class Entry:
         if not 0 <= index < self.info.nchunks:
             raise ChunkOutOfRange(
                 f"chunk {index} out of range: {self.path!r} has {self.info.nchunks} chunks",
-                index=index, nchunks=self.info.nchunks,
+                index=index,
+                nchunks=self.info.nchunks,
             )
         stable = self.frame is not None or self.unchanged()
         try:
@@ -187,9 +188,13 @@ class Catalog:
         seal = self.sealer(manifest.etag) if self.sealer is not None else None
         if changed is not None:
             delta = ManifestDelta(
-                self.name, since, manifest.etag, seal=seal,
+                self.name,
+                since,
+                manifest.etag,
+                seal=seal,
                 datasets=[entries[p].info for p in sorted(changed) if p in entries],
-                removed=sorted(p for p in changed if p not in entries))
+                removed=sorted(p for p in changed if p not in entries),
+            )
             body = delta.to_bytes()
             return manifest.etag, compress(body) if gzip else body
         cached = self._bodies.get(gzip)
@@ -228,8 +233,7 @@ class Catalog:
         for path in set(paths):
             looked.add(path)
             source = os.path.join(self.directory, path)
-            if path not in self._entries and (os.path.isdir(source)
-                                              or not os.path.lexists(source)):
+            if path not in self._entries and (os.path.isdir(source) or not os.path.lexists(source)):
                 folders.append(path + "/")
                 found.update((f[0], f) for f in self.tree.walk(path))
         if folders:
@@ -262,8 +266,10 @@ class Catalog:
             current[path] = new
             if old is not None and old.info.etag == new.info.etag:
                 refreshed.append(new)
-        changes = diff({p: previous[p].info for p in looked if p in previous},
-                       {p: current[p].info for p in looked if p in current})
+        changes = diff(
+            {p: previous[p].info for p in looked if p in previous},
+            {p: current[p].info for p in looked if p in current},
+        )
         for path in looked:
             old = previous.get(path)
             if old is not None and current.get(path) is not old:
@@ -287,8 +293,9 @@ class Catalog:
     def _intact(self, entry: Entry) -> bool:
         return entry.frame is None or entry.frame.exists()
 
-    def _describe_all(self, todo: list[tuple[str, str, StatKey]]
-                      ) -> Iterable[tuple[Entry | None, Exception | None]]:
+    def _describe_all(
+        self, todo: list[tuple[str, str, StatKey]]
+    ) -> Iterable[tuple[Entry | None, Exception | None]]:
         """Each file described; several at once when there are many (blosc2 and BLAKE3
         release the GIL while they decompress and hash)."""
         if len(todo) < PARALLEL:
@@ -296,8 +303,9 @@ class Catalog:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             return list(pool.map(lambda job: self._describe(*job), todo))
 
-    def _describe(self, path: str, source: str, key: StatKey
-                  ) -> tuple[Entry | None, Exception | None]:
+    def _describe(
+        self, path: str, source: str, key: StatKey
+    ) -> tuple[Entry | None, Exception | None]:
         kind = kind_of(path)
         frame = plainfiles.frame_path(self.framedir, path, key) if kind == "file" else None
         try:

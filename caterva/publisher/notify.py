@@ -90,16 +90,16 @@ class Changes:
 
     def _add_tree(self, top: str) -> None:
         for current, dirs, _ in os.walk(top):
-            dirs[:] = [d for d in dirs if not d.startswith(".")
-                       and os.path.join(current, d) != self.skip]
+            dirs[:] = [
+                d for d in dirs if not d.startswith(".") and os.path.join(current, d) != self.skip
+            ]
             wd = self._libc.inotify_add_watch(self._fd, os.fsencode(current), MASK | IN_ONLYDIR)
             if wd < 0:
                 errno = ctypes.get_errno()
                 if errno in (ENOENT, ENOTDIR):
                     continue  # gone already: its parent's event says so
                 # e.g. the per-user watch limit: what is not watched must be polled
-                log.warning("cannot watch %s (%s): polling instead", current,
-                            os.strerror(errno))
+                log.warning("cannot watch %s (%s): polling instead", current, os.strerror(errno))
                 self.complete = False
                 return
             self._dirs[wd] = current

@@ -29,7 +29,10 @@ def frame_path(framedir: Path, path: str, stat: StatKey) -> Path:
 
 def cparams() -> blosc2.CParams:
     return blosc2.CParams(
-        codec=blosc2.Codec.ZSTD, clevel=1, typesize=1, filters=[blosc2.Filter.NOFILTER],
+        codec=blosc2.Codec.ZSTD,
+        clevel=1,
+        typesize=1,
+        filters=[blosc2.Filter.NOFILTER],
         filters_meta=[0],
     )
 

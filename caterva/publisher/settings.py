@@ -68,8 +68,10 @@ class Settings:
         username = BrokerURL.checked(broker_url).username
         pub_id = config.setting("pub_id", pub_id) or None
         if username and pub_id and pub_id != username:  # the broker's ACL is per username
-            raise BadRequest(f"--pub-id {pub_id!r} differs from the MQTT username {username!r}: "
-                             "with broker auth a publisher may write only under its username")
+            raise BadRequest(
+                f"--pub-id {pub_id!r} differs from the MQTT username {username!r}: "
+                "with broker auth a publisher may write only under its username"
+            )
         pub_id = check_pub_id(pub_id or username) if (pub_id or username) else None
         # one subdirectory per root: two publishers sharing a statedir keep separate identities
         state = config.statedir(statedir, "publisher") / name

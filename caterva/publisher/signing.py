@@ -35,8 +35,9 @@ def load_key(statedir: Path):
     except FileNotFoundError:
         private = Ed25519PrivateKey.generate()
         raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        if not atomic.write(path, base64.urlsafe_b64encode(raw).decode() + "\n", mode=0o600,
-                            keep=True):
+        if not atomic.write(
+            path, base64.urlsafe_b64encode(raw).decode() + "\n", mode=0o600, keep=True
+        ):
             return load_key(statedir)  # made by another process meanwhile: that one
         log.info("made a new signing key in %s", path)
         return private
@@ -45,8 +46,10 @@ def load_key(statedir: Path):
     try:
         return Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(text))
     except ValueError:
-        raise StateError(f"{path} does not hold an Ed25519 key (restore it from a backup, or "
-                         "remove it to make a new one that subscribers must trust again)") from None
+        raise StateError(
+            f"{path} does not hold an Ed25519 key (restore it from a backup, or "
+            "remove it to make a new one that subscribers must trust again)"
+        ) from None
 
 
 class Sealer:
@@ -66,10 +69,19 @@ class Sealer:
         with self._lock:
             last = self._last
             if last is not None and (last.manifest_etag, last.key, last.root, last.origin) == (
-                    manifest_etag, self.key, self.root, self.origin):
+                manifest_etag,
+                self.key,
+                self.root,
+                self.origin,
+            ):
                 return last
-            seal = sign(self._private, root=self.root, origin=self.origin,
-                        version=last.version + 1 if last else 1, manifest_etag=manifest_etag)
+            seal = sign(
+                self._private,
+                root=self.root,
+                origin=self.origin,
+                version=last.version + 1 if last else 1,
+                manifest_etag=manifest_etag,
+            )
             self._store.save_seal(seal)
             self._last = seal
             return seal

@@ -69,8 +69,12 @@ class Store:
         try:
             db = sqlite.connect(statedir / "publisher.db")
             sqlite.upgrade(
-                db, what="publisher state", where=f"the publisher state in {statedir}",
-                schema=_SCHEMA, current=SCHEMA_VERSION, migrations=MIGRATIONS,
+                db,
+                what="publisher state",
+                where=f"the publisher state in {statedir}",
+                schema=_SCHEMA,
+                current=SCHEMA_VERSION,
+                migrations=MIGRATIONS,
             )
         except sqlite3.Error as exc:
             os.close(lock_fd)
@@ -101,8 +105,9 @@ class Store:
 
     def save_seal(self, seal: Seal) -> None:
         with self._mutex:  # one statement: autocommitted
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('seal', ?)",
-                             (seal.to_bytes().decode(),))
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('seal', ?)", (seal.to_bytes().decode(),)
+            )
 
     def load(self) -> dict[str, tuple[StatKey, DatasetInfo]]:
         with self._mutex:
@@ -134,4 +139,3 @@ class Store:
     def delete(self, path: str) -> None:
         with self._mutex:  # one statement: autocommitted
             self._db.execute("DELETE FROM datasets WHERE path = ?", (path,))
-

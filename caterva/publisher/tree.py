@@ -72,10 +72,12 @@ class Tree:
         """Whether a walk of DIR would enter ``folder``: a real directory (no link on the way),
         nothing hidden, not the state directory."""
         source = os.path.join(self.top, folder)
-        return (not any(p.startswith(".") for p in folder.split("/"))
-                and not (source + os.sep).startswith(self.statedir + os.sep)
-                and os.path.realpath(source) == source
-                and os.path.isdir(source))
+        return (
+            not any(p.startswith(".") for p in folder.split("/"))
+            and not (source + os.sep).startswith(self.statedir + os.sep)
+            and os.path.realpath(source) == source
+            and os.path.isdir(source)
+        )
 
     def file(self, path: str) -> Found | None:
         """``path`` as a walk would find it, or None if a walk would not serve it."""

@@ -30,10 +30,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from caterva.errors import BadCredentials, BadRequest, Forbidden, Unauthorized
 from caterva.protocol import rest
-from caterva.tokens import Claims, Signer, load_secret
-from caterva.users import Users
 from caterva.service import http
 from caterva.service.http import also_answer, body_doc, json_body, limit_bodies, responses
+from caterva.tokens import Claims, Signer, load_secret
+from caterva.users import Users
 
 PUBLIC = frozenset({rest.HEALTH, rest.LOGIN, *http.DOCS})
 GRANTED = frozenset({f"{rest.API}/stats", f"{rest.API}/events"})  # grants checked in the route
@@ -221,8 +221,9 @@ class RequireToken:
         if ok:
             return await self.app(scope, receive, send)
         error = Unauthorized("this service requires a token" if token is None else "invalid token")
-        response = JSONResponse(error.to_payload(), status_code=error.status,
-                                headers={"WWW-Authenticate": "Bearer"})
+        response = JSONResponse(
+            error.to_payload(), status_code=error.status, headers={"WWW-Authenticate": "Bearer"}
+        )
         await response(scope, receive, send)
 
 

@@ -38,11 +38,22 @@ from caterva.protocol import rest
 log = logging.getLogger("caterva.http")
 
 # the files of Swagger UI and ReDoc that fastapi-offline ships, served under /docs/
-ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
-          "redoc.standalone.js": "text/javascript", "favicon.png": "image/png"}
+ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "redoc.standalone.js": "text/javascript",
+    "favicon.png": "image/png",
+}
 # what anyone may read, even where tokens are required: the API's description
-DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
-                  *(f"/docs/{name}" for name in ASSETS)})
+DOCS = frozenset(
+    {
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        *(f"/docs/{name}" for name in ASSETS),
+    }
+)
 
 
 class ErrorDetail(BaseModel):
@@ -92,6 +103,7 @@ async def read_body(request: Request) -> bytes:
 
 def json_body(model: type[B]) -> Callable[[Request], Awaitable[B]]:
     """A dependency that reads (read_body) and parses the body as ``model``."""
+
     async def parse(request: Request) -> B:
         body = await read_body(request)
         try:
@@ -99,15 +111,21 @@ def json_body(model: type[B]) -> Callable[[Request], Awaitable[B]]:
         except ValidationError as exc:
             first = exc.errors()[0] if exc.errors() else {}
             where = ".".join(str(part) for part in first.get("loc", ()))
-            raise BadRequest(f"invalid body{' ' + where if where else ''}: "
-                             f"{first.get('msg', 'malformed')}") from None
+            raise BadRequest(
+                f"invalid body{' ' + where if where else ''}: {first.get('msg', 'malformed')}"
+            ) from None
+
     return parse
 
 
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     """The ``openapi_extra`` that documents a body read by json_body (FastAPI cannot see it)."""
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _inline(model)}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline(model)}},
+        }
+    }
 
 
 def _inline(model: type[BaseModel]) -> dict[str, Any]:
@@ -139,7 +157,8 @@ def batch_indices(dataset: Any, text: str) -> list[int]:
     if beyond:
         raise ChunkOutOfRange(
             f"chunk {beyond[0]} out of range: {dataset.path!r} has {dataset.info.nchunks} chunks",
-            index=beyond[0], nchunks=dataset.info.nchunks,
+            index=beyond[0],
+            nchunks=dataset.info.nchunks,
         )
     return indices
 
@@ -198,9 +217,14 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 def _methods_at(request: Request) -> list[str]:
     """Every method some route answers at this request's path (asked of the routes
     themselves: FastAPI may nest an included router as one route)."""
-    return [method for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
-                   for route in request.app.router.routes)]
+    return [
+        method
+        for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -225,12 +249,14 @@ def _local_docs(app: FastAPI) -> None:
 
     static = files("fastapi_offline") / "static"
     app.router.routes[:] = [
-        r for r in app.router.routes if getattr(r, "path", None) not in ("/docs", "/redoc")]
+        r for r in app.router.routes if getattr(r, "path", None) not in ("/docs", "/redoc")
+    ]
 
     async def swagger(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_swagger_ui_html(
-            openapi_url=root + app.openapi_url, title=f"{app.title} - Swagger UI",
+            openapi_url=root + app.openapi_url,
+            title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=root + app.swagger_ui_oauth2_redirect_url,
             swagger_js_url=f"{root}/docs/swagger-ui-bundle.js",
             swagger_css_url=f"{root}/docs/swagger-ui.css",
@@ -241,14 +267,17 @@ def _local_docs(app: FastAPI) -> None:
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
         return get_redoc_html(
-            openapi_url=root + app.openapi_url, title=f"{app.title} - ReDoc",
+            openapi_url=root + app.openapi_url,
+            title=f"{app.title} - ReDoc",
             redoc_js_url=f"{root}/docs/redoc.standalone.js",
-            redoc_favicon_url=f"{root}/docs/favicon.png", with_google_fonts=False,
+            redoc_favicon_url=f"{root}/docs/favicon.png",
+            with_google_fonts=False,
         )
 
     def asset(name: str, media_type: str):
         async def serve(request: Request) -> FileResponse:
             return FileResponse(static / name, media_type=media_type)
+
         return serve
 
     app.add_route("/docs", swagger, include_in_schema=False)
@@ -264,20 +293,20 @@ BATCH = {rest.BATCH_TYPE: BYTES["application/octet-stream"]}
 # What each error status means here, with the stable codes it carries (caterva.errors).
 ERRORS = {
     400: "Malformed request (`bad_request`, `invalid_name`, `bad_selection`): a name, path, "
-         "parameter, Range or body that is not valid.",
+    "parameter, Range or body that is not valid.",
     401: "Not logged in, or the token is missing, invalid or expired (`unauthorized`, "
-         "`bad_credentials`, `token_expired`).",
+    "`bad_credentials`, `token_expired`).",
     403: "The user has no grant on this root, or on every followed root (`forbidden`).",
     404: "Unknown root, dataset or chunk (`unknown_root`, `unknown_dataset`, "
-         "`chunk_out_of_range`).",
+    "`chunk_out_of_range`).",
     409: "The root is not followed (`not_followed`), or the dataset changed while it was read "
-         "(`dataset_changed`: read it again).",
+    "(`dataset_changed`: read it again).",
     413: "The request body is larger than the service accepts (`body_too_large`, `--max-body`).",
     416: "The Range asks for bytes the file does not have (`range_not_satisfiable`).",
     502: "A source answered wrongly (`protocol_error`, `digest_mismatch`, `untrusted_source`, "
-         "`key_changed`, `source_refused`).",
+    "`key_changed`, `source_refused`).",
     503: "Not now; retry (`unavailable`: the dataset is being rewritten; `source_offline`: no "
-         "source of the root answers).",
+    "source of the root answers).",
 }
 
 
@@ -295,8 +324,10 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _error_doc(status: int) -> dict[str, Any]:
-    return {"description": ERRORS[status],
-            "content": {"application/json": {"schema": _inline(ErrorBody)}}}
+    return {
+        "description": ERRORS[status],
+        "content": {"application/json": {"schema": _inline(ErrorBody)}},
+    }
 
 
 def also_answer(app: FastAPI, status: int, where: Callable[[str], bool]) -> None:
@@ -331,5 +362,3 @@ def _document(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi
-
-

@@ -27,7 +27,13 @@ log = logging.getLogger("caterva.presence")
 
 class Presence:
     def __init__(
-        self, broker: str, *, pub_id: str, session: str, url: str, role: str,
+        self,
+        broker: str,
+        *,
+        pub_id: str,
+        session: str,
+        url: str,
+        role: str,
         announce: Callable[[], Awaitable[None]],
     ) -> None:
         self.pub_id, self.session, self.url = pub_id, session, url

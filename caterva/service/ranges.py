@@ -25,15 +25,28 @@ from caterva.errors import CatervaError
 log = logging.getLogger("caterva.http")
 
 # the request headers a /file route reads itself (FastAPI cannot see them), for its OpenAPI
-RANGE_HEADERS = {"parameters": [
-    {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
-     "description": "`bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-COUNT`."},
-    {"name": "If-Range", "in": "header", "required": False, "schema": {"type": "string"},
-     "description": "Honour `Range` only while the file's ETag is this one."},
-]}
+RANGE_HEADERS = {
+    "parameters": [
+        {
+            "name": "Range",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "`bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-COUNT`.",
+        },
+        {
+            "name": "If-Range",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Honour `Range` only while the file's ETag is this one.",
+        },
+    ]
+}
 MALFORMED = {"error": {"code": "bad_request", "message": "malformed Range header"}}
-BEYOND = {"error": {"code": "range_not_satisfiable",
-                    "message": "the requested range is not satisfiable"}}
+BEYOND = {
+    "error": {"code": "range_not_satisfiable", "message": "the requested range is not satisfiable"}
+}
 
 
 class RangeFileResponse(FileResponse):
@@ -54,8 +67,11 @@ class RangeFileResponse(FileResponse):
 
         async def json_errors(message: Message) -> None:
             nonlocal replaced, cut
-            if message["type"] == "http.response.body" and self.unchanged and (
-                    cut or not self.unchanged()):
+            if (
+                message["type"] == "http.response.body"
+                and self.unchanged
+                and (cut or not self.unchanged())
+            ):
                 if not cut:
                     log.info("%s changed while being sent: response cut", self.path)
                 cut = True
@@ -63,8 +79,9 @@ class RangeFileResponse(FileResponse):
             if message["type"] == "http.response.start" and message["status"] in (400, 416):
                 replaced = True
                 keep = [(k, v) for k, v in message["headers"] if k.lower() == b"content-range"]
-                await _send_json(send, message["status"], BEYOND if message["status"] == 416
-                                 else MALFORMED, keep)
+                await _send_json(
+                    send, message["status"], BEYOND if message["status"] == 416 else MALFORMED, keep
+                )
                 return
             if not replaced:
                 await send(message)
@@ -72,11 +89,15 @@ class RangeFileResponse(FileResponse):
         await super().__call__(scope, receive, json_errors)
 
 
-async def _send_json(send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]]
-                     ) -> None:
+async def _send_json(
+    send: Send, status: int, body: dict, headers: list[tuple[bytes, bytes]]
+) -> None:
     data = json.dumps(body).encode()
-    headers = [*headers, (b"content-type", b"application/json"),
-               (b"content-length", str(len(data)).encode())]
+    headers = [
+        *headers,
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
 
@@ -118,12 +139,29 @@ class StreamedFile(StreamingResponse):
     reader sees a failed transfer, never a whole one.
     """
 
-    def __init__(self, size: int, read: Callable[[int, int], AsyncIterator[bytes]], *,
-                 etag: str, filename: str, media_type: str = "application/octet-stream") -> None:
-        name = (f'filename="{filename}"' if quote(filename) == filename
-                else f"filename*=utf-8''{quote(filename)}")
-        super().__init__(iter(()), media_type=media_type, headers={
-            "Accept-Ranges": "bytes", "ETag": etag, "Content-Disposition": f"attachment; {name}"})
+    def __init__(
+        self,
+        size: int,
+        read: Callable[[int, int], AsyncIterator[bytes]],
+        *,
+        etag: str,
+        filename: str,
+        media_type: str = "application/octet-stream",
+    ) -> None:
+        name = (
+            f'filename="{filename}"'
+            if quote(filename) == filename
+            else f"filename*=utf-8''{quote(filename)}"
+        )
+        super().__init__(
+            iter(()),
+            media_type=media_type,
+            headers={
+                "Accept-Ranges": "bytes",
+                "ETag": etag,
+                "Content-Disposition": f"attachment; {name}",
+            },
+        )
         self.size, self.read, self.filename = size, read, filename
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,8 +173,9 @@ class StreamedFile(StreamingResponse):
             except ValueError:
                 return await _send_json(send, 400, MALFORMED, [])
             except Unsatisfiable:
-                return await _send_json(send, 416, BEYOND,
-                                        [(b"content-range", f"bytes */{self.size}".encode())])
+                return await _send_json(
+                    send, 416, BEYOND, [(b"content-range", f"bytes */{self.size}".encode())]
+                )
             if span is not None:
                 start, stop = span
                 self.status_code = 206

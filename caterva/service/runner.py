@@ -82,9 +82,14 @@ def run(app, sock: socket.socket, *, tls: tuple[str, str] | None = None) -> None
     # no log config or level of uvicorn's own: its records go through ours (caterva/logs.py)
     # a long download still open at SIGTERM gets this long to finish (uvicorn's default: forever)
     config = uvicorn.Config(
-        app, log_config=None, log_level=None, access_log=logs.access_enabled(), lifespan="on",
+        app,
+        log_config=None,
+        log_level=None,
+        access_log=logs.access_enabled(),
+        lifespan="on",
         timeout_graceful_shutdown=5,
-        ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = _Server(config)
     server.run(sockets=[sock])

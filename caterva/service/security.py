@@ -61,8 +61,15 @@ def _site(url: str) -> tuple[str, str, int, str]:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError:
         parts, port = None, 0
-    if (parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname
-            or parts.query or parts.fragment or parts.username or parts.password):
+    if (
+        parts is None
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
         raise BadRequest(f"invalid source URL {url!r}: use http(s)://HOST[:PORT][/PATH]")
     return parts.scheme.lower(), parts.hostname.lower(), port, parts.path.rstrip("/")
 
@@ -70,8 +77,9 @@ def _site(url: str) -> tuple[str, str, int, str]:
 def _source_token(text: str, where: str) -> tuple[tuple[str, str, int, str], str]:
     url, sep, token = text.partition("=")
     if not sep or "://" not in url or not token.strip():
-        raise BadRequest(f"{where}: a source token is now given with the sources it is for: "
-                         f"{SOURCE_TOKEN_FORM}")
+        raise BadRequest(
+            f"{where}: a source token is now given with the sources it is for: {SOURCE_TOKEN_FORM}"
+        )
     return _site(url), token.strip()
 
 
@@ -80,8 +88,10 @@ def _source_token_lines(path: str) -> list[tuple[tuple[str, str, int, str], str]
     for line in _lines(path):
         url, _, token = line.partition(" ")
         if "://" not in url or not token.strip():
-            raise BadRequest(f"the token file {path} must hold `URL TOKEN` lines, one per "
-                             "source (e.g. http://pub.lab:8470 TOKEN), not bare tokens")
+            raise BadRequest(
+                f"the token file {path} must hold `URL TOKEN` lines, one per "
+                "source (e.g. http://pub.lab:8470 TOKEN), not bare tokens"
+            )
         out.append((_site(url), token.strip()))
     if not out:
         raise BadRequest(f"the token file {path} holds no token")
@@ -103,7 +113,8 @@ class SourceTokens(httpx.Auth):
         path = url.path
         for (s, h, p, prefix), token in self.tokens:
             if (s, h, p) == (scheme, host, port) and (
-                    path == prefix or path.startswith(prefix + "/")):
+                path == prefix or path.startswith(prefix + "/")
+            ):
                 return token
         return None
 
@@ -175,8 +186,10 @@ class Security:
             required += (token,)
         if (path := _text("require_token_file", require_token_file)) is not None:
             required += _read_tokens(path)
-        sources = [_source_token(t, "--source-token") for t in
-                   config.setting_list("source_token", source_token)]
+        sources = [
+            _source_token(t, "--source-token")
+            for t in config.setting_list("source_token", source_token)
+        ]
         if path := _text("source_token_file", source_token_file):
             sources += _source_token_lines(path)
         cert, key = tls_files(tls_cert, tls_key) or (None, None)
@@ -226,8 +239,10 @@ class Security:
 
     def source_client_options(self) -> dict[str, Any]:
         """Keyword arguments for ``caterva.subscriber.upstream.new_client``."""
-        options: dict[str, Any] = {"max_json": self.max_source_json,
-                                   "read_timeout": self.source_timeout}
+        options: dict[str, Any] = {
+            "max_json": self.max_source_json,
+            "read_timeout": self.source_timeout,
+        }
         if self.source_tokens:
             options["auth"] = SourceTokens(self.source_tokens)
         if self.ca_file:

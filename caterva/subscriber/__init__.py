@@ -64,8 +64,10 @@ def run(
         check_pub_id(settings.pub_id)
         username = BrokerURL.parse(settings.republish_broker or brokers[0]).username
         if username and settings.pub_id != username:  # the broker's ACL is per username
-            raise BadRequest(f"--pub-id {settings.pub_id!r} differs from the MQTT username "
-                             f"{username!r}: with broker auth a mirror may write only under it")
+            raise BadRequest(
+                f"--pub-id {settings.pub_id!r} differs from the MQTT username "
+                f"{username!r}: with broker auth a mirror may write only under it"
+            )
     if settings.advertise and not settings.advertise.startswith(("http://", "https://")):
         raise BadRequest(f"invalid --advertise {settings.advertise!r}: use http://HOST:PORT")
     lock = lock_statedir(settings.statedir, "subscriber")  # held while we serve

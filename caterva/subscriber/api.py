@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from caterva.subscriber.cache import Cache, Wanted
 from caterva.errors import BadSelection, ChunkOutOfRange
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
@@ -32,11 +31,12 @@ from caterva.service.http import (
     responses,
 )
 from caterva.service.ranges import RANGE_HEADERS
-from caterva.subscriber.files import file_response
+from caterva.subscriber.cache import Cache, Wanted
 from caterva.subscriber.events import Events
+from caterva.subscriber.files import file_response
 from caterva.subscriber.follower import Follower
-from caterva.subscriber.read import ReadPath
 from caterva.subscriber.npy import NPY, NpyResponse
+from caterva.subscriber.read import ReadPath
 
 router = APIRouter(prefix=rest.API)
 log = logging.getLogger("caterva.subscriber")
@@ -44,8 +44,10 @@ log = logging.getLogger("caterva.subscriber")
 WINDOW_BYTES = 8 << 20  # a batch stream holds about this many compressed bytes, and as many ahead
 AHEAD = 16  # windows being read ahead at most (each is one source request when cold)
 ETAG = {"ETag": header("The manifest's etag, quoted.")}
-FILE_HEADERS = {"ETag": header("The dataset's etag, quoted (for `If-Range`)."),
-                "Accept-Ranges": header("`bytes`.")}
+FILE_HEADERS = {
+    "ETag": header("The dataset's etag, quoted (for `If-Range`)."),
+    "Accept-Ranges": header("`bytes`."),
+}
 
 
 # dependencies are async: they do no I/O, and a plain def would cost a thread hop per request
@@ -85,13 +87,19 @@ async def health(request: Request) -> dict:
     body = {"status": "ok", "broker_connected": request.state.bus.connected.is_set()}
     mirror = request.state.mirror
     if mirror is not None:  # republishing: who we are to the LAN
-        body["mirror"] = {"pub_id": mirror.pub_id, "url": mirror.url,
-                          "broker_connected": mirror.bus.connected.is_set()}
+        body["mirror"] = {
+            "pub_id": mirror.pub_id,
+            "url": mirror.url,
+            "broker_connected": mirror.bus.connected.is_set(),
+        }
     return body
 
 
-@router.get("/stats", summary="Cache counters: hits, misses, bytes fetched, evictions, usage",
-            description="With --auth: for users granted every followed root (403 otherwise).")
+@router.get(
+    "/stats",
+    summary="Cache counters: hits, misses, bytes fetched, evictions, usage",
+    description="With --auth: for users granted every followed root (403 otherwise).",
+)
 async def stats(cache: CacheDep, follower: FollowerDep, request: Request) -> dict:
     require_every(request, follower.etags)  # the counters sum every followed root
     counters = dict.fromkeys(("hits", "misses", "fetched_bytes", "evicted", "passed_through"), 0)
@@ -116,7 +124,8 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
                 "root": name,
                 "online": chosen is not None,
                 "followed": followed,
-                "datasets": len(follower.datasets[name]) if followed
+                "datasets": len(follower.datasets[name])
+                if followed
                 else (best.announcement.datasets if best else 0),
                 "source": best.url if best else None,
                 "source_id": best.pub_id if best else None,
@@ -127,8 +136,13 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
                 "version": seal.version if seal else None,
                 "problem": follower.problems.get(name),  # why the last resync failed
                 "sources": [
-                    {"pub_id": o.pub_id, "url": o.url, "online": o.online,
-                     "hops": o.announcement.hops, "broker": o.broker}
+                    {
+                        "pub_id": o.pub_id,
+                        "url": o.url,
+                        "online": o.online,
+                        "hops": o.announcement.hops,
+                        "broker": o.broker,
+                    }
                     for o in offers
                 ],
             }
@@ -136,15 +150,21 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
     return {"roots": out}
 
 
-@router.put("/roots/{root}/follow", summary="Follow a root (one manifest request)",
-            responses=responses(400, 404, 502, 503))
+@router.put(
+    "/roots/{root}/follow",
+    summary="Follow a root (one manifest request)",
+    responses=responses(400, 404, 502, 503),
+)
 async def follow(root: Root, follower: FollowerDep) -> dict:
     await follower.follow(root)
     return {"root": root, "followed": True, "datasets": len(follower.datasets[root])}
 
 
-@router.delete("/roots/{root}/follow", summary="Unfollow a root and drop its cached chunks",
-               responses=responses(400, 404, 409))
+@router.delete(
+    "/roots/{root}/follow",
+    summary="Unfollow a root and drop its cached chunks",
+    responses=responses(400, 404, 409),
+)
 async def unfollow(root: Root, follower: FollowerDep) -> dict:
     await follower.unfollow(root)
     return {"root": root, "followed": False}
@@ -160,8 +180,9 @@ async def unfollow(root: Root, follower: FollowerDep) -> dict:
         **responses(400, 404, 409),
     },
 )
-async def manifest(root: Root, follower: FollowerDep,
-                   if_none_match: Annotated[str | None, Header()] = None) -> Response:
+async def manifest(
+    root: Root, follower: FollowerDep, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
     etag, body = follower.manifest_body(root)
     headers = {"ETag": f'"{etag}"'}
     if if_none_match and rest.etag_matches(if_none_match, etag):
@@ -169,8 +190,11 @@ async def manifest(root: Root, follower: FollowerDep,
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.get("/roots/{root}/info/{path:path}", summary="Dataset info, with how much is cached",
-            responses=responses(400, 404, 409))
+@router.get(
+    "/roots/{root}/info/{path:path}",
+    summary="Dataset info, with how much is cached",
+    responses=responses(400, 404, 409),
+)
 async def info(root: Root, path: str, follower: FollowerDep, cache: CacheDep) -> dict:
     ds = follower.dataset(root, path)
     chunks, nbytes = cache.state.cached(ds.id)
@@ -182,8 +206,10 @@ async def info(root: Root, path: str, follower: FollowerDep, cache: CacheDep) ->
     summary="A numpy-style selection, as an .npy array",
     response_class=Response,
     responses={
-        200: {"content": {NPY: BYTES["application/octet-stream"]},
-              "description": "The selected values (NumPy .npy)."},
+        200: {
+            "content": {NPY: BYTES["application/octet-stream"]},
+            "description": "The selected values (NumPy .npy).",
+        },
         **responses(400, 404, 409, 502, 503),
     },
 )
@@ -210,7 +236,8 @@ async def data(
         raise BadSelection(
             f"{root}/{path}[{sel}] is {nbytes:,} bytes, more than the {rest.NPY_MAX:,} a "
             "subscriber decodes into one answer: select less, read it as chunks (the Python "
-            "client's default) or download the dataset")
+            "client's default) or download the dataset"
+        )
     needed = selection.touched_chunks(key, ds.info.chunks, ds.info.chunk_grid)
     chunks = await read.chunks(ds, needed)  # in memory now: eviction cannot touch them
     array = await asyncio.to_thread(read_selection, ds.info, key, chunks.__getitem__)
@@ -224,19 +251,24 @@ async def data(
     summary="One raw compressed chunk",
     response_class=Response,
     responses={
-        200: {"content": BYTES, "description": "The compressed chunk.",
-              "headers": {rest.DIGEST_HEADER: header("The chunk's digest.")}},
+        200: {
+            "content": BYTES,
+            "description": "The compressed chunk.",
+            "headers": {rest.DIGEST_HEADER: header("The chunk's digest.")},
+        },
         **responses(400, 404, 409, 502, 503),
     },
 )
-async def chunk(root: Root, index: int, path: str, follower: FollowerDep, read: ReadDep
-                ) -> Response:
+async def chunk(
+    root: Root, index: int, path: str, follower: FollowerDep, read: ReadDep
+) -> Response:
     ds = follower.dataset(root, path)
     if not 0 <= index < ds.info.nchunks:
         raise ChunkOutOfRange(f"chunk {index} out of range: {path} has {ds.info.nchunks} chunks")
     data = (await read.chunks(ds, [index]))[index]
     return Response(
-        data, media_type="application/octet-stream",
+        data,
+        media_type="application/octet-stream",
         headers={rest.DIGEST_HEADER: ds.info.digests[index]},
     )
 
@@ -245,8 +277,10 @@ async def chunk(root: Root, index: int, path: str, follower: FollowerDep, read: 
     "/roots/{root}/chunks/{path:path}",
     summary="Many raw chunks, streamed as frames",
     response_class=StreamingResponse,
-    responses={200: {"content": BATCH, "description": "The batch frames."},
-               **responses(400, 404, 409, 502, 503)},
+    responses={
+        200: {"content": BATCH, "description": "The batch frames."},
+        **responses(400, 404, 409, 502, 503),
+    },
 )
 async def chunks(
     root: Root,
@@ -266,12 +300,15 @@ async def chunks(
     "the order of their `i`, as the frames of the GET batch. For many small datasets: one "
     f"request instead of one each. At most {rest.MAX_BATCH} chunks in all.",
     response_class=StreamingResponse,
-    responses={200: {"content": BATCH, "description": "The batch frames."},
-               **responses(400, 404, 409, 413, 502, 503)},
+    responses={
+        200: {"content": BATCH, "description": "The batch frames."},
+        **responses(400, 404, 409, 413, 502, 503),
+    },
     openapi_extra=body_doc(ChunkLists),
 )
-async def many_chunks(root: Root, body: ChunkListsBody, follower: FollowerDep, read: ReadDep
-                      ) -> StreamingResponse:
+async def many_chunks(
+    root: Root, body: ChunkListsBody, follower: FollowerDep, read: ReadDep
+) -> StreamingResponse:
     return await _stream_frames(read, batch_of_many(body, lambda p: follower.dataset(root, p)))
 
 
@@ -289,8 +326,11 @@ async def _stream_frames(read: ReadPath, wanted: Wanted) -> StreamingResponse:
         try:
             for parts, size in windows:
                 # keep about WINDOW_BYTES being read beyond the window being sent
-                while (planned < len(windows) and ahead_bytes - size < WINDOW_BYTES
-                       and len(ahead) < AHEAD):
+                while (
+                    planned < len(windows)
+                    and ahead_bytes - size < WINDOW_BYTES
+                    and len(ahead) < AHEAD
+                ):
                     nxt = windows[planned]
                     ahead.append(_start(read.chunks_many(nxt[0])))
                     planned, ahead_bytes = planned + 1, ahead_bytes + nxt[1]
@@ -298,7 +338,8 @@ async def _stream_frames(read: ReadPath, wanted: Wanted) -> StreamingResponse:
                 ahead_bytes -= size
                 for piece in rest.frame_pieces(
                     (n, chunks.pop(n), ds.info.digests[n])
-                    for (ds, part), chunks in zip(parts, got) for n in part
+                    for (ds, part), chunks in zip(parts, got)
+                    for n in part
                 ):
                     yield piece
         finally:
@@ -322,14 +363,18 @@ def _start(coro) -> asyncio.Task:
     response_class=Response,
     responses={
         200: {"content": BYTES, "description": "The whole file.", "headers": FILE_HEADERS},
-        206: {"content": BYTES, "description": "The requested byte range.",
-              "headers": {**FILE_HEADERS, "Content-Range": header("The range sent.")}},
+        206: {
+            "content": BYTES,
+            "description": "The requested byte range.",
+            "headers": {**FILE_HEADERS, "Content-Range": header("The range sent.")},
+        },
         **responses(400, 404, 409, 416, 502, 503),
     },
     openapi_extra=RANGE_HEADERS,
 )
-async def file(root: Root, path: str, follower: FollowerDep, read: ReadDep, cache: CacheDep
-               ) -> Response:
+async def file(
+    root: Root, path: str, follower: FollowerDep, read: ReadDep, cache: CacheDep
+) -> Response:
     return await file_response(read, cache, follower.dataset(root, path))
 
 
@@ -337,9 +382,13 @@ async def file(root: Root, path: str, follower: FollowerDep, read: ReadDep, cach
     "/events",
     summary="Change events of followed roots, as they happen (NDJSON)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-                     "description": "One JSON event per line, until the client hangs up."},
-               **responses(400, 404, 409)},
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "description": "One JSON event per line, until the client hangs up.",
+        },
+        **responses(400, 404, 409),
+    },
 )
 async def events(
     follower: FollowerDep,

@@ -21,7 +21,7 @@ from typing import TypedDict
 from fastapi import Depends, FastAPI
 
 from caterva import logs
-from caterva.mqtt import Bus, BrokerURL
+from caterva.mqtt import BrokerURL, Bus
 from caterva.protocol.topics import check_pub_id
 from caterva.service import auth, http, runner
 from caterva.subscriber import upstream
@@ -87,8 +87,9 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     announce_on = settings.republish_broker or settings.brokers[0]
     pub_id = None
     if settings.republish:  # under broker auth the ACL confines us to caterva/v1/pub/<user>/#
-        pub_id = check_pub_id(settings.pub_id or BrokerURL.parse(announce_on).username
-                              or state.identity())
+        pub_id = check_pub_id(
+            settings.pub_id or BrokerURL.parse(announce_on).username or state.identity()
+        )
     # a mirror names itself on every request upstream (loop backstop, see mirror.py)
     hooks = {"request": [via_hook(pub_id)]} if pub_id else None
     client = upstream.new_client(event_hooks=hooks, **settings.security.source_client_options())
@@ -105,9 +106,14 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         inbox.listen(bus, i)
     mirror = None
     if pub_id:
-        mirror = Mirror(pub_id=pub_id, session=secrets.token_hex(8),
-                        url=settings.advertise or url, broker=announce_on,
-                        follower=follower, directory=directory)
+        mirror = Mirror(
+            pub_id=pub_id,
+            session=secrets.token_hex(8),
+            url=settings.advertise or url,
+            broker=announce_on,
+            follower=follower,
+            directory=directory,
+        )
         events.listeners.append(mirror.on_event)
         directory.listeners.append(mirror.on_offer)
     # stopped together: with its broker away, each waits up to a second for paho's thread
@@ -121,9 +127,13 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         await mirror.start()
     log.info(
         "subscriber serving %s (brokers %s, cache %s of %s used; state in %s)%s",
-        url, ", ".join(str(b.url) for b in buses), logs.size(cache.used),
-        logs.size(settings.cache_size), settings.statedir,
+        url,
+        ", ".join(str(b.url) for b in buses),
+        logs.size(cache.used),
+        logs.size(settings.cache_size),
+        settings.statedir,
         f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
     )
-    return Parts(follower=follower, read=read, events=events, cache=cache, bus=buses[0],
-                 mirror=mirror)
+    return Parts(
+        follower=follower, read=read, events=events, cache=cache, bus=buses[0], mirror=mirror
+    )

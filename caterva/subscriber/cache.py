@@ -67,8 +67,9 @@ def chunk_file(folder: Path, index: int, digest: str) -> Path:
 
 
 class Cache:
-    def __init__(self, state: State, directory: Path, budget: int,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self, state: State, directory: Path, budget: int, clock: Callable[[], float] = time.time
+    ):
         self.state = state
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -119,8 +120,9 @@ class Cache:
             if len(self._uses) >= USES_HELD:
                 self.flush_uses()
             # missing includes files gone since the query
-            missing = [(d, [i for i in indices if i not in out])
-                       for (d, indices), out in zip(wanted, outs)]
+            missing = [
+                (d, [i for i in indices if i not in out]) for (d, indices), out in zip(wanted, outs)
+            ]
             if any(indices for _, indices in missing):
                 await self._fetch([(d, m) for d, m in missing if m], fetch, outs, wanted)
         return outs
@@ -138,8 +140,9 @@ class Cache:
             outs.append(out)
         return outs
 
-    async def _fetch(self, missing: Wanted, fetch: Fetcher, outs: list[dict[int, bytes]],
-                     wanted: Wanted) -> None:
+    async def _fetch(
+        self, missing: Wanted, fetch: Fetcher, outs: list[dict[int, bytes]], wanted: Wanted
+    ) -> None:
         """Fill ``outs`` with ``missing``, each chunk version fetched by one task."""
         waits: list[tuple[int, int, asyncio.Future[bytes]]] = []
         mine: Wanted = []
@@ -192,7 +195,8 @@ class Cache:
                 async for dataset, i, digest, data in fetch(batch):
                     if (dataset.id, i) not in pending:
                         raise ProtocolError(
-                            f"source sent chunk {i} of {dataset.path}, not asked for")
+                            f"source sent chunk {i} of {dataset.path}, not asked for"
+                        )
                     group.append((dataset, i, digest, data))
                     size += len(data)
                     if size >= STORE_BYTES:
@@ -208,8 +212,10 @@ class Cache:
             if pending:  # a source cuts a batch short when a file changes under it
                 ds_id, i = min(pending)
                 path = next(d.path for d, _ in batch if d.id == ds_id)
-                raise Unavailable(f"the source ended the batch before chunk {i} of {path} "
-                                  f"({len(pending)} missing): retry shortly")
+                raise Unavailable(
+                    f"the source ended the batch before chunk {i} of {path} "
+                    f"({len(pending)} missing): retry shortly"
+                )
         finally:
             # a store is never cancelled halfway: its reservation and files must be settled
             await asyncio.gather(*stores, return_exceptions=True)
@@ -230,8 +236,10 @@ class Cache:
             else:
                 self.stats["passed_through"] += 1
         kept = set(keep)
-        checks = [(self.dir / str(d.id), i, digest, d.info.digests[i], data, n in kept)
-                  for n, (d, i, digest, data) in enumerate(group)]
+        checks = [
+            (self.dir / str(d.id), i, digest, d.info.digests[i], data, n in kept)
+            for n, (d, i, digest, data) in enumerate(group)
+        ]
         reserved = sum(len(group[n][3]) for n in keep)
         try:
             good = await asyncio.to_thread(_verify_and_write, checks)
@@ -239,8 +247,9 @@ class Cache:
             self.reserved -= reserved
         written = [n for n in keep if n < good]
         now = self.clock()
-        self._index([(group[n][0].id, group[n][1], checks[n][3], len(group[n][3]), now)
-                     for n in written])
+        self._index(
+            [(group[n][0].id, group[n][1], checks[n][3], len(group[n][3]), now) for n in written]
+        )
         for dataset, i, _, data in group[:good]:
             pending.discard((dataset.id, i))
             self._resolve((dataset.id, i, dataset.info.digests[i]), data)
@@ -248,11 +257,13 @@ class Cache:
             dataset, i = group[good][:2]
             raise DigestMismatch(
                 f"chunk {i} of {dataset.root}/{dataset.path} does not match its digest",
-                index=i, path=dataset.path,
+                index=i,
+                path=dataset.path,
             )
 
-    def _resolve(self, key: Key, data: bytes | None = None,
-                 exc: BaseException | None = None) -> None:
+    def _resolve(
+        self, key: Key, data: bytes | None = None, exc: BaseException | None = None
+    ) -> None:
         future = self._inflight.pop(key, None)
         if future is None or future.done():
             return

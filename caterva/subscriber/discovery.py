@@ -70,8 +70,9 @@ class Offer:
 
 
 class Directory:
-    def __init__(self, self_id: str | None = None, prefer: Sequence[str] = (),
-                 seed: str = "") -> None:
+    def __init__(
+        self, self_id: str | None = None, prefer: Sequence[str] = (), seed: str = ""
+    ) -> None:
         self.self_id = self_id  # our pub_id when we republish, else None
         self.prefer = [p.rstrip("/") for p in prefer]
         self.seed = seed or self_id or ""  # this subscriber, for the rendezvous of equal sources
@@ -102,8 +103,9 @@ class Directory:
         for root in sorted(r for r, by in self._offers.items() if (broker, pub_id) in by):
             self._notify(root)
 
-    def on_announcement(self, broker: int, pub_id: str, root: str,
-                        announcement: Announcement | None) -> None:
+    def on_announcement(
+        self, broker: int, pub_id: str, root: str, announcement: Announcement | None
+    ) -> None:
         """``pub_id`` serves ``root`` as announced (None: withdrawn)."""
         if pub_id != self.self_id:  # not our own announcement, heard back
             self._set_offer(broker, pub_id, root, announcement)
@@ -118,8 +120,13 @@ class Directory:
                 self._offers.pop(root, None)
         else:
             if self._must_yield(root, pub_id, announcement):
-                log.info("%s and %s read %s from each other; %s yields", self.self_id, pub_id,
-                         root, self.self_id)
+                log.info(
+                    "%s and %s read %s from each other; %s yields",
+                    self.self_id,
+                    pub_id,
+                    root,
+                    self.self_id,
+                )
                 self._yielded[(root, pub_id)] = announcement.session
             self._offers.setdefault(root, {})[(broker, pub_id)] = announcement
         self._notify(root)
@@ -148,8 +155,9 @@ class Directory:
     def offers(self, root: str) -> list[Offer]:
         out = []
         now = time.monotonic()
-        for (broker, pub_id), a in sorted(self._offers.get(root, {}).items(),
-                                          key=lambda item: item[0][::-1]):
+        for (broker, pub_id), a in sorted(
+            self._offers.get(root, {}).items(), key=lambda item: item[0][::-1]
+        ):
             online, learned = self.online(pub_id, a.session, broker), "broker"
             answered, when = self._http.get((root, pub_id), (False, -math.inf))
             # the newer word wins: a request's answer, unless MQTT spoke since
@@ -178,8 +186,10 @@ class Directory:
     def distrust(self, offer: Offer, seconds: float = math.inf) -> None:
         """Stop reading ``offer``'s root from it, for ``seconds`` or while its session lasts."""
         until = time.monotonic() + seconds
-        self._distrusted[(offer.announcement.root, offer.pub_id)] = (offer.announcement.session,
-                                                                     until)
+        self._distrusted[(offer.announcement.root, offer.pub_id)] = (
+            offer.announcement.session,
+            until,
+        )
         self._notify(offer.announcement.root)
 
     def answered(self, offer: Offer, ok: bool) -> None:
@@ -189,12 +199,17 @@ class Directory:
         self._http[key] = (ok, time.monotonic())
         if before is None or before[0] != ok:
             if not ok:
-                log.info("source %s (%s) of %s does not answer: trying the others",
-                         offer.pub_id, offer.url, offer.announcement.root)
+                log.info(
+                    "source %s (%s) of %s does not answer: trying the others",
+                    offer.pub_id,
+                    offer.url,
+                    offer.announcement.root,
+                )
             self._notify(offer.announcement.root)
 
-    def candidates(self, root: str, exclude: frozenset[str] | set[str] = frozenset()
-                   ) -> list[Offer]:
+    def candidates(
+        self, root: str, exclude: frozenset[str] | set[str] = frozenset()
+    ) -> list[Offer]:
         """Every source worth a request for ``root``, best first: the online ones, then those
         said to be offline (HTTP has the last word), none of ``exclude``."""
         eligible = [o for o in self.offers(root) if o.pub_id not in exclude and self._eligible(o)]
@@ -213,8 +228,9 @@ class Directory:
             tier = 1
         else:
             tier = 0 if offer.broker == 0 else 2  # a mirror on our own broker, or elsewhere
-        spread = hashlib.blake2b(f"{self.seed}\0{offer.announcement.root}\0{offer.pub_id}"
-                                 .encode(), digest_size=8).digest()
+        spread = hashlib.blake2b(
+            f"{self.seed}\0{offer.announcement.root}\0{offer.pub_id}".encode(), digest_size=8
+        ).digest()
         return (preferred, tier, len(offer.announcement.hops), spread, offer.pub_id, offer.broker)
 
     def choose(self, root: str, exclude: frozenset[str] | set[str] = frozenset()) -> Offer | None:

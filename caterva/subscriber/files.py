@@ -43,15 +43,18 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
     """The file of ``ds``; what can fail before the first byte (no source) fails here."""
     name, etag = os.path.basename(ds.path), f'"{ds.info.etag}"'
     if ds.info.kind == "file":
-        return StreamedFile(ds.info.size, lambda a, b: _plain(reader, ds, a, b),
-                            etag=etag, filename=name)
+        return StreamedFile(
+            ds.info.size, lambda a, b: _plain(reader, ds, a, b), etag=etag, filename=name
+        )
     from caterva.protocol.layout import frame_bounds
 
     sizes = await chunk_sizes(reader, cache, ds)
     bounds = frame_bounds(ds.info, sizes)
     if bounds is None:
-        raise CatervaError(f"this blosc2 frames {ds.path}'s layout in a way caterva does not "
-                           "know: download it with the caterva client")
+        raise CatervaError(
+            f"this blosc2 frames {ds.path}'s layout in a way caterva does not "
+            "know: download it with the caterva client"
+        )
     head, tail = bounds
     offsets = list(itertools.accumulate(sizes, initial=len(head)))  # offsets[-1]: the tail's
 
@@ -68,9 +71,9 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
                 data = got.pop(n)
                 if len(data) != sizes[n]:  # same digest, other size: cannot happen, but if so
                     raise ProtocolError(f"chunk {n} of {ds.path} changed size")
-                yield data[max(start - offsets[n], 0):stop - offsets[n]]
+                yield data[max(start - offsets[n], 0) : stop - offsets[n]]
         if stop > offsets[-1]:
-            yield tail[max(start - offsets[-1], 0):stop - offsets[-1]]
+            yield tail[max(start - offsets[-1], 0) : stop - offsets[-1]]
 
     return StreamedFile(offsets[-1] + len(tail), read, etag=etag, filename=name)
 
@@ -79,16 +82,18 @@ async def chunk_sizes(reader: ReadPath, cache: Cache, ds: Dataset) -> list[int]:
     """Every chunk's compressed size: from the cache's index for the chunks it holds of this
     version, else fetched (through the cache)."""
     digests = ds.info.digests
-    sizes = {i: size for i, (digest, size) in cache.state.present(ds.id).items()
-             if i < len(digests) and digest == digests[i]}
+    sizes = {
+        i: size
+        for i, (digest, size) in cache.state.present(ds.id).items()
+        if i < len(digests) and digest == digests[i]
+    }
     for part in windows(ds, [i for i in range(ds.info.nchunks) if i not in sizes]):
         got = await reader.chunks(ds, part)
         sizes.update((i, len(got[i])) for i in part)
     return [sizes[i] for i in range(ds.info.nchunks)]
 
 
-async def _plain(reader: ReadPath, ds: Dataset, start: int, stop: int
-                 ) -> AsyncIterator[bytes]:
+async def _plain(reader: ReadPath, ds: Dataset, start: int, stop: int) -> AsyncIterator[bytes]:
     """Bytes [start, stop) of a plain file: its chunks decompressed."""
     import blosc2
 
@@ -97,4 +102,4 @@ async def _plain(reader: ReadPath, ds: Dataset, start: int, stop: int
         got = await reader.chunks(ds, part)
         for n in part:
             data = await asyncio.to_thread(blosc2.decompress, got.pop(n))
-            yield data[max(start - n * size, 0):stop - n * size]
+            yield data[max(start - n * size, 0) : stop - n * size]

@@ -99,8 +99,9 @@ class Follower:
         manifest we serve as a mirror."""
         if root not in self._manifests:
             datasets = self.followed(root)
-            manifest = Manifest(root=root, datasets=[d.info for d in datasets.values()],
-                                seal=self.seals.get(root))
+            manifest = Manifest(
+                root=root, datasets=[d.info for d in datasets.values()], seal=self.seals.get(root)
+            )
             self._manifests[root] = (manifest.etag, manifest.to_bytes())
         return self._manifests[root]
 
@@ -131,8 +132,14 @@ class Follower:
         async with self._locks[root]:
             for ds_id in self.state.unfollow(root):
                 self.cache.drop(ds_id)
-            for table in (self.etags, self.datasets, self._manifests, self._sources,
-                          self.seals, self.problems):
+            for table in (
+                self.etags,
+                self.datasets,
+                self._manifests,
+                self._sources,
+                self.seals,
+                self.problems,
+            ):
                 table.pop(root, None)
         self.events.emit(root, "unfollow")
 
@@ -147,8 +154,9 @@ class Follower:
                     self.events.emit(root, op, path=path, chunks=chunks, etag=etag)
                 self.events.emit(root, "resync", datasets=len(manifest.datasets))
 
-    async def _signed_manifest(self, root: str, etag: str | None = None
-                               ) -> tuple[Offer, Manifest | None]:
+    async def _signed_manifest(
+        self, root: str, etag: str | None = None
+    ) -> tuple[Offer, Manifest | None]:
         """A verified manifest of ``root`` (None: still ``etag``), from the first source that
         can give one, best first."""
         await self.directory.synced.wait()
@@ -192,11 +200,11 @@ class Follower:
         if held is None or held.key != seal.key:
             return
         if seal.version < held.version:
-            raise Behind(f"a source of {root!r} is behind (version {seal.version}, "
-                                f"we hold {held.version})")
+            raise Behind(
+                f"a source of {root!r} is behind (version {seal.version}, we hold {held.version})"
+            )
         if seal.version == held.version and seal.manifest_etag != held.manifest_etag:
-            raise UntrustedSource(f"two manifests of {root!r} are signed as version "
-                                  f"{seal.version}")
+            raise UntrustedSource(f"two manifests of {root!r} are signed as version {seal.version}")
 
     def _reconcile(
         self, root: str, manifest: Manifest
@@ -212,8 +220,11 @@ class Follower:
                 self.cache.drop(ds)
                 self.state.delete_dataset(ds.id)
                 changes.append(("delete", path, None, None))
-            new = [info for info in manifest.datasets
-                   if (known := held.get(info.path)) is None or known.info.etag != info.etag]
+            new = [
+                info
+                for info in manifest.datasets
+                if (known := held.get(info.path)) is None or known.info.etag != info.etag
+            ]
             ids = self.state.put_datasets(root, new)  # one statement, not one per dataset
             for info in new:
                 old = held.get(info.path)

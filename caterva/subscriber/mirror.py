@@ -46,13 +46,25 @@ _VIA: ContextVar[tuple[str, ...]] = ContextVar("caterva_via", default=())
 
 class Mirror:
     def __init__(
-        self, *, pub_id: str, session: str, url: str, broker: str,
-        follower: Follower, directory: Directory,
+        self,
+        *,
+        pub_id: str,
+        session: str,
+        url: str,
+        broker: str,
+        follower: Follower,
+        directory: Directory,
     ) -> None:
         self.pub_id, self.url = pub_id, url
         self.follower, self.directory = follower, directory
-        self.presence = Presence(broker, pub_id=pub_id, session=session, url=url, role="mirror",
-                                 announce=self._announce_all)
+        self.presence = Presence(
+            broker,
+            pub_id=pub_id,
+            session=session,
+            url=url,
+            role="mirror",
+            announce=self._announce_all,
+        )
         self.bus = self.presence.bus
         self.bus.subscribe(topics.roots_of(pub_id), self._on_own_announcement)
         self._chains: dict[str, tuple[str, list[str]]] = {}  # root -> upstream (origin, hops)
@@ -124,9 +136,13 @@ class Mirror:
             return None
         origin, hops = chain
         return Announcement(
-            root=root, url=self.url, session=self.presence.session,
-            manifest_etag=self.follower.etags[root], datasets=len(self.follower.datasets[root]),
-            origin=origin, hops=[*hops, self.pub_id],
+            root=root,
+            url=self.url,
+            session=self.presence.session,
+            manifest_etag=self.follower.etags[root],
+            datasets=len(self.follower.datasets[root]),
+            origin=origin,
+            hops=[*hops, self.pub_id],
         )
 
     async def _announce(self, root: str, again: bool = False) -> None:
@@ -154,8 +170,13 @@ class Mirror:
     async def _send_change(self, root: str, event: dict, manifest_etag: str | None) -> None:
         self._seq[root] += 1  # counted even if never delivered: a gap makes readers resync
         change = Change(
-            root=root, path=event["path"], op=event["event"], session=self.presence.session,
-            seq=self._seq[root], manifest_etag=manifest_etag or "", etag=event.get("etag"),
+            root=root,
+            path=event["path"],
+            op=event["event"],
+            session=self.presence.session,
+            seq=self._seq[root],
+            manifest_etag=manifest_etag or "",
+            etag=event.get("etag"),
             chunks=event.get("chunks"),
         )
         if self.bus.connected.is_set():

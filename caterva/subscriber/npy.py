@@ -30,8 +30,9 @@ class NpyResponse(Response):
         super().__init__(media_type=NPY, headers={"content-length": str(size)})
 
     async def __call__(self, scope, receive, send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code,
-                    "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         head, data = self._parts
         await send({"type": "http.response.body", "body": head, "more_body": True})
         # in pieces: the server waits for each to drain instead of copying the rest of a big

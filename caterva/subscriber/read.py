@@ -31,13 +31,15 @@ DISTRUST_SECONDS = 60.0  # a mirror whose chunks failed their digests is not rea
 
 
 class ReadPath:
-    def __init__(self, follower: Follower, cache: Cache, directory: Directory,
-                 client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, follower: Follower, cache: Cache, directory: Directory, client: httpx.AsyncClient
+    ) -> None:
         self.follower, self.cache, self.directory, self.client = follower, cache, directory, client
         self._reading: dict[str, Offer] = {}  # root -> the source chunks last came from
 
-    async def fetch(self, wanted: Wanted, exclude: frozenset[str] = frozenset()
-                    ) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
+    async def fetch(
+        self, wanted: Wanted, exclude: frozenset[str] = frozenset()
+    ) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
         """The cache's fetcher: chunks of a root's datasets from its chosen source."""
         root = wanted[0][0].root
         await self.directory.synced.wait()
@@ -72,8 +74,9 @@ class ReadPath:
                     raise
                 exclude = exclude | {offer.pub_id}
                 if not self.directory.candidates(root, exclude):
-                    raise SourceOffline(f"every source of root {root!r} is offline ({exc})",
-                                        root=root) from exc
+                    raise SourceOffline(
+                        f"every source of root {root!r} is offline ({exc})", root=root
+                    ) from exc
             except DigestMismatch as exc:
                 root = wanted[0][0].root
                 offer = self._reading.get(root)
@@ -82,17 +85,27 @@ class ReadPath:
                 await self.follower.resync(root)
                 for ds, indices in wanted:
                     now = self.follower.datasets[root].get(ds.path)
-                    if now is None or now.id != ds.id or not ds.info.same_layout(now.info) or any(
-                            now.info.digests[i] != ds.info.digests[i] for i in indices):
-                        raise DatasetChanged(f"{root}/{ds.path} changed while it was read: "
-                                             "read it again", path=ds.path) from exc
+                    if (
+                        now is None
+                        or now.id != ds.id
+                        or not ds.info.same_layout(now.info)
+                        or any(now.info.digests[i] != ds.info.digests[i] for i in indices)
+                    ):
+                        raise DatasetChanged(
+                            f"{root}/{ds.path} changed while it was read: read it again",
+                            path=ds.path,
+                        ) from exc
                 # an origin races its own files (a rewrite between scan and read): ask again;
                 # a mirror serves only verified chunks of the version it announces
                 if offer is not None and not offer.is_origin:
-                    log.warning("source %s (%s) sent chunks of %s that fail their digests; not "
-                                "reading from it for %d s", offer.pub_id, offer.url, root,
-                                DISTRUST_SECONDS)
+                    log.warning(
+                        "source %s (%s) sent chunks of %s that fail their digests; not "
+                        "reading from it for %d s",
+                        offer.pub_id,
+                        offer.url,
+                        root,
+                        DISTRUST_SECONDS,
+                    )
                     self.directory.distrust(offer, DISTRUST_SECONDS)
                     exclude = exclude | {offer.pub_id}
         return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
-

@@ -78,8 +78,12 @@ class State:
         self.path = path
         self.db = sqlite.connect(path)
         sqlite.upgrade(
-            self.db, what="subscriber state", where=str(path), schema=_SCHEMA,
-            current=SCHEMA_VERSION, migrations=MIGRATIONS,
+            self.db,
+            what="subscriber state",
+            where=str(path),
+            schema=_SCHEMA,
+            current=SCHEMA_VERSION,
+            migrations=MIGRATIONS,
         )
 
     def transaction(self):
@@ -110,12 +114,16 @@ class State:
 
     def seals(self) -> dict[str, Seal]:
         """The seal each followed root was last synced to (roots synced before signing: none)."""
-        return {name: Seal.from_bytes(seal) for name, seal in
-                self.db.execute("SELECT name, seal FROM roots WHERE seal IS NOT NULL")}
+        return {
+            name: Seal.from_bytes(seal)
+            for name, seal in self.db.execute("SELECT name, seal FROM roots WHERE seal IS NOT NULL")
+        }
 
     def set_synced(self, root: str, etag: str, seal: Seal) -> None:
-        self.db.execute("UPDATE roots SET manifest_etag=?, seal=? WHERE name=?",
-                        (etag, seal.to_bytes().decode(), root))
+        self.db.execute(
+            "UPDATE roots SET manifest_etag=?, seal=? WHERE name=?",
+            (etag, seal.to_bytes().decode(), root),
+        )
 
     # --- trusted keys (kept when a root is unfollowed, like ssh's known_hosts) -----------------
 
@@ -127,8 +135,9 @@ class State:
         return {r: (key, how, since) for r, key, how, since in self.db.execute(query, args)}
 
     def trust(self, root: str, key: str, how: str, now: float) -> None:
-        self.db.execute("INSERT OR REPLACE INTO trusted_keys VALUES (?, ?, ?, ?)",
-                        (root, key, how, now))
+        self.db.execute(
+            "INSERT OR REPLACE INTO trusted_keys VALUES (?, ?, ?, ?)", (root, key, how, now)
+        )
 
     def distrust(self, root: str) -> bool:
         return self.db.execute("DELETE FROM trusted_keys WHERE root=?", (root,)).rowcount > 0
@@ -156,10 +165,12 @@ class State:
             self.db.executemany(
                 "INSERT INTO datasets (root, path, info) VALUES (?, ?, ?) "
                 "ON CONFLICT (root, path) DO UPDATE SET info=excluded.info",
-                [(root, info.path, info.to_bytes().decode()) for info in infos])
+                [(root, info.path, info.to_bytes().decode()) for info in infos],
+            )
             if len(infos) == 1:
-                rows = self.db.execute("SELECT path, id FROM datasets WHERE root=? AND path=?",
-                                       (root, infos[0].path))
+                rows = self.db.execute(
+                    "SELECT path, id FROM datasets WHERE root=? AND path=?", (root, infos[0].path)
+                )
             else:
                 rows = self.db.execute("SELECT path, id FROM datasets WHERE root=?", (root,))
             return dict(rows)
@@ -169,9 +180,7 @@ class State:
 
     # --- the cache index ---------------------------------------------------------------------
 
-    def present(
-        self, dataset: int, among: list[int] | None = None
-    ) -> dict[int, tuple[str, int]]:
+    def present(self, dataset: int, among: list[int] | None = None) -> dict[int, tuple[str, int]]:
         """idx -> (digest, size) of the chunks held for a dataset (of ``among``, if given:
         a read asks about its own chunks, not all of a large dataset's)."""
         query, args = "SELECT idx, digest, size FROM chunks WHERE dataset=?", (dataset,)
@@ -189,14 +198,19 @@ class State:
             return set(), []
         with self.transaction():
             ids = {r[0] for r in rows}
-            known = {r[0] for r in self.db.execute(
-                f"SELECT id FROM datasets WHERE id IN ({','.join('?' * len(ids))})", list(ids))}
+            known = {
+                r[0]
+                for r in self.db.execute(
+                    f"SELECT id FROM datasets WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+                )
+            }
             refused = {n for n, r in enumerate(rows) if r[0] not in known}
             taken = [r for n, r in enumerate(rows) if n not in refused]
             replaced = []
             for dataset, idx, *_ in taken:
-                row = self.db.execute("SELECT digest, size FROM chunks WHERE dataset=? AND idx=?",
-                                      (dataset, idx)).fetchone()
+                row = self.db.execute(
+                    "SELECT digest, size FROM chunks WHERE dataset=? AND idx=?", (dataset, idx)
+                ).fetchone()
                 if row:
                     replaced.append((dataset, idx, *row))
             self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", taken)
@@ -209,25 +223,32 @@ class State:
         removed as (idx, digest, size)."""
         with self.transaction():
             if indices is None:
-                gone = list(self.db.execute(
-                    "SELECT idx, digest, size FROM chunks WHERE dataset=?", (dataset,)))
+                gone = list(
+                    self.db.execute(
+                        "SELECT idx, digest, size FROM chunks WHERE dataset=?", (dataset,)
+                    )
+                )
                 self.db.execute("DELETE FROM chunks WHERE dataset=?", (dataset,))
                 return gone
             gone = []
             for i in indices:
-                row = self.db.execute("SELECT idx, digest, size FROM chunks WHERE dataset=? "
-                                      "AND idx=?", (dataset, i)).fetchone()
+                row = self.db.execute(
+                    "SELECT idx, digest, size FROM chunks WHERE dataset=? AND idx=?", (dataset, i)
+                ).fetchone()
                 if row:
                     gone.append(row)
-            self.db.executemany("DELETE FROM chunks WHERE dataset=? AND idx=?",
-                                [(dataset, row[0]) for row in gone])
+            self.db.executemany(
+                "DELETE FROM chunks WHERE dataset=? AND idx=?", [(dataset, row[0]) for row in gone]
+            )
         return gone
 
     def touch(self, uses: dict[tuple[int, int], float]) -> None:
         """Record when (dataset, idx) chunks were last used, in one transaction."""
         with self.transaction():
-            self.db.executemany("UPDATE chunks SET atime=? WHERE dataset=? AND idx=?",
-                                [(when, dataset, i) for (dataset, i), when in uses.items()])
+            self.db.executemany(
+                "UPDATE chunks SET atime=? WHERE dataset=? AND idx=?",
+                [(when, dataset, i) for (dataset, i), when in uses.items()],
+            )
 
     def used_bytes(self) -> int:
         return self.db.execute("SELECT COALESCE(SUM(size), 0) FROM chunks").fetchone()[0]
@@ -241,14 +262,18 @@ class State:
 
     def oldest(self, limit: int) -> list[tuple[int, int, str, int]]:
         """The least recently used chunks: (dataset, idx, digest, size)."""
-        return list(self.db.execute(
-            "SELECT dataset, idx, digest, size FROM chunks ORDER BY atime LIMIT ?", (limit,)))
+        return list(
+            self.db.execute(
+                "SELECT dataset, idx, digest, size FROM chunks ORDER BY atime LIMIT ?", (limit,)
+            )
+        )
 
     def all_chunks(self) -> dict[tuple[int, int], str]:
         """(dataset, idx) -> digest of every indexed chunk."""
-        return {(d, i): digest for d, i, digest in
-                self.db.execute("SELECT dataset, idx, digest FROM chunks")}
+        return {
+            (d, i): digest
+            for d, i, digest in self.db.execute("SELECT dataset, idx, digest FROM chunks")
+        }
 
     def dataset_ids(self) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT id FROM datasets")}
-

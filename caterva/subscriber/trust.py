@@ -51,8 +51,12 @@ def read_trust_file(path: str | Path) -> dict[str, str]:
 
 
 class Trust:
-    def __init__(self, state: State, configured: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state: State,
+        configured: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.state = state
         self.configured = dict(configured or {})
         self.clock = clock
@@ -70,17 +74,21 @@ class Trust:
         bound = self.key(root)
         if bound is None:
             if announced is not None and announced != seal.key:
-                raise UntrustedSource(f"root {root!r} is signed by {seal.key}, but its origin "
-                                      f"announces the key {announced}")
+                raise UntrustedSource(
+                    f"root {root!r} is signed by {seal.key}, but its origin "
+                    f"announces the key {announced}"
+                )
             how = "announced by its origin" if announced else "first use"
             self.state.trust(root, seal.key, how, self.clock())
             log.info("root %s: trusting key %s (%s)", root, seal.key, how)
             return
         key, how = bound
         if seal.key != key:
-            message = (f"root {root!r} is signed by a key other than the one trusted ({how}): "
-                       f"trusted {key}, offered {seal.key}. If its publisher's key was replaced "
-                       f"on purpose, run `caterva trust {root} {seal.key}`")
+            message = (
+                f"root {root!r} is signed by a key other than the one trusted ({how}): "
+                f"trusted {key}, offered {seal.key}. If its publisher's key was replaced "
+                f"on purpose, run `caterva trust {root} {seal.key}`"
+            )
             if (root, seal.key) not in self._warned:
                 self._warned.add((root, seal.key))
                 log.warning("%s", message)

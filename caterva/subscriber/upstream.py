@@ -47,15 +47,19 @@ def read_in_big_pieces() -> None:
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
-def new_client(*, max_json: int | None = None, read_timeout: float | None = None,
-               **kwargs) -> SourceClient:
+def new_client(
+    *, max_json: int | None = None, read_timeout: float | None = None, **kwargs
+) -> SourceClient:
     """The client to sources; limits not given are the settings ``max_source_json`` and
     ``source_timeout`` (caterva.config)."""
     read = config.parse_duration(config.setting("source_timeout", read_timeout))
     return SourceClient(
         max_json=config.parse_size(config.setting("max_source_json", max_json)),
-        timeout=httpx.Timeout(30.0, connect=3.0, read=read), limits=LIMITS,
-        headers={"Accept-Encoding": "identity"}, **kwargs)  # gzip only where asked for
+        timeout=httpx.Timeout(30.0, connect=3.0, read=read),
+        limits=LIMITS,
+        headers={"Accept-Encoding": "identity"},
+        **kwargs,
+    )  # gzip only where asked for
 
 
 def _origin(response: httpx.Response) -> str:
@@ -75,8 +79,10 @@ async def _read(response: httpx.Response, most: int) -> bytes:
         raise ProtocolError(f"source {_origin(response)} sent a {encoding} body (not asked for)")
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     declared = response.headers.get("content-length", "")
-    too_big = ProtocolError(f"source {_origin(response)} sent more than {most:,} bytes of JSON "
-                            "(the setting max_source_json)")
+    too_big = ProtocolError(
+        f"source {_origin(response)} sent more than {most:,} bytes of JSON "
+        "(the setting max_source_json)"
+    )
     if declared.isdigit() and int(declared) > most:
         raise too_big
     body = bytearray()
@@ -131,17 +137,19 @@ class Source:
         self.client = client
         self.url = url.rstrip("/")
 
-    async def _get_json(self, path: str, headers: dict[str, str] | None = None
-                        ) -> tuple[int, bytes]:
+    async def _get_json(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         """(status, body) of a JSON answer, every byte of it bounded."""
         most = self.client.max_json
-        async with _mapped(self.url), self.client.stream("GET", self.url + path,
-                                                         headers=headers) as response:
+        async with (
+            _mapped(self.url),
+            self.client.stream("GET", self.url + path, headers=headers) as response,
+        ):
             await raise_for_error(response, most)
             return response.status_code, await _read(response, most)
 
-    async def manifest(self, root: str, etag: str | None = None
-                       ) -> Manifest | ManifestDelta | None:
+    async def manifest(self, root: str, etag: str | None = None) -> Manifest | ManifestDelta | None:
         """The root's manifest, or what changed since ``etag`` when the source can say (a
         delta); None when it still is ``etag`` (HTTP 304)."""
         headers = {"Accept-Encoding": "gzip"}
@@ -154,8 +162,10 @@ class Source:
             return None
         # off the event loop: a manifest of 100,000 datasets takes a second to decode
         return await asyncio.to_thread(
-            _decode, lambda obj: ManifestDelta if isinstance(obj, dict) and obj.get("since")
-            else Manifest, body)
+            _decode,
+            lambda obj: ManifestDelta if isinstance(obj, dict) and obj.get("since") else Manifest,
+            body,
+        )
 
     async def info(self, root: str, path: str) -> DatasetInfo:
         return _decode(DatasetInfo, (await self._get_json(rest.info(root, path)))[1])
@@ -166,18 +176,25 @@ class Source:
         """Stream (n, index, digest, bytes) for the chunks of ``wanted`` (n: which dataset), in
         the order asked: from the GET batch for one dataset, the POST batch for several."""
         if len(wanted) == 1:
-            (info, indices), = wanted
+            ((info, indices),) = wanted
             method, url = "GET", rest.chunks(root, info.path)
             args = {"params": {"i": rest.format_indices(indices)}}
         else:
             method, url = "POST", rest.chunks_of_many(root)
-            args = {"json": {"datasets": [{"path": info.path, "i": rest.format_indices(ix)}
-                                          for info, ix in wanted]}}
+            args = {
+                "json": {
+                    "datasets": [
+                        {"path": info.path, "i": rest.format_indices(ix)} for info, ix in wanted
+                    ]
+                }
+            }
         # the reader checks each frame's index and length; n (which dataset) follows that order
         reader = rest.BatchReader(rest.expected_frames(wanted))
         order = (n for n, (_, indices) in enumerate(wanted) for _ in set(indices))
-        async with _mapped(self.url), self.client.stream(method, self.url + url,
-                                                         **args) as response:
+        async with (
+            _mapped(self.url),
+            self.client.stream(method, self.url + url, **args) as response,
+        ):
             await raise_for_error(response, self.client.max_json)
             _check_plain(response)
             async for data in response.aiter_bytes():

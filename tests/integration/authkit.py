@@ -25,8 +25,9 @@ MUTATING = ("post", "put", "patch", "delete")
 
 def tiny_root(directory: Path) -> Path:
     directory.mkdir(parents=True)
-    blosc2.asarray(GRID, urlpath=str(directory / "grid.b2nd"), mode="w", chunks=(10, 10),
-                   blocks=(5, 5))
+    blosc2.asarray(
+        GRID, urlpath=str(directory / "grid.b2nd"), mode="w", chunks=(10, 10), blocks=(5, 5)
+    )
     (directory / "notes.txt").write_text("caterva notes\n" * 100)
     return directory
 
@@ -43,8 +44,12 @@ def make_users(path: Path, grants: dict[str, list[str]]) -> Path:
 def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None):
     """``caterva ARGS`` as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "caterva", *args], capture_output=True, text=True, input=input,
-        env={**os.environ, "CATERVA_CONFIG": "/nonexistent", **(env or {})}, cwd=ROOT,
+        [sys.executable, "-m", "caterva", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env={**os.environ, "CATERVA_CONFIG": "/nonexistent", **(env or {})},
+        cwd=ROOT,
         timeout=60,
     )
 
@@ -59,8 +64,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def wait_root(url: str, root: str, headers=None, timeout: float = 15, verify=True,
-              **want) -> dict:
+def wait_root(url: str, root: str, headers=None, timeout: float = 15, verify=True, **want) -> dict:
     """Poll /v1/roots until ``root`` is there, online and with the ``want``ed fields:
     announcements arrive when they arrive, and the API offers no other signal for them."""
     deadline = time.monotonic() + timeout
@@ -81,8 +85,11 @@ def routes(openapi: dict, root: str) -> list[tuple[str, str, str]]:
     """(method, template, concrete URL path) of every operation, with placeholder values."""
     out = []
     for template, operations in openapi["paths"].items():
-        concrete = re.sub(r"\{(\w+)(?::path)?\}",
-                          lambda m: PLACEHOLDERS.get(m.group(1), "x").format(root=root), template)
+        concrete = re.sub(
+            r"\{(\w+)(?::path)?\}",
+            lambda m: PLACEHOLDERS.get(m.group(1), "x").format(root=root),
+            template,
+        )
         for method in operations:
             out.append((method, template, concrete))
     assert out, "the OpenAPI document lists no routes"
@@ -118,18 +125,45 @@ def make_ca(directory: Path) -> dict[str, Path]:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d, timeout=60)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=caterva test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1")
+    openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=caterva test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (d / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
         "basicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
     )
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    )
     return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}

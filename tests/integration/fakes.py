@@ -91,19 +91,34 @@ def mqtt(broker: str) -> Iterator[paho.Client]:
         client.loop_stop()
 
 
-def announce(broker: str, pub_id: str, root: str, url: str, *, origin: str,
-             state: str = "online", datasets: int = 1) -> None:
+def announce(
+    broker: str,
+    pub_id: str,
+    root: str,
+    url: str,
+    *,
+    origin: str,
+    state: str = "online",
+    datasets: int = 1,
+) -> None:
     """Retain on ``broker`` what a source ``pub_id`` at ``url`` would say about ``root``: its
     status, and (online) an announcement as a mirror of ``origin``. Waits for the acks."""
     with mqtt(broker) as client:
         status = Status(state, session="fake-session", url=url)
         sent = [client.publish(topics.status(pub_id), status.to_bytes(), qos=1, retain=True)]
         if state == "online":
-            body = Announcement(root=root, url=url, session="fake-session",
-                                manifest_etag="fake", datasets=datasets, origin=origin,
-                                hops=[origin, pub_id])
-            sent.append(client.publish(topics.root(pub_id, root), body.to_bytes(), qos=1,
-                                       retain=True))
+            body = Announcement(
+                root=root,
+                url=url,
+                session="fake-session",
+                manifest_etag="fake",
+                datasets=datasets,
+                origin=origin,
+                hops=[origin, pub_id],
+            )
+            sent.append(
+                client.publish(topics.root(pub_id, root), body.to_bytes(), qos=1, retain=True)
+            )
         for info in sent:
             info.wait_for_publish(timeout=30)
 
@@ -141,7 +156,12 @@ def connect(url: str) -> socket.socket:
 
 
 def post_head(url: str, path: str, headers: dict[str, str] | None = None, **more: str) -> bytes:
-    fields = {"Host": urlsplit(url).netloc, "Content-Type": "application/json",
-              **(headers or {}), **more}
-    return (f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
-            + "\r\n").encode()
+    fields = {
+        "Host": urlsplit(url).netloc,
+        "Content-Type": "application/json",
+        **(headers or {}),
+        **more,
+    }
+    return (
+        f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    ).encode()

@@ -47,10 +47,29 @@ class Stack(Services):
         self.users = make_users(tmp / "users.db", {ADA: [], BOB: ["other"]})
         broker = self.start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
         for name in ("demo", "other"):
-            self.start("pub", name, str(tiny_root(tmp / name)), "--broker", broker,
-                       "--http", "127.0.0.1:0", "--statedir", str(tmp / "pub"), wait=False)
-        self.sub_args = ["sub", "--broker", broker, "--http", f"127.0.0.1:{free_port()}",
-                         "--statedir", str(tmp / "sub"), "--users", str(self.users)]
+            self.start(
+                "pub",
+                name,
+                str(tiny_root(tmp / name)),
+                "--broker",
+                broker,
+                "--http",
+                "127.0.0.1:0",
+                "--statedir",
+                str(tmp / "pub"),
+                wait=False,
+            )
+        self.sub_args = [
+            "sub",
+            "--broker",
+            broker,
+            "--http",
+            f"127.0.0.1:{free_port()}",
+            "--statedir",
+            str(tmp / "sub"),
+            "--users",
+            str(self.users),
+        ]
         self.sub = self.start(*self.sub_args)
         self.url = self.sub.url
         for service in self.started:
@@ -98,8 +117,7 @@ def test_anonymous_gets_401_json_on_every_route_but_health_and_login(stack, open
             if template in PUBLIC:
                 continue
             for headers in ({}, bearer("forged.token"), {"Authorization": "Basic YTpi"}):
-                r = http.request(method, path, **request_for(method, template),
-                                 headers=headers)
+                r = http.request(method, path, **request_for(method, template), headers=headers)
                 assert is_json_error(r, 401, "unauthorized"), (method, path, headers, r.text)
                 checked += 1
             assert "401" in openapi["paths"][template][method.lower()]["responses"], template
@@ -133,8 +151,9 @@ def test_grant_and_revoke_take_effect_on_the_next_request(stack):
     assert "demo" in names(stack.url, token)
     assert httpx.put(f"{stack.url}/v1/roots/demo/follow", headers=headers).status_code == 200
     assert httpx.get(manifest, headers=headers).status_code == 200
-    r = httpx.get(f"{stack.url}/v1/roots/demo/data/grid.b2nd", params={"sel": "2:5, ::7"},
-                  headers=headers)
+    r = httpx.get(
+        f"{stack.url}/v1/roots/demo/data/grid.b2nd", params={"sel": "2:5, ::7"}, headers=headers
+    )
     assert r.status_code == 200
     np.testing.assert_array_equal(np.load(io.BytesIO(r.content)), GRID[2:5, ::7])
 
@@ -169,9 +188,18 @@ def test_no_endpoint_changes_users_or_grants(stack, openapi):
             }, (method, template)
     token = login(stack.url, ADA)
     attempts = [
-        "/v1/users", f"/v1/users/{ADA}", f"/v1/users/{ADA}/grants", "/v1/grants",
-        "/v1/grants/demo", "/v1/roots/demo/grants", "/v1/roots/demo/grant", "/v1/admin/grant",
-        "/v1/me", "/v1/me/grants", "/v1/roots/demo", "/v1/roots",
+        "/v1/users",
+        f"/v1/users/{ADA}",
+        f"/v1/users/{ADA}/grants",
+        "/v1/grants",
+        "/v1/grants/demo",
+        "/v1/roots/demo/grants",
+        "/v1/roots/demo/grant",
+        "/v1/admin/grant",
+        "/v1/me",
+        "/v1/me/grants",
+        "/v1/roots/demo",
+        "/v1/roots",
     ]
     with httpx.Client(base_url=stack.url, headers=bearer(token), timeout=10) as http:
         for path in attempts:
@@ -182,8 +210,15 @@ def test_no_endpoint_changes_users_or_grants(stack, openapi):
 
 
 def test_a_removed_user_is_logged_out_at_once(stack):
-    done = cli("user", "add", "eve@lab.org", "--password-stdin", "--users", str(stack.users),
-               input=PASSWORD + "\n")
+    done = cli(
+        "user",
+        "add",
+        "eve@lab.org",
+        "--password-stdin",
+        "--users",
+        str(stack.users),
+        input=PASSWORD + "\n",
+    )
     assert done.returncode == 0, done.stderr
     token = login(stack.url, "eve@lab.org")
     assert httpx.get(f"{stack.url}/v1/roots", headers=bearer(token)).status_code == 200
@@ -213,12 +248,28 @@ def test_cli_login_stores_a_private_token_that_later_commands_use(stack, tmp_pat
     anonymous = cli("roots", "--sub", stack.url, env=env)
     assert anonymous.returncode == 5 and anonymous.stderr.count("\n") == 1  # one line
     assert anonymous.stderr.endswith(f": run `caterva login --sub {stack.url}` and try again\n")
-    wrong = cli("login", "--sub", stack.url, "--email", BOB, "--password-stdin",
-                input="not the password\n", env=env)
+    wrong = cli(
+        "login",
+        "--sub",
+        stack.url,
+        "--email",
+        BOB,
+        "--password-stdin",
+        input="not the password\n",
+        env=env,
+    )
     assert wrong.returncode == 5 and "wrong email or password" in wrong.stderr
     assert "caterva login" not in wrong.stderr  # logging in again the same way will not help
-    done = cli("login", "--sub", stack.url, "--email", BOB, "--password-stdin",
-               input=PASSWORD + "\n", env=env)
+    done = cli(
+        "login",
+        "--sub",
+        stack.url,
+        "--email",
+        BOB,
+        "--password-stdin",
+        input=PASSWORD + "\n",
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "conf" / "tokens.json").stat().st_mode & 0o777 == 0o600
     listed = cli("roots", "--json", "--sub", stack.url, env=env)
@@ -241,8 +292,15 @@ def test_stats_need_a_grant_on_every_followed_root(stack):
     # what /v1/stats counts (the cache) sums every followed root: only a user who may read
     # each of them may read it; a user with no grants, or some, gets 403 (without names)
     for email, roots in (("cy@lab.org", ["demo", "other"]), ("dee@lab.org", [])):
-        done = cli("user", "add", email, "--password-stdin", "--users", str(stack.users),
-                   input=PASSWORD + "\n")
+        done = cli(
+            "user",
+            "add",
+            email,
+            "--password-stdin",
+            "--users",
+            str(stack.users),
+            input=PASSWORD + "\n",
+        )
         assert done.returncode == 0, done.stderr
         for root in roots:
             stack.user("grant", email, root)

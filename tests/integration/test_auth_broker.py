@@ -18,8 +18,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from caterva.protocol.messages import Announcement
 from caterva.broker import access
+from caterva.protocol.messages import Announcement
 from tests.conftest import free_port
 from tests.integration.authkit import tiny_root, wait_root
 
@@ -30,10 +30,19 @@ ACCOUNTS = {"alice": "alice-pass", "bob": "bob-pass", "reader": "reader-pass"}
 class Mqtt:
     """A paho client whose connection result and messages are queues."""
 
-    def __init__(self, port: int, user: str | None = None, password: str | None = None,
-                 will: str | None = None) -> None:
-        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}",
-                             protocol=paho.MQTTv311, reconnect_on_failure=False)
+    def __init__(
+        self,
+        port: int,
+        user: str | None = None,
+        password: str | None = None,
+        will: str | None = None,
+    ) -> None:
+        self.c = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"t-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv311,
+            reconnect_on_failure=False,
+        )
         if user:
             self.c.username_pw_set(user, password)
         if will:
@@ -88,8 +97,17 @@ def secured(request, spawn, tmp_path):
         f"reader:{ACCOUNTS['reader']}\n"
     )
     port = free_port()
-    spawn("bro", "--engine", request.param, "--port", str(port),
-          "--statedir", str(tmp_path / "bro"), "--password-file", str(passwords))
+    spawn(
+        "bro",
+        "--engine",
+        request.param,
+        "--port",
+        str(port),
+        "--statedir",
+        str(tmp_path / "bro"),
+        "--password-file",
+        str(passwords),
+    )
     opened: list[Mqtt] = []
 
     def connect(user=None, password=None, will=None) -> Mqtt:
@@ -114,8 +132,12 @@ def test_a_publisher_cannot_announce_in_another_publishers_subtree(secured):
     reader = secured("reader")
     reader.subscribe("caterva/v1/#")
     alice = secured("alice")
-    forged = ["caterva/v1/pub/bob/roots/demo", "caterva/v1/pub/bob/status",
-              "caterva/v1/roots/demo/changes", "caterva/v1/pub/alicex/roots/demo"]
+    forged = [
+        "caterva/v1/pub/bob/roots/demo",
+        "caterva/v1/pub/bob/status",
+        "caterva/v1/roots/demo/changes",
+        "caterva/v1/pub/alicex/roots/demo",
+    ]
     for topic in forged:
         alice.publish(topic, b'{"forged": true}')
     alice.publish("caterva/v1/discover", b"{}", retain=False)  # everyone may ask
@@ -134,14 +156,48 @@ def test_a_publisher_cannot_announce_in_another_publishers_subtree(secured):
 def test_a_real_publisher_announces_under_its_username_only(secured, spawn, tmp_path):
     broker = f"mqtt://127.0.0.1:{secured.port}"
     data = tiny_root(tmp_path / "data")
-    wrong = spawn("pub", "demo", str(data), "--broker", broker, "--broker-user", "alice",
-                  "--pub-id", "bob", "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "p0"),
-                  env={"CATERVA_BROKER_PASSWORD": ACCOUNTS["alice"]}, wait=False)
-    pub = spawn("pub", "demo", str(data), "--broker", broker, "--broker-user", "alice",
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "p"),
-                env={"CATERVA_BROKER_PASSWORD": ACCOUNTS["alice"]}, wait=False)
-    sub = spawn("sub", "--broker", f"mqtt://reader:{ACCOUNTS['reader']}@127.0.0.1:{secured.port}",
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "s"), wait=False)
+    wrong = spawn(
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        broker,
+        "--broker-user",
+        "alice",
+        "--pub-id",
+        "bob",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "p0"),
+        env={"CATERVA_BROKER_PASSWORD": ACCOUNTS["alice"]},
+        wait=False,
+    )
+    pub = spawn(
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        broker,
+        "--broker-user",
+        "alice",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "p"),
+        env={"CATERVA_BROKER_PASSWORD": ACCOUNTS["alice"]},
+        wait=False,
+    )
+    sub = spawn(
+        "sub",
+        "--broker",
+        f"mqtt://reader:{ACCOUNTS['reader']}@127.0.0.1:{secured.port}",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "s"),
+        wait=False,
+    )
     assert wrong.proc.wait(30) == 2
     assert "differs from the MQTT username" in wrong.log_path.read_text()
     pub_url, sub_url = pub.wait_ready(), sub.wait_ready()
@@ -172,11 +228,30 @@ def test_a_mirror_announces_under_its_username(secured, spawn, tmp_path):
     announcements through (a random id would be dropped silently)."""
     port = secured.port
     data = tiny_root(tmp_path / "data")
-    spawn("pub", "demo", str(data), "--broker", f"mqtt://127.0.0.1:{port}", "--broker-user", "alice",
-          "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "p"),
-          env={"CATERVA_BROKER_PASSWORD": ACCOUNTS["alice"]})
-    mirror = spawn("sub", "--republish", "--broker", f"mqtt://bob:{ACCOUNTS['bob']}@127.0.0.1:{port}",
-                   "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "m"))
+    spawn(
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        f"mqtt://127.0.0.1:{port}",
+        "--broker-user",
+        "alice",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "p"),
+        env={"CATERVA_BROKER_PASSWORD": ACCOUNTS["alice"]},
+    )
+    mirror = spawn(
+        "sub",
+        "--republish",
+        "--broker",
+        f"mqtt://bob:{ACCOUNTS['bob']}@127.0.0.1:{port}",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "m"),
+    )
     wait_root(mirror.url, "demo")
     assert httpx.put(f"{mirror.url}/v1/roots/demo/follow").status_code == 200
     reader = secured("reader")
@@ -184,4 +259,8 @@ def test_a_mirror_announces_under_its_username(secured, spawn, tmp_path):
     reader.until("caterva/v1/pub/bob/roots/demo")  # amqtt may also hand over others' retained
     message = next(m for m in reader.seen if m.topic == "caterva/v1/pub/bob/roots/demo")
     announcement = Announcement.from_bytes(message.payload)
-    assert (announcement.origin, announcement.hops, announcement.url) == ("alice", ["alice", "bob"], mirror.url)
+    assert (announcement.origin, announcement.hops, announcement.url) == (
+        "alice",
+        ["alice", "bob"],
+        mirror.url,
+    )

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 import pytest
 
-from caterva.subscriber import upstream
 from caterva.errors import SourceRefused
+from caterva.subscriber import upstream
 from tests.conftest import Services
 from tests.integration.authkit import (
     GRID,
@@ -48,15 +48,34 @@ class Stack(Services):
         self.users = make_users(tmp / "users.db", {ADA: [], CARL: ["demo"]})
         self.broker = self.start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
         self.origin = self.start(
-            "pub", "demo", str(tiny_root(tmp / "demo")), "--broker", self.broker, "--http",
-            "127.0.0.1:0", "--statedir", str(tmp / "pub"), "--require-token-file",
-            str(tmp / "tokens")).url
+            "pub",
+            "demo",
+            str(tiny_root(tmp / "demo")),
+            "--broker",
+            self.broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp / "pub"),
+            "--require-token-file",
+            str(tmp / "tokens"),
+        ).url
         # the token for the origin only: `URL TOKEN` lines
         (tmp / "source-token").write_text(f"# our sources\n{self.origin} {T1}\n")
-        self.mirror = self.start("sub", "--broker", self.broker, "--republish", "--http",
-                                 "127.0.0.1:0", "--statedir", str(tmp / "m"), "--users",
-                                 str(self.users), "--source-token-file",
-                                 str(tmp / "source-token")).url
+        self.mirror = self.start(
+            "sub",
+            "--broker",
+            self.broker,
+            "--republish",
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp / "m"),
+            "--users",
+            str(self.users),
+            "--source-token-file",
+            str(tmp / "source-token"),
+        ).url
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +118,17 @@ def test_a_subscriber_without_the_token_is_refused_clearly(stack):
 def test_through_a_mirror_a_user_without_a_grant_reads_nothing(stack):
     carl = bearer(login(stack.mirror, CARL))
     # ada's credential for a service of hers: a token M's admin makes (no password involved)
-    minted = cli("user", "token", ADA, "--ttl", "1d", "--users", str(stack.users),
-                 "--secret", str(stack.tmp / "m" / "token-secret"))
+    minted = cli(
+        "user",
+        "token",
+        ADA,
+        "--ttl",
+        "1d",
+        "--users",
+        str(stack.users),
+        "--secret",
+        str(stack.tmp / "m" / "token-secret"),
+    )
     assert minted.returncode == 0, minted.stderr
     ada = minted.stdout.strip()
     # carl (granted) makes M follow demo from the origin, with M's own service token
@@ -122,9 +150,19 @@ def test_through_a_mirror_a_user_without_a_grant_reads_nothing(stack):
                 assert is_json_error(r, 403, "forbidden"), (method, path, r.text)
 
     # D, a subscriber reading from M with ada's credentials, gets nothing either
-    d = stack.start("sub", "--broker", stack.broker, "--prefer", stack.mirror, "--http",
-                    "127.0.0.1:0", "--statedir", str(stack.tmp / "d"),
-                    "--source-token", f"{stack.mirror}={ada}").url
+    d = stack.start(
+        "sub",
+        "--broker",
+        stack.broker,
+        "--prefer",
+        stack.mirror,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(stack.tmp / "d"),
+        "--source-token",
+        f"{stack.mirror}={ada}",
+    ).url
     wait_root(d, "demo", source=stack.mirror)
     r = httpx.put(f"{d}/v1/roots/demo/follow")
     assert is_json_error(r, 502, "source_refused"), r.text
@@ -145,22 +183,47 @@ def test_a_source_announced_over_mqtt_never_sees_the_token(spawn, tmp_path):
     gets no Authorization header; the origin, once the fake is gone, gets the token."""
     (tmp_path / "tokens").write_text(T1 + "\n")
     broker = spawn("bro", "--port", "0", "--statedir", str(tmp_path / "bro")).url
-    origin = spawn("pub", "demo", str(tiny_root(tmp_path / "demo")), "--broker", broker,
-                   "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"),
-                   "--require-token-file", str(tmp_path / "tokens")).url
+    origin = spawn(
+        "pub",
+        "demo",
+        str(tiny_root(tmp_path / "demo")),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+        "--require-token-file",
+        str(tmp_path / "tokens"),
+    ).url
     origin_id = httpx.get(f"{origin}/v1/health", headers=bearer(T1)).json()["pub_id"]
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir",
-                str(tmp_path / "sub"), "--source-token", f"{origin}={T1}").url
-    fake = FakeSource(lambda handler: send_json(handler, 503, json.dumps(
-        {"error": {"code": "unavailable", "message": "a fake"}}).encode()))
+    sub = spawn(
+        "sub",
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "sub"),
+        "--source-token",
+        f"{origin}={T1}",
+    ).url
+    fake = FakeSource(
+        lambda handler: send_json(
+            handler,
+            503,
+            json.dumps({"error": {"code": "unavailable", "message": "a fake"}}).encode(),
+        )
+    )
     try:
         announce(broker, "fake-mirror", "demo", fake.url, origin=origin_id)
         wait_root(sub, "demo", source=fake.url)
         r = httpx.put(f"{sub}/v1/roots/demo/follow", timeout=30)
         assert r.status_code >= 400, r.text  # the fake answered 503
         assert fake.requests, "the subscriber never asked the fake source"
-        assert all("authorization" not in {k.lower() for k in headers}
-                   for _, _, headers in fake.requests), fake.requests
+        assert all(
+            "authorization" not in {k.lower() for k in headers} for _, _, headers in fake.requests
+        ), fake.requests
     finally:
         fake.close()
 

@@ -25,11 +25,34 @@ def tls(tmp_path_factory):
     try:
         broker = services.start("bro", "--port", "0", "--statedir", str(tmp / "bro"), *files).url
         assert broker.startswith("mqtts://")
-        pub = services.start("pub", "demo", str(tiny_root(tmp / "demo")), "--broker", broker,
-                             "--ca-file", str(ca["ca"]), "--http", "127.0.0.1:0",
-                             "--statedir", str(tmp / "pub"), *files, wait=False)
-        sub = services.start("sub", "--broker", broker, "--ca-file", str(ca["ca"]), "--http",
-                             "127.0.0.1:0", "--statedir", str(tmp / "sub"), *files, wait=False)
+        pub = services.start(
+            "pub",
+            "demo",
+            str(tiny_root(tmp / "demo")),
+            "--broker",
+            broker,
+            "--ca-file",
+            str(ca["ca"]),
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp / "pub"),
+            *files,
+            wait=False,
+        )
+        sub = services.start(
+            "sub",
+            "--broker",
+            broker,
+            "--ca-file",
+            str(ca["ca"]),
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp / "sub"),
+            *files,
+            wait=False,
+        )
         yield {"ca": ca["ca"], "pub": pub.wait_ready(), "sub": sub.wait_ready()}
     finally:
         services.close()
@@ -74,8 +97,16 @@ def test_a_missing_ca_file_in_the_broker_url_is_a_usage_error(service, spawn, tm
     traceback (it was a FileNotFoundError from ssl when the first connection was made)."""
     (tmp_path / "data").mkdir()
     args = ["pub", "demo", str(tmp_path / "data")] if service == "pub" else ["sub"]
-    started = spawn(*args, "--broker", f"mqtts://127.0.0.1:1?cafile={tmp_path}/no-ca.pem",
-                    "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "state"), wait=False)
+    started = spawn(
+        *args,
+        "--broker",
+        f"mqtts://127.0.0.1:1?cafile={tmp_path}/no-ca.pem",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "state"),
+        wait=False,
+    )
     assert started.proc.wait(timeout=30) == 2
     log = " ".join(started.log_path.read_text().split())
     assert "no-ca.pem" in log and "Traceback" not in log

@@ -12,11 +12,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SCENARIOS = {
-    "uvicorn_smooth", "uvicorn_noise",
-    "download_smooth_cold", "download_smooth_warm", "download_noise_cold", "download_noise_warm",
-    "select_cli_cold", "select_client_warm",
-    "follow_many", "download_many_cold", "download_many_warm",
-    "cli_roots", "change_notify",
+    "uvicorn_smooth",
+    "uvicorn_noise",
+    "download_smooth_cold",
+    "download_smooth_warm",
+    "download_noise_cold",
+    "download_noise_warm",
+    "select_cli_cold",
+    "select_client_warm",
+    "follow_many",
+    "download_many_cold",
+    "download_many_warm",
+    "cli_roots",
+    "change_notify",
 }
 
 
@@ -24,9 +32,25 @@ def test_every_scenario_runs_and_is_verified(tmp_path):
     out = tmp_path / "results.json"
     # as a user runs it: the command, from the repository
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--scale", "0.0002", "--datasets", "4",
-         "--repeat", "1", "--workdir", str(tmp_path / "work"), "--json", str(out)],
-        cwd=ROOT, check=True, capture_output=True, timeout=110,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--scale",
+            "0.0002",
+            "--datasets",
+            "4",
+            "--repeat",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=110,
     )
     report = json.loads(out.read_text())
 

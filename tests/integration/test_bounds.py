@@ -38,12 +38,30 @@ class Stack(Services):
         self.tmp = tmp
         self.data = tiny_root(tmp / "demo")
         self.broker = self.start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
-        self.pub = self.start("pub", "demo", str(self.data), "--broker", self.broker, "--http",
-                              "127.0.0.1:0", "--statedir", str(tmp / "pub"), wait=False)
+        self.pub = self.start(
+            "pub",
+            "demo",
+            str(self.data),
+            "--broker",
+            self.broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp / "pub"),
+            wait=False,
+        )
         # a source that stays silent counts as offline after 1 s, not 10 (source_timeout)
-        self.sub = self.start("sub", "--broker", self.broker, "--http", "127.0.0.1:0",
-                              "--statedir", str(tmp / "sub"),
-                              env={"CATERVA_SOURCE_TIMEOUT": "1"}, wait=False)
+        self.sub = self.start(
+            "sub",
+            "--broker",
+            self.broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp / "sub"),
+            env={"CATERVA_SOURCE_TIMEOUT": "1"},
+            wait=False,
+        )
         self.pub.wait_ready()
         self.sub.wait_ready()
         wait_root(self.sub.url, "demo")
@@ -58,8 +76,9 @@ def stack(tmp_path_factory):
         stack.close()
 
 
-def refused_before_reading(url: str, path: str, headers: dict[str, str] | None = None
-                           ) -> tuple[int, dict]:
+def refused_before_reading(
+    url: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
     """Announce a BIG body and send none of it: the answer must come anyway (a service that
     waits for the body before deciding would never answer; the socket timeout fails it)."""
     with connect(url) as sock:
@@ -108,8 +127,9 @@ def test_a_huge_body_is_refused_before_it_is_read_or_parsed(stack, service):
     answers: dict[str, int] = {}
 
     def post() -> None:
-        answers["post"] = httpx.post(url + path, content=huge, timeout=60,
-                                     headers={"Content-Type": "application/json"}).status_code
+        answers["post"] = httpx.post(
+            url + path, content=huge, timeout=60, headers={"Content-Type": "application/json"}
+        ).status_code
 
     poster = threading.Thread(target=post)
     poster.start()
@@ -165,6 +185,7 @@ print(json.dumps({"grew": peak() - before, "error": error}))
 def huge_frame_source(info_body: bytes) -> FakeSource:
     """Answers the dataset's info, and any batch with a frame for chunk 0 whose header claims
     2**40 bytes, followed by 200 MB."""
+
     def answer(handler) -> None:
         if "/info/" in handler.path:
             return send_json(handler, 200, info_body)
@@ -188,9 +209,15 @@ def test_a_frame_bigger_than_a_chunk_fails_at_its_header_in_bounded_memory(tmp_p
     info = describe(array, "grid.b2nd", "b2nd", size=0, mtime=0.0)
     source = huge_frame_source(info.to_bytes())
     try:
-        done = subprocess.run([sys.executable, "-c", READER, reader, source.url], check=False,
-                              capture_output=True, text=True, timeout=120, cwd=ROOT,
-                              env={"CATERVA_CONFIG": "/nonexistent", "PATH": ""})
+        done = subprocess.run(
+            [sys.executable, "-c", READER, reader, source.url],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={"CATERVA_CONFIG": "/nonexistent", "PATH": ""},
+        )
     finally:
         source.close()
     assert done.returncode == 0, done.stderr
@@ -248,8 +275,9 @@ def test_a_file_being_written_in_place_is_never_served(stack, tmp_path):
     pub = httpx.Client(base_url=stack.pub.url, timeout=10)
     versions = []
     for n, name in enumerate(("v1.b2nd", "v2.b2nd")):
-        blosc2.asarray(GRID * (n + 1), urlpath=str(tmp_path / name), mode="w",
-                       chunks=(10, 10), blocks=(5, 5))
+        blosc2.asarray(
+            GRID * (n + 1), urlpath=str(tmp_path / name), mode="w", chunks=(10, 10), blocks=(5, 5)
+        )
         versions.append((tmp_path / name).read_bytes())
     path = stack.data / "rewritten.b2nd"
     path.write_bytes(versions[0])  # a new file; "written by rename" in spirit: it is whole

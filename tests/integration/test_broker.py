@@ -139,9 +139,15 @@ def test_a_taken_port_is_a_one_line_error(engine, spawn, tmp_path):
 
 def test_missing_mosquitto_says_how_to_install_it(spawn, tmp_path):
     service = spawn(
-        "bro", "--engine", "mosquitto", "--port", str(free_port()),
-        "--statedir", str(tmp_path / "state"),
-        env={"CATERVA_MOSQUITTO": str(tmp_path / "no-such-dir" / "mosquitto")}, wait=False,
+        "bro",
+        "--engine",
+        "mosquitto",
+        "--port",
+        str(free_port()),
+        "--statedir",
+        str(tmp_path / "state"),
+        env={"CATERVA_MOSQUITTO": str(tmp_path / "no-such-dir" / "mosquitto")},
+        wait=False,
     )
     assert service.proc.wait(timeout=15) != 0
     log = " ".join(service.log_path.read_text().split())  # undo the console's line wrapping
@@ -166,8 +172,10 @@ def test_a_second_broker_on_the_same_state_is_refused(engine, spawn, tmp_path):
     second = spawn("bro", "--engine", engine, "--port", str(free_port()), env=env, wait=False)
     assert second.proc.wait(timeout=15) == 1
     log = second.log_path.read_text()
-    assert log == f"error: another broker is using the state directory {state}: give this " \
-        "one its own --statedir\n", log
+    assert (
+        log == f"error: another broker is using the state directory {state}: give this "
+        "one its own --statedir\n"
+    ), log
     assert second.lines == []  # never claimed to be ready
 
 

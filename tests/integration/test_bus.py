@@ -203,8 +203,9 @@ async def test_a_stale_offline_status_is_replaced_each_time_and_said_once(broker
         client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
         client.connect(host, int(port))
         client.loop_start()
-        await asyncio.to_thread(client.publish(topics.status(pub_id), stale, 1, True)
-                                .wait_for_publish, 5)
+        await asyncio.to_thread(
+            client.publish(topics.status(pub_id), stale, 1, True).wait_for_publish, 5
+        )
         client.disconnect()
         client.loop_stop()
 
@@ -216,8 +217,9 @@ async def test_a_stale_offline_status_is_replaced_each_time_and_said_once(broker
             pass
 
     await stale_status()
-    presence = Presence(broker, pub_id=pub_id, session="this-run", url="http://y",
-                        role="test", announce=nothing)
+    presence = Presence(
+        broker, pub_id=pub_id, session="this-run", url="http://y", role="test", announce=nothing
+    )
     await presence.start()
     try:
         await until("online")

@@ -138,18 +138,26 @@ def test_download_writes_through_symlinks_and_fifos(run, stack, tmp_path):
 
 
 def test_download_to_standard_output(stack, tmp_path):
-    proc = subprocess.run(command("download", "demo/blob.bin", "-o", "-"), capture_output=True,
-                          env=env_for(stack), cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        command("download", "demo/blob.bin", "-o", "-"),
+        capture_output=True,
+        env=env_for(stack),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == stack.originals["blob.bin"] and proc.stderr == b""
     assert list(tmp_path.iterdir()) == []  # no file named "-"
 
 
-@pytest.mark.parametrize("args, message", [
-    (("demo/blob.bin", "-o", "{tmp}/no/such/dir/x.bin"), "no directory {tmp}/no/such/dir"),
-    (("demo", "-o", "{tmp}/no/such/dir"), "no directory {tmp}/no/such"),
-    (("demo", "-o", "-"), "not a root"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("demo/blob.bin", "-o", "{tmp}/no/such/dir/x.bin"), "no directory {tmp}/no/such/dir"),
+        (("demo", "-o", "{tmp}/no/such/dir"), "no directory {tmp}/no/such"),
+        (("demo", "-o", "-"), "not a root"),
+    ],
+)
 def test_download_usage_errors(run, tmp_path, args, message):
     result = run("download", *(a.replace("{tmp}", str(tmp_path)) for a in args))
     assert (result.code, result.out, result.err.count("\n")) == (2, "", 1), result
@@ -179,8 +187,7 @@ def test_a_failed_root_download_leaves_no_directory(run, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("when", ["before the client lists", "after the client lists"])
-def test_a_root_changing_under_a_download_is_no_traceback(run, stack, tmp_path, monkeypatch,
-                                                          when):
+def test_a_root_changing_under_a_download_is_no_traceback(run, stack, tmp_path, monkeypatch, when):
     gone = stack.data / "tide" / "levels.b2nd"
     kept = gone.read_bytes()
     send = httpx.Client.send
@@ -273,13 +280,20 @@ asyncio.run(main())
 def test_ctrl_c_stops_a_root_download_at_once(stack, tmp_path, client):
     link = SlowLink(stack.url, rate=1_000_000)  # ~6 s for the whole root
     dest = tmp_path / "out"
-    args = (command("download", "demo", "-o", str(dest), "--sub", link.url)
-            if client.startswith("sync") else
-            [sys.executable, "-c", ASYNC_DOWNLOAD, link.url, str(dest)])
+    args = (
+        command("download", "demo", "-o", str(dest), "--sub", link.url)
+        if client.startswith("sync")
+        else [sys.executable, "-c", ASYNC_DOWNLOAD, link.url, str(dest)]
+    )
     # a child inherits an ignored SIGINT from a non-interactive shell: give it Ctrl-C back
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env_for(None), cwd=ROOT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(None),
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 30
         while not list(dest.rglob("*.part")):  # the download is under way
@@ -324,8 +338,10 @@ def test_sub_at_a_broker_fails_in_seconds(run, stack):
 def test_sub_at_a_publisher_says_so(run, stack):
     result = run("list", "demo", "--sub", stack.pub.url)
     assert (result.code, result.out) == (2, ""), result
-    assert result.err == (f"error: {stack.pub.url} is a caterva publisher (of root demo), not a "
-                          "subscriber: point --sub at a subscriber (`caterva sub`)\n")
+    assert result.err == (
+        f"error: {stack.pub.url} is a caterva publisher (of root demo), not a "
+        "subscriber: point --sub at a subscriber (`caterva sub`)\n"
+    )
 
 
 def test_unreachable_advice_names_where_the_url_came_from(run, tmp_path, monkeypatch):
@@ -333,8 +349,10 @@ def test_unreachable_advice_names_where_the_url_came_from(run, tmp_path, monkeyp
 
     url = f"http://127.0.0.1:{free_port()}"
     flag = run("roots", "--sub", url)
-    assert flag.err == (f"error: cannot reach the subscriber at {url}: start one with "
-                        "`caterva sub`, or point --sub (env CATERVA_SUB) at a running one\n")
+    assert flag.err == (
+        f"error: cannot reach the subscriber at {url}: start one with "
+        "`caterva sub`, or point --sub (env CATERVA_SUB) at a running one\n"
+    )
     assert "point CATERVA_SUB (or --sub)" in run("roots", CATERVA_SUB=url).err
     config = tmp_path / "caterva.toml"
     config.write_text(f'sub = "{url}"\n')

@@ -152,7 +152,10 @@ def test_unfollow_and_follow(run, stack):
     again = ok(run("unfollow", "demo"))  # idempotent
     assert again.out == "demo was not followed: nothing to do\n"
     assert ok(run("unfollow", "demo", "--json")).json() == {
-        "root": "demo", "followed": False, "was_followed": False}
+        "root": "demo",
+        "followed": False,
+        "was_followed": False,
+    }
     for args in (("list", "demo"), ("info", "demo/grid.b2nd"), ("show", "demo/line.b2nd[0]")):
         refused = run(*args)  # a documented code of its own, and the way out
         assert (refused.code, refused.out) == (6, ""), (args, refused)
@@ -160,7 +163,10 @@ def test_unfollow_and_follow(run, stack):
     followed = ok(run("follow", "demo", "--json"))
     assert followed.json() == {"root": "demo", "followed": True, "datasets": n}
     assert ok(run("unfollow", "demo", "--json")).json() == {
-        "root": "demo", "followed": False, "was_followed": True}
+        "root": "demo",
+        "followed": False,
+        "was_followed": True,
+    }
     assert ok(run("follow", "demo")).out.strip() == f"following demo ({n} datasets)"
 
 

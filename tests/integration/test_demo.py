@@ -12,7 +12,10 @@ from tests.conftest import EXAMPLE, ROOT
 def test_demo_runs_the_whole_flow_and_stops_everything(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "caterva", "demo", str(EXAMPLE), "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for step in ("caterva roots", "caterva follow example", "caterva show", "caterva download"):
@@ -37,7 +40,9 @@ def command_lines() -> list[str]:
 def test_demo_refuses_a_missing_directory(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "caterva", "demo", str(tmp_path / "nope")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0
     assert "is not a directory" in done.stderr and "Traceback" not in done.stderr

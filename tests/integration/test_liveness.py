@@ -19,10 +19,27 @@ from tests.integration.test_subscriber import wait_until
 
 def test_forged_presence_never_fails_a_read_while_a_source_answers(spawn, tmp_path):
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "b")).url
-    pub = spawn("pub", "demo", str(tiny_root(tmp_path / "data")), "--broker", broker,
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"))
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"), env={"CATERVA_SOURCE_TIMEOUT": "1s"})
+    pub = spawn(
+        "pub",
+        "demo",
+        str(tiny_root(tmp_path / "data")),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
+    sub = spawn(
+        "sub",
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "sub"),
+        env={"CATERVA_SOURCE_TIMEOUT": "1s"},
+    )
     health = httpx.get(f"{pub.url}/v1/health").json()
     http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
     wait_until(lambda: http.get("/roots").json()["roots"])
@@ -45,8 +62,9 @@ def test_forged_presence_never_fails_a_read_while_a_source_answers(spawn, tmp_pa
     # an "offline" for the origin, with its own session (read from its retained status)
     with mqtt(broker) as client:
         forged = Status("offline", health["session"], pub.url).to_bytes()
-        client.publish(topics.status(health["pub_id"]), forged, qos=1, retain=True
-                       ).wait_for_publish(10)
+        client.publish(
+            topics.status(health["pub_id"]), forged, qos=1, retain=True
+        ).wait_for_publish(10)
     wait_until(lambda: not http.get("/roots").json()["roots"][0]["online"])
     assert np.array_equal(read("10:20"), GRID[10:20])  # uncached: read from the origin
     root = http.get("/roots").json()["roots"][0]

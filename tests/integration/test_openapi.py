@@ -26,13 +26,25 @@ CONFIG = {
     "generation": {"max-examples": 12, "deterministic": True, "database": "none"},
     "phases": {"stateful": {"enabled": False}},
     "checks": {"positive_data_acceptance": {"enabled": False}},
-    "dictionaries": {"roots": {"values": ["demo"]},
-                     "paths": {"values": ["grid.b2nd", "docs/notes.txt"]},
-                     "ranges": {"values": ["bytes=0-99", "bytes=-10", "bytes=9-5", "bytes=0-1,4-5",
-                                           "bytes=999999-", "lines=0-1"]}},
-    "parameters": {"path.root": {"dictionary": "roots", "probability": 0.7},
-                   "path.path": {"dictionary": "paths", "probability": 0.7},
-                   "header.Range": {"dictionary": "ranges", "probability": 0.8}},
+    "dictionaries": {
+        "roots": {"values": ["demo"]},
+        "paths": {"values": ["grid.b2nd", "docs/notes.txt"]},
+        "ranges": {
+            "values": [
+                "bytes=0-99",
+                "bytes=-10",
+                "bytes=9-5",
+                "bytes=0-1,4-5",
+                "bytes=999999-",
+                "lines=0-1",
+            ]
+        },
+    },
+    "parameters": {
+        "path.root": {"dictionary": "roots", "probability": 0.7},
+        "path.path": {"dictionary": "paths", "probability": 0.7},
+        "header.Range": {"dictionary": "ranges", "probability": 0.8},
+    },
     "operations": [{"include-path": "/v1/events", "enabled": False}],
 }
 
@@ -42,8 +54,9 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("openapi")
     services = Services(tmp)
     try:
-        broker = services.start("bro", "--port", str(free_port()), "--statedir",
-                                str(tmp / "broker")).url
+        broker = services.start(
+            "bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")
+        ).url
         stack = Stack(services.start, tmp, broker)
         stack.follow()
         yield stack
@@ -56,8 +69,9 @@ def run(url: str) -> tuple[list[str], dict[str, set[int]]]:
     the statuses each operation answered."""
     from schemathesis.engine import Status, events, from_schema
 
-    schema = schemathesis.openapi.from_url(f"{url}/openapi.json",
-                                           config=SchemathesisConfig.from_dict(CONFIG))
+    schema = schemathesis.openapi.from_url(
+        f"{url}/openapi.json", config=SchemathesisConfig.from_dict(CONFIG)
+    )
     found, answered = [], {}
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
@@ -69,9 +83,11 @@ def run(url: str) -> tuple[list[str], dict[str, set[int]]]:
                 for check in checks:
                     if check.status == Status.FAILURE:
                         failure = check.failure_info.failure
-                        found.append(f"{case.method} {case.formatted_path} {case.query or ''}"
-                                     f" {case.headers or ''}: {check.name}: {failure.title}:"
-                                     f" {failure.message}")
+                        found.append(
+                            f"{case.method} {case.formatted_path} {case.query or ''}"
+                            f" {case.headers or ''}: {check.name}: {failure.title}:"
+                            f" {failure.message}"
+                        )
         elif isinstance(event, events.NonFatalError):
             found.append(f"error: {event.label}: {event.info}")
         elif isinstance(event, events.FatalError):
@@ -106,9 +122,11 @@ def test_events_are_ndjson(stack):
 
 
 def test_a_wrong_method_is_405_json_with_every_allowed_method(stack):
-    for url, path, allowed in ((stack.pub.url, "/v1/roots/demo/manifest", "GET"),
-                               (stack.sub.url, "/v1/roots/demo/follow", "DELETE, PUT"),
-                               (stack.sub.url, "/v1/roots/demo/chunks", "POST")):
+    for url, path, allowed in (
+        (stack.pub.url, "/v1/roots/demo/manifest", "GET"),
+        (stack.sub.url, "/v1/roots/demo/follow", "DELETE, PUT"),
+        (stack.sub.url, "/v1/roots/demo/chunks", "POST"),
+    ):
         r = httpx.request("PATCH", url + path)
         assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed")
         assert r.headers["allow"] == allowed

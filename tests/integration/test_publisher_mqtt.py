@@ -87,8 +87,18 @@ def make_array(path, rows=40):
 
 
 def start(spawn, broker, root, state, *extra):
-    return spawn("pub", ROOT, str(root), "--http", "127.0.0.1:0", "--broker", broker,
-                 "--statedir", str(state), *extra)
+    return spawn(
+        "pub",
+        ROOT,
+        str(root),
+        "--http",
+        "127.0.0.1:0",
+        "--broker",
+        broker,
+        "--statedir",
+        str(state),
+        *extra,
+    )
 
 
 def rest_get(url, path):
@@ -121,12 +131,19 @@ def test_retained_announcement_discover_and_will(spawn, broker, listeners, tmp_p
     ann = Announcement.from_bytes(announced.payload)
     manifest = rest_get(pub.url, rest.manifest(ROOT))
     assert (ann.root, ann.url, ann.manifest_etag, ann.datasets) == (
-        ROOT, pub.url, manifest["etag"], 2)
+        ROOT,
+        pub.url,
+        manifest["etag"],
+        2,
+    )
     assert ann.origin == pub_id and ann.hops == [pub_id]
     online = late.next(status_topic)
     status = Status.from_bytes(online.payload)
     assert online.retain and (status.state, status.session, status.url) == (
-        "online", ann.session, pub.url)
+        "online",
+        ann.session,
+        pub.url,
+    )
 
     late.publish(topics.DISCOVER, b'{"proto":1,"sender":"test"}')
     again = late.next(root_topic, where=lambda m: not m.retain)
@@ -171,7 +188,8 @@ def test_change_events_list_exactly_the_changed_chunks(spawn, broker, listeners,
     assert first_event < 1.0
     assert seen == {1, 3}
     reannounced = Announcement.from_bytes(
-        events.next(root_topic, where=lambda m: not m.retain).payload)
+        events.next(root_topic, where=lambda m: not m.retain).payload
+    )
     assert reannounced.manifest_etag == change.manifest_etag
     assert reannounced.manifest_etag == rest_get(pub.url, rest.manifest(ROOT))["etag"]
     seq = change.seq
@@ -179,7 +197,11 @@ def test_change_events_list_exactly_the_changed_chunks(spawn, broker, listeners,
     (root / "gone.b2nd").unlink()
     deleted = Change.from_bytes(events.next(changes, timeout=5).payload)
     assert (deleted.op, deleted.path, deleted.etag, deleted.seq) == (
-        "delete", "gone.b2nd", None, seq + 1)
+        "delete",
+        "gone.b2nd",
+        None,
+        seq + 1,
+    )
 
     make_array(root / ".new.b2nd.tmp")  # written aside, then renamed: one clean create
     os.replace(root / ".new.b2nd.tmp", root / "new.b2nd")
@@ -212,7 +234,9 @@ def test_changes_made_while_down_are_announced_at_start(spawn, broker, listeners
     assert rest_get(again.url, "/v1/health")["pub_id"] == pub_id  # same identity
     got = [Change.from_bytes(events.next(changes).payload) for _ in range(3)]
     assert [(c.seq, c.op, c.path, c.chunks) for c in got] == [
-        (1, "update", "a.b2nd", [0]), (2, "delete", "b.b2nd", None), (3, "create", "c.b2nd", None),
+        (1, "update", "a.b2nd", [0]),
+        (2, "delete", "b.b2nd", None),
+        (3, "create", "c.b2nd", None),
     ]
     assert got[0].session != before.session
     assert got[-1].manifest_etag == rest_get(again.url, rest.manifest(ROOT))["etag"]
@@ -230,8 +254,15 @@ def test_broker_down_at_start_then_up_and_restarted(spawn, listeners, tmp_path):
     root_topic = topics.root(health["pub_id"], ROOT)
 
     for attempt in range(2):  # a fresh amqtt keeps no retained messages: only a re-announcement
-        bro = spawn("bro", "--engine", "amqtt", "--port", str(port),
-                    "--statedir", str(tmp_path / f"broker-{attempt}"))
+        bro = spawn(
+            "bro",
+            "--engine",
+            "amqtt",
+            "--port",
+            str(port),
+            "--statedir",
+            str(tmp_path / f"broker-{attempt}"),
+        )
         listener = listeners(broker, root_topic)
         ann = Announcement.from_bytes(listener.next(root_topic).payload)
         assert ann.session == health["session"]
@@ -276,8 +307,9 @@ def test_big_plain_file_is_chunked_with_bounded_memory(spawn, broker, listeners,
     assert info["cbytes"] < size // 4  # the pattern compresses
     reader = rest.BatchReader(rest.expected_frames([(DatasetInfo.from_dict(info), range(72))]))
     again = hashlib.blake2b()
-    with httpx.stream("GET", pub.url + rest.chunks(ROOT, "big.bin"), params={"i": "0-71"},
-                      timeout=30) as response:
+    with httpx.stream(
+        "GET", pub.url + rest.chunks(ROOT, "big.bin"), params={"i": "0-71"}, timeout=30
+    ) as response:
         for part in response.iter_bytes():
             for i, chunk_digest_hex, raw in reader.feed(part):
                 assert chunk_digest_hex == info["digests"][i]

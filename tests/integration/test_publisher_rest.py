@@ -28,8 +28,12 @@ def build_root(root):
     data = np.linspace(0, 1, 60 * 50).reshape(60, 50)
     blosc2.asarray(data, chunks=(20, 25), blocks=(10, 25), urlpath=str(root / "a.b2nd"), mode="w")
     (root / "sub").mkdir()
-    frame = blosc2.SChunk(chunksize=4000, urlpath=str(root / "sub" / "s.b2frame"), mode="w",
-                          cparams=blosc2.CParams(typesize=4))
+    frame = blosc2.SChunk(
+        chunksize=4000,
+        urlpath=str(root / "sub" / "s.b2frame"),
+        mode="w",
+        cparams=blosc2.CParams(typesize=4),
+    )
     for k in range(3):
         frame.append_data(np.arange(k * 1000, (k + 1) * 1000, dtype="i4"))
     del frame
@@ -43,8 +47,15 @@ def publisher(spawn, tmp_path):
     root = tmp_path / "root"
     build_root(root)
     service = spawn(
-        "pub", ROOT, str(root), "--http", "127.0.0.1:0",
-        "--broker", f"mqtt://127.0.0.1:{free_port()}", "--statedir", str(tmp_path / "state"),
+        "pub",
+        ROOT,
+        str(root),
+        "--http",
+        "127.0.0.1:0",
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--statedir",
+        str(tmp_path / "state"),
     )
     with httpx.Client(base_url=service.url, timeout=10) as client:
         yield client, root
@@ -84,7 +95,8 @@ def test_chunks_equal_what_blosc2_reads_and_verify(publisher):
             assert response.headers[rest.DIGEST_HEADER] == chunk_digest(raw) == info["digests"][i]
         frames = batch(client, path, f"0-{len(expected) - 1}")
         assert [(i, d, b) for i, d, b in frames] == [
-            (i, chunk_digest(raw), raw) for i, raw in enumerate(expected)]
+            (i, chunk_digest(raw), raw) for i, raw in enumerate(expected)
+        ]
         served += 2 * len(expected)
 
     # order is the order asked; duplicates are dropped
@@ -158,18 +170,23 @@ def test_manifest_gzipped_and_as_a_delta_since_an_etag(publisher):
     os.rename(root / "sub" / "s.b2frame", root / "sub" / "renamed.b2frame")
     (root / "new.txt").write_text("new")
     deadline = time.monotonic() + 10
-    while (new := Manifest.from_bytes(client.get(rest.manifest(ROOT)).content)).by_path().keys() \
-            != {"notes.txt", "sub/renamed.b2frame", "new.txt"}:  # events, a few ms apart
+    while (
+        new := Manifest.from_bytes(client.get(rest.manifest(ROOT)).content)
+    ).by_path().keys() != {"notes.txt", "sub/renamed.b2frame", "new.txt"}:  # events, a few ms apart
         assert time.monotonic() < deadline, new.by_path().keys()
         time.sleep(0.05)
 
     for encoding in ("identity", "gzip"):
-        response = client.get(rest.manifest(ROOT), params={"since": old.etag},
-                              headers={"Accept-Encoding": encoding})
+        response = client.get(
+            rest.manifest(ROOT), params={"since": old.etag}, headers={"Accept-Encoding": encoding}
+        )
         assert response.headers["etag"] == f'"{new.etag}"'
         delta = ManifestDelta.from_bytes(response.content)
-        assert (delta.since, delta.etag, delta.removed) == (old.etag, new.etag, ["a.b2nd",
-                                                                                 "sub/s.b2frame"])
+        assert (delta.since, delta.etag, delta.removed) == (
+            old.etag,
+            new.etag,
+            ["a.b2nd", "sub/s.b2frame"],
+        )
         assert sorted(d.path for d in delta.datasets) == ["new.txt", "sub/renamed.b2frame"]
         rebuilt = delta.manifest(old.by_path())
         assert rebuilt.etag == new.etag and rebuilt.by_path() == new.by_path()

@@ -20,8 +20,9 @@ DATASETS = 2000
 def build_root(root, n=DATASETS):
     """``n`` tiny .b2nd files copied from one template, 100 to a directory."""
     template = root.parent / f"{root.name}-template.b2nd"
-    blosc2.asarray(np.arange(64, dtype="f8"), chunks=(32,), blocks=(16,),
-                   urlpath=str(template), mode="w")
+    blosc2.asarray(
+        np.arange(64, dtype="f8"), chunks=(32,), blocks=(16,), urlpath=str(template), mode="w"
+    )
     raw = template.read_bytes()
     for i in range(n):
         folder = root / f"d{i // 100:03d}"
@@ -42,7 +43,7 @@ def rss_mib(pid: int) -> float:
 def serve_all(client, root, paths):
     """Every chunk of every dataset, 500 datasets a request."""
     for start in range(0, len(paths), 500):
-        group = paths[start:start + 500]
+        group = paths[start : start + 500]
         body = {"datasets": [{"path": p, "i": "0-1"} for p in group]}
         response = client.post(rest.chunks_of_many(root), json=body)
         assert response.status_code == 200
@@ -52,9 +53,18 @@ def serve_all(client, root, paths):
 
 
 def start(spawn, tmp_path, root, *extra):
-    return spawn("pub", root.name, str(root), "--http", "127.0.0.1:0",
-                 "--broker", f"mqtt://127.0.0.1:{free_port()}",
-                 "--statedir", str(tmp_path / "state" / root.name), *extra)
+    return spawn(
+        "pub",
+        root.name,
+        str(root),
+        "--http",
+        "127.0.0.1:0",
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--statedir",
+        str(tmp_path / "state" / root.name),
+        *extra,
+    )
 
 
 @pytest.mark.timeout(300)

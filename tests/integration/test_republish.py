@@ -22,9 +22,9 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from caterva.broker.mosquitto import SBIN
 from caterva.mqtt import BrokerURL
 from caterva.protocol import rest, topics
-from caterva.broker.mosquitto import SBIN
 from tests.conftest import ROOT, free_port
 from tests.integration.test_subscriber import GRID, event_stream, make_root, next_event
 
@@ -83,35 +83,74 @@ class Lan:
     def __init__(self, spawn, tmp, *, a: bool = True, b: bool = True) -> None:
         self.spawn, self.tmp = spawn, tmp
         up = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp / "b-up"), wait=False)
-        lan = spawn("bro", "--engine", LAN_ENGINE, "--port", str(free_port()),
-                    "--statedir", str(tmp / "b-lan"), wait=False)
+        lan = spawn(
+            "bro",
+            "--engine",
+            LAN_ENGINE,
+            "--port",
+            str(free_port()),
+            "--statedir",
+            str(tmp / "b-lan"),
+            wait=False,
+        )
         self.upstream, self.lan = up.wait_ready(), lan.wait_ready()
         self.data = tmp / "data"
         make_root(self.data)
-        self.origin = spawn("pub", "demo", str(self.data), "--broker", self.upstream,
-                            "--http", "127.0.0.1:0", "--statedir", str(tmp / "pub"), wait=False)
+        self.origin = spawn(
+            "pub",
+            "demo",
+            str(self.data),
+            "--broker",
+            self.upstream,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp / "pub"),
+            wait=False,
+        )
         self.a_port = free_port()
-        pending = {"a": self.start_mirror("a", wait=False) if a else None,
-                   "b": self.start_sub("b", self.lan, self.upstream, wait=False) if b else None}
+        pending = {
+            "a": self.start_mirror("a", wait=False) if a else None,
+            "b": self.start_sub("b", self.lan, self.upstream, wait=False) if b else None,
+        }
         self.origin.wait_ready()
         self.a, self.b = (Node(s) if s and s.wait_ready() else None for s in pending.values())
         self.origin_id = httpx.get(self.origin.url + "/v1/health").json()["pub_id"]
 
-    def start_mirror(self, name: str = "a", *brokers: str, port: int | None = None,
-                     extra: tuple[str, ...] = (), wait: bool = True):
+    def start_mirror(
+        self,
+        name: str = "a",
+        *brokers: str,
+        port: int | None = None,
+        extra: tuple[str, ...] = (),
+        wait: bool = True,
+    ):
         """Mirror A by default: follows upstream, announces on the LAN, on a fixed port."""
         if not brokers:
             brokers, extra = (self.upstream,), ("--republish-broker", self.lan, *extra)
         service = self.spawn(
-            "sub", *(f"--broker={b}" for b in brokers), "--republish", *extra,
-            "--http", f"127.0.0.1:{port or self.a_port}", "--statedir", str(self.tmp / name),
+            "sub",
+            *(f"--broker={b}" for b in brokers),
+            "--republish",
+            *extra,
+            "--http",
+            f"127.0.0.1:{port or self.a_port}",
+            "--statedir",
+            str(self.tmp / name),
             wait=wait,
         )
         return Node(service) if wait else service
 
     def start_sub(self, name: str, *brokers: str, wait: bool = True):
-        service = self.spawn("sub", *(f"--broker={b}" for b in brokers), "--http", "127.0.0.1:0",
-                             "--statedir", str(self.tmp / name), wait=wait)
+        service = self.spawn(
+            "sub",
+            *(f"--broker={b}" for b in brokers),
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(self.tmp / name),
+            wait=wait,
+        )
         return Node(service) if wait else service
 
     def served(self, path: str = "grid.b2nd") -> int:
@@ -133,8 +172,11 @@ def test_b_reads_through_a_and_the_origin_serves_each_chunk_once(lan):
     lan.b_reads_through_a()
     root = lan.b.root()
     a_id = lan.a.pub_id
-    assert (root["source_id"], root["origin"], root["hops"]) == (a_id, lan.origin_id,
-                                                                 [lan.origin_id, a_id])
+    assert (root["source_id"], root["origin"], root["hops"]) == (
+        a_id,
+        lan.origin_id,
+        [lan.origin_id, a_id],
+    )
     assert np.array_equal(lan.b.read(), GRID)
     assert lan.served() == 12
     assert (lan.a.stats()["misses"], lan.b.stats()["misses"]) == (12, 12)
@@ -146,9 +188,14 @@ def test_b_reads_through_a_and_the_origin_serves_each_chunk_once(lan):
     assert lan.served() == 12  # C cost the origin nothing
     assert (lan.a.stats()["hits"], lan.a.stats()["misses"]) == (12, 12)
 
-    shown = subprocess.run([sys.executable, "-m", "caterva", "roots", "--sub", lan.b.url],
-                           capture_output=True, text=True, timeout=30, cwd=ROOT,
-                           env={"CATERVA_CONFIG": "/nonexistent", "PATH": ""})
+    shown = subprocess.run(
+        [sys.executable, "-m", "caterva", "roots", "--sub", lan.b.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={"CATERVA_CONFIG": "/nonexistent", "PATH": ""},
+    )
     assert f"{lan.a.url} via {a_id} (2 hops)" in shown.stdout, shown.stderr
 
 
@@ -239,8 +286,14 @@ def test_two_mirrors_that_follow_each_other_do_not_loop(spawn, tmp_path):
     lan = Lan(spawn, tmp_path, a=False, b=False)
     pa, pd = free_port(), free_port()
     pending = [
-        lan.start_mirror(name, lan.lan, lan.upstream, port=port, wait=False,
-                         extra=("--prefer", f"http://127.0.0.1:{other}"))
+        lan.start_mirror(
+            name,
+            lan.lan,
+            lan.upstream,
+            port=port,
+            wait=False,
+            extra=("--prefer", f"http://127.0.0.1:{other}"),
+        )
         for name, port, other in (("a", pa, pd), ("d", pd, pa))
     ]
     a, d = (Node(s) for s in pending if s.wait_ready())
@@ -279,8 +332,10 @@ def test_a_mirror_serves_the_publishers_source_api(spawn, tmp_path):
     assert [m.headers["etag"] for m in manifests] == [etag, etag]
     assert manifests[0].json()["datasets"] == manifests[1].json()["datasets"]
     for header in (etag, f"W/{etag}", f'"stale", {etag}'):
-        assert [c.get(rest.manifest("demo"), headers={"If-None-Match": header}).status_code
-                for c in both] == [304, 304], header
+        assert [
+            c.get(rest.manifest("demo"), headers={"If-None-Match": header}).status_code
+            for c in both
+        ] == [304, 304], header
 
     for i in (0, 7, 11):
         got = [c.get(rest.chunk("demo", "grid.b2nd", i)) for c in both]
@@ -328,8 +383,10 @@ def test_a_mirror_serves_the_publishers_source_api(spawn, tmp_path):
         size = len(whole.content)
         assert np.array_equal(blosc2.ndarray_from_cframe(whole.content)[:], GRID)
         beyond = client.get(rest.file("demo", "grid.b2nd"), headers={"Range": f"bytes={size}-"})
-        assert (beyond.status_code, beyond.json()["error"]["code"]) == (416,
-                                                                        "range_not_satisfiable")
+        assert (beyond.status_code, beyond.json()["error"]["code"]) == (
+            416,
+            "range_not_satisfiable",
+        )
 
     cases = [
         (rest.manifest("other"), 404, "unknown_root"),
@@ -349,4 +406,5 @@ def test_a_mirror_serves_the_publishers_source_api(spawn, tmp_path):
             r = client.get(url)
             assert (url, r.status_code, r.json()["error"]["code"]) == (url, status, code)
     assert [c.post(rest.manifest("demo")).json()["error"]["code"] for c in both] == [
-        "method_not_allowed"] * 2
+        "method_not_allowed"
+    ] * 2

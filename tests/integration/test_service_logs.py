@@ -31,9 +31,20 @@ def test_text_records_are_one_line_each_with_a_utc_time(spawn, tmp_path):
 
 
 def test_json_records_and_uvicorn_access_log_through_the_same_handler(spawn, tmp_path):
-    pub = spawn("pub", "example", str(EXAMPLE), "--broker", f"mqtt://127.0.0.1:{free_port()}",
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"),
-                "--log-format", "json", "--access-log")
+    pub = spawn(
+        "pub",
+        "example",
+        str(EXAMPLE),
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+        "--log-format",
+        "json",
+        "--access-log",
+    )
     assert httpx.get(f"{pub.url}/v1/health").status_code == 200
     wait_until(lambda: "uvicorn.access" in pub.log_path.read_text())
     pub.stop()
@@ -45,8 +56,17 @@ def test_json_records_and_uvicorn_access_log_through_the_same_handler(spawn, tmp
 
 
 def test_no_access_log_by_default(spawn, tmp_path):
-    pub = spawn("pub", "example", str(EXAMPLE), "--broker", f"mqtt://127.0.0.1:{free_port()}",
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"))
+    pub = spawn(
+        "pub",
+        "example",
+        str(EXAMPLE),
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
     assert httpx.get(f"{pub.url}/v1/health").status_code == 200
     pub.stop()
     assert not any("/v1/health" in line for line in records(pub))
@@ -54,16 +74,26 @@ def test_no_access_log_by_default(spawn, tmp_path):
 
 def test_unknown_log_level_or_format_is_a_usage_error(spawn, tmp_path):
     for option in (["--log-level", "loud"], ["--log-format", "xml"]):
-        bro = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path), *option,
-                    wait=False)
+        bro = spawn(
+            "bro", "--port", str(free_port()), "--statedir", str(tmp_path), *option, wait=False
+        )
         assert bro.proc.wait(timeout=15) == 2
         [line] = records(bro)
         assert line.startswith(f"error: unknown log {'level' if 'loud' in option else 'format'}")
 
 
 def test_the_subscriber_says_its_cache_in_human_sizes_and_where_its_state_is(spawn, tmp_path):
-    sub = spawn("sub", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"), "--cache-size", "2GiB")
+    sub = spawn(
+        "sub",
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "sub"),
+        "--cache-size",
+        "2GiB",
+    )
     assert f"cache 0 B of 2.0 GiB used; state in {tmp_path / 'sub'})" in sub.log_path.read_text()
 
 
@@ -71,8 +101,17 @@ def test_the_subscriber_says_its_cache_in_human_sizes_and_where_its_state_is(spa
 def test_an_unreachable_broker_is_said_once_then_its_arrival(service, spawn, tmp_path):
     port = free_port()
     args = ["pub", "example", str(EXAMPLE)] if service == "pub" else ["sub"]
-    svc = spawn(*args, "--broker", f"mqtt://127.0.0.1:{port}", "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / service), "--log-level", "debug")
+    svc = spawn(
+        *args,
+        "--broker",
+        f"mqtt://127.0.0.1:{port}",
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / service),
+        "--log-level",
+        "debug",
+    )
 
     def said(text: str) -> list[str]:
         return [line for line in records(svc) if text in line]
@@ -80,12 +119,14 @@ def test_an_unreachable_broker_is_said_once_then_its_arrival(service, spawn, tmp
     waiting = f"WARNING caterva.mqtt: waiting for broker mqtt://127.0.0.1:{port} "
     wait_until(lambda: len(said("still waiting for broker")) >= 2)  # retries, backing off
     assert [line.split(": ", 1)[1] for line in said("still waiting")][:2] == [
-        f"still waiting for broker mqtt://127.0.0.1:{port} (Connection refused), "
-        f"retrying in {s} s" for s in (2, 4)]
+        f"still waiting for broker mqtt://127.0.0.1:{port} (Connection refused), retrying in {s} s"
+        for s in (2, 4)
+    ]
     broker = spawn("bro", "--port", str(port), "--statedir", str(tmp_path / "bro"))
     wait_until(lambda: said(f"connected to MQTT broker mqtt://127.0.0.1:{port} after"))
     assert len(said(waiting)) == 1 and said(waiting)[0].endswith(
-        "(Connection refused), retrying in 1 s"), records(svc)
+        "(Connection refused), retrying in 1 s"
+    ), records(svc)
     before = len(said("still waiting"))
     broker.stop()
     wait_until(lambda: len(said("still waiting")) >= before + 2)

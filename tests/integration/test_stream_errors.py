@@ -25,13 +25,24 @@ def stack(spawn, tmp_path):
     noise = np.random.default_rng(3).integers(0, 2**63, size=48 * CHUNK, dtype=np.int64)
     blosc2.asarray(noise, urlpath=str(data / "big.b2nd"), mode="w", chunks=(CHUNK,))
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "bro")).url
-    pub = spawn("pub", "demo", str(data), "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "pub"))
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"))
+    pub = spawn(
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
+    sub = spawn(
+        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
+    )
     http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
-    wait_until(lambda: any(r["root"] == "demo" and r["online"]
-                           for r in http.get("/roots").json()["roots"]))
+    wait_until(
+        lambda: any(r["root"] == "demo" and r["online"] for r in http.get("/roots").json()["roots"])
+    )
     assert http.put("/roots/demo/follow").status_code == 200
     yield pub, sub, http
     http.close()

@@ -25,7 +25,9 @@ GRID = np.add.outer(np.linspace(0, 6, 60), np.linspace(0, 8, 80)) ** 2  # (60, 8
 
 def make_root(directory):
     directory.mkdir()
-    blosc2.asarray(GRID, urlpath=str(directory / "grid.b2nd"), mode="w", chunks=(20, 20), blocks=(10, 10))
+    blosc2.asarray(
+        GRID, urlpath=str(directory / "grid.b2nd"), mode="w", chunks=(20, 20), blocks=(10, 10)
+    )
     rng = np.random.default_rng(7)
     noise = rng.integers(0, 2**63, size=(64, 32768), dtype=np.int64)  # 64 incompressible chunks
     blosc2.asarray(noise, urlpath=str(directory / "noise.b2nd"), mode="w", chunks=(1, 32768))
@@ -46,15 +48,29 @@ class Stack:
 
     def start_publisher(self):
         self.pub = self.spawn(
-            "pub", "demo", str(self.data), "--broker", self.broker,
-            "--http", "127.0.0.1:0", "--statedir", str(self.tmp / "pubstate"),
+            "pub",
+            "demo",
+            str(self.data),
+            "--broker",
+            self.broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(self.tmp / "pubstate"),
         )
         return self.pub
 
     def start_subscriber(self, cache_size: str = "1GiB"):
         self.sub = self.spawn(
-            "sub", "--broker", self.broker, "--http", "127.0.0.1:0",
-            "--statedir", str(self.tmp / "substate"), "--cache-size", cache_size,
+            "sub",
+            "--broker",
+            self.broker,
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(self.tmp / "substate"),
+            "--cache-size",
+            cache_size,
         )
         self.http = httpx.Client(base_url=self.sub.url + "/v1", timeout=30)
         return self.sub
@@ -163,7 +179,10 @@ def test_follow_is_one_manifest_request(stack):
     assert after.get("info", 0) == before.get("info", 0)
     info = stack.http.get("/roots/demo/info/grid.b2nd").json()
     assert (info["shape"], info["chunks"], info["blocks"], info["cached"]) == (
-        [60, 80], [20, 20], [10, 10], {"chunks": 0, "bytes": 0},
+        [60, 80],
+        [20, 20],
+        [10, 10],
+        {"chunks": 0, "bytes": 0},
     )
 
 
@@ -324,11 +343,18 @@ def flood(broker: str, count: int) -> None:
     client.loop_start()
     try:
         for i in range(count):
-            body = Announcement(root=f"r{i}", url="http://127.0.0.1:9", session="s",
-                                manifest_etag="e", datasets=1,
-                                origin="flood", hops=["flood"])
-            info = client.publish(topics.root("flood", f"r{i}"), body.to_bytes(), qos=1,
-                                  retain=True)
+            body = Announcement(
+                root=f"r{i}",
+                url="http://127.0.0.1:9",
+                session="s",
+                manifest_etag="e",
+                datasets=1,
+                origin="flood",
+                hops=["flood"],
+            )
+            info = client.publish(
+                topics.root("flood", f"r{i}"), body.to_bytes(), qos=1, retain=True
+            )
         info.wait_for_publish(timeout=30)
     finally:
         client.disconnect()
@@ -359,7 +385,9 @@ def test_survives_a_broker_restart(spawn, tmp_path):
     broker.stop()
     spawn(*broker_args)  # same port: publisher and subscriber reconnect by themselves
     for url in (stack.pub.url, stack.sub.url):
-        wait_until(lambda: httpx.get(url + "/v1/health").json()["broker_connected"], timeout=20)
+        wait_until(
+            lambda url=url: httpx.get(url + "/v1/health").json()["broker_connected"], timeout=20
+        )
     arr = blosc2.open(str(stack.data / "grid.b2nd"), mode="a")
     arr[40:60, 60:80] = 7.0  # chunk 11
     event = next_event(events, "update", path="grid.b2nd", timeout=20)

@@ -41,9 +41,20 @@ def subscriber(tmp_path_factory):
     services = Services(tmp)
     start = services.start
     broker = start("bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")).url
-    start("pub", "example", str(EXAMPLE), "--broker", broker, "--http", "127.0.0.1:0",
-          "--statedir", str(tmp / "pub"))
-    url = start("sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp / "sub")).url
+    start(
+        "pub",
+        "example",
+        str(EXAMPLE),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp / "pub"),
+    )
+    url = start(
+        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp / "sub")
+    ).url
     client = httpx.Client(base_url=url + "/v1", timeout=30)
     for _ in range(500):  # the announcement arrives asynchronously after start
         if client.put("/roots/example/follow").status_code == 200:
@@ -71,7 +82,9 @@ def keys_for(shape):
     return st.tuples(*items) if items else st.just(())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_random_selections_equal_numpy(subscriber, data):
     path = data.draw(st.sampled_from(sorted(ORIGINALS)))

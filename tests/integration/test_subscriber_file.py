@@ -27,8 +27,9 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sub-file")
     services = Services(tmp)
     try:
-        broker = services.start("bro", "--port", str(free_port()), "--statedir",
-                                str(tmp / "broker")).url
+        broker = services.start(
+            "bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")
+        ).url
         stack = Stack(services.start, tmp, broker, cache_size=str(BUDGET))
         stack.follow()
         events = stack.events()
@@ -49,16 +50,19 @@ def outside_the_cache(statedir) -> int:
     for folder, _, files in os.walk(statedir):
         if os.path.relpath(folder, statedir).split(os.sep)[0] == "chunks":
             continue
-        total += sum(os.path.getsize(os.path.join(folder, f)) for f in files
-                     if not f.startswith("state.db"))
+        total += sum(
+            os.path.getsize(os.path.join(folder, f)) for f in files if not f.startswith("state.db")
+        )
     return total
 
 
 def as_the_source_stores_it(stack, path: str) -> bytes:
     """The Blosc2 file a client download makes of ``path`` (FileWriter), from the publisher."""
     info = DatasetInfo.from_dict(httpx.get(f"{stack.pub.url}/v1/roots/demo/info/{path}").json())
-    chunks = [httpx.get(f"{stack.pub.url}/v1/roots/demo/chunk/{i}/{path}").content
-              for i in range(info.nchunks)]
+    chunks = [
+        httpx.get(f"{stack.pub.url}/v1/roots/demo/chunk/{i}/{path}").content
+        for i in range(info.nchunks)
+    ]
     out = stack.tmp / f"expected-{os.path.basename(path)}"
     with FileWriter(info, out) as writer:
         for raw in chunks:
@@ -92,10 +96,13 @@ def test_ranges_are_slices_of_the_whole(stack, path):
     data, size = whole.content, len(whole.content)
     etag = whole.headers["etag"]
     assert whole.headers["accept-ranges"] == "bytes"
-    for spec, start, stop in [("0-99", 0, 100), ("100-", 100, size), ("-1000", size - 1000, size),
-                              (f"{size // 2}-{size // 2 + 300_000}", size // 2,
-                               min(size, size // 2 + 300_001)),
-                              (f"{size - 5}-{size + 99}", size - 5, size)]:
+    for spec, start, stop in [
+        ("0-99", 0, 100),
+        ("100-", 100, size),
+        ("-1000", size - 1000, size),
+        (f"{size // 2}-{size // 2 + 300_000}", size // 2, min(size, size // 2 + 300_001)),
+        (f"{size - 5}-{size + 99}", size - 5, size),
+    ]:
         r = stack.http.get(f"/roots/demo/file/{path}", headers={"Range": f"bytes={spec}"})
         assert r.status_code == 206, (spec, r.text)
         assert r.headers["content-range"] == f"bytes {start}-{stop - 1}/{size}"
@@ -103,8 +110,9 @@ def test_ranges_are_slices_of_the_whole(stack, path):
     # If-Range: the range when the ETag is current, else the whole file
     r = stack.http.get(f"/roots/demo/file/{path}", headers={"Range": "bytes=5-9", "If-Range": etag})
     assert (r.status_code, r.content) == (206, data[5:10])
-    r = stack.http.get(f"/roots/demo/file/{path}",
-                       headers={"Range": "bytes=5-9", "If-Range": '"old"'})
+    r = stack.http.get(
+        f"/roots/demo/file/{path}", headers={"Range": "bytes=5-9", "If-Range": '"old"'}
+    )
     assert (r.status_code, r.content) == (200, data)
     # several ranges: the whole file (a server may ignore Range)
     r = stack.http.get(f"/roots/demo/file/{path}", headers={"Range": "bytes=0-1,5-6"})

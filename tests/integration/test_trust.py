@@ -25,11 +25,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
+from caterva.broker import access
 from caterva.protocol import rest, topics
 from caterva.protocol.messages import Announcement, Change, Status
 from caterva.protocol.metadata import Manifest, chunk_digest
 from caterva.protocol.seal import sign
-from caterva.broker import access
 from tests.conftest import free_port
 from tests.integration.authkit import GRID, cli, tiny_root
 from tests.integration.test_subscriber import event_stream, next_event, wait_until
@@ -57,14 +57,17 @@ class FakeSource:
                     return self.answer(fake.manifest, "application/json")
                 prefix = "/v1/roots/demo/chunks/"
                 if url.path.startswith(prefix):
-                    path = unquote(url.path[len(prefix):])
+                    path = unquote(url.path[len(prefix) :])
                     indices = rest.parse_indices(parse_qs(url.query)["i"][0])
                     frames = b"".join(
                         rest.frame_header(i, data, chunk_digest(data)) + data
-                        for i in indices for data in [fake.chunks[(path, i)]])
+                        for i in indices
+                        for data in [fake.chunks[(path, i)]]
+                    )
                     return self.answer(frames, rest.BATCH_TYPE)
-                self.answer(b'{"error": {"code": "not_found", "message": "no"}}',
-                            "application/json", 404)
+                self.answer(
+                    b'{"error": {"code": "not_found", "message": "no"}}', "application/json", 404
+                )
 
             def answer(self, body: bytes, kind: str, status: int = 200):
                 self.send_response(status)
@@ -83,8 +86,9 @@ class FakeSource:
 
 
 def mqtt(port: int, user: str | None = None) -> paho.Client:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv311)
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv311
+    )
     if user:
         client.username_pw_set(user, ACCOUNTS[user])
     connected = threading.Event()
@@ -98,9 +102,18 @@ def mqtt(port: int, user: str | None = None) -> paho.Client:
 def announce_fake(client: paho.Client, pub_id: str, url: str, origin: str) -> None:
     """What the attacker of the finding did: online, and a mirror of the origin's root."""
     client.publish(topics.status(pub_id), Status("online", "s1", url).to_bytes(), 1, True)
-    announcement = Announcement(root="demo", url=url, session="s1", manifest_etag="x",
-                                datasets=2, origin=origin, hops=[origin, pub_id])
-    client.publish(topics.root(pub_id, "demo"), announcement.to_bytes(), 1, True).wait_for_publish(5)
+    announcement = Announcement(
+        root="demo",
+        url=url,
+        session="s1",
+        manifest_etag="x",
+        datasets=2,
+        origin=origin,
+        hops=[origin, pub_id],
+    )
+    client.publish(topics.root(pub_id, "demo"), announcement.to_bytes(), 1, True).wait_for_publish(
+        5
+    )
 
 
 def forged(real: Manifest, key, origin: str) -> tuple[Manifest, dict]:
@@ -108,9 +121,12 @@ def forged(real: Manifest, key, origin: str) -> tuple[Manifest, dict]:
     and etags all correct, signed by ``key``."""
     fake = blosc2.asarray(np.full_like(GRID, 666.0), chunks=(10, 10), blocks=(5, 5))
     chunks = {("grid.b2nd", i): fake.schunk.get_chunk(i) for i in range(fake.schunk.nchunks)}
-    datasets = [replace(d, etag="", digests=[chunk_digest(chunks[(d.path, i)])
-                                             for i in range(d.nchunks)])
-                if d.path == "grid.b2nd" else d for d in real.datasets]
+    datasets = [
+        replace(d, etag="", digests=[chunk_digest(chunks[(d.path, i)]) for i in range(d.nchunks)])
+        if d.path == "grid.b2nd"
+        else d
+        for d in real.datasets
+    ]
     manifest = Manifest("demo", datasets)
     seal = sign(key, root="demo", origin=origin, version=99, manifest_etag=manifest.etag)
     return replace(manifest, seal=seal), chunks
@@ -127,10 +143,17 @@ def read_grid(sub_url: str) -> np.ndarray:
     return np.load(io.BytesIO(r.content))
 
 
-@pytest.fixture(params=[
-    pytest.param((engine, logins), id=f"{engine}-{'logins' if logins else 'open'}",
-                 marks=[pytest.mark.mosquitto] if engine == "mosquitto" else [])
-    for engine in ("amqtt", "mosquitto") for logins in (False, True)])
+@pytest.fixture(
+    params=[
+        pytest.param(
+            (engine, logins),
+            id=f"{engine}-{'logins' if logins else 'open'}",
+            marks=[pytest.mark.mosquitto] if engine == "mosquitto" else [],
+        )
+        for engine in ("amqtt", "mosquitto")
+        for logins in (False, True)
+    ]
+)
 def lan(request, spawn, tmp_path):
     """A broker (open, or with logins), the origin publisher of root demo, a subscriber, and
     the attacker's MQTT connection (its own account when logins are on)."""
@@ -139,19 +162,39 @@ def lan(request, spawn, tmp_path):
     args = ["bro", "--engine", engine, "--port", str(port), "--statedir", str(tmp_path / "bro")]
     if logins:
         passwords = tmp_path / "passwords"
-        passwords.write_text("".join(f"{u}:{access.hash_password(p)}\n"
-                                     for u, p in ACCOUNTS.items()))
+        passwords.write_text(
+            "".join(f"{u}:{access.hash_password(p)}\n" for u, p in ACCOUNTS.items())
+        )
         args += ["--password-file", str(passwords)]
     spawn(*args)
 
     def broker(user: str) -> str:
-        return (f"mqtt://{user}:{ACCOUNTS[user]}@127.0.0.1:{port}" if logins
-                else f"mqtt://127.0.0.1:{port}")
+        return (
+            f"mqtt://{user}:{ACCOUNTS[user]}@127.0.0.1:{port}"
+            if logins
+            else f"mqtt://127.0.0.1:{port}"
+        )
 
-    pub = spawn("pub", "demo", str(tiny_root(tmp_path / "data")), "--broker", broker("alice"),
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"))
-    sub = spawn("sub", "--broker", broker("reader"), "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"))
+    pub = spawn(
+        "pub",
+        "demo",
+        str(tiny_root(tmp_path / "data")),
+        "--broker",
+        broker("alice"),
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
+    sub = spawn(
+        "sub",
+        "--broker",
+        broker("reader"),
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "sub"),
+    )
     fake = FakeSource()
     attacker = mqtt(port, "mallory" if logins else None)
     yield pub, sub, fake, attacker, ("mallory" if logins else "fake")
@@ -178,12 +221,21 @@ def test_a_fake_mirror_with_its_own_signed_manifest_is_refused(lan):
     assert "not reading demo from" in logged(sub)
 
 
-def test_a_fake_mirror_passing_the_real_manifest_on_cannot_forge_a_chunk(spawn, tmp_path,
-                                                                          broker):
-    pub = spawn("pub", "demo", str(tiny_root(tmp_path / "data")), "--broker", broker,
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"))
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"))
+def test_a_fake_mirror_passing_the_real_manifest_on_cannot_forge_a_chunk(spawn, tmp_path, broker):
+    pub = spawn(
+        "pub",
+        "demo",
+        str(tiny_root(tmp_path / "data")),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
+    sub = spawn(
+        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
+    )
     origin = httpx.get(f"{pub.url}/v1/health").json()["pub_id"]
     fake = FakeSource()
     fake.manifest = httpx.get(f"{pub.url}{rest.manifest('demo')}").content  # signed, genuine
@@ -194,13 +246,21 @@ def test_a_fake_mirror_passing_the_real_manifest_on_cannot_forge_a_chunk(spawn, 
     try:
         status = Status("online", "s1", fake.url).to_bytes()
         attacker.publish(topics.status("fake"), status, 1, True)
-        announcement = Announcement(root="demo", url=fake.url, session="s1",
-                                    manifest_etag=real.etag, datasets=2, origin=origin,
-                                    hops=[origin, "fake"])
-        attacker.publish(topics.root("fake", "demo"), announcement.to_bytes(), 1,
-                         True).wait_for_publish(5)
-        wait_until(lambda: httpx.get(f"{sub.url}/v1/roots").json()["roots"][0]["source_id"]
-                   == "fake")
+        announcement = Announcement(
+            root="demo",
+            url=fake.url,
+            session="s1",
+            manifest_etag=real.etag,
+            datasets=2,
+            origin=origin,
+            hops=[origin, "fake"],
+        )
+        attacker.publish(
+            topics.root("fake", "demo"), announcement.to_bytes(), 1, True
+        ).wait_for_publish(5)
+        wait_until(
+            lambda: httpx.get(f"{sub.url}/v1/roots").json()["roots"][0]["source_id"] == "fake"
+        )
         assert httpx.put(f"{sub.url}/v1/roots/demo/follow", timeout=30).status_code == 200
         assert np.array_equal(read_grid(sub.url), GRID)  # from the origin, after one try
         assert sum("/chunks/" in r for r in fake.requests) == 1
@@ -214,12 +274,22 @@ def test_a_fake_mirror_passing_the_real_manifest_on_cannot_forge_a_chunk(spawn, 
 def test_a_key_change_is_refused_and_reported_until_the_admin_trusts_it(spawn, tmp_path):
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "b")).url
     data = tiny_root(tmp_path / "data")
-    args = ("pub", "demo", str(data), "--broker", broker, "--http", "127.0.0.1:0",
-            "--statedir", str(tmp_path / "pub"))
+    args = (
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
     pub = spawn(*args)
     old_key = httpx.get(f"{pub.url}/v1/health").json()["key"]
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"))
+    sub = spawn(
+        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
+    )
     http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
     wait_until(lambda: http.get("/roots").json()["roots"])
     assert http.put("/roots/demo/follow").status_code == 200
@@ -251,10 +321,20 @@ def test_a_key_change_is_refused_and_reported_until_the_admin_trusts_it(spawn, t
 
 
 def test_a_forged_delete_event_hides_nothing(spawn, tmp_path, broker):
-    pub = spawn("pub", "demo", str(tiny_root(tmp_path / "data")), "--broker", broker,
-                "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "pub"))
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"))
+    pub = spawn(
+        "pub",
+        "demo",
+        str(tiny_root(tmp_path / "data")),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
+    sub = spawn(
+        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
+    )
     origin = httpx.get(f"{pub.url}/v1/health").json()["pub_id"]
     http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
     wait_until(lambda: http.get("/roots").json()["roots"])
@@ -262,8 +342,14 @@ def test_a_forged_delete_event_hides_nothing(spawn, tmp_path, broker):
     events = event_stream(sub.url)
     attacker = mqtt(int(broker.rsplit(":", 1)[1]))
     try:
-        change = Change(root="demo", path="grid.b2nd", op="delete", session="forged", seq=1,
-                        manifest_etag="0" * 32)
+        change = Change(
+            root="demo",
+            path="grid.b2nd",
+            op="delete",
+            session="forged",
+            seq=1,
+            manifest_etag="0" * 32,
+        )
         attacker.publish(topics.changes(origin, "demo"), change.to_bytes(), 1).wait_for_publish(5)
     finally:
         attacker.loop_stop()
@@ -281,10 +367,21 @@ def test_resyncs_by_delta_end_where_a_full_manifest_does(spawn, tmp_path, broker
     """The subscriber asks for what changed since its manifest (a signed delta, gzipped) and,
     applying it, holds exactly the publisher's manifest: creates, updates, deletes, renames."""
     data = tiny_root(tmp_path / "data")
-    pub = spawn("pub", "demo", str(data), "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "pub"), "--access-log")
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0",
-                "--statedir", str(tmp_path / "sub"))
+    pub = spawn(
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+        "--access-log",
+    )
+    sub = spawn(
+        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
+    )
     http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
     wait_until(lambda: http.get("/roots").json()["roots"])
     assert http.put("/roots/demo/follow").status_code == 200

@@ -37,11 +37,29 @@ def test_concurrent_rewrites_never_produce_a_mixed_answer(spawn, tmp_path):
     data.mkdir()
     write_version(data, 0)
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "b")).url
-    spawn("pub", "demo", str(data), "--broker", broker, "--http", "127.0.0.1:0",
-          "--statedir", str(tmp_path / "pub"))
+    spawn(
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+    )
     # a cache of 4 chunks: most reads fetch from the publisher while versions change under them
-    sub = spawn("sub", "--broker", broker, "--http", "127.0.0.1:0", "--cache-size", "200KiB",
-                "--statedir", str(tmp_path / "sub"))
+    sub = spawn(
+        "sub",
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--cache-size",
+        "200KiB",
+        "--statedir",
+        str(tmp_path / "sub"),
+    )
     http = httpx.Client(base_url=f"{sub.url}/v1", timeout=60)
     wait_until(lambda: http.get("/roots").json()["roots"])
     assert http.put("/roots/demo/follow").status_code == 200
@@ -92,8 +110,11 @@ def test_concurrent_rewrites_never_produce_a_mixed_answer(spawn, tmp_path):
                 except (httpx.HTTPStatusError, CatervaError) as exc:
                     status = getattr(getattr(exc, "response", None), "status_code", None)
                     code = getattr(exc, "code", None)
-                    assert status in (409, 503) or code in ("dataset_changed", "unavailable",
-                                                            "source_offline"), repr(exc)
+                    assert status in (409, 503) or code in (
+                        "dataset_changed",
+                        "unavailable",
+                        "source_offline",
+                    ), repr(exc)
                     refused[name] = refused.get(name, 0) + 1
                     continue
                 if one_version(values):
@@ -101,8 +122,13 @@ def test_concurrent_rewrites_never_produce_a_mixed_answer(spawn, tmp_path):
                 else:
                     mixed.append(f"{name}: {sorted(set(values.tolist()))}")
 
-    routes = {"file": file_route, "npy": npy_route, "chunks": chunk_path,
-              "download": download, "root download": root_download}
+    routes = {
+        "file": file_route,
+        "npy": npy_route,
+        "chunks": chunk_path,
+        "download": download,
+        "root download": root_download,
+    }
     writing = threading.Thread(target=writer)
     writing.start()
     next_event(events, "update", path="v.b2nd", timeout=10)  # rewrites are reaching readers

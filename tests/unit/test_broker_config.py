@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from caterva.errors import BadRequest, CatervaError
 from caterva.broker import broker_url, mosquitto, run
+from caterva.errors import BadRequest, CatervaError
 
 
 def lines(text: str) -> list[str]:

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from caterva.subscriber.cache import Cache
 from caterva.errors import ChunkOutOfRange, DigestMismatch
 from caterva.protocol.metadata import DatasetInfo, chunk_digest
+from caterva.subscriber.cache import Cache
 from caterva.subscriber.state import State
 
 CHUNK = 1000
@@ -19,9 +19,19 @@ CHUNK = 1000
 def make_info(path: str, nchunks: int, seed: int = 0) -> tuple[DatasetInfo, list[bytes]]:
     chunks = [bytes([(seed + i) % 256]) * CHUNK for i in range(nchunks)]
     info = DatasetInfo(
-        path=path, kind="file", shape=[nchunks * CHUNK], dtype="|u1", chunks=[CHUNK],
-        blocks=[CHUNK], nchunks=nchunks, chunksize=CHUNK, nbytes=nchunks * CHUNK,
-        cbytes=nchunks * CHUNK, cparams={}, vlmeta={}, digests=[chunk_digest(c) for c in chunks],
+        path=path,
+        kind="file",
+        shape=[nchunks * CHUNK],
+        dtype="|u1",
+        chunks=[CHUNK],
+        blocks=[CHUNK],
+        nchunks=nchunks,
+        chunksize=CHUNK,
+        nbytes=nchunks * CHUNK,
+        cbytes=nchunks * CHUNK,
+        cparams={},
+        vlmeta={},
+        digests=[chunk_digest(c) for c in chunks],
     )
     return info, chunks
 
@@ -210,9 +220,11 @@ def test_missing_chunks_of_many_datasets_are_one_fetch(env):
     a, b, c = add("a", 3), add("b", 2, seed=7), add("c", 2, seed=9)
     run(cache.get(b, [0], source))
     got = run(cache.get_many([(a, [0, 2]), (b, [0, 1]), (c, [1])], source))
-    assert got == [{0: source.data["a"][0], 2: source.data["a"][2]},
-                   {0: source.data["b"][0], 1: source.data["b"][1]},
-                   {1: source.data["c"][1]}]
+    assert got == [
+        {0: source.data["a"][0], 2: source.data["a"][2]},
+        {0: source.data["b"][0], 1: source.data["b"][1]},
+        {1: source.data["c"][1]},
+    ]
     assert source.calls == 2  # b[0] first, then everything missing at once
     assert source.requests == [[0], [0, 2], [1], [1]]
     assert cache.stats["hits"] == 1

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caterva.subscriber.cache import Cache
 from caterva.errors import DigestMismatch, Unavailable
 from caterva.protocol.metadata import chunk_digest
+from caterva.subscriber.cache import Cache
 from caterva.subscriber.state import Dataset, State
 from tests.unit.test_cache import CHUNK, FakeSource, make_info
 
@@ -116,16 +116,20 @@ def test_two_versions_of_a_chunk_never_share_a_fetch_or_a_file(env):
                 yield ds, i, chunk_digest(data), data
 
     async def go():
-        a, b = await asyncio.gather(cache.get(old, [0, 1, 2], versioned),
-                                    cache.get(new, [0, 1, 2], versioned))
+        a, b = await asyncio.gather(
+            cache.get(old, [0, 1, 2], versioned), cache.get(new, [0, 1, 2], versioned)
+        )
         assert a == dict(enumerate(old_chunks)) and b == dict(enumerate(new_chunks))
 
     asyncio.run(go())
     consistent(cache)
 
 
-OPS = st.lists(st.sampled_from(["read", "read", "read", "change", "delete", "evict", "step"]),
-               min_size=1, max_size=40)
+OPS = st.lists(
+    st.sampled_from(["read", "read", "read", "change", "delete", "evict", "step"]),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=80, deadline=None)

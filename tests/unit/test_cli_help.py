@@ -11,14 +11,35 @@ import sys
 
 import pytest
 
-COMMANDS = ["bro", "pub", "sub", "roots", "follow", "unfollow", "list", "info", "watch", "show",
-            "download", "login", "logout", "demo", "user", "trust"]
+COMMANDS = [
+    "bro",
+    "pub",
+    "sub",
+    "roots",
+    "follow",
+    "unfollow",
+    "list",
+    "info",
+    "watch",
+    "show",
+    "download",
+    "login",
+    "logout",
+    "demo",
+    "user",
+    "trust",
+]
 
 
 def caterva(*args: str, columns: int = 80) -> str:
     env = {**os.environ, "CATERVA_CONFIG": "/nonexistent", "COLUMNS": str(columns)}
-    proc = subprocess.run([sys.executable, "-m", "caterva", *args], capture_output=True,
-                          text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "caterva", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -29,8 +50,15 @@ def test_top_level_help(columns):
     listed = text.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
     assert {line.split()[0] for line in listed.splitlines() if line[2:3] != " "} == set(COMMANDS)
     assert "..." not in listed  # no summary cut mid-sentence
-    for needed in ("--json", "CATERVA_SUB", "Exit codes", "6 root not followed", "Examples",
-                   "--version", "--install-completion"):
+    for needed in (
+        "--json",
+        "CATERVA_SUB",
+        "Exit codes",
+        "6 root not followed",
+        "Examples",
+        "--version",
+        "--install-completion",
+    ):
         assert needed in text, needed
 
 
@@ -45,12 +73,16 @@ def test_usage_lines_are_plain(name):
 def test_settings_name_their_default_and_variable():
     pub, sub, bro = caterva("pub", "--help"), caterva("sub", "--help"), caterva("bro", "--help")
     flat = " ".join(" ".join((pub, sub, bro, caterva("roots", "--help"))).split())
-    for needed in ("default mqtt://127.0.0.1:1883; env CATERVA_BROKER",
-                   "default ~/.local/state/caterva/SERVICE; env CATERVA_STATEDIR",
-                   "default http://127.0.0.1:8471; env CATERVA_SUB",
-                   "env CATERVA_CACHE_SIZE", "env CATERVA_PUBLISHER_HTTP",
-                   "env CATERVA_SUBSCRIBER_HTTP", "env CATERVA_BROKER_HOST",
-                   "env CATERVA_BROKER_PORT"):
+    for needed in (
+        "default mqtt://127.0.0.1:1883; env CATERVA_BROKER",
+        "default ~/.local/state/caterva/SERVICE; env CATERVA_STATEDIR",
+        "default http://127.0.0.1:8471; env CATERVA_SUB",
+        "env CATERVA_CACHE_SIZE",
+        "env CATERVA_PUBLISHER_HTTP",
+        "env CATERVA_SUBSCRIBER_HTTP",
+        "env CATERVA_BROKER_HOST",
+        "env CATERVA_BROKER_PORT",
+    ):
         assert needed in flat, needed
     assert "Examples:" in pub and "Examples:" in caterva("download", "--help")
 

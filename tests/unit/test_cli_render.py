@@ -103,8 +103,9 @@ def test_roots_table_and_empty():
 
 
 def test_roots_table_says_when_a_root_is_read_through_a_mirror():
-    via = RootInfo("demo", True, True, 3, "http://m:2", "o1", ["o1", "mirror-a"],
-                   source_id="mirror-a")
+    via = RootInfo(
+        "demo", True, True, 3, "http://m:2", "o1", ["o1", "mirror-a"], source_id="mirror-a"
+    )
     line = text_of(render.roots_table([via])).splitlines()[1]
     assert line.split()[4:] == ["http://m:2", "via", "mirror-a", "(2", "hops)"]
 
@@ -216,11 +217,13 @@ def test_split_selection(target, expected):
 
 # what a dataset path may hold (caterva/protocol/names.py): anything printable or not, but no
 # ASCII control character, no backslash and no MQTT wildcard
-NAME_CHARS = st.characters(blacklist_characters="\\+#/", blacklist_categories=("Cs",),
-                           min_codepoint=0x20)
+NAME_CHARS = st.characters(
+    blacklist_characters="\\+#/", blacklist_categories=("Cs",), min_codepoint=0x20
+)
 NAMES = st.text(NAME_CHARS, min_size=1, max_size=40).filter(lambda n: n not in (".", ".."))
 NAMES = NAMES.filter(lambda n: "\x7f" not in n) | st.sampled_from(
-    ["[draft] notes:fire:.txt", "a:100:b.b2nd", "[red]x[/red].b2nd", ":smile: [/]", "\u202e.b2nd"])
+    ["[draft] notes:fire:.txt", "a:100:b.b2nd", "[red]x[/red].b2nd", ":smile: [/]", "\u202e.b2nd"]
+)
 
 
 def rich_text_of(renderable) -> str:
@@ -236,8 +239,11 @@ def rich_text_of(renderable) -> str:
 def test_any_name_prints_literally_in_every_view(name):
     shown = render.literal(name)
     assert shown.isprintable()
-    assert shown == name if name.isprintable() else all(
-        repr(c)[1:-1] in shown for c in name if not c.isprintable())
+    assert (
+        shown == name
+        if name.isprintable()
+        else all(repr(c)[1:-1] in shown for c in name if not c.isprintable())
+    )
     path = f"dir/{name}"
     infos = [info(path), info(f"{name}.txt", kind="file")]
     assert f"dir/{shown}" in rich_text_of(render.datasets_table("r", infos))
@@ -245,25 +251,34 @@ def test_any_name_prints_literally_in_every_view(name):
     assert f"r/dir/{shown}" in rich_text_of(render.info_view(f"r/{path}", infos[0], Cached(0, 0)))
     event = {"root": "r", "event": "create", "time": 0, "path": path, "chunks": []}
     assert f"dir/{shown}" in rich_text_of(render.event_line(event))
-    assert json.loads(json.dumps(render.dataset_summary(infos[0]), ensure_ascii=False))[
-        "path"] == path
-    assert json.loads(json.dumps(render.info_json(f"r/{path}", infos[0], Cached(0, 0))))[
-        "address"] == f"r/{path}"
+    assert (
+        json.loads(json.dumps(render.dataset_summary(infos[0]), ensure_ascii=False))["path"] == path
+    )
+    assert (
+        json.loads(json.dumps(render.info_json(f"r/{path}", infos[0], Cached(0, 0))))["address"]
+        == f"r/{path}"
+    )
 
 
 def test_record_field_names_and_vlmeta_print_literally():
-    rec = info(dtype={"names": ["[b]x[/b]", ":fire:"], "formats": ["<i4", "<f8"]},
-               vlmeta={"[i]k[/i]": ":100:"})
+    rec = info(
+        dtype={"names": ["[b]x[/b]", ":fire:"], "formats": ["<i4", "<f8"]},
+        vlmeta={"[i]k[/i]": ":100:"},
+    )
     out = rich_text_of(render.info_view("r/a.b2nd", rec, Cached(0, 0)))
     assert "{[b]x[/b]: int32, :fire:: float64}" in out and '[i]k[/i]: ":100:"' in out
 
 
 def test_counts_are_plural_only_when_not_one():
     assert [render.plural(n, "dataset") for n in (0, 1, 2)] == [
-        "0 datasets", "1 dataset", "2 datasets"]
+        "0 datasets",
+        "1 dataset",
+        "2 datasets",
+    ]
 
 
 def test_tree_gives_plain_files_their_size_once():
-    line = text_of(render.datasets_tree("r", [info("x.txt", kind="file", nbytes=3738,
-                                                   size=3738)])).splitlines()[1]
+    line = text_of(
+        render.datasets_tree("r", [info("x.txt", kind="file", nbytes=3738, size=3738)])
+    ).splitlines()[1]
     assert line.split("x.txt", 1)[1].split() == ["3.7", "kB"]

@@ -27,7 +27,8 @@ def test_a_mask_is_described_not_printed():
         selection.normalize((mask,), (1_000_000,))
     assert str(info.value) == (
         "only integers, slices and ... are supported, not an array of shape (1000000,) and "
-        "dtype bool")
+        "dtype bool"
+    )
 
 
 def test_long_text_is_cut():

@@ -53,8 +53,9 @@ def test_client_commands_skip_what_they_do_not_use():
         "    print(exc.code, *[m for m in sys.modules if sys.modules[m] is not None])\n"
     )
     env = {**os.environ, "CATERVA_CONFIG": "/nonexistent"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
     code_, *modules = proc.stdout.split()
     assert code_ == "4", proc.stderr[-2000:]  # Unavailable: it did try to connect
     assert {"httpx", "caterva.client.sync"} <= set(modules)

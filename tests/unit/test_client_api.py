@@ -139,8 +139,9 @@ class FakeSubscriber:
             raise NotFollowed(f"root {root!r} is not followed: run `caterva follow {root}`")
         if what == "chunks" and request.method == "POST":  # many datasets in one stream
             wanted = json.loads(request.content)["datasets"]
-            return httpx.Response(200, content=b"".join(
-                self.frames(item["path"], item["i"]) for item in wanted))
+            return httpx.Response(
+                200, content=b"".join(self.frames(item["path"], item["i"]) for item in wanted)
+            )
         if what == "manifest":
             return httpx.Response(200, content=Manifest(root, list(self.infos.values())).to_bytes())
         if rest_ not in self.infos:
@@ -424,7 +425,6 @@ def test_invalid_npy_is_a_protocol_error(fake):
             ds[0:3]
 
 
-
 def replace_dataset(fake, path: str, array: np.ndarray, **layout) -> None:
     """The fake subscriber now holds a new version of ``path``."""
     nd = blosc2.asarray(array, **layout)
@@ -464,12 +464,15 @@ def test_chunk_reads_of_a_changed_layout_or_a_bad_digest_fail(fake):
 
 
 @pytest.mark.parametrize("how", ["sync", "async"])
-@pytest.mark.parametrize("bad", [
-    b"\xff" * 40,  # not a chunk
-    b"\x01" * 5,  # shorter than a chunk header
-    blosc2.compress2(bytes(10_000), typesize=4),  # a chunk bigger than the dataset's
-    blosc2.compress2(bytes(8), typesize=4),  # a smaller one
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\xff" * 40,  # not a chunk
+        b"\x01" * 5,  # shorter than a chunk header
+        blosc2.compress2(bytes(10_000), typesize=4),  # a chunk bigger than the dataset's
+        blosc2.compress2(bytes(8), typesize=4),  # a smaller one
+    ],
+)
 def test_a_chunk_that_is_not_the_datasets_is_a_protocol_error(fake, how, bad):
     """Chunks decode on the client's threads: an error there is the read's, never memory
     written past a buffer or stale values, and the client reads on."""

@@ -3,7 +3,6 @@ broker, origin, the rest; fewest hops) and loop exclusion for mirrors."""
 
 from __future__ import annotations
 
-from caterva.protocol import topics
 from caterva.protocol.messages import Announcement, Status
 from caterva.subscriber.discovery import Directory
 
@@ -17,11 +16,23 @@ def offline(d: Directory, pub_id: str, session: str = "s1", broker: int = 0) -> 
 
 
 def announce(
-    d: Directory, pub_id: str, hops: list[str], *, broker: int = 0, session: str = "s1",
+    d: Directory,
+    pub_id: str,
+    hops: list[str],
+    *,
+    broker: int = 0,
+    session: str = "s1",
     root: str = "demo",
 ) -> None:
-    body = Announcement(root=root, url=f"http://{pub_id}:1", session=session,
-                        manifest_etag="e1", datasets=3, origin=hops[0], hops=hops)
+    body = Announcement(
+        root=root,
+        url=f"http://{pub_id}:1",
+        session=session,
+        manifest_etag="e1",
+        datasets=3,
+        origin=hops[0],
+        hops=hops,
+    )
     d.on_announcement(broker, pub_id, root, body)
 
 
@@ -33,7 +44,9 @@ def source(d: Directory) -> str | None:
 def lan_and_upstream(d: Directory) -> None:
     """origin o upstream (broker 1); mirrors m1, m3 on the LAN (broker 0), m2 upstream."""
     for pub_id, hops, broker in [
-        ("o", ["o"], 1), ("m1", ["o", "m1"], 0), ("m2", ["o", "m2"], 1),
+        ("o", ["o"], 1),
+        ("m1", ["o", "m1"], 0),
+        ("m2", ["o", "m2"], 1),
         ("m3", ["o", "m2", "m3"], 0),
     ]:
         online(d, pub_id, broker=broker)

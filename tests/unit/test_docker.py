@@ -47,8 +47,11 @@ def parse_invocation(args: list[str]):
     )
     rest = list(args)
     while hasattr(ctx.command, "resolve_command"):  # a group: TyperGroup or click.Group
-        own = [p.name for p in ctx.command.params  # flags (--version) take no argument
-               if p.name != "help" and not getattr(p, "is_flag", False)]
+        own = [
+            p.name
+            for p in ctx.command.params  # flags (--version) take no argument
+            if p.name != "help" and not getattr(p, "is_flag", False)
+        ]
         assert not own, f"group {ctx.info_name} has options {own}: strip them from rest first"
         name, command, rest = ctx.command.resolve_command(ctx, rest)
         ctx = command.make_context(name, rest, parent=ctx, resilient_parsing=False)

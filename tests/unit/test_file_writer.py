@@ -36,7 +36,11 @@ def test_a_written_frame_is_the_dataset(path, tmp_path):
     assert writer._ends is not None  # the frame was written here, not by blosc2
     copy = blosc2.open(str(tmp_path / "out.b2nd"), mode="r")
     assert (copy.shape, copy.dtype, copy.chunks, copy.blocks) == (
-        source.shape, source.dtype, source.chunks, source.blocks)
+        source.shape,
+        source.dtype,
+        source.chunks,
+        source.blocks,
+    )
     assert copy[()].tobytes() == source[()].tobytes()
     assert copy.schunk.vlmeta.getall() == source.schunk.vlmeta.getall()
     assert copy.schunk.cparams == source.schunk.cparams

@@ -34,8 +34,11 @@ def random_key(rng: random.Random, shape: tuple[int, ...]) -> tuple:
             key.append(rng.randint(-size, size - 1))
         else:
             ends = [None, rng.randint(-size - 2, size + 2)]
-            key.append(slice(rng.choice(ends), rng.choice(ends),
-                             rng.choice([None, 1, 2, 3, -1, -2, -5, 7])))
+            key.append(
+                slice(
+                    rng.choice(ends), rng.choice(ends), rng.choice([None, 1, 2, 3, -1, -2, -5, 7])
+                )
+            )
     return tuple(key)
 
 

@@ -15,18 +15,22 @@ WEB = ("fastapi", "starlette", "uvicorn", "amqtt")
 
 def loaded_after(statement: str) -> set[str]:
     code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     return set(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("statement", [
-    "import caterva",
-    "import caterva.client",
-    "from caterva.client import Client, AsyncClient",
-    "import caterva.protocol.rest, caterva.protocol.seal, caterva.protocol.layout",
-    "import caterva.cli.app",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import caterva",
+        "import caterva.client",
+        "from caterva.client import Client, AsyncClient",
+        "import caterva.protocol.rest, caterva.protocol.seal, caterva.protocol.layout",
+        "import caterva.cli.app",
+    ],
+)
 def test_the_library_never_loads_the_web_framework_or_a_daemon(statement):
     loaded = loaded_after(statement)
     assert not {m for m in loaded if m.split(".")[0] in WEB}, statement

@@ -28,12 +28,15 @@ def templates(folder: Path) -> list[bytes]:
     return out
 
 
-steps = st.lists(st.one_of(
-    st.tuples(st.just("write"), st.sampled_from(NAMES), st.integers(0, 2)),
-    st.tuples(st.just("delete"), st.sampled_from(NAMES)),
-    st.tuples(st.just("rename"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
-    st.tuples(st.just("rmdir"), st.just("d")),
-), max_size=12)
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.sampled_from(NAMES), st.integers(0, 2)),
+        st.tuples(st.just("delete"), st.sampled_from(NAMES)),
+        st.tuples(st.just("rename"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
+        st.tuples(st.just("rmdir"), st.just("d")),
+    ),
+    max_size=12,
+)
 
 
 @settings(max_examples=40, deadline=None)

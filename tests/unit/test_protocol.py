@@ -28,7 +28,8 @@ def test_bad_root_names(name):
 
 
 @pytest.mark.parametrize(
-    "path", ["", "/abs", "a//b", "a/../b", "..", "./a", "a/.", "a+b", "a/#", "a\\b", "a\x00b", "x" * 2000]
+    "path",
+    ["", "/abs", "a//b", "a/../b", "..", "./a", "a/.", "a+b", "a/#", "a\\b", "a\x00b", "x" * 2000],
 )
 def test_bad_dataset_paths(path):
     with pytest.raises(InvalidName):
@@ -54,22 +55,48 @@ def test_topics_parse_what_they_build(pub, root):
 
 
 @pytest.mark.parametrize(
-    "topic", ["caterva/v2/pub/a/status", "caterva/v1/pub/a", "caterva/v1/pub/+/status",
-              "caterva/v1/pub/a/roots/b/c", "caterva/v1/pub/a/other/b", "elsewhere"]
+    "topic",
+    [
+        "caterva/v2/pub/a/status",
+        "caterva/v1/pub/a",
+        "caterva/v1/pub/+/status",
+        "caterva/v1/pub/a/roots/b/c",
+        "caterva/v1/pub/a/other/b",
+        "elsewhere",
+    ],
 )
 def test_foreign_topics_are_ignored(topic):
     assert topics.parse(topic) is None
 
 
 messages = st.one_of(
-    st.builds(Status, state=st.sampled_from(["online", "offline"]), session=segment,
-              url=st.none() | st.just("http://127.0.0.1:8470")),
-    st.builds(Announcement, root=segment, url=st.just("http://h:1"), session=segment,
-              manifest_etag=segment, datasets=st.integers(0, 10**6), origin=segment,
-              hops=st.lists(segment, max_size=3)),
-    st.builds(Change, root=segment, path=paths, op=st.sampled_from(["create", "update", "delete"]),
-              session=segment, seq=st.integers(1, 2**40), manifest_etag=segment,
-              etag=st.none() | segment, chunks=st.none() | st.lists(st.integers(0, 10**6))),
+    st.builds(
+        Status,
+        state=st.sampled_from(["online", "offline"]),
+        session=segment,
+        url=st.none() | st.just("http://127.0.0.1:8470"),
+    ),
+    st.builds(
+        Announcement,
+        root=segment,
+        url=st.just("http://h:1"),
+        session=segment,
+        manifest_etag=segment,
+        datasets=st.integers(0, 10**6),
+        origin=segment,
+        hops=st.lists(segment, max_size=3),
+    ),
+    st.builds(
+        Change,
+        root=segment,
+        path=paths,
+        op=st.sampled_from(["create", "update", "delete"]),
+        session=segment,
+        seq=st.integers(1, 2**40),
+        manifest_etag=segment,
+        etag=st.none() | segment,
+        chunks=st.none() | st.lists(st.integers(0, 10**6)),
+    ),
     st.builds(Discover, sender=segment),
 )
 
@@ -82,18 +109,25 @@ def test_messages_round_trip(message):
 def test_messages_tolerate_unknown_fields_and_reject_wrong_types():
     status = Status.from_bytes(b'{"proto": 2, "state": "online", "session": "s", "future": [1]}')
     assert status == Status("online", "s")
-    for bad in [b"not json", b"[1]", b'{"state": "online", "session": "s"}',
-                b'{"proto": 1, "state": "sleepy", "session": "s"}',
-                b'{"proto": 1, "state": "online", "session": 5}',
-                b'{"proto": true, "state": "online", "session": "s"}']:
+    for bad in [
+        b"not json",
+        b"[1]",
+        b'{"state": "online", "session": "s"}',
+        b'{"proto": 1, "state": "sleepy", "session": "s"}',
+        b'{"proto": 1, "state": "online", "session": 5}',
+        b'{"proto": true, "state": "online", "session": "s"}',
+    ]:
         with pytest.raises(ProtocolError):
             Status.from_bytes(bad)
     with pytest.raises(ProtocolError):  # a path that escapes is refused at decode time
-        Change.from_bytes(b'{"proto":1,"root":"r","path":"../x","op":"update","session":"s",'
-                          b'"seq":1,"manifest_etag":"e"}')
+        Change.from_bytes(
+            b'{"proto":1,"root":"r","path":"../x","op":"update","session":"s",'
+            b'"seq":1,"manifest_etag":"e"}'
+        )
 
 
 # --- selections ------------------------------------------------------------------------------
+
 
 def keys(ndim: int):
     bound = st.none() | st.integers(-12, 12)
@@ -125,7 +159,9 @@ def test_selection_text_round_trip_and_chunks_touched(data):
     assert selection.touched_chunks(norm, chunks, grid) == expected
 
 
-@pytest.mark.parametrize("text", ["a", "1:2:3:4", "::0", "1.5", "0,...,...", "1;2", "__import__('os')"])
+@pytest.mark.parametrize(
+    "text", ["a", "1:2:3:4", "::0", "1.5", "0,...,...", "1;2", "__import__('os')"]
+)
 def test_bad_selections(text):
     with pytest.raises(BadSelection):
         selection.normalize(selection.parse(text), (5, 5, 5))
@@ -141,12 +177,21 @@ def test_out_of_bounds_and_too_many_indices():
 
 # --- dtypes, chunk lists, batch frames -------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "dtype",
-    ["<i4", ">f8", "<c16", "|S7", "<U5", "?", "<M8[s]",
-     [("a", "<i4"), ("b", "<f8", (2, 3)), ("c", "|S3")],
-     {"names": ["x", "y"], "formats": ["<u2", "<f4"], "offsets": [0, 8], "itemsize": 16},
-     [("outer", [("inner", "<i2"), ("z", "<f8")])]],
+    [
+        "<i4",
+        ">f8",
+        "<c16",
+        "|S7",
+        "<U5",
+        "?",
+        "<M8[s]",
+        [("a", "<i4"), ("b", "<f8", (2, 3)), ("c", "|S3")],
+        {"names": ["x", "y"], "formats": ["<u2", "<f4"], "offsets": [0, 8], "itemsize": 16},
+        [("outer", [("inner", "<i2"), ("z", "<f8")])],
+    ],
 )
 def test_dtype_json_round_trip(dtype):
     dt = np.dtype(dtype)
@@ -155,7 +200,11 @@ def test_dtype_json_round_trip(dtype):
 
 @pytest.mark.parametrize("bad", ["O", "|O", [["a", "O"]], 5, {"names": ["a"]}, "not a dtype"])
 def test_dtype_json_refuses_objects_and_garbage(bad):
-    value = {"names": ["a"], "formats": ["|O"], "offsets": [0], "itemsize": 8} if bad == [["a", "O"]] else bad
+    value = (
+        {"names": ["a"], "formats": ["|O"], "offsets": [0], "itemsize": 8}
+        if bad == [["a", "O"]]
+        else bad
+    )
     with pytest.raises(ProtocolError):
         dtype_from_json(value)
 
@@ -192,9 +241,21 @@ def test_a_truncated_batch_is_an_error():
 
 def test_a_frame_is_checked_before_its_bytes_are_kept():
     def info(chunksize: int) -> DatasetInfo:
-        return DatasetInfo(path="a.b2nd", kind="b2nd", shape=[4], dtype="<f8", chunks=[1],
-                           blocks=[1], nchunks=4, chunksize=chunksize, nbytes=32, cbytes=32,
-                           cparams={}, vlmeta={}, digests=["0" * 32] * 4)
+        return DatasetInfo(
+            path="a.b2nd",
+            kind="b2nd",
+            shape=[4],
+            dtype="<f8",
+            chunks=[1],
+            blocks=[1],
+            nchunks=4,
+            chunksize=chunksize,
+            nbytes=32,
+            cbytes=32,
+            cparams={},
+            vlmeta={},
+            digests=["0" * 32] * 4,
+        )
 
     # two datasets, each its chunks ascending: what format_indices asks for
     expected = list(rest.expected_frames([(info(8), [3, 1, 1]), (info(100), [0])]))

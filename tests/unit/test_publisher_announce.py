@@ -45,8 +45,15 @@ def test_events_queue_while_away_and_commit_only_when_acknowledged(tmp_path):
 
     async def scenario():
         bus = FakeBus()
-        ann = Announcer(name="demo", url="http://h:1", pub_id="p1", session="s1",
-                        broker="mqtt://127.0.0.1:1", catalog=catalog, store=store)
+        ann = Announcer(
+            name="demo",
+            url="http://h:1",
+            pub_id="p1",
+            session="s1",
+            broker="mqtt://127.0.0.1:1",
+            catalog=catalog,
+            store=store,
+        )
         ann.presence.bus = bus
         changes = topics.changes("p1", "demo")
 
@@ -72,8 +79,10 @@ def test_events_queue_while_away_and_commit_only_when_acknowledged(tmp_path):
         await ann.changed(catalog.scan())
         # the announcement still tells readers the manifest moved on; the event waits
         [(topic, announcement, _)] = bus.sent
-        assert (topic, announcement["manifest_etag"]) == (topics.root("p1", "demo"),
-                                                           catalog.manifest.etag)
+        assert (topic, announcement["manifest_etag"]) == (
+            topics.root("p1", "demo"),
+            catalog.manifest.etag,
+        )
         assert store.load()["b.b2nd"] == before  # not acknowledged, so not recorded
 
         bus.sent.clear()

@@ -38,8 +38,9 @@ def root(tmp_path):
 
 
 def catalog(root, tmp_path, known=None, chunksize=1000):
-    return Catalog("demo", root, tmp_path / "state" / "frames", known=known or {},
-                   frame_chunksize=chunksize)
+    return Catalog(
+        "demo", root, tmp_path / "state" / "frames", known=known or {}, frame_chunksize=chunksize
+    )
 
 
 def ops(result):
@@ -157,7 +158,9 @@ def test_restart_reuses_cached_digests_and_finds_changes_made_while_down(root, t
     make_array(root / "d.b2nd")
     later = catalog(root, tmp_path, known=known)
     assert ops(later.scan()) == [
-        ("update", "b.b2nd", [0]), ("delete", "c.txt", None), ("create", "d.b2nd", None),
+        ("update", "b.b2nd", [0]),
+        ("delete", "c.txt", None),
+        ("create", "d.b2nd", None),
     ]
     assert later.described == 2  # only the changed and the new file
 
@@ -170,7 +173,12 @@ def test_plain_file_becomes_chunked_frame_built_once(root, tmp_path):
     entry = cat.get("data.bin")
     info = entry.info
     assert (info.kind, info.nchunks, info.size, info.nbytes, info.shape) == (
-        "file", 6, 6000, 6000, [6000])
+        "file",
+        6,
+        6000,
+        6000,
+        [6000],
+    )
     parts = []
     for i in range(info.nchunks):
         raw, digest = entry.read_chunk(i)
@@ -193,8 +201,9 @@ def test_plain_file_becomes_chunked_frame_built_once(root, tmp_path):
 
 def test_empty_plain_file_and_b2frame_kinds(root, tmp_path):
     (root / "empty.dat").write_bytes(b"")
-    schunk = blosc2.SChunk(chunksize=800, urlpath=str(root / "s.b2frame"), mode="w",
-                           cparams=blosc2.CParams(typesize=8))
+    schunk = blosc2.SChunk(
+        chunksize=800, urlpath=str(root / "s.b2frame"), mode="w", cparams=blosc2.CParams(typesize=8)
+    )
     schunk.append_data(np.arange(100, dtype="i8"))
     schunk.append_data(np.arange(100, 200, dtype="i8"))
     del schunk

@@ -25,8 +25,11 @@ def test_a_restart_opens_no_unchanged_file(tmp_path, monkeypatch):
 
     opened = []
     real_open = blosc2.open
-    monkeypatch.setattr(catalog_module.blosc2, "open",
-                        lambda path, *a, **kw: opened.append(path) or real_open(path, *a, **kw))
+    monkeypatch.setattr(
+        catalog_module.blosc2,
+        "open",
+        lambda path, *a, **kw: opened.append(path) or real_open(path, *a, **kw),
+    )
     store = Store.open(state)
     again = Catalog("big", root, state / "frames", known=store.load())
     store.close()

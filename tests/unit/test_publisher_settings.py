@@ -57,6 +57,11 @@ def test_run_raises_caterva_errors_for_bad_input(
     started = []
     monkeypatch.setattr("caterva.service.runner.run", lambda *a, **k: started.append(a))
     with pytest.raises(error):
-        caterva.publisher.run(name=name, directory=directory, broker=broker, http="127.0.0.1:0",
-                               statedir=tmp_path / "state")
+        caterva.publisher.run(
+            name=name,
+            directory=directory,
+            broker=broker,
+            http="127.0.0.1:0",
+            statedir=tmp_path / "state",
+        )
     assert started == []

@@ -35,6 +35,7 @@ class Announcer:
 
 def in_loop(test):
     """Runs an async test in its own event loop (the watcher's tasks live there)."""
+
     @functools.wraps(test)
     def run(*args, **kwargs):
         asyncio.run(test(*args, **kwargs))
@@ -52,8 +53,9 @@ def root(tmp_path):
 
 
 def settings(root, tmp_path, **kw) -> Settings:
-    return Settings(name="demo", directory=root, statedir=tmp_path / "state", broker="",
-                    url="", **kw)
+    return Settings(
+        name="demo", directory=root, statedir=tmp_path / "state", broker="", url="", **kw
+    )
 
 
 async def watching(root, tmp_path, poll: bool):
@@ -88,8 +90,10 @@ async def test_events_are_handled_without_walking_the_directory(root, tmp_path):
         shutil.rmtree(root / "sub")
         assert await announcer.next(1) == [("delete", "sub/c.b2nd")]
         os.rename(root / "new", root / "moved")  # a directory renamed: its files with it
-        assert await announcer.next(2) == [("create", "moved/deep/d.b2nd"),
-                                           ("delete", "new/deep/d.b2nd")]
+        assert await announcer.next(2) == [
+            ("create", "moved/deep/d.b2nd"),
+            ("delete", "new/deep/d.b2nd"),
+        ]
         assert catalog.walks == 1  # the first scan only
         assert sorted(catalog.manifest.by_path()) == ["a.b2nd", "b2.b2nd", "moved/deep/d.b2nd"]
     finally:

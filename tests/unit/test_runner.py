@@ -22,8 +22,9 @@ PAGES = 50 * 2 * (2 << 20) // 4096  # every page of both buffers, each round
 
 
 def faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
+    )
     return int(out.stdout)
 
 

@@ -19,11 +19,18 @@ def test_scripts_test_waits_for_the_apt_lock(tmp_path):
         os.symlink(shutil.which(tool), bin_ / tool)
     calls = tmp_path / "calls"
     (bin_ / "apt-get").write_text(
-        f'#!/bin/sh\necho "$@" >> {calls}\ncase "$*" in *install*) exit 100;; esac\n')
+        f'#!/bin/sh\necho "$@" >> {calls}\ncase "$*" in *install*) exit 100;; esac\n'
+    )
     (bin_ / "apt-get").chmod(0o755)
     env = {"PATH": str(bin_), "HOME": str(tmp_path)}
-    done = subprocess.run(["/bin/bash", str(ROOT / "scripts" / "test")], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        ["/bin/bash", str(ROOT / "scripts" / "test")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 100, done.stderr
     update, install = calls.read_text().splitlines()
     for call in (update, install):

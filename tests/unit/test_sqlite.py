@@ -89,8 +89,14 @@ def test_identity_is_made_once_and_kept(tmp_path, db):
 def test_a_failed_migration_leaves_the_old_version(tmp_path, db):
     db.execute("INSERT INTO t VALUES (1)")
     with pytest.raises(sqlite3.OperationalError):
-        sqlite.upgrade(db, what="test", where="x.db", schema=SCHEMA, current=2,
-                       migrations={1: "INSERT INTO t VALUES (2); INSERT INTO nowhere VALUES (3)"})
+        sqlite.upgrade(
+            db,
+            what="test",
+            where="x.db",
+            schema=SCHEMA,
+            current=2,
+            migrations={1: "INSERT INTO t VALUES (2); INSERT INTO nowhere VALUES (3)"},
+        )
     assert sqlite.version(db) == 1 and rows(db) == [1]
     with pytest.raises(StateError, match="newer caterva"):
         sqlite.upgrade(db, what="test", where="x.db", schema=SCHEMA, current=0, migrations={})

@@ -8,8 +8,16 @@ import pytest
 import caterva.subscriber
 from caterva.errors import BadRequest
 
-NAMES = ("BROKER", "REPUBLISH", "REPUBLISH_BROKER", "ADVERTISE", "PREFER", "STATEDIR",
-         "SUBSCRIBER_HTTP", "CACHE_SIZE")
+NAMES = (
+    "BROKER",
+    "REPUBLISH",
+    "REPUBLISH_BROKER",
+    "ADVERTISE",
+    "PREFER",
+    "STATEDIR",
+    "SUBSCRIBER_HTTP",
+    "CACHE_SIZE",
+)
 
 
 @pytest.fixture
@@ -34,39 +42,63 @@ def built(monkeypatch, tmp_path):
 def test_defaults_are_one_broker_and_no_republishing(built):
     s = built()
     assert (s.brokers, s.republish, s.republish_broker, s.advertise, s.prefer) == (
-        ("mqtt://127.0.0.1:1883",), False, "", "", ())
+        ("mqtt://127.0.0.1:1883",),
+        False,
+        "",
+        "",
+        (),
+    )
 
 
 def test_flags_env_and_config_file(built, monkeypatch, tmp_path):
-    s = built(["mqtt://lan:1883", "mqtt://up:1883"], republish=True, prefer=["m1", "http://m2:1"],
-              advertise="http://me:8471/")
+    s = built(
+        ["mqtt://lan:1883", "mqtt://up:1883"],
+        republish=True,
+        prefer=["m1", "http://m2:1"],
+        advertise="http://me:8471/",
+    )
     assert (s.brokers, s.republish, s.prefer, s.advertise) == (
-        ("mqtt://lan:1883", "mqtt://up:1883"), True, ("m1", "http://m2:1"), "http://me:8471")
+        ("mqtt://lan:1883", "mqtt://up:1883"),
+        True,
+        ("m1", "http://m2:1"),
+        "http://me:8471",
+    )
 
     monkeypatch.setenv("CATERVA_BROKER", "mqtt://lan:1883, mqtt://up:1883")
     monkeypatch.setenv("CATERVA_REPUBLISH", "yes")
     monkeypatch.setenv("CATERVA_PREFER", "m1,http://m2:1")
     s = built()
     assert (s.brokers, s.republish, s.prefer) == (
-        ("mqtt://lan:1883", "mqtt://up:1883"), True, ("m1", "http://m2:1"))
+        ("mqtt://lan:1883", "mqtt://up:1883"),
+        True,
+        ("m1", "http://m2:1"),
+    )
     assert built(["mqtt://only:1883"]).brokers == ("mqtt://only:1883",)  # a flag wins
 
     for name in NAMES:
         monkeypatch.delenv(f"CATERVA_{name}", raising=False)
     config = tmp_path / "lists.toml"
-    config.write_text('broker = ["mqtt://a:1", "mqtt://b:2"]\nrepublish = true\n'
-                      'republish_broker = "mqtt://lan:3"\n')
+    config.write_text(
+        'broker = ["mqtt://a:1", "mqtt://b:2"]\nrepublish = true\n'
+        'republish_broker = "mqtt://lan:3"\n'
+    )
     monkeypatch.setenv("CATERVA_CONFIG", str(config))
     s = built()
     assert (s.brokers, s.republish, s.republish_broker) == (
-        ("mqtt://a:1", "mqtt://b:2"), True, "mqtt://lan:3")
+        ("mqtt://a:1", "mqtt://b:2"),
+        True,
+        "mqtt://lan:3",
+    )
 
 
-@pytest.mark.parametrize("flags", [
-    {"broker": ["mqtt://ok:1", "http://nope"]},
-    {"republish_broker": "mqtt://bad:port"},
-    {"advertise": "lan-host:8471"},
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"broker": ["mqtt://ok:1", "http://nope"]},
+        {"republish_broker": "mqtt://bad:port"},
+        {"advertise": "lan-host:8471"},
+    ],
+)
 def test_bad_input_is_a_usage_error_before_anything_starts(built, flags):
     with pytest.raises(BadRequest):
         built(**flags)

@@ -195,8 +195,15 @@ def test_cli_passwd_changes_the_password(cli, tmp_path):
 
 def test_cli_users_flag_beats_the_environment(cli, tmp_path):
     other = tmp_path / "other.db"
-    cli("user", "add", "ada@lab.org", "--password-stdin", "--users", str(other),
-        input=PASSWORD + "\n")
+    cli(
+        "user",
+        "add",
+        "ada@lab.org",
+        "--password-stdin",
+        "--users",
+        str(other),
+        input=PASSWORD + "\n",
+    )
     assert other.exists() and not (tmp_path / "cli-users.db").exists()
 
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from caterva import credentials
+from caterva.broker import access
 from caterva.client import AsyncClient, Client
 from caterva.errors import StateError, TokenExpired, Unauthorized
 from caterva.tokens import Signer, load_secret
-from caterva.broker import access
 
 SECRET = b"k" * 32
 
@@ -137,12 +137,20 @@ class FakeSubscriber:
         if request.url.path == "/v1/login":
             body = json.loads(request.content)
             if body != {"email": "ada@lab.org", "password": "pw"}:
-                return httpx.Response(401, json={"error": {"code": "bad_credentials",
-                                                           "message": "wrong"}})
+                return httpx.Response(
+                    401, json={"error": {"code": "bad_credentials", "message": "wrong"}}
+                )
             self.logins += 1
             token, claims = self.signer.issue(body["email"], 60)
-            return httpx.Response(200, json={"token": token, "user": claims.user,
-                                              "issued": claims.issued, "expiry": claims.expiry})
+            return httpx.Response(
+                200,
+                json={
+                    "token": token,
+                    "user": claims.user,
+                    "issued": claims.issued,
+                    "expiry": claims.expiry,
+                },
+            )
         header = request.headers.get("authorization")
         self.seen.append(header)
         try:
@@ -154,8 +162,9 @@ class FakeSubscriber:
 
 def test_client_with_email_logs_in_once_and_again_when_the_token_expires(token_file):
     fake = FakeSubscriber()
-    with Client("http://sub:1", email="ada@lab.org", password="pw",
-                transport=httpx.MockTransport(fake)) as client:
+    with Client(
+        "http://sub:1", email="ada@lab.org", password="pw", transport=httpx.MockTransport(fake)
+    ) as client:
         assert client.roots() == [] and client.roots() == []
         assert fake.logins == 1
         fake.clock.now += 61  # expired: the client logs in again by itself
@@ -170,8 +179,9 @@ def test_async_client_logs_in_the_same_way(token_file):
     fake = FakeSubscriber()
 
     async def main() -> None:
-        async with AsyncClient("http://sub:1", email="ada@lab.org", password="pw",
-                               transport=httpx.MockTransport(fake)) as client:
+        async with AsyncClient(
+            "http://sub:1", email="ada@lab.org", password="pw", transport=httpx.MockTransport(fake)
+        ) as client:
             assert await client.roots() == [] and await client.roots() == []
             assert fake.logins == 1
             fake.clock.now += 61
@@ -251,42 +261,51 @@ def test_password_files_with_plain_and_hashed_entries(tmp_path):
     assert "alice pass" not in access.password_file_text(accounts)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("no-separator", "USERNAME:PASSWORD"),
-    ("pub/x:pw", "invalid username"),
-    ("a+b:pw", "invalid username"),
-    ("bob:$argon2id$v=19$m=1$abc", "unsupported password hash"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("no-separator", "USERNAME:PASSWORD"),
+        ("pub/x:pw", "invalid username"),
+        ("a+b:pw", "invalid username"),
+        ("bob:$argon2id$v=19$m=1$abc", "unsupported password hash"),
+    ],
+)
 def test_bad_password_files_are_refused_clearly(tmp_path, line, message):
     (tmp_path / "p").write_text(line + "\n")
     with pytest.raises(Exception, match=message):
         access.read_accounts(tmp_path / "p")
 
 
-@pytest.mark.parametrize("user, topic, allowed", [
-    ("pubA", "caterva/v1/pub/pubA/status", True),
-    ("pubA", "caterva/v1/pub/pubA/roots/climate", True),
-    ("pubA", "caterva/v1/pub/pubA/changes/climate", True),
-    ("pubA", "caterva/v1/discover", True),
-    ("pubA", "caterva/v1/pub/pubB/roots/climate", False),
-    ("pubA", "caterva/v1/pub/pubAx/roots/climate", False),  # a prefix of a name is not it
-    ("pubA", "caterva/v1/pub/pubA", True),
-    ("pubA", "caterva/v1/roots/climate/changes", False),
-    ("pubA", "other/topic", False),
-    (None, "caterva/v1/discover", False),
-])
+@pytest.mark.parametrize(
+    "user, topic, allowed",
+    [
+        ("pubA", "caterva/v1/pub/pubA/status", True),
+        ("pubA", "caterva/v1/pub/pubA/roots/climate", True),
+        ("pubA", "caterva/v1/pub/pubA/changes/climate", True),
+        ("pubA", "caterva/v1/discover", True),
+        ("pubA", "caterva/v1/pub/pubB/roots/climate", False),
+        ("pubA", "caterva/v1/pub/pubAx/roots/climate", False),  # a prefix of a name is not it
+        ("pubA", "caterva/v1/pub/pubA", True),
+        ("pubA", "caterva/v1/roots/climate/changes", False),
+        ("pubA", "other/topic", False),
+        (None, "caterva/v1/discover", False),
+    ],
+)
 def test_publish_rule(user, topic, allowed):
     assert access.may_publish(user, topic) is allowed
 
 
-@pytest.mark.parametrize("topic, allowed", [
-    ("caterva/v1/#", True),
-    ("caterva/v1/pub/+/status", True),
-    ("caterva/v1", False),
-    ("caterva/#", False),
-    ("#", False),
-    ("$SYS/#", False),
-])
+@pytest.mark.parametrize(
+    "topic, allowed",
+    [
+        ("caterva/v1/#", True),
+        ("caterva/v1/pub/+/status", True),
+        ("caterva/v1", False),
+        ("caterva/#", False),
+        ("#", False),
+        ("$SYS/#", False),
+    ],
+)
 def test_read_rule(topic, allowed):
     assert access.may_read(topic) is allowed
 
@@ -317,8 +336,9 @@ def test_require_token_denies_by_default_and_leaves_health_open(tmp_path):
     require_tokens(app, ("tok-1", "tok-2"))
 
     async def check() -> None:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app),
-                                     base_url="http://pub") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://pub"
+        ) as http:
             assert (await http.get("/v1/health")).status_code == 200
             for path in ("/v1/roots/demo/manifest", "/v1/added/later", "/v1/nope"):
                 for auth in ({}, {"Authorization": "Bearer tok-3"}, {"Authorization": "tok-1"}):
@@ -342,13 +362,17 @@ def test_security_settings(tmp_path, monkeypatch):
     assert not built.auth and built.token_ttl == 12 * 3600
     assert Security.build(users=tmp_path / "u.db", token_ttl="15m").auth  # --users implies it
     assert Security.build(users=tmp_path / "u.db").accounts(tmp_path / "state") == (
-        tmp_path / "u.db", tmp_path / "state" / "token-secret")
+        tmp_path / "u.db",
+        tmp_path / "state" / "token-secret",
+    )
     monkeypatch.setenv("CATERVA_SOURCE_TOKEN", "http://a:1=from-env,https://b/x=two")
     options = Security.build(max_body="1MiB").source_client_options()
     assert options["auth"].token_for("http://a:1/v1/x") == "from-env"
     assert options["auth"].token_for("https://b:443/x/v1") == "two"
     assert {k: options[k] for k in ("max_json", "read_timeout")} == {
-        "max_json": 64 * 2**20, "read_timeout": 10.0}
+        "max_json": 64 * 2**20,
+        "read_timeout": 10.0,
+    }
     assert Security.build(max_body="1MiB").max_body == 2**20
     with pytest.raises(BadRequest, match="both --tls-cert and --tls-key"):
         Security.build(tls_cert=tmp_path / "tokens")
@@ -378,8 +402,9 @@ def test_a_source_token_goes_only_to_the_sources_it_was_given_for(tmp_path, monk
     from caterva.service.security import Security
 
     monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
-    tokens = Security.build(source_token=["http://h:8470=T", "http://h:8470/deep/=D",
-                                          "https://s.lab=S=="]).source_client_options()["auth"]
+    tokens = Security.build(
+        source_token=["http://h:8470=T", "http://h:8470/deep/=D", "https://s.lab=S=="]
+    ).source_client_options()["auth"]
     for url, token in [
         ("http://h:8470/v1/roots/r/manifest", "T"),
         ("http://H:8470", "T"),
@@ -425,8 +450,11 @@ def test_broker_urls_carry_credentials_and_ca_but_never_print_them():
 
     url = with_credentials("mqtt://127.0.0.1:1883", "alice", "p@ss:w/rd", "/etc/ca file.pem")
     parsed = BrokerURL.parse(url)
-    assert (parsed.username, parsed.password, parsed.cafile) == ("alice", "p@ss:w/rd",
-                                                                 "/etc/ca file.pem")
+    assert (parsed.username, parsed.password, parsed.cafile) == (
+        "alice",
+        "p@ss:w/rd",
+        "/etc/ca file.pem",
+    )
     assert str(parsed) == "mqtt://127.0.0.1:1883"
     # what the URL says wins over flags and env
     assert BrokerURL.parse(with_credentials("mqtt://bob:x@h", "alice", "y")).username == "bob"
