@@ -24,8 +24,7 @@ from caterva import logs
 from caterva.mqtt import BrokerURL, Bus
 from caterva.protocol.topics import check_pub_id
 from caterva.service import auth, http, runner
-from caterva.subscriber import upstream
-from caterva.subscriber.api import router
+from caterva.subscriber import api, source, upstream
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory
 from caterva.subscriber.events import Events
@@ -72,7 +71,8 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     )
     http.install(app)
     app.add_middleware(LoopGuard)
-    app.include_router(router)
+    app.include_router(api.router)
+    app.include_router(source.router)
     auth.install(app, settings.security, settings.statedir)  # --auth, --require-token
     return app
 
