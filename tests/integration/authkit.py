@@ -167,3 +167,44 @@ def make_ca(directory: Path) -> dict[str, Path]:
         "server.ext",
     )
     return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+
+
+def demo_root(
+    spawn,
+    tmp_path: Path,
+    broker: str,
+    data: Path | None = None,
+    *pub_args: str,
+    sub_env: dict[str, str] | None = None,
+    follow: bool = True,
+):
+    """A publisher of ``data`` (a tiny root by default) as root demo and a subscriber that
+    follows it: (publisher, subscriber, an httpx client of the subscriber's /v1)."""
+    data = data or tiny_root(tmp_path / "data")
+    pub = spawn(
+        "pub",
+        "demo",
+        str(data),
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "pub"),
+        *pub_args,
+    )
+    sub = spawn(
+        "sub",
+        "--broker",
+        broker,
+        "--http",
+        "127.0.0.1:0",
+        "--statedir",
+        str(tmp_path / "sub"),
+        env=sub_env,
+    )
+    wait_root(sub.url, "demo")
+    http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
+    if follow:
+        assert http.put("/roots/demo/follow").status_code == 200
+    return pub, sub, http

@@ -12,38 +12,15 @@ import numpy as np
 from caterva.protocol import topics
 from caterva.protocol.messages import Status
 from tests.conftest import free_port
-from tests.integration.authkit import GRID, tiny_root
+from tests.integration.authkit import GRID, demo_root
 from tests.integration.fakes import Silent, announce, mqtt
 from tests.integration.test_subscriber import wait_until
 
 
 def test_forged_presence_never_fails_a_read_while_a_source_answers(spawn, tmp_path):
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "b")).url
-    pub = spawn(
-        "pub",
-        "demo",
-        str(tiny_root(tmp_path / "data")),
-        "--broker",
-        broker,
-        "--http",
-        "127.0.0.1:0",
-        "--statedir",
-        str(tmp_path / "pub"),
-    )
-    sub = spawn(
-        "sub",
-        "--broker",
-        broker,
-        "--http",
-        "127.0.0.1:0",
-        "--statedir",
-        str(tmp_path / "sub"),
-        env={"CATERVA_SOURCE_TIMEOUT": "1s"},
-    )
+    pub, sub, http = demo_root(spawn, tmp_path, broker, sub_env={"CATERVA_SOURCE_TIMEOUT": "1s"})
     health = httpx.get(f"{pub.url}/v1/health").json()
-    http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
-    wait_until(lambda: http.get("/roots").json()["roots"])
-    assert http.put("/roots/demo/follow").status_code == 200
 
     def read(rows: str) -> np.ndarray:
         r = http.get("/roots/demo/data/grid.b2nd", params={"sel": f"{rows}, :"})

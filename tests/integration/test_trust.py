@@ -31,7 +31,7 @@ from caterva.protocol.messages import Announcement, Change, Status
 from caterva.protocol.metadata import Manifest, chunk_digest
 from caterva.protocol.seal import sign
 from tests.conftest import free_port
-from tests.integration.authkit import GRID, cli, tiny_root
+from tests.integration.authkit import GRID, cli, demo_root, tiny_root
 from tests.integration.test_subscriber import event_stream, next_event, wait_until
 
 ACCOUNTS = {"alice": "alice-pass", "mallory": "mallory-pass", "reader": "reader-pass"}
@@ -321,24 +321,8 @@ def test_a_key_change_is_refused_and_reported_until_the_admin_trusts_it(spawn, t
 
 
 def test_a_forged_delete_event_hides_nothing(spawn, tmp_path, broker):
-    pub = spawn(
-        "pub",
-        "demo",
-        str(tiny_root(tmp_path / "data")),
-        "--broker",
-        broker,
-        "--http",
-        "127.0.0.1:0",
-        "--statedir",
-        str(tmp_path / "pub"),
-    )
-    sub = spawn(
-        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
-    )
+    pub, sub, http = demo_root(spawn, tmp_path, broker)
     origin = httpx.get(f"{pub.url}/v1/health").json()["pub_id"]
-    http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
-    wait_until(lambda: http.get("/roots").json()["roots"])
-    assert http.put("/roots/demo/follow").status_code == 200
     events = event_stream(sub.url)
     attacker = mqtt(int(broker.rsplit(":", 1)[1]))
     try:
@@ -367,24 +351,7 @@ def test_resyncs_by_delta_end_where_a_full_manifest_does(spawn, tmp_path, broker
     """The subscriber asks for what changed since its manifest (a signed delta, gzipped) and,
     applying it, holds exactly the publisher's manifest: creates, updates, deletes, renames."""
     data = tiny_root(tmp_path / "data")
-    pub = spawn(
-        "pub",
-        "demo",
-        str(data),
-        "--broker",
-        broker,
-        "--http",
-        "127.0.0.1:0",
-        "--statedir",
-        str(tmp_path / "pub"),
-        "--access-log",
-    )
-    sub = spawn(
-        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
-    )
-    http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
-    wait_until(lambda: http.get("/roots").json()["roots"])
-    assert http.put("/roots/demo/follow").status_code == 200
+    pub, sub, http = demo_root(spawn, tmp_path, broker, data, "--access-log")
     events = event_stream(sub.url)
     blosc2.asarray(np.arange(7.0), urlpath=str(data / "a.b2nd"), mode="w")
     next_event(events, "create", path="a.b2nd", timeout=10)
