@@ -1,8 +1,8 @@
 """The chunk cache: fetch only what is missing, verify it, keep it within a byte budget.
 
-Each cached chunk is one file, ``chunks/<dataset id>/<index>.<digest>``, holding the
-compressed bytes exactly as the source stores them; the SQLite index (caterva.subscriber.state) says
-which are present. The digest in the name makes a file's content its identity: two versions
+Each cached chunk is one file, ``chunks/<dataset id>/<index>.<digest>`` (chunkfiles.py),
+holding the compressed bytes exactly as the source stores them; the SQLite index (state.py)
+says which are present. The digest in the name makes a file's content its identity: two versions
 of a chunk never share a file, so a reader pinned to one version of a dataset can never be
 handed the other's bytes, whatever the order in which concurrent fetches finish. A chunk file
 is written under a temporary name and renamed, and recorded in the index only after that, so
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import time
 from collections import Counter
@@ -38,10 +37,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
-from caterva import atomic
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
-from caterva.protocol.metadata import chunk_digest
 from caterva.protocol.rest import pieces
+from caterva.subscriber.chunkfiles import chunk_file, unlink, verify_and_write
 from caterva.subscriber.state import Dataset, State
 
 # aim for batch requests of about this many compressed bytes: a request costs a few ms of CPU
@@ -60,10 +58,6 @@ Key = tuple[int, int, str]  # (dataset id, index, digest): one version of one ch
 
 class Fetcher(Protocol):
     def __call__(self, wanted: Wanted) -> AsyncIterator[tuple[Dataset, int, str, bytes]]: ...
-
-
-def chunk_file(folder: Path, index: int, digest: str) -> Path:
-    return folder / f"{index}.{digest}"
 
 
 class Cache:
@@ -242,7 +236,7 @@ class Cache:
         ]
         reserved = sum(len(group[n][3]) for n in keep)
         try:
-            good = await asyncio.to_thread(_verify_and_write, checks)
+            good = await asyncio.to_thread(verify_and_write, checks)
         finally:  # e.g. a full disk: nothing of this group is indexed
             self.reserved -= reserved
         written = [n for n in keep if n < good]
@@ -282,13 +276,13 @@ class Cache:
         new = {(ds_id, i): digest for ds_id, i, digest, _, _ in rows}
         for n, (ds_id, i, digest, size, _) in enumerate(rows):
             if n in refused:
-                _unlink(chunk_file(self.dir / str(ds_id), i, digest))
+                unlink(chunk_file(self.dir / str(ds_id), i, digest))
             else:
                 self.used += size
         for ds_id, i, digest, size in replaced:
             self.used -= size
             if digest != new[ds_id, i]:
-                _unlink(chunk_file(self.dir / str(ds_id), i, digest))
+                unlink(chunk_file(self.dir / str(ds_id), i, digest))
 
     def flush_uses(self) -> None:
         """Write the uses held in memory to the index."""
@@ -318,7 +312,7 @@ class Cache:
         """Drop chunks from the index (all of a dataset's for None), then their files."""
         for i, digest, size in self.state.drop_chunks(dataset, indices):
             self._uses.pop((dataset, i), None)
-            _unlink(chunk_file(self.dir / str(dataset), i, digest))
+            unlink(chunk_file(self.dir / str(dataset), i, digest))
             self.used -= size
 
     def drop(self, dataset: Dataset | int, indices: list[int] | None = None) -> None:
@@ -358,31 +352,3 @@ class Cache:
         for dataset, idx in indexed.keys() - on_disk:
             self.state.drop_chunks(dataset, [idx])
         self.used = self.state.used_bytes()
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _verify_and_write(checks: list[tuple[Path, int, str, str, bytes, bool]]) -> int:
-    """Check each chunk (folder, index, digest sent, digest expected, bytes, keep) against the
-    digest sent and the one expected, writing those kept; stops at the first bad one. Returns
-    how many passed."""
-    for n, (folder, index, sent, expected, data, keep) in enumerate(checks):
-        actual = chunk_digest(data)
-        if actual != sent or actual != expected:
-            return n
-        if keep:
-            _write_atomically(chunk_file(folder, index, actual), data)
-    return len(checks)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # no fsync: a chunk lost to a power cut is fetched again, and syncing each would cost more
-    # than fetching it
-    try:
-        atomic.write(path, data, sync=False)
-    except FileNotFoundError:  # the dataset's first chunk (folders go only at start-up)
-        path.parent.mkdir(exist_ok=True)
-        atomic.write(path, data, sync=False)

@@ -1,0 +1,45 @@
+"""A chunk cache's files: ``<folder>/<index>.<digest>``, each the compressed bytes exactly as the
+source stores them, written under a temporary name and renamed (caterva.atomic), after they
+were checked against the digest they came with and the one the dataset's version promises.
+The digest in the name makes a file's content its identity (see cache.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from caterva import atomic
+from caterva.protocol.metadata import chunk_digest
+
+
+def chunk_file(folder: Path, index: int, digest: str) -> Path:
+    return folder / f"{index}.{digest}"
+
+
+def unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def verify_and_write(checks: list[tuple[Path, int, str, str, bytes, bool]]) -> int:
+    """Check each chunk (folder, index, digest sent, digest expected, bytes, keep) against the
+    digest sent and the one expected, writing those kept; stops at the first bad one. Returns
+    how many passed."""
+    for n, (folder, index, sent, expected, data, keep) in enumerate(checks):
+        actual = chunk_digest(data)
+        if actual != sent or actual != expected:
+            return n
+        if keep:
+            _write(chunk_file(folder, index, actual), data)
+    return len(checks)
+
+
+def _write(path: Path, data: bytes) -> None:
+    # no fsync: a chunk lost to a power cut is fetched again, and syncing each would cost more
+    # than fetching it
+    try:
+        atomic.write(path, data, sync=False)
+    except FileNotFoundError:  # the dataset's first chunk (folders go only at start-up)
+        path.parent.mkdir(exist_ok=True)
+        atomic.write(path, data, sync=False)
