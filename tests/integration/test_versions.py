@@ -17,7 +17,8 @@ import numpy as np
 from caterva.client import Client
 from caterva.errors import CatervaError
 from tests.conftest import free_port
-from tests.integration.test_subscriber import event_stream, next_event, wait_until
+from tests.integration.authkit import demo_root
+from tests.integration.test_subscriber import event_stream, next_event
 
 N, CHUNK = 16 * 4096, 4096  # 16 chunks
 
@@ -37,32 +38,8 @@ def test_concurrent_rewrites_never_produce_a_mixed_answer(spawn, tmp_path):
     data.mkdir()
     write_version(data, 0)
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "b")).url
-    spawn(
-        "pub",
-        "demo",
-        str(data),
-        "--broker",
-        broker,
-        "--http",
-        "127.0.0.1:0",
-        "--statedir",
-        str(tmp_path / "pub"),
-    )
     # a cache of 4 chunks: most reads fetch from the publisher while versions change under them
-    sub = spawn(
-        "sub",
-        "--broker",
-        broker,
-        "--http",
-        "127.0.0.1:0",
-        "--cache-size",
-        "200KiB",
-        "--statedir",
-        str(tmp_path / "sub"),
-    )
-    http = httpx.Client(base_url=f"{sub.url}/v1", timeout=60)
-    wait_until(lambda: http.get("/roots").json()["roots"])
-    assert http.put("/roots/demo/follow").status_code == 200
+    _, sub, http = demo_root(spawn, tmp_path, broker, data, sub_args=("--cache-size", "200KiB"))
     events = event_stream(sub.url)
 
     stop = threading.Event()
