@@ -175,6 +175,7 @@ def demo_root(
     broker: str,
     data: Path | None = None,
     *pub_args: str,
+    sub_args: tuple[str, ...] = (),
     sub_env: dict[str, str] | None = None,
     follow: bool = True,
 ):
@@ -201,6 +202,7 @@ def demo_root(
         "127.0.0.1:0",
         "--statedir",
         str(tmp_path / "sub"),
+        *sub_args,
         env=sub_env,
     )
     wait_root(sub.url, "demo")
