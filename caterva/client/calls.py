@@ -87,6 +87,8 @@ class RootInfo:
     hops: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     source_id: str | None = None  # pub_id of the source read from: the origin or a mirror
+    key: str | None = None  # the signing key the root is bound to (see README, "Trust")
+    problem: str | None = None  # why the subscriber's last resync of it failed, if it did
 
     @classmethod
     def from_dict(cls, body: Any) -> RootInfo:
@@ -102,6 +104,8 @@ class RootInfo:
             hops=list(body.get("hops") or []),
             sources=list(body.get("sources") or []),
             source_id=body.get("source_id"),
+            key=body.get("key"),
+            problem=body.get("problem"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +119,8 @@ class RootInfo:
             "hops": self.hops,
             "sources": self.sources,
             "source_id": self.source_id,
+            "key": self.key,
+            "problem": self.problem,
         }
 
 

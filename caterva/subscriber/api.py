@@ -85,6 +85,7 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
                         "online": o.online,
                         "hops": o.announcement.hops,
                         "broker": o.broker,
+                        "learned": o.learned,  # online as the broker says, or as HTTP showed
                     }
                     for o in offers
                 ],

@@ -306,6 +306,9 @@ def test_a_key_change_is_refused_and_reported_until_the_admin_trusts_it(spawn, t
     assert f"caterva trust demo {new_key}" in root["problem"] and root["key"] == old_key
     assert root["datasets"] == 2  # late.b2nd is not taken from a manifest signed by new_key
     assert "signed by a key other than the one trusted" in logged(sub)
+    shown = cli("roots", "--json", "--sub", sub.url)
+    [listed] = [r for r in json.loads(shown.stdout)["roots"] if r["root"] == "demo"]
+    assert listed["key"] == old_key and f"caterva trust demo {new_key}" in listed["problem"]
 
     listed = cli("trust", "--statedir", str(tmp_path / "sub"), "--json")
     assert json.loads(listed.stdout)["keys"][0]["key"] == old_key
