@@ -35,18 +35,18 @@ class ReadPath:
         self, follower: Follower, cache: Cache, directory: Directory, client: httpx.AsyncClient
     ) -> None:
         self.follower, self.cache, self.directory, self.client = follower, cache, directory, client
-        self._reading: dict[str, Offer] = {}  # root -> the source chunks last came from
 
     async def fetch(
-        self, wanted: Wanted, exclude: frozenset[str] = frozenset()
+        self, wanted: Wanted, exclude: frozenset[str], used: list[Offer]
     ) -> AsyncIterator[tuple[Dataset, int, str, bytes]]:
-        """The cache's fetcher: chunks of a root's datasets from its chosen source."""
+        """The cache's fetcher: chunks of a root's datasets from the best source not in
+        ``exclude``, appended to ``used`` (the read it serves blames it, if need be)."""
         root = wanted[0][0].root
         await self.directory.synced.wait()
         offer = next(iter(self.directory.candidates(root, exclude)), None)
         if offer is None:
             raise SourceOffline(f"every source of root {root!r} is offline")
-        self._reading[root] = offer
+        used.append(offer)
         infos = [(ds.info, indices) for ds, indices in wanted]
         try:
             async for n, i, digest, data in Source(self.client, offer.url).chunks(root, infos):
@@ -64,12 +64,15 @@ class ReadPath:
         not match its digest: if that version is gone, DatasetChanged; if not, the source sent
         other bytes (a mirror: not read from for a while) and the read is tried again."""
         exclude: frozenset[str] = frozenset()
+        root = wanted[0][0].root
         for attempt in range(3):
+            used: list[Offer] = []  # the sources this attempt's fetches read from
             try:
-                return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
+                return await self.cache.get_many(
+                    wanted, partial(self.fetch, exclude=exclude, used=used)
+                )
             except SourceOffline as exc:  # that source does not answer: the next one, if any
-                root = wanted[0][0].root
-                offer = self._reading.get(root)
+                offer = used[-1] if used else None
                 if offer is None:
                     raise
                 exclude = exclude | {offer.pub_id}
@@ -78,8 +81,7 @@ class ReadPath:
                         f"every source of root {root!r} is offline ({exc})", root=root
                     ) from exc
             except DigestMismatch as exc:
-                root = wanted[0][0].root
-                offer = self._reading.get(root)
+                offer = used[-1] if used else None
                 if attempt == 2:
                     raise
                 await self.follower.resync(root)
@@ -108,4 +110,4 @@ class ReadPath:
                     )
                     self.directory.distrust(offer, DISTRUST_SECONDS)
                     exclude = exclude | {offer.pub_id}
-        return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude))
+        return await self.cache.get_many(wanted, partial(self.fetch, exclude=exclude, used=[]))

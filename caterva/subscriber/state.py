@@ -153,9 +153,6 @@ class State:
             for id, r, info in self.db.execute(query + " ORDER BY root, path", args)
         ]
 
-    def put_dataset(self, root: str, info: DatasetInfo) -> int:
-        return self.put_datasets(root, [info])[info.path]
-
     def put_datasets(self, root: str, infos: list[DatasetInfo]) -> dict[str, int]:
         """Record new versions of datasets in one statement; path -> dataset id of each (an
         id stays with its path across versions)."""

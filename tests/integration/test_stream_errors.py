@@ -5,7 +5,6 @@ no traceback."""
 from __future__ import annotations
 
 import blosc2
-import httpx
 import numpy as np
 import pytest
 
@@ -13,7 +12,7 @@ from caterva.errors import SourceOffline
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
 from tests.conftest import free_port
-from tests.integration.test_subscriber import wait_until
+from tests.integration.authkit import demo_root
 
 CHUNK = 1 << 17  # int64 items: 1 MiB chunks, so a stream of 48 is several windows
 
@@ -25,25 +24,7 @@ def stack(spawn, tmp_path):
     noise = np.random.default_rng(3).integers(0, 2**63, size=48 * CHUNK, dtype=np.int64)
     blosc2.asarray(noise, urlpath=str(data / "big.b2nd"), mode="w", chunks=(CHUNK,))
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "bro")).url
-    pub = spawn(
-        "pub",
-        "demo",
-        str(data),
-        "--broker",
-        broker,
-        "--http",
-        "127.0.0.1:0",
-        "--statedir",
-        str(tmp_path / "pub"),
-    )
-    sub = spawn(
-        "sub", "--broker", broker, "--http", "127.0.0.1:0", "--statedir", str(tmp_path / "sub")
-    )
-    http = httpx.Client(base_url=f"{sub.url}/v1", timeout=30)
-    wait_until(
-        lambda: any(r["root"] == "demo" and r["online"] for r in http.get("/roots").json()["roots"])
-    )
-    assert http.put("/roots/demo/follow").status_code == 200
+    pub, sub, http = demo_root(spawn, tmp_path, broker, data)
     yield pub, sub, http
     http.close()
 

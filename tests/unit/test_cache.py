@@ -65,7 +65,7 @@ def env(tmp_path):
         info, chunks = make_info(path, nchunks, seed)
         source.data[path] = chunks
         state.follow("r", 0)
-        ds_id = state.put_dataset("r", info)
+        ds_id = state.put_datasets("r", [info])[info.path]
         return next(d for d in state.datasets("r") if d.id == ds_id)
 
     return cache, source, add

@@ -28,7 +28,7 @@ def env(tmp_path):
         info, chunks = make_info(path, nchunks, seed)
         source.data[path] = chunks
         state.follow("r", 0)
-        return Dataset(state.put_dataset("r", info), "r", info)
+        return Dataset(state.put_datasets("r", [info])[info.path], "r", info)
 
     return cache, source, add
 
@@ -148,7 +148,7 @@ def test_accounting_equals_the_index_under_any_interleaving(tmp_path_factory, op
     def create(path: str) -> None:
         info, chunks = make_info(path, 4, seed=rng.randrange(256))
         state.follow("r", 0)
-        current[path] = Dataset(state.put_dataset("r", info), "r", info)
+        current[path] = Dataset(state.put_datasets("r", [info])[info.path], "r", info)
         versions[info.etag] = chunks
 
     async def fetch(wanted):
@@ -181,7 +181,7 @@ def test_accounting_equals_the_index_under_any_interleaving(tmp_path_factory, op
                 info, chunks = make_info(path, 4, seed=rng.randrange(256))
                 versions[info.etag] = chunks
                 cache.drop(ds, ds.info.changed_chunks(info))
-                state.put_dataset("r", info)
+                state.put_datasets("r", [info])[info.path]
                 current[path] = Dataset(ds.id, "r", info)
             elif op == "delete":
                 ds = current.pop(path)

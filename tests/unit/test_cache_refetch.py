@@ -17,7 +17,7 @@ def test_a_chunk_passed_through_can_be_fetched_again_at_once(tmp_path):
     source = FakeSource()
     info, source.data["a"] = make_info("a", 4)
     state.follow("r", 0)
-    ds_id = state.put_dataset("r", info)
+    ds_id = state.put_datasets("r", [info])[info.path]
     ds = next(d for d in state.datasets("r") if d.id == ds_id)
 
     async def again():
