@@ -201,7 +201,7 @@ class DatasetBase:
     def _read_chunks(self, remote: tuple) -> Reader:
         # every byte crosses the wire once, compressed, instead of the decoded array going
         # through the subscriber's HTTP stack and ours (8 chunks, 16 MiB: ~45 ms -> ~20 ms)
-        from caterva.protocol.layout import Gather  # blosc2: only when reading
+        from caterva.protocol.gather import Gather  # blosc2: only when reading
 
         needed = selection.touched_chunks(remote, self.info.chunks, self.info.chunk_grid)
         gather = Gather(self.info, remote)

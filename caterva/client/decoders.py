@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 class Decoders:
     """A client's threads taking chunk frames: one per core, as decompressing is CPU work done
-    without the GIL (protocol/layout.py). Started by the first read that needs them, so a
+    without the GIL (protocol/gather.py). Started by the first read that needs them, so a
     process that never reads chunks (the CLI) never pays for them."""
 
     def __init__(self) -> None:

@@ -1,7 +1,8 @@
 """numpy dtypes <-> JSON, losslessly: what DatasetInfo.dtype holds.
 
-Apart from caterva.protocol.layout (which needs blosc2, ~0.1-0.3 s to import), so a client
-that only decodes arrays, like `caterva show`, loads numpy and nothing heavier.
+Apart from caterva.protocol.layout and caterva.protocol.gather (which need blosc2, ~0.1-0.3 s
+to import), so a client that only decodes arrays, like `caterva show`, loads numpy and nothing
+heavier.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ async def data(
     sel: Annotated[str, Query(description="e.g. `0:10, ::2, -1` or `...`")] = "...",
     field: Annotated[str | None, Query(description="a field of a structured dtype")] = None,
 ) -> Response:
-    from caterva.protocol.layout import dtype_from_json, read_selection
+    from caterva.protocol.dtypes import dtype_from_json
+    from caterva.protocol.gather import read_selection
 
     ds = follower.dataset(root, path)
     key = selection.normalize(selection.parse(sel), ds.info.shape)

@@ -28,7 +28,8 @@ from caterva.errors import (
     UnknownRoot,
 )
 from caterva.protocol import rest, selection
-from caterva.protocol.layout import describe, read_selection
+from caterva.protocol.gather import read_selection
+from caterva.protocol.layout import describe
 from caterva.protocol.metadata import Manifest
 
 URL = "http://sub.test"

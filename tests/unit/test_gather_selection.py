@@ -1,4 +1,4 @@
-"""layout.Gather (the Python client's decoder) equals numpy, like read_selection: any chunk
+"""gather.Gather (the Python client's decoder) equals numpy, like read_selection: any chunk
 and block shapes (blocks that split a chunk's rows reorder its bytes), any steps, ints, empty
 selections and empty arrays, with chunks added in any order from several threads at once."""
 
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from caterva.protocol import selection
-from caterva.protocol.layout import Gather, describe
+from caterva.protocol.gather import Gather
+from caterva.protocol.layout import describe
 
 REC = np.dtype([("id", "<i2"), ("t", "<f8"), ("pos", "<f4", (2,))])
 

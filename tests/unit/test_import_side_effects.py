@@ -19,8 +19,8 @@ def value_after(code: str) -> str:
 @pytest.mark.parametrize(
     "statement",
     [
-        "import caterva.protocol.layout",
-        "import caterva.client, caterva.protocol.layout",
+        "import caterva.protocol.layout, caterva.protocol.gather",
+        "import caterva.client, caterva.protocol.gather",
     ],
 )
 def test_importing_the_layout_keeps_blosc2_s_gil_setting(statement):
@@ -32,7 +32,8 @@ def test_decoding_on_threads_releases_the_gil():
     """Gather decodes on worker threads (a client's, a subscriber's): blosc2 drops the GIL."""
     code = (
         "import blosc2, numpy as np\n"
-        "from caterva.protocol.layout import Gather, describe\n"
+        "from caterva.protocol.gather import Gather\n"
+        "from caterva.protocol.layout import describe\n"
         "a = blosc2.asarray(np.arange(20.0), chunks=(10,), blocks=(5,))\n"
         "info = describe(a, 'a.b2nd', 'b2nd', size=0, mtime=0)\n"
         "Gather(info, (slice(0, 20, 1),))\n"

@@ -27,7 +27,7 @@ def loaded_after(statement: str) -> set[str]:
         "import caterva",
         "import caterva.client",
         "from caterva.client import Client, AsyncClient",
-        "import caterva.protocol.rest, caterva.protocol.seal, caterva.protocol.layout",
+        "import caterva.protocol.rest, caterva.protocol.seal, caterva.protocol.gather",
         "import caterva.cli.app",
     ],
 )
