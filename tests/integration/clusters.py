@@ -124,7 +124,7 @@ def missing(kind: str) -> list[str]:
         out.append("redis-server (apt-get install redis-server)")
     if not shutil.which("node"):
         out.append("node (apt-get install nodejs npm)")
-    if not (NODE_DIR / "node_modules" / "aedes").is_dir():
+    if not (NODE_DIR / "node_modules" / ".package-lock.json").is_file():  # npm writes it last
         out.append("the Aedes packages (npm ci in tests/cluster)")
     return out
 
