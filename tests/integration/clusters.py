@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from caterva.broker.mosquitto import config_text, find_binary
+from caterva.broker.mosquitto import _die_with_parent, config_text, find_binary
 from caterva.errors import CatervaError
 from caterva.protocol import topics
 from caterva.protocol.messages import Status
@@ -44,7 +44,11 @@ class Process:
     def __init__(self, argv: list[str], log: Path, marker: str) -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent(),  # no node left behind if the test run is killed
         )
         self._ready = threading.Event()
         threading.Thread(target=self._read, args=(marker,), daemon=True).start()
