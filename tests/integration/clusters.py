@@ -89,7 +89,7 @@ class Cluster:
         self.kind, self.dir = kind, directory
         self.processes: list[Process] = []
         self.a = self.b = ""
-        self._node_a: Process | None = None
+        self.node_a: Process | None = None
 
     def start(self, argv: list[str], name: str, marker: str) -> Process:
         process = Process(argv, self.dir / f"{name}.log", marker)
@@ -99,7 +99,7 @@ class Cluster:
 
     def kill_a(self) -> None:
         """Crash node A."""
-        self._node_a.kill()
+        self.node_a.kill()
 
     def wait_a_lost(self, pub_id: str) -> None:
         """Until B shows it knows A is gone: its bridge is down (Mosquitto); it has published
@@ -170,7 +170,7 @@ def _mosquitto_bridge(cluster: Cluster) -> None:
         node = cluster.start([find_binary(), "-c", str(conf)], f"node-{name}", " running")
         setattr(cluster, name, f"mqtt://127.0.0.1:{port}")
         if name == "a":
-            cluster._node_a = node
+            cluster.node_a = node
     wait_bridge(cluster.b, up=True)
 
 
@@ -201,7 +201,7 @@ def _aedes_redis(cluster: Cluster, heartbeat_ms: int) -> None:
         node = cluster.start(argv, f"node-{name}", "caterva-test aedes ready")
         setattr(cluster, name, f"mqtt://127.0.0.1:{port}")
         if name == "a":
-            cluster._node_a = node
+            cluster.node_a = node
 
 
 def retained_status(broker: str, pub_id: str, state: str, timeout: float = 30) -> None:
