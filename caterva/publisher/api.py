@@ -28,8 +28,10 @@ async def _stats(request: Request) -> Stats:
 
 
 async def count(request: Request) -> None:
-    """Count a request to a source route by the route's name (manifest, chunk, ...)."""
-    request.state.stats.endpoint(request.scope["route"].name)
+    """Count a request to a source route by its route's name (manifest, chunk, ...); both
+    batches count as "chunks"."""
+    name = request.scope["route"].name
+    request.state.stats.endpoint("chunks" if name == "many_chunks" else name)
 
 
 CatalogDep = Annotated[Catalog, Depends(_catalog)]

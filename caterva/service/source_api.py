@@ -317,7 +317,6 @@ def router(root_errors: Sequence[int] = (), read_errors: Sequence[int] = ()) -> 
             **responses(*on_read, 413),
         },
         openapi_extra=body_doc(ChunkLists),
-        name="chunks",  # one endpoint with the GET batch (the publisher's counters)
     )
     async def many_chunks(root: Root, body: ChunkListsBody, source: SourceDep) -> StreamingResponse:
         groups = await source.chunks(batch_of_many(body, source, root))
