@@ -19,17 +19,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from caterva.publisher import api
 from caterva.publisher.announce import Announcer
-from caterva.publisher.api import router
 from caterva.publisher.catalog import Catalog
 from caterva.publisher.notify import Changes
 from caterva.publisher.settings import Settings
 from caterva.publisher.signing import Sealer, load_key
+from caterva.publisher.source import CatalogSource
 from caterva.publisher.stats import Stats, StatsMiddleware
 from caterva.publisher.store import Store
-from caterva.service import http
+from caterva.service import http, source_api
 from caterva.service.runner import ready
 
 log = logging.getLogger("caterva.publisher")
@@ -82,11 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
                 watch(catalog, announcer, settings, changes if watching else None)
             )
             ready("publisher", settings.url)
+            stats = Stats()
             yield {
                 "settings": settings,
                 "catalog": catalog,
                 "announcer": announcer,
-                "stats": Stats(),
+                "stats": stats,
+                "source": CatalogSource(catalog, stats),
             }
         finally:
             if watcher is not None:
@@ -105,7 +108,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     http.install(app)
     app.add_middleware(StatsMiddleware)
-    app.include_router(router)
+    app.include_router(source_api.router(read_errors=(503,)), dependencies=[Depends(api.count)])
+    app.include_router(api.router)
     return app
 
 

@@ -36,7 +36,8 @@ from caterva.publisher import plainfiles
 from caterva.publisher.openfiles import OpenFiles
 from caterva.publisher.store import StatKey
 from caterva.publisher.tree import Found, Tree
-from caterva.publisher.versions import Versions, compress
+from caterva.publisher.versions import Versions
+from caterva.service.source_api import compress
 
 log = logging.getLogger("caterva.publisher")
 

@@ -20,10 +20,10 @@ service itself, not a CDN: caterva runs on LANs, often without internet.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from caterva import config
-from caterva.errors import BadRequest, BodyTooLarge, CatervaError, ChunkOutOfRange
+from caterva.errors import BadRequest, BodyTooLarge, CatervaError
 from caterva.protocol import rest
 
 log = logging.getLogger("caterva.http")
@@ -65,17 +65,6 @@ class ErrorBody(BaseModel):
     """The body of every error response."""
 
     error: ErrorDetail
-
-
-class ChunkList(BaseModel):
-    path: str
-    i: str  # chunk indices, e.g. `0-7,12`
-
-
-class ChunkLists(BaseModel):
-    """The body of ``POST /v1/roots/{root}/chunks`` (caterva.protocol.rest), on any source."""
-
-    datasets: list[ChunkList]
 
 
 B = TypeVar("B", bound=BaseModel)
@@ -141,52 +130,6 @@ def _inline(model: type[BaseModel]) -> dict[str, Any]:
         return [inline(v) for v in node] if isinstance(node, list) else node
 
     return inline(schema)
-
-
-ChunkListsBody = Annotated[ChunkLists, Depends(json_body(ChunkLists))]
-
-
-D = TypeVar("D")  # a source's dataset: anything with .path and .info
-
-
-def batch_indices(dataset: Any, text: str) -> list[int]:
-    """The chunk indices a batch asks of ``dataset``, refused before anything streams (a
-    status can no longer change once bytes flow)."""
-    indices = rest.parse_indices(text)
-    beyond = [n for n in indices if n >= dataset.info.nchunks]
-    if beyond:
-        raise ChunkOutOfRange(
-            f"chunk {beyond[0]} out of range: {dataset.path!r} has {dataset.info.nchunks} chunks",
-            index=beyond[0],
-            nchunks=dataset.info.nchunks,
-        )
-    return indices
-
-
-def batch_of_many(body: ChunkLists, lookup: Callable[[str], D]) -> list[tuple[D, list[int]]]:
-    """(dataset, indices) of a multi-dataset batch, every one checked up front."""
-    wanted, total = [], 0
-    for item in body.datasets:
-        dataset = lookup(item.path)
-        wanted.append((dataset, batch_indices(dataset, item.i)))
-        total += len(wanted[-1][1])
-        if total > rest.MAX_BATCH:
-            raise BadRequest(f"too many chunks in one request (at most {rest.MAX_BATCH})")
-    if not wanted:
-        raise BadRequest("no datasets listed")
-    return wanted
-
-
-async def frames_to_the_end(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """A batch stream's frames; a caterva error once they flow (a source gone offline midway)
-    ends it with an error frame the client raises, and one log line: not a cut connection
-    and two tracebacks ("response already started")."""
-    try:
-        async for piece in frames:
-            yield piece
-    except CatervaError as exc:
-        log.warning("a chunk stream ended early: %s", exc)
-        yield rest.error_frame(exc)
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

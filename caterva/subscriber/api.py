@@ -1,5 +1,5 @@
-"""The subscriber's client API: health, stats, roots, follow, dataset info, selections as
-.npy, change events. The source API it also serves is in source.py."""
+"""The subscriber's client API: health, stats, roots, follow, selections as .npy, change
+events. The source API it also serves (dataset info, chunks, files) is in source.py."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ from caterva.errors import BadSelection
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.service.auth import may_read, readable, require_every, require_grant
-from caterva.service.http import (
-    BYTES,
-    responses,
-)
+from caterva.service.http import BYTES, responses
 from caterva.subscriber.deps import CacheDep, EventsDep, FollowerDep, ReadDep, Root
 from caterva.subscriber.npy import NPY, NpyResponse
 
@@ -112,17 +109,6 @@ async def follow(root: Root, follower: FollowerDep) -> dict:
 async def unfollow(root: Root, follower: FollowerDep) -> dict:
     await follower.unfollow(root)
     return {"root": root, "followed": False}
-
-
-@router.get(
-    "/roots/{root}/info/{path:path}",
-    summary="Dataset info, with how much is cached",
-    responses=responses(400, 404, 409),
-)
-async def info(root: Root, path: str, follower: FollowerDep, cache: CacheDep) -> dict:
-    ds = follower.dataset(root, path)
-    chunks, nbytes = cache.state.cached(ds.id)
-    return {**ds.info.to_dict(), "cached": {"chunks": chunks, "bytes": nbytes}}
 
 
 @router.get(

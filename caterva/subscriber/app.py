@@ -23,8 +23,8 @@ from fastapi import Depends, FastAPI
 from caterva import logs
 from caterva.mqtt import BrokerURL, Bus
 from caterva.protocol.topics import check_pub_id
-from caterva.service import auth, http, runner
-from caterva.subscriber import api, source, upstream
+from caterva.service import auth, http, runner, source_api
+from caterva.subscriber import api, upstream
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory
 from caterva.subscriber.events import Events
@@ -33,6 +33,7 @@ from caterva.subscriber.inbox import Inbox
 from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
 from caterva.subscriber.read import ReadPath
 from caterva.subscriber.settings import SubscriberSettings
+from caterva.subscriber.source import FollowedSource
 from caterva.subscriber.state import State
 from caterva.subscriber.trust import Trust
 
@@ -50,6 +51,7 @@ class Parts(TypedDict):
     cache: Cache
     bus: Bus  # our own broker's
     mirror: Mirror | None
+    source: FollowedSource  # what the source API serves
 
 
 def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
@@ -72,7 +74,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     http.install(app)
     app.add_middleware(LoopGuard)
     app.include_router(api.router)
-    app.include_router(source.router)
+    app.include_router(source_api.router(root_errors=(409,), read_errors=(502, 503)))
     auth.install(app, settings.security, settings.statedir)  # --auth, --require-token
     return app
 
@@ -135,5 +137,11 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
     )
     return Parts(
-        follower=follower, read=read, events=events, cache=cache, bus=buses[0], mirror=mirror
+        follower=follower,
+        read=read,
+        events=events,
+        cache=cache,
+        bus=buses[0],
+        mirror=mirror,
+        source=FollowedSource(follower, read, cache),
     )

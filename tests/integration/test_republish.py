@@ -26,6 +26,8 @@ from caterva.broker.mosquitto import SBIN
 from caterva.mqtt import BrokerURL
 from caterva.protocol import rest, topics
 from tests.conftest import ROOT, free_port
+from tests.integration.authkit import demo_root
+from tests.integration.source_contract import SourceContract
 from tests.integration.test_subscriber import GRID, event_stream, make_root, next_event
 
 LAN_ENGINE = "mosquitto" if shutil.which("mosquitto", path=":".join(SBIN)) else "amqtt"
@@ -319,92 +321,24 @@ def test_two_mirrors_that_follow_each_other_do_not_loop(spawn, tmp_path):
     assert r.status_code == 503 and r.json()["error"]["code"] == "source_offline"
 
 
-def test_a_mirror_serves_the_publishers_source_api(spawn, tmp_path):
-    lan = Lan(spawn, tmp_path, b=False)
-    lan.a.wait_root(online=True)
-    lan.a.follow()
-    origin = httpx.Client(base_url=lan.origin.url, timeout=10)
-    mirror = httpx.Client(base_url=lan.a.url, timeout=10)
-    both = (origin, mirror)
+class TestMirrorSource(SourceContract):
+    """A republishing subscriber holds to the source contract (source_contract.py)."""
 
-    manifests = [c.get(rest.manifest("demo")) for c in both]
-    etag = manifests[0].headers["etag"]
-    assert [m.headers["etag"] for m in manifests] == [etag, etag]
-    assert manifests[0].json()["datasets"] == manifests[1].json()["datasets"]
-    for header in (etag, f"W/{etag}", f'"stale", {etag}'):
-        assert [
-            c.get(rest.manifest("demo"), headers={"If-None-Match": header}).status_code
-            for c in both
-        ] == [304, 304], header
+    KEEPS_HISTORY = False  # a mirror answers since= with the full manifest
 
-    for i in (0, 7, 11):
-        got = [c.get(rest.chunk("demo", "grid.b2nd", i)) for c in both]
-        assert got[0].content == got[1].content
-        assert got[0].headers[rest.DIGEST_HEADER] == got[1].headers[rest.DIGEST_HEADER]
+    def start(self, spawn, tmp, data):
+        broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")).url
+        pub, sub, http = demo_root(spawn, tmp, broker, data, sub_args=("--republish",))
+        http.close()
+        return {"source": sub.url, "origin": pub.url}
 
-    def frames(client):
-        reader = rest.BatchReader((i, 2**30) for i in (5, 0, 1, 2))  # in the order asked
-        with client.stream("GET", rest.chunks("demo", "noise.b2nd"), params={"i": "5,0-2,1"}) as r:
-            assert r.headers["content-type"] == rest.BATCH_TYPE
-            out = [f for part in r.iter_bytes() for f in reader.feed(part)]
-        reader.close()
-        return out
-
-    assert frames(origin) == frames(mirror) and [i for i, _, _ in frames(mirror)] == [5, 0, 1, 2]
-
-    # many datasets in one stream: each one's frames in turn, as its own GET batch would send
-    wanted = [{"path": "docs/notes.txt", "i": "0"}, {"path": "grid.b2nd", "i": "11,0-1"}]
-    many = [c.post(rest.chunks_of_many("demo"), json={"datasets": wanted}) for c in both]
-    assert many[0].status_code == 200 and many[0].content == many[1].content
-    got = list(rest.BatchReader((i, 2**30) for i in (0, 11, 0, 1)).feed(many[0].content))
-    assert [i for i, _, _ in got] == [0, 11, 0, 1]
-    single = origin.get(rest.chunks("demo", "grid.b2nd"), params={"i": "11,0-1"}).content
-    assert b"".join(rest.frame_header(i, data, d) + data for i, d, data in got[1:]) == single
-    bad_bodies = [
-        ({"datasets": [{"path": "missing.b2nd", "i": "0"}]}, 404, "unknown_dataset"),
-        ({"datasets": [{"path": "grid.b2nd", "i": "12"}]}, 404, "chunk_out_of_range"),
-        ({"datasets": [{"path": "../secret.txt", "i": "0"}]}, 400, "invalid_name"),
-        ({"datasets": [{"path": "grid.b2nd", "i": "0-11"}] * 400}, 400, "bad_request"),
-        ({"datasets": []}, 400, "bad_request"),
-        ({"paths": ["grid.b2nd"]}, 400, "bad_request"),
-    ]
-    for body, status, code in bad_bodies:
-        for client in both:
-            r = client.post(rest.chunks_of_many("demo"), json=body)
-            assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
-
-    notes = "docs/notes.txt"
-    for client in both:
-        part = client.get(rest.file("demo", notes), headers={"Range": "bytes=8-12"})
-        assert (part.status_code, part.content) == (206, b"notes")
-        whole = client.get(rest.file("demo", "grid.b2nd"))
-        part = client.get(rest.file("demo", "grid.b2nd"), headers={"Range": "bytes=100-299"})
-        assert part.status_code == 206 and part.content == whole.content[100:300]
-        size = len(whole.content)
-        assert np.array_equal(blosc2.ndarray_from_cframe(whole.content)[:], GRID)
-        beyond = client.get(rest.file("demo", "grid.b2nd"), headers={"Range": f"bytes={size}-"})
-        assert (beyond.status_code, beyond.json()["error"]["code"]) == (
-            416,
-            "range_not_satisfiable",
-        )
-
-    cases = [
-        (rest.manifest("other"), 404, "unknown_root"),
-        ("/v1/roots/bad+root/manifest", 400, "invalid_name"),
-        (rest.info("demo", "missing.b2nd"), 404, "unknown_dataset"),
-        ("/v1/roots/demo/info/%2E%2E/secret.txt", 400, "invalid_name"),
-        (rest.chunk("demo", "grid.b2nd", 12), 404, "chunk_out_of_range"),
-        (rest.chunk("demo", "grid.b2nd", -1), 404, "chunk_out_of_range"),
-        ("/v1/roots/demo/chunk/one/grid.b2nd", 400, "bad_request"),
-        (rest.chunks("demo", "grid.b2nd") + "?i=0-99", 404, "chunk_out_of_range"),
-        (rest.chunks("demo", "grid.b2nd") + "?i=3-1", 400, "bad_request"),
-        (rest.chunks("demo", "grid.b2nd"), 400, "bad_request"),
-        ("/v1/nothing/here", 404, "not_found"),
-    ]
-    for url, status, code in cases:
-        for client in both:
-            r = client.get(url)
-            assert (url, r.status_code, r.json()["error"]["code"]) == (url, status, code)
-    assert [c.post(rest.manifest("demo")).json()["error"]["code"] for c in both] == [
-        "method_not_allowed"
-    ] * 2
+    def test_a_mirror_serves_what_its_origin_serves(self, served):
+        mirror, origin = served.client, httpx.Client(base_url=served.urls["origin"], timeout=10)
+        manifests = [c.get(rest.manifest("demo")) for c in (origin, mirror)]
+        assert manifests[0].headers["etag"] == manifests[1].headers["etag"]
+        assert manifests[0].json()["datasets"] == manifests[1].json()["datasets"]
+        assert manifests[0].json()["seal"] == manifests[1].json()["seal"]
+        for i in (0, 3, 5):
+            got = [c.get(rest.chunk("demo", "a.b2nd", i)) for c in (origin, mirror)]
+            assert got[0].content == got[1].content
+            assert got[0].headers[rest.DIGEST_HEADER] == got[1].headers[rest.DIGEST_HEADER]

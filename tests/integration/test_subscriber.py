@@ -283,10 +283,7 @@ def test_bad_requests_get_json_errors(stack):
         "/roots/demo/data/grid.b2nd?sel=0:2,0:2,0:2": (400, "bad_selection"),
         "/roots/demo/data/grid.b2nd?sel=__import__('os')": (400, "bad_selection"),
         "/roots/demo/data/grid.b2nd?sel=99": (400, "bad_selection"),
-        "/roots/demo/chunk/12/grid.b2nd": (404, "chunk_out_of_range"),
-        "/roots/demo/chunks/grid.b2nd?i=0-x": (400, "bad_request"),
         "/roots/demo/data/..%2F..%2Fetc%2Fpasswd": (400, "invalid_name"),
-        "/roots/b%2Fc/manifest": (404, "not_found"),
         "/nowhere": (404, "not_found"),
     }
     for url, (status, code) in cases.items():
