@@ -49,6 +49,7 @@ class Parts(TypedDict):
     events: Events
     cache: Cache
     bus: Bus  # our own broker's
+    buses: list[Bus]  # every broker's, ours first
     mirror: Mirror | None
 
 
@@ -59,7 +60,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
             parts = await start(settings, url, stack)
             loop = asyncio.get_running_loop()
             app.state.on_exit = [lambda: parts["events"].close(loop)]
-            runner.ready("subscriber", url)
+            await runner.ready_with_brokers("subscriber", url, parts["buses"])
             yield parts
 
     app = FastAPI(
@@ -135,5 +136,11 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
     )
     return Parts(
-        follower=follower, read=read, events=events, cache=cache, bus=buses[0], mirror=mirror
+        follower=follower,
+        read=read,
+        events=events,
+        cache=cache,
+        bus=buses[0],
+        buses=buses,
+        mirror=mirror,
     )
