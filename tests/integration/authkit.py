@@ -178,9 +178,11 @@ def demo_root(
     sub_args: tuple[str, ...] = (),
     sub_env: dict[str, str] | None = None,
     follow: bool = True,
+    sub_broker: str | None = None,
 ):
     """A publisher of ``data`` (a tiny root by default) as root demo and a subscriber that
-    follows it: (publisher, subscriber, an httpx client of the subscriber's /v1)."""
+    follows it (on ``sub_broker``, if given, else on the publisher's): (publisher,
+    subscriber, an httpx client of the subscriber's /v1)."""
     data = data or tiny_root(tmp_path / "data")
     pub = spawn(
         "pub",
@@ -197,7 +199,7 @@ def demo_root(
     sub = spawn(
         "sub",
         "--broker",
-        broker,
+        sub_broker or broker,
         "--http",
         "127.0.0.1:0",
         "--statedir",

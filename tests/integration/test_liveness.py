@@ -5,14 +5,17 @@ read fail while a real source answers."""
 from __future__ import annotations
 
 import io
+import time
 
 import httpx
 import numpy as np
+import pytest
 
 from caterva.protocol import topics
 from caterva.protocol.messages import Status
 from tests.conftest import free_port
 from tests.integration.authkit import GRID, cli, demo_root
+from tests.integration.bridge import bridged
 from tests.integration.fakes import Silent, announce, mqtt
 from tests.integration.test_subscriber import wait_until
 
@@ -65,3 +68,69 @@ def test_a_stale_mirror_never_fails_a_follow_while_the_origin_answers(spawn, tmp
     assert done.returncode == 0, done.stderr
     assert "unreachable" not in done.stdout + done.stderr
     assert http.get("/roots").json()["roots"][0]["followed"]
+
+
+def reader(http: httpx.Client):
+    def read(rows: str) -> httpx.Response:
+        return http.get("/roots/demo/data/grid.b2nd", params={"sel": f"{rows}, :"})
+
+    return read
+
+
+def source_of(http: httpx.Client) -> dict:
+    return http.get("/roots").json()["roots"][0]["sources"][0]
+
+
+def assert_stale_cache_served_and_the_rest_offline(read) -> None:
+    cached = read("0:10")
+    assert cached.status_code == 200, cached.text
+    assert np.array_equal(np.load(io.BytesIO(cached.content)), GRID[0:10])
+    uncached = read("20:30")
+    assert uncached.status_code == 503, uncached.text
+    assert uncached.json()["error"]["code"] == "source_offline"
+
+
+def test_with_its_broker_gone_a_subscriber_learns_liveness_by_probe(spawn, tmp_path):
+    """Our only broker dies (the publisher's last will with it): the publisher is probed over
+    HTTP, so reads go on; then the publisher dies too: offline within presence_ttl, cached
+    chunks served, uncached reads fail as offline."""
+    broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "b"))
+    ttl = {"CATERVA_PRESENCE_TTL": "2s"}  # what was heard is checked this often
+    pub, sub, http = demo_root(spawn, tmp_path, broker.url, sub_env=ttl)
+    read = reader(http)
+    assert read("0:10").status_code == 200
+    broker.kill()
+    wait_until(lambda: not httpx.get(f"{sub.url}/v1/health").json()["broker_connected"])
+    wait_until(lambda: source_of(http)["learned"] == "probe")
+    assert source_of(http)["online"]
+    assert read("10:20").status_code == 200  # uncached, from the publisher
+    pub.kill()
+    wait_until(lambda: not source_of(http)["online"], timeout=15)
+    offline = source_of(http)
+    assert offline["learned"] == "probe" and time.time() - 15 < offline["since"] < time.time()
+    assert_stale_cache_served_and_the_rest_offline(read)
+
+
+@pytest.mark.mosquitto
+def test_bridged_node_a_dies_then_the_publisher(spawn, tmp_path):
+    """Mosquitto bridge, publisher on node A, subscriber on node B. Node A dies (the last will
+    with it): reads keep working. Then the publisher is killed: B still holds its retained
+    "online", yet the subscriber, probing what it has not heard of for a while, marks it
+    offline, serves cached chunks and fails the rest as offline."""
+    with bridged(tmp_path) as (node_a, node_b):
+        pub, sub, http = demo_root(
+            spawn,
+            tmp_path,
+            node_a.url,
+            sub_broker=node_b.url,
+            sub_env={"CATERVA_PRESENCE_TTL": "2s"},
+        )
+        read = reader(http)
+        assert read("0:10").status_code == 200
+        node_a.kill()
+        assert read("10:20").status_code == 200  # uncached, from the publisher
+        pub.kill()
+        wait_until(lambda: not source_of(http)["online"], timeout=15)
+        assert source_of(http)["learned"] == "probe"
+        assert httpx.get(f"{sub.url}/v1/health").json()["broker_connected"]
+        assert_stale_cache_served_and_the_rest_offline(read)
