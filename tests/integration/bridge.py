@@ -10,6 +10,8 @@ may take its place.
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -30,11 +32,21 @@ class Node:
         port = free_port()
         statedir.mkdir(parents=True)
         conf = statedir / "mosquitto.conf"
-        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "log_dest stderr", *extra]
+        lines = [
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            "log_dest stderr",
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",  # as root it would become "mosquitto"
+            *extra,
+        ]
         conf.write_text("\n".join([*lines, ""]))
-        with open(statedir / "mosquitto.log", "wb") as log:
-            self.proc = subprocess.Popen([find_binary(), "-c", str(conf)], stderr=log)
+        self.conf, self.log = conf, statedir / "mosquitto.log"
         self.port, self.url = port, f"mqtt://127.0.0.1:{port}"
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([find_binary(), "-c", str(self.conf)], stderr=log)
 
     def wait(self, subscribe: str | None = None, timeout: float = 30) -> None:
         """Until it takes connections (and, given ``subscribe``, a "1" arrives there)."""
@@ -67,7 +79,13 @@ class Node:
 def bridged(statedir: Path) -> Iterator[tuple[Node, Node]]:
     """Nodes A and B, B bridged to A, for the ``with`` block."""
     with ExitStack() as stack:
-        a = Node(statedir / "node-a")
+        # A saves its retained messages every second: they outlive a crash, as in the field
+        a = Node(
+            statedir / "node-a",
+            "persistence true",
+            f"persistence_location {statedir / 'node-a'}/",
+            "autosave_interval 1",
+        )
         stack.callback(a.stop)
         a.wait()
         bridge = ["connection node-a", f"address 127.0.0.1:{a.port}", "topic caterva/# both 1"]
