@@ -1,8 +1,9 @@
 """A service as a child process, and the one line that says it is ready.
 
 Every service prints ``caterva <service> ready <url>`` on stdout once it accepts requests
-(``ready_line``). Whoever starts one (``caterva demo``, the tests, the benchmarks) waits for
-that line instead of sleeping, and a service bound to port 0 tells its real port that way.
+(``ready_line``), perhaps followed by a note for humans: ``(broker mqtt://... connected)``.
+Whoever starts one (``caterva demo``, the tests, the benchmarks) waits for that line instead
+of sleeping, and a service bound to port 0 tells its real port that way.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from pathlib import Path
 from caterva.errors import Unavailable
 
 
-def ready_line(service: str, url: str) -> str:
-    return f"caterva {service} ready {url}"
+def ready_line(service: str, url: str, note: str = "") -> str:
+    return f"caterva {service} ready {url}" + (f" ({note})" if note else "")
 
 
 def parse_ready(line: str) -> str | None:
     """The URL of a ready line, else None."""
     parts = line.split()
-    if len(parts) == 4 and parts[0] == "caterva" and parts[2] == "ready":
+    if len(parts) >= 4 and parts[0] == "caterva" and parts[2] == "ready":
         return parts[3]
     return None
 

@@ -66,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "max_body": "4MiB",  # the largest request body `pub` and `sub` read (413 beyond)
     "max_source_json": "64MiB",  # the largest manifest or info a subscriber reads from a source
     "source_timeout": "10s",  # how long a source may send nothing before it counts as offline
+    # how long a subscriber believes a source's MQTT status without news; then it probes it
+    "presence_ttl": "60s",
 }
 
 # files in a subscriber's state directory, unless the settings users / token_secret_file say

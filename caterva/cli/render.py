@@ -127,21 +127,41 @@ def vlmeta_value(value: Any) -> str:
 # --- roots and datasets ---------------------------------------------------------------------
 
 
-def roots_table(roots: Sequence[RootInfo]) -> RenderableType:
+def roots_table(roots: Sequence[RootInfo], now: float | None = None) -> RenderableType:
     if not roots:
         return Text("no roots known yet: is a publisher running on the subscriber's broker?")
+    now = time.time() if now is None else now
     table = Table(box=None, header_style="bold")
-    for column in ("root", "online", "followed", "datasets", "source"):
+    for column in ("root", "online", "learned", "followed", "datasets", "source"):
         table.add_column(column, justify="right" if column == "datasets" else "left")
     for r in roots:
         table.add_row(
             plain(r.name, style="bold"),
             Text("yes", style="green") if r.online else Text("no", style="red"),
+            plain(learned_text(r, now), style="dim"),
             "yes" if r.followed else "no",
             str(r.datasets),
             plain(source_text(r)),
         )
     return table
+
+
+def learned_text(root: RootInfo, now: float) -> str:
+    """How the state of the root's source was learned, and when: "probe 5s ago"."""
+    source = next((s for s in root.sources if s.get("pub_id") == root.source_id), None)
+    since = source.get("since") if source else None
+    if not isinstance(since, (int, float)):
+        return "-"
+    return f"{source.get('learned', '?')} {age_text(now - since)} ago"
+
+
+def age_text(seconds: float) -> str:
+    """A duration, roughly: 5s, 2m, 3h, 4d."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
 
 
 def source_text(root: RootInfo) -> str:

@@ -31,7 +31,7 @@ from caterva.publisher.source import CatalogSource
 from caterva.publisher.stats import Stats, StatsMiddleware
 from caterva.publisher.store import Store
 from caterva.service import http, source_api
-from caterva.service.runner import ready
+from caterva.service.runner import ready_with_brokers
 
 log = logging.getLogger("caterva.publisher")
 
@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
             watcher = asyncio.create_task(
                 watch(catalog, announcer, settings, changes if watching else None)
             )
-            ready("publisher", settings.url)
+            await ready_with_brokers("publisher", settings.url, [announcer.bus])
             stats = Stats()
             yield {
                 "settings": settings,

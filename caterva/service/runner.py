@@ -1,17 +1,23 @@
 """Run an ASGI app under uvicorn: bind first (so port 0 works and a taken port is a clear
-error), print one ready line for humans and test harnesses, shut down on SIGINT/SIGTERM."""
+error), print one ready line for humans and test harnesses (saying too whether the MQTT
+broker is connected), shut down on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import socket
 import sys
+from collections.abc import Sequence
 
 import uvicorn
 
 from caterva import logs
 from caterva.child import ready_line
-from caterva.errors import Unavailable
+from caterva.errors import BrokerUnavailable, Unavailable
+from caterva.mqtt import Bus
+
+BROKER_WAIT = 1.0  # seconds the ready line waits for a broker (a reachable one takes ms)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -35,9 +41,23 @@ def url_of(sock: socket.socket, scheme: str = "http") -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-def ready(service: str, url: str) -> None:
+def ready(service: str, url: str, note: str = "") -> None:
     """The line whoever started us waits for (caterva/child.py)."""
-    print(ready_line(service, url), flush=True)
+    print(ready_line(service, url, note), flush=True)
+
+
+async def ready_with_brokers(service: str, url: str, buses: Sequence[Bus]) -> None:
+    """The ready line (HTTP is up), once each broker is connected or BROKER_WAIT has passed:
+    it says which are. Those that connect later say so in the log (caterva/mqtt.py)."""
+
+    async def state(bus: Bus) -> str:
+        try:
+            await bus.wait_connected(BROKER_WAIT)
+        except BrokerUnavailable:
+            return f"broker {bus.url} not connected"
+        return f"broker {bus.url} connected"
+
+    ready(service, url, ", ".join(await asyncio.gather(*map(state, buses))))
 
 
 # glibc malloc settings (mallopt parameter numbers from malloc.h)

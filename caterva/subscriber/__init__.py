@@ -9,6 +9,7 @@ from pathlib import Path
 from caterva.config import (
     listen_address,
     lock_statedir,
+    parse_duration,
     parse_size,
     setting,
     setting_list,
@@ -55,6 +56,7 @@ def run(
         prefer=tuple(setting_list("prefer", prefer)),
         trusted=read_trust_file(path) if (path := setting("trust_file", trust_file)) else {},
         pub_id=setting("pub_id", pub_id),
+        presence_ttl=parse_duration(setting("presence_ttl")),
         security=security or Security(),
     )
     for url in (*settings.brokers, settings.republish_broker):

@@ -83,6 +83,7 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
                         "hops": o.announcement.hops,
                         "broker": o.broker,
                         "learned": o.learned,  # online as the broker says, or as HTTP showed
+                        "since": o.since,  # when that was learned (Unix time), or None
                     }
                     for o in offers
                 ],

@@ -2,7 +2,8 @@
 
     state (SQLite) -> cache (chunk files; reconciled after a crash) -> upstream HTTP client
     -> discovery + trust + follower (+ its events) + read path -> inbox (MQTT in) on every
-    broker -> mirror (MQTT out, with --republish) -> ready
+    broker -> prober (HTTP, of sources MQTT cannot vouch for) -> mirror (MQTT out, with
+    --republish) -> ready
 
 Each part is registered with an AsyncExitStack as soon as it exists, so a start that fails
 halfway releases what it had, and a stop releases everything last-in first-out. What the
@@ -31,6 +32,7 @@ from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.inbox import Inbox
 from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
+from caterva.subscriber.probe import Prober
 from caterva.subscriber.read import ReadPath
 from caterva.subscriber.settings import SubscriberSettings
 from caterva.subscriber.source import FollowedSource
@@ -50,6 +52,7 @@ class Parts(TypedDict):
     events: Events
     cache: Cache
     bus: Bus  # our own broker's
+    buses: list[Bus]  # every broker's, ours first
     mirror: Mirror | None
     source: FollowedSource  # what the source API serves
 
@@ -61,7 +64,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
             parts = await start(settings, url, stack)
             loop = asyncio.get_running_loop()
             app.state.on_exit = [lambda: parts["events"].close(loop)]
-            runner.ready("subscriber", url)
+            await runner.ready_with_brokers("subscriber", url, parts["buses"])
             yield parts
 
     app = FastAPI(
@@ -96,7 +99,12 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     hooks = {"request": [via_hook(pub_id)]} if pub_id else None
     client = upstream.new_client(event_hooks=hooks, **settings.security.source_client_options())
     stack.push_async_callback(client.aclose)
-    directory = Directory(self_id=pub_id, prefer=settings.prefer, seed=state.identity())
+    directory = Directory(
+        self_id=pub_id,
+        prefer=settings.prefer,
+        seed=state.identity(),
+        presence_ttl=settings.presence_ttl,
+    )
     events = Events()
     follower = Follower(state, cache, directory, client, events, Trust(state, settings.trusted))
     read = ReadPath(follower, cache, directory, client)
@@ -106,6 +114,9 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     buses = [Bus(broker, client_id=f"{name}-{i}") for i, broker in enumerate(settings.brokers)]
     for i, bus in enumerate(buses):
         inbox.listen(bus, i)
+    directory.linked = lambda i: buses[i].connected.is_set()
+    probing = asyncio.create_task(Prober(directory, client).run(), name="prober")
+    stack.push_async_callback(lambda: _cancel(probing))
     mirror = None
     if pub_id:
         mirror = Mirror(
@@ -142,6 +153,12 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         events=events,
         cache=cache,
         bus=buses[0],
+        buses=buses,
         mirror=mirror,
         source=FollowedSource(follower, read, cache),
     )
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -21,6 +21,12 @@ retained status says (a stale or forged "offline", or a last will that died with
 node). And a read tries every source (``candidates``: the online ones first) before it fails
 as offline.
 
+A status is not believed forever: with our link to the broker it was heard on down, or no
+news of it (another state or session; a repeat, such as a retained copy heard again, is none)
+for ``presence_ttl`` seconds, a source is ``unheard``: probe.py asks it over HTTP, and what it
+answers stands, however old, until the broker has news. So a publisher whose last will died
+with a broker node, then the publisher, becomes offline all the same.
+
 A mirror (``self_id`` set) never reads through itself: an offer whose hop chain holds
 ``self_id`` is never chosen, and its own messages are ignored. Two mirrors that pick each other
 at the same moment both see the loop in the other's next announcement and both drop it; to
@@ -47,7 +53,7 @@ from caterva.protocol.messages import Announcement, Status
 
 log = logging.getLogger("caterva.subscriber")
 
-PROBE_TRUSTED = 30.0  # seconds what a request to a source showed outweighs its MQTT status
+PROBE_TRUSTED = 30.0  # seconds what a request to a source showed outweighs a trusted status
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Offer:
     online: bool
     broker: int = 0
     learned: str = "broker"  # how ``online`` is known: "broker" (MQTT) or "probe" (HTTP)
+    since: float | None = None  # since when (time.time()); None: no word from either plane
 
     @property
     def url(self) -> str:
@@ -71,20 +78,29 @@ class Offer:
 
 class Directory:
     def __init__(
-        self, self_id: str | None = None, prefer: Sequence[str] = (), seed: str = ""
+        self,
+        self_id: str | None = None,
+        prefer: Sequence[str] = (),
+        seed: str = "",
+        presence_ttl: float = math.inf,  # the setting presence_ttl
     ) -> None:
         self.self_id = self_id  # our pub_id when we republish, else None
         self.prefer = [p.rstrip("/") for p in prefer]
         self.seed = seed or self_id or ""  # this subscriber, for the rendezvous of equal sources
         self._status: dict[tuple[int, str], Status] = {}
-        self._status_at: dict[tuple[int, str], float] = {}  # when each status was heard
+        self._status_at: dict[tuple[int, str], float] = {}  # when each status was news
+        self.presence_ttl = presence_ttl
+        self.linked: Callable[[int], bool] = lambda broker: True  # our link to it is up
+        self.clock = time.monotonic  # tests turn it
+        self._epoch = time.time() - time.monotonic()  # clock() + this: Unix time, to show
         # root -> (broker, pub_id) -> announcement: by root, as every query asks by root
         self._offers: dict[str, dict[tuple[int, str], Announcement]] = {}
         self._yielded: dict[tuple[str, str], str] = {}  # (root, pub_id) -> its session
         # (root, pub_id) -> (session, until) of a source that served something unverifiable:
         # not used again for that root while that session lasts, or until then
         self._distrusted: dict[tuple[str, str], tuple[str, float]] = {}
-        self._http: dict[tuple[str, str], tuple[bool, float]] = {}  # -> (answered, when)
+        # (root, pub_id) -> (answered, when last, since when that is the word in effect)
+        self._http: dict[tuple[str, str], tuple[bool, float, float]] = {}
         # called with (root, offer) when the chosen source of a root appears, changes or
         # announces a new manifest: the follower resyncs if the root is followed
         self.listeners: list[Callable[[str, Offer | None], None]] = []
@@ -99,7 +115,8 @@ class Directory:
         if status.state == "offline" and known and known.session != status.session:
             return  # the will of an older connection, arriving late
         self._status[(broker, pub_id)] = status
-        self._status_at[(broker, pub_id)] = time.monotonic()
+        if known is None or (known.state, known.session) != (status.state, status.session):
+            self._status_at[(broker, pub_id)] = self.clock()
         for root in sorted(r for r, by in self._offers.items() if (broker, pub_id) in by):
             self._notify(root)
 
@@ -154,17 +171,35 @@ class Directory:
 
     def offers(self, root: str) -> list[Offer]:
         out = []
-        now = time.monotonic()
+        now = self.clock()
         for (broker, pub_id), a in sorted(
             self._offers.get(root, {}).items(), key=lambda item: item[0][::-1]
         ):
             online, learned = self.online(pub_id, a.session, broker), "broker"
-            answered, when = self._http.get((root, pub_id), (False, -math.inf))
-            # the newer word wins: a request's answer, unless MQTT spoke since
-            if now - when < PROBE_TRUSTED and when > self._status_at.get((broker, pub_id), 0.0):
-                online, learned = answered, "probe"
-            out.append(Offer(pub_id, a, online, broker, learned))
+            since = self._status_at.get((broker, pub_id), -math.inf)
+            answered, when, first = self._http.get((root, pub_id), (False, -math.inf, 0.0))
+            # the newer word wins: HTTP's, unless MQTT spoke since; for a while only, unless
+            # MQTT's cannot be trusted (then HTTP's stands until MQTT has news)
+            if when > since and (now - when < PROBE_TRUSTED or not self.trusted(broker, pub_id)):
+                online, learned, since = answered, "probe", first
+            wall = since + self._epoch if since > -math.inf else None
+            out.append(Offer(pub_id, a, online, broker, learned, wall))
         return out
+
+    def trusted(self, broker: int, pub_id: str) -> bool:
+        """Is what the broker said of ``pub_id`` still to be believed: our link to it is up,
+        and there was news of it within presence_ttl?"""
+        heard = self._status_at.get((broker, pub_id), -math.inf)
+        return self.linked(broker) and self.clock() - heard < self.presence_ttl
+
+    def unheard(self) -> set[tuple[str, str]]:
+        """(pub_id, url) of every source whose presence is not trusted: to probe."""
+        return {
+            (pub_id, a.url)
+            for by in self._offers.values()
+            for (broker, pub_id), a in by.items()
+            if not self.trusted(broker, pub_id)
+        }
 
     def roots(self) -> list[str]:
         return sorted(self._offers)
@@ -181,11 +216,11 @@ class Directory:
         if self._yielded.get(key) == session:
             return False
         distrusted, until = self._distrusted.get(key, ("", 0.0))
-        return distrusted != session or time.monotonic() >= until
+        return distrusted != session or self.clock() >= until
 
     def distrust(self, offer: Offer, seconds: float = math.inf) -> None:
         """Stop reading ``offer``'s root from it, for ``seconds`` or while its session lasts."""
-        until = time.monotonic() + seconds
+        until = self.clock() + seconds
         self._distrusted[(offer.announcement.root, offer.pub_id)] = (
             offer.announcement.session,
             until,
@@ -194,10 +229,7 @@ class Directory:
 
     def answered(self, offer: Offer, ok: bool) -> None:
         """What a request to ``offer`` showed: for a while, that is whether it is online."""
-        key = (offer.announcement.root, offer.pub_id)
-        before = self._http.get(key)
-        self._http[key] = (ok, time.monotonic())
-        if before is None or before[0] != ok:
+        if self._record(offer.announcement.root, offer.pub_id, ok):
             if not ok:
                 log.info(
                     "source %s (%s) of %s does not answer: trying the others",
@@ -206,6 +238,42 @@ class Directory:
                     offer.announcement.root,
                 )
             self._notify(offer.announcement.root)
+
+    def probed(self, pub_id: str, url: str, ok: bool) -> None:
+        """What a probe of the source ``pub_id`` at ``url`` showed, for every root it offers
+        there (see probe.py)."""
+        roots = [
+            root
+            for root, by in sorted(self._offers.items())
+            if any(p == pub_id and a.url == url for (_, p), a in by.items())
+        ]
+        changed = [root for root in roots if self._record(root, pub_id, ok)]
+        if changed:
+            log.info(
+                "source %s (%s) %s a probe over HTTP: %s",
+                pub_id,
+                url,
+                "answers" if ok else "does not answer",
+                "online" if ok else "offline",
+            )
+        for root in changed:
+            self._notify(root)
+
+    def _record(self, root: str, pub_id: str, ok: bool) -> bool:
+        """Keep what a request showed; True when that is news (not what was in effect)."""
+        now = self.clock()
+        brokers = [b for b, p in self._offers.get(root, {}) if p == pub_id]
+        news_at = max((self._status_at.get((b, pub_id), -math.inf) for b in brokers), default=0)
+        lasting = any(not self.trusted(b, pub_id) for b in brokers)
+        before = self._http.get((root, pub_id))
+        same = (
+            before is not None
+            and before[0] == ok
+            and before[1] > news_at
+            and (lasting or now - before[1] < PROBE_TRUSTED)
+        )
+        self._http[(root, pub_id)] = (ok, now, before[2] if same else now)
+        return not same
 
     def candidates(
         self, root: str, exclude: frozenset[str] | set[str] = frozenset()

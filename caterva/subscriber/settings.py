@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from caterva.config import DEFAULTS, parse_duration
 from caterva.service.security import Security
 
 
@@ -19,4 +20,6 @@ class SubscriberSettings:
     prefer: tuple[str, ...] = ()  # pub_ids or URLs to read from first
     trusted: dict[str, str] = field(default_factory=dict)  # root -> key given up front
     pub_id: str = ""  # a mirror's id; "" = the MQTT username, else one kept in the state
+    # seconds an MQTT status is believed without news (then probed: probe.py)
+    presence_ttl: float = parse_duration(DEFAULTS["presence_ttl"])
     security: Security = Security()  # accounts (--auth), source tokens, HTTPS (service/security)

@@ -167,6 +167,17 @@ class Source:
             body,
         )
 
+    async def health(self) -> dict:
+        """The source's health answer: a JSON object (probe.py reads who it says it is)."""
+        body = (await self._get_json(rest.HEALTH))[1]
+        try:
+            obj = json.loads(body)
+        except ValueError as exc:
+            raise ProtocolError(f"source {self.url} sent invalid JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"source {self.url} sent a health answer that is no object")
+        return obj
+
     async def info(self, root: str, path: str) -> DatasetInfo:
         return _decode(DatasetInfo, (await self._get_json(rest.info(root, path)))[1])
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 from dataclasses import dataclass
 from fcntl import ioctl
 
@@ -133,9 +134,21 @@ def stack(tmp_path_factory):
 def test_roots(run, stack):
     human, machine = ok(run("roots")), ok(run("roots", "--json"))
     header, row = human.out.splitlines()[:2]
-    assert header.split() == ["root", "online", "followed", "datasets", "source"]
-    assert row.split() == ["demo", "yes", "yes", str(len(stack.originals)), stack.pub.url]
+    assert header.split() == ["root", "online", "learned", "followed", "datasets", "source"]
+    assert row.split() == [
+        "demo",
+        "yes",
+        *row.split()[2:4],  # learned (checked below) a moment ago
+        "ago",
+        "yes",
+        str(len(stack.originals)),
+        stack.pub.url,
+    ]
     (root,) = machine.json()["roots"]
+    (source,) = root["sources"]
+    # by the publisher's birth, or by a read (the stack's reads ran before)
+    assert row.split()[2] == source["learned"] in ("broker", "probe")
+    assert time.time() - 600 < source["since"] <= time.time()
     assert (root["root"], root["online"], root["followed"], root["source"]) == (
         "demo",
         True,

@@ -132,3 +132,32 @@ def test_an_unreachable_broker_is_said_once_then_its_arrival(service, spawn, tmp
     wait_until(lambda: len(said("still waiting")) >= before + 2)
     assert len(said("WARNING caterva.mqtt: lost the MQTT broker")) == 1, records(svc)
     assert len(said("WARNING")) == 2, records(svc)  # one per outage
+
+
+@pytest.mark.parametrize("service", ["pub", "sub"])
+def test_the_ready_line_says_whether_the_broker_is_connected(service, spawn, tmp_path):
+    """Ready still means HTTP is up; the line also tells an operator about the broker."""
+    port = free_port()
+    args = ["pub", "example", str(EXAMPLE)] if service == "pub" else ["sub"]
+    name = "publisher" if service == "pub" else "subscriber"
+
+    def start(n: int):
+        return spawn(
+            *args,
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--http",
+            "127.0.0.1:0",
+            "--statedir",
+            str(tmp_path / f"{service}{n}"),
+        )
+
+    cut_off = start(1)
+    assert cut_off.lines[0] == (
+        f"caterva {name} ready {cut_off.url} (broker mqtt://127.0.0.1:{port} not connected)"
+    )
+    spawn("bro", "--port", str(port), "--statedir", str(tmp_path / "bro"))
+    linked = start(2)
+    assert linked.lines[0] == (
+        f"caterva {name} ready {linked.url} (broker mqtt://127.0.0.1:{port} connected)"
+    )

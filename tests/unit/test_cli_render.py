@@ -96,10 +96,30 @@ def test_codec_shape_ratio():
 def test_roots_table_and_empty():
     roots = [RootInfo("demo", True, True, 3, "http://h:1"), RootInfo("old", False, False, 0)]
     lines = text_of(render.roots_table(roots)).splitlines()
-    assert lines[0].split() == ["root", "online", "followed", "datasets", "source"]
-    assert lines[1].split() == ["demo", "yes", "yes", "3", "http://h:1"]
-    assert lines[2].split() == ["old", "no", "no", "0", "-"]
+    assert lines[0].split() == ["root", "online", "learned", "followed", "datasets", "source"]
+    assert lines[1].split() == ["demo", "yes", "-", "yes", "3", "http://h:1"]
+    assert lines[2].split() == ["old", "no", "-", "no", "0", "-"]
     assert "no roots known yet" in text_of(render.roots_table([]))
+
+
+def test_roots_table_says_how_and_since_when_the_state_of_the_source_was_learned():
+    def root(online: bool, learned: str, age: float) -> RootInfo:
+        sources = [
+            {"pub_id": "other", "learned": "broker", "since": 0.0},
+            {"pub_id": "p1", "learned": learned, "since": 1_000_000.0 - age},
+        ]
+        return RootInfo("demo", online, True, 3, "http://h:1", sources=sources, source_id="p1")
+
+    shown = [
+        text_of(render.roots_table([r], now=1_000_000.0), width=160).splitlines()[1].split()[1:5]
+        for r in (root(True, "broker", 5), root(False, "probe", 125), root(True, "probe", 7200))
+    ]
+    assert shown == [
+        ["yes", "broker", "5s", "ago"],
+        ["no", "probe", "2m", "ago"],
+        ["yes", "probe", "2h", "ago"],
+    ]
+    assert render.age_text(3 * 86400) == "3d" and render.age_text(-1) == "0s"
 
 
 def test_roots_table_says_when_a_root_is_read_through_a_mirror():
@@ -107,7 +127,7 @@ def test_roots_table_says_when_a_root_is_read_through_a_mirror():
         "demo", True, True, 3, "http://m:2", "o1", ["o1", "mirror-a"], source_id="mirror-a"
     )
     line = text_of(render.roots_table([via])).splitlines()[1]
-    assert line.split()[4:] == ["http://m:2", "via", "mirror-a", "(2", "hops)"]
+    assert line.split()[5:] == ["http://m:2", "via", "mirror-a", "(2", "hops)"]
 
 
 def test_datasets_table_never_cuts_a_path():

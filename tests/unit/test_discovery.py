@@ -179,3 +179,47 @@ def test_http_has_the_last_word_on_liveness():
     assert [o.pub_id for o in d.candidates("demo")] == ["m1", "o"]  # both tried, best first
     d.answered(next(o for o in d.offers("demo") if o.pub_id == "o"), True)
     assert source(d) == "o"
+
+
+def test_presence_not_heard_of_for_a_while_or_over_a_broken_link_is_probed():
+    """A status is believed for presence_ttl without news, or not at all with our link to
+    its broker down; then what a probe shows stands, however old, until MQTT has news. A
+    repeat of the same status (a retained copy heard again) is no news."""
+    now = [1000.0]
+    links = {0: True}
+    d = Directory(presence_ttl=60)
+    d.clock, d.linked = (lambda: now[0]), links.__getitem__
+    online(d, "o")
+    announce(d, "o", ["o"])
+    assert d.unheard() == set()
+    links[0] = False  # our broker is gone: its word cannot be trusted
+    assert d.unheard() == {("o", "http://o:1")}
+    links[0] = True
+    now[0] += 61  # no news for longer than presence_ttl
+    assert d.unheard() == {("o", "http://o:1")}
+    d.probed("o", "http://o:1", False)
+    now[0] += 3600  # the probe's word lasts while MQTT has nothing new
+    online(d, "o")  # the same status again: no news
+    (offer,) = d.offers("demo")
+    assert (offer.online, offer.learned) == (False, "probe") and source(d) is None
+    first = offer.since
+    d.probed("o", "http://o:1", False)
+    assert d.offers("demo")[0].since == first  # still what was learned then
+    d.probed("o", "http://o:1", True)
+    assert source(d) == "o" and d.offers("demo")[0].since > first
+    d.probed("o", "http://o:1", False)
+    online(d, "o", session="s2")  # a new birth is news: the broker's word again
+    announce(d, "o", ["o"], session="s2")
+    (offer,) = d.offers("demo")
+    assert (offer.online, offer.learned) == (True, "broker") and d.unheard() == set()
+
+
+def test_a_probe_speaks_for_every_root_the_source_offers_there():
+    d = Directory()
+    online(d, "m")
+    for root in ("a", "b"):
+        announce(d, "m", ["o", "m"], root=root)
+    d.probed("m", "http://m:1", False)
+    assert [d.offers(root)[0].online for root in ("a", "b")] == [False, False]
+    d.probed("m", "http://elsewhere:1", True)  # not where it announced them
+    assert [d.offers(root)[0].online for root in ("a", "b")] == [False, False]
