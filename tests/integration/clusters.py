@@ -101,6 +101,12 @@ class Cluster:
         """Crash node A."""
         self.node_a.kill()
 
+    def restart_a(self) -> None:
+        """Node A again, with what it had saved (Mosquitto: until B's bridge is up again)."""
+        assert self.kind == "mosquitto-bridge", "Aedes nodes keep their state in Redis"
+        self.node_a = self.start(self.node_a.proc.args, "node-a", " running")
+        wait_bridge(self.b, up=True)
+
     def wait_a_lost(self, pub_id: str) -> None:
         """Until B shows it knows A is gone: its bridge is down (Mosquitto); it has published
         the last will of ``pub_id``, a client of A (Aedes, 3 to 7 heartbeats after A fell
@@ -158,11 +164,14 @@ def _mosquitto_bridge(cluster: Cluster) -> None:
         statedir = cluster.dir / f"node-{name}"
         statedir.mkdir()
         lines = [config_text("127.0.0.1", port, statedir)]
-        if name == "b":  # the bridge: everything caterva says, both ways
+        if name == "a":  # its retained messages outlive a crash (saved every second)
+            lines += ["autosave_interval 1", ""]
+        else:  # the bridge: everything caterva says, both ways; redialled every second
             lines += [
                 "connection caterva-b-to-a",
                 f"address 127.0.0.1:{ports[0]}",
                 f"topic {topics.PREFIX}/# both 1",
+                "restart_timeout 1",
                 "",
             ]
         conf = statedir / "mosquitto.conf"

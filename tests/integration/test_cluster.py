@@ -22,9 +22,10 @@ import pytest
 
 from tests.integration.authkit import GRID, cli, demo_root, wait_root
 from tests.integration.clusters import KINDS, start_cluster
-from tests.integration.test_subscriber import event_stream, next_event
+from tests.integration.fakes import announce
+from tests.integration.test_subscriber import event_stream, next_event, wait_until
 
-NOTICED_WITHIN = 10.0  # s: a source lost with its broker node is offline without a read
+NOTICED_WITHIN = 10.0  # s: offline without a read, probed every presence_ttl (2 s here)
 
 
 @pytest.fixture
@@ -87,14 +88,34 @@ def test_node_a_lost_reads_go_on_while_the_publisher_serves(kind, clusters, spaw
     assert [s["learned"] for s in root["sources"]] == ["probe"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs HTTP probing (h-live)")
 @pytest.mark.parametrize("kind", KINDS)
 def test_node_a_and_publisher_lost_noticed_without_a_read(kind, clusters, spawn, tmp_path):
-    cluster = clusters(kind)  # Aedes at its default heartbeat: A's wills come minutes later
-    pub, sub, http = demo_root(spawn, tmp_path, cluster.a, sub_broker=cluster.b)
+    """Node A dies, and its last wills with it (Aedes at its default heartbeat publishes them
+    minutes later), then the publisher: B still holds its "online", yet the subscriber, probing
+    what it has not heard of for presence_ttl, marks it offline and serves cached chunks; and
+    so it stays when node A comes back with that "online" saved (Mosquitto)."""
+    cluster = clusters(kind)
+    ttl = {"CATERVA_PRESENCE_TTL": "2s"}  # what was heard is checked this often
+    pub, sub, http = demo_root(spawn, tmp_path, cluster.a, sub_broker=cluster.b, sub_env=ttl)
     assert np.array_equal(read(http, "0:10, :"), GRID[0:10])
 
     cluster.kill_a()
     pub.kill()
-    wait_root(sub.url, "demo", timeout=NOTICED_WITHIN, online=False)
+    root = wait_root(sub.url, "demo", timeout=NOTICED_WITHIN, online=False)
+    assert [s["learned"] for s in root["sources"]] == ["probe"]
+    assert httpx.get(f"{sub.url}/v1/health").json()["broker_connected"]  # B is fine
     assert np.array_equal(read(http, "0:10, :"), GRID[0:10])  # served from the cache
+    uncached = http.get("/roots/demo/data/grid.b2nd", params={"sel": "20:30"})
+    assert uncached.status_code == 503 and uncached.json()["error"]["code"] == "source_offline"
+    if kind != "mosquitto-bridge":
+        return
+    cluster.restart_a()  # bridged again: A's saved retained "online" reaches B
+    marker = "http://127.0.0.1:1"  # a message sent after them, to know they are in
+    announce(cluster.a, "marker", "demo", marker, origin="marker")
+    wait_until(lambda: any(s["url"] == marker for s in sources(sub.url)))
+    assert [s["online"] for s in sources(sub.url) if s["pub_id"] != "marker"] == [False]
+
+
+def sources(url: str) -> list[dict]:
+    roots = httpx.get(f"{url}/v1/roots").json()["roots"]
+    return next(r for r in roots if r["root"] == "demo")["sources"]

@@ -9,13 +9,11 @@ import time
 
 import httpx
 import numpy as np
-import pytest
 
 from caterva.protocol import topics
 from caterva.protocol.messages import Status
 from tests.conftest import free_port
 from tests.integration.authkit import GRID, cli, demo_root
-from tests.integration.bridge import BRIDGE_STATE, bridged
 from tests.integration.fakes import Silent, announce, mqtt
 from tests.integration.test_subscriber import wait_until
 
@@ -114,36 +112,3 @@ def test_with_its_broker_gone_a_subscriber_learns_liveness_by_probe(spawn, tmp_p
     offline = source_of(http)
     assert offline["learned"] == "probe" and time.time() - 15 < offline["since"] < time.time()
     assert_stale_cache_served_and_the_rest_offline(read)
-
-
-@pytest.mark.mosquitto
-def test_bridged_node_a_dies_then_the_publisher(spawn, tmp_path):
-    """Mosquitto bridge, publisher on node A, subscriber on node B. Node A dies (the last will
-    with it): reads keep working. Then the publisher is killed: B still holds its retained
-    "online", yet the subscriber, probing what it has not heard of for a while, marks it
-    offline, serves cached chunks and fails the rest as offline; and so it stays when node A
-    comes back with that "online" retained."""
-    with bridged(tmp_path) as (node_a, node_b):
-        pub, sub, http = demo_root(
-            spawn,
-            tmp_path,
-            node_a.url,
-            sub_broker=node_b.url,
-            sub_env={"CATERVA_PRESENCE_TTL": "2s"},
-        )
-        read = reader(http)
-        assert read("0:10").status_code == 200
-        node_a.kill()
-        assert read("10:20").status_code == 200  # uncached, from the publisher
-        pub.kill()
-        wait_until(lambda: not source_of(http)["online"], timeout=15)
-        assert source_of(http)["learned"] == "probe"
-        assert httpx.get(f"{sub.url}/v1/health").json()["broker_connected"]
-        assert_stale_cache_served_and_the_rest_offline(read)
-        node_a.start()
-        node_b.wait(subscribe=BRIDGE_STATE)  # bridged again: A's retained messages follow
-        marker = "http://127.0.0.1:1"  # a message sent after them, to know they are in
-        announce(node_a.url, "marker", "demo", marker, origin="marker")
-        wait_until(lambda: any(s["url"] == marker for s in sources_of(http)))
-        assert not source_of(http)["online"]
-        assert_stale_cache_served_and_the_rest_offline(read)
