@@ -1,8 +1,8 @@
 """The subscriber daemon, composed from settings: ``create_app(settings, url)``.
 
     state (SQLite) -> cache (chunk files; reconciled after a crash) -> upstream HTTP client
-    -> discovery + trust + follower (+ its events) + read path -> inbox (MQTT in) on every
-    broker -> mirror (MQTT out, with --republish) -> ready
+    -> discovery + trust + follower (+ its events) + read path -> pinned roots -> inbox (MQTT
+    in) on every broker -> mirror (MQTT out, with --republish) -> ready
 
 Each part is registered with an AsyncExitStack as soon as it exists, so a start that fails
 halfway releases what it had, and a stop releases everything last-in first-out. What the
@@ -31,6 +31,7 @@ from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.inbox import Inbox
 from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
+from caterva.subscriber.pins import Pace, Pins
 from caterva.subscriber.read import ReadPath
 from caterva.subscriber.settings import SubscriberSettings
 from caterva.subscriber.state import State
@@ -48,6 +49,7 @@ class Parts(TypedDict):
     read: ReadPath
     events: Events
     cache: Cache
+    pins: Pins
     bus: Bus  # our own broker's
     mirror: Mirror | None
 
@@ -99,6 +101,11 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     follower = Follower(state, cache, directory, client, events, Trust(state, settings.trusted))
     read = ReadPath(follower, cache, directory, client)
     directory.listeners.append(follower.on_offer)
+    pins = Pins(state, cache, follower, read, Pace(settings.pin_rate))
+    pins.want(settings.pin)
+    events.listeners.append(pins.on_event)
+    directory.listeners.append(pins.on_offer)
+    stack.push_async_callback(pins.stop)  # before the client it fetches with is closed
     name = f"caterva-sub-{secrets.token_hex(4)}"
     inbox = Inbox(directory, follower, name)
     buses = [Bus(broker, client_id=f"{name}-{i}") for i, broker in enumerate(settings.brokers)]
@@ -125,6 +132,7 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     asyncio.get_running_loop().call_later(SYNC_GRACE, directory.synced.set)
     if mirror:
         await mirror.start()
+    pins.start()
     log.info(
         "subscriber serving %s (brokers %s, cache %s of %s used; state in %s)%s",
         url,
@@ -135,5 +143,11 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         f"; republishing as {mirror.pub_id} on {mirror.bus.url}" if mirror else "",
     )
     return Parts(
-        follower=follower, read=read, events=events, cache=cache, bus=buses[0], mirror=mirror
+        follower=follower,
+        read=read,
+        events=events,
+        cache=cache,
+        pins=pins,
+        bus=buses[0],
+        mirror=mirror,
     )

@@ -1,5 +1,6 @@
-"""A subscriber's durable state in one SQLite database (WAL): followed roots, the datasets
-they hold, and the cache index (which chunks are present, their digests, sizes, last access).
+"""A subscriber's durable state in one SQLite database (WAL): followed roots (and which are
+pinned), the datasets they hold, and the cache index (which chunks are present, their digests,
+sizes, last access).
 
 The schema has a version. An older database is migrated in place; a newer one is refused with
 a clear message; nothing is ever reset silently. Followed roots are user state; cached chunks
@@ -16,7 +17,7 @@ from caterva import sqlite
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.seal import Seal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,7 +25,8 @@ CREATE TABLE roots (
     name TEXT PRIMARY KEY,
     manifest_etag TEXT,
     followed_at REAL NOT NULL,
-    seal TEXT
+    seal TEXT,
+    pinned INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE trusted_keys (
     root TEXT PRIMARY KEY,
@@ -56,6 +58,8 @@ MIGRATIONS: dict[int, str] = {
     1: """ALTER TABLE roots ADD COLUMN seal TEXT;
           CREATE TABLE trusted_keys (root TEXT PRIMARY KEY, key TEXT NOT NULL,
                                      how TEXT NOT NULL, since REAL NOT NULL)""",
+    # pinned roots: kept whole in the cache, never evicted (pins.py)
+    2: "ALTER TABLE roots ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
 }
 
 
@@ -103,7 +107,9 @@ class State:
         return dict(self.db.execute("SELECT name, manifest_etag FROM roots"))
 
     def follow(self, root: str, now: float) -> None:
-        self.db.execute("INSERT OR IGNORE INTO roots VALUES (?, NULL, ?, NULL)", (root, now))
+        self.db.execute(
+            "INSERT OR IGNORE INTO roots (name, followed_at) VALUES (?, ?)", (root, now)
+        )
 
     def unfollow(self, root: str) -> list[int]:
         """Forget a root; returns the ids of its datasets (their chunk files must go too)."""
@@ -111,6 +117,12 @@ class State:
             ids = [r[0] for r in self.db.execute("SELECT id FROM datasets WHERE root=?", (root,))]
             self.db.execute("DELETE FROM roots WHERE name=?", (root,))
         return ids
+
+    def pinned(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM roots WHERE pinned")}
+
+    def pin(self, root: str, pinned: bool) -> None:
+        self.db.execute("UPDATE roots SET pinned=? WHERE name=?", (int(pinned), root))
 
     def seals(self) -> dict[str, Seal]:
         """The seal each followed root was last synced to (roots synced before signing: none)."""
@@ -258,12 +270,25 @@ class State:
         return row[0], row[1]
 
     def oldest(self, limit: int) -> list[tuple[int, int, str, int]]:
-        """The least recently used chunks: (dataset, idx, digest, size)."""
+        """The least recently used chunks that may be evicted, none of a pinned root's:
+        (dataset, idx, digest, size)."""
         return list(
             self.db.execute(
-                "SELECT dataset, idx, digest, size FROM chunks ORDER BY atime LIMIT ?", (limit,)
+                "SELECT dataset, idx, digest, size FROM chunks WHERE dataset NOT IN "
+                "(SELECT id FROM datasets JOIN roots ON roots.name = datasets.root "
+                "WHERE roots.pinned) ORDER BY atime LIMIT ?",
+                (limit,),
             )
         )
+
+    def root_chunks(self, root: str) -> dict[tuple[int, int], tuple[str, int]]:
+        """(dataset, idx) -> (digest, size) of every indexed chunk of a root, in one query."""
+        rows = self.db.execute(
+            "SELECT dataset, idx, digest, size FROM chunks JOIN datasets ON id = dataset "
+            "WHERE root=?",
+            (root,),
+        )
+        return {(d, i): (digest, size) for d, i, digest, size in rows}
 
     def all_chunks(self) -> dict[tuple[int, int], str]:
         """(dataset, idx) -> digest of every indexed chunk."""
