@@ -194,6 +194,8 @@ class Pins:
         self._wake.set()
 
     def start(self) -> None:
+        if self.roots:
+            log.info("keeping pinned roots whole: %s", ", ".join(sorted(self.roots)))
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._run(), name="pins"))
         if self._wanted:
