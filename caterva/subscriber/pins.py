@@ -32,7 +32,7 @@ from caterva.errors import CatervaError, DatasetChanged, PinTooLarge
 from caterva.logs import size
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.rest import pieces
-from caterva.subscriber.cache import FETCH_BYTES, Cache, Key, Wanted
+from caterva.subscriber.cache import FETCH_BYTES, Cache, Wanted
 from caterva.subscriber.discovery import Offer
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.read import ReadPath
@@ -246,35 +246,38 @@ class Pins:
         self._timers[root] = asyncio.get_running_loop().call_later(delay, self._touch, root)
 
     async def _replicate(self, root: str) -> int:
-        """Fetch what the cache lacks of ``root``'s current version, until a pass finds nothing
-        more to fetch; returns how many chunks are missing still (fetched, but not kept)."""
-        tried: set[Key] = set()  # fetched in this pass: still missing after, they did not fit
+        """Fetch what the cache lacks of ``root``'s current version until a scan finds it
+        whole; returns how many chunks are missing still when the budget cannot keep them."""
         while root in self.roots:
             _, missing, _ = self._scan(root)
-            todo = [
-                (ds, fresh)
-                for ds, indices in missing
-                if (fresh := [i for i in indices if (ds.id, i, ds.info.digests[i]) not in tried])
-            ]
-            if not todo:
-                return sum(len(indices) for _, indices in missing)
-            for piece, _ in pieces(todo, self.pace.piece()):
-                held = self.follower.datasets.get(root, {})
-                # a dataset changed since the scan: its new version is the next scan's
-                piece = [(ds, indices) for ds, indices in piece if held.get(ds.path) is ds]
+            if not missing:
+                return 0
+            for piece, _ in pieces(missing, self.pace.piece()):
                 if root not in self.roots:
-                    break
+                    return 0
+                current = self.follower.datasets.get(root, {})
+                # a dataset changed since the scan: its new version is the next scan's
+                piece = [(ds, indices) for ds, indices in piece if current.get(ds.path) is ds]
                 if not piece:
                     continue
-                keys = {(ds.id, i, ds.info.digests[i]) for ds, indices in piece for i in indices}
-                tried |= keys
                 try:
                     got = await self.read.chunks_many(piece)
                 except DatasetChanged:  # changed while fetched: the next scan sees it
-                    tried -= keys  # its unchanged chunks are asked again, not given up
                     continue
                 await self.pace.spent(sum(len(data) for out in got for data in out.values()))
+                if not self._kept(root, piece):  # the budget is full: the rest would not fit
+                    return sum(len(indices) for _, indices in self._scan(root)[1])
         return 0
+
+    def _kept(self, root: str, piece: Wanted) -> bool:
+        """Did the cache keep the chunks of ``piece`` that are still current?"""
+        current = self.follower.datasets.get(root, {})
+        for ds, indices in piece:
+            if current.get(ds.path) is ds:
+                present = self.state.present(ds.id, indices)
+                if any(present.get(i, ("",))[0] != ds.info.digests[i] for i in indices):
+                    return False
+        return True
 
     def _scan(self, root: str) -> tuple[int, Wanted, int]:
         """(bytes held of the current version, the chunks missing, their estimated bytes)."""

@@ -188,21 +188,33 @@ def test_a_replica_is_made_whole_and_kept_whole_from_events_alone(env):
     assert pins.progress("p")["behind"] == 0
 
 
-def test_a_root_that_outgrows_the_budget_says_so_and_keeps_what_fits(env):
+class SmallPieces(Pace):
+    """Requests of 5 chunks, no waiting."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def piece(self) -> int:
+        return 5 * CHUNK
+
+
+def test_a_root_that_outgrows_the_budget_says_so_keeps_what_fits_and_stops_fetching(env):
     state, cache, follower, pins = env
+    pins.pace = SmallPieces()
     follower.publish("p", "x.bin", 18)
 
     async def go():
         await pins.pin("p")
-        follower.publish("p", "x.bin", 25, seed=1)  # a new version, bigger than the budget
+        follower.publish("p", "x.bin", 40, seed=1)  # a new version, twice the budget
         await settle(pins)
-        for timer in pins._timers.values():
-            timer.cancel()
 
     asyncio.run(go())
     progress = pins.progress("p")
-    assert progress["behind"] == 5 and progress["bytes"] == BUDGET
-    assert progress["problem"] == "5 chunks do not fit the cache budget"
+    assert progress["behind"] == 20 and progress["bytes"] == BUDGET
+    assert progress["problem"] == "20 chunks do not fit the cache budget"
+    # the first request that could not be kept ends the pass: not 40 chunks fetched, 25
+    assert sum(map(len, follower.source.requests)) == 25
+    assert len(follower.source.requests) == 5
 
 
 def test_the_pin_survives_a_reopened_state_and_an_old_state_is_migrated(tmp_path):
