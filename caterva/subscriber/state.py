@@ -47,9 +47,10 @@ CREATE TABLE chunks (
     digest TEXT NOT NULL,
     size INTEGER NOT NULL,
     atime REAL NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (dataset, idx)
 ) WITHOUT ROWID;
-CREATE INDEX chunks_by_atime ON chunks (atime);
+CREATE INDEX chunks_evictable ON chunks (atime) WHERE pinned = 0;
 """
 
 # MIGRATIONS[n] upgrades a database from version n to n + 1.
@@ -58,8 +59,12 @@ MIGRATIONS: dict[int, str] = {
     1: """ALTER TABLE roots ADD COLUMN seal TEXT;
           CREATE TABLE trusted_keys (root TEXT PRIMARY KEY, key TEXT NOT NULL,
                                      how TEXT NOT NULL, since REAL NOT NULL)""",
-    # pinned roots: kept whole in the cache, never evicted (pins.py)
-    2: "ALTER TABLE roots ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0",
+    # pinned roots: kept whole in the cache, never evicted (pins.py); their chunks say so
+    # too, so eviction finds the oldest others in an index that holds only them
+    2: """ALTER TABLE roots ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+          ALTER TABLE chunks ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+          DROP INDEX chunks_by_atime;
+          CREATE INDEX chunks_evictable ON chunks (atime) WHERE pinned = 0""",
 }
 
 
@@ -122,7 +127,14 @@ class State:
         return {r[0] for r in self.db.execute("SELECT name FROM roots WHERE pinned")}
 
     def pin(self, root: str, pinned: bool) -> None:
-        self.db.execute("UPDATE roots SET pinned=? WHERE name=?", (int(pinned), root))
+        """Pin a root or not, and its chunks with it (add_chunks marks those to come)."""
+        with self.transaction():
+            self.db.execute("UPDATE roots SET pinned=? WHERE name=?", (int(pinned), root))
+            self.db.execute(
+                "UPDATE chunks SET pinned=? WHERE dataset IN "
+                "(SELECT id FROM datasets WHERE root=?)",
+                (int(pinned), root),
+            )
 
     def seals(self) -> dict[str, Seal]:
         """The seal each followed root was last synced to (roots synced before signing: none)."""
@@ -200,21 +212,23 @@ class State:
     def add_chunks(
         self, rows: list[tuple[int, int, str, int, float]]
     ) -> tuple[set[int], list[tuple[int, int, str, int]]]:
-        """Index chunks (dataset, idx, digest, size, atime) in one transaction. Returns the
-        positions of rows refused because their dataset is gone, and the rows replaced
-        (dataset, idx, digest, size): what the cache must count and remove exactly."""
+        """Index chunks (dataset, idx, digest, size, atime) in one transaction, pinned when
+        their root is. Returns the positions of rows refused because their dataset is gone,
+        and the rows replaced (dataset, idx, digest, size): what the cache must count and
+        remove exactly."""
         if not rows:
             return set(), []
         with self.transaction():
             ids = {r[0] for r in rows}
-            known = {
-                r[0]
-                for r in self.db.execute(
-                    f"SELECT id FROM datasets WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+            known = dict(
+                self.db.execute(
+                    "SELECT id, pinned FROM datasets JOIN roots ON name = root "
+                    f"WHERE id IN ({','.join('?' * len(ids))})",
+                    list(ids),
                 )
-            }
+            )
             refused = {n for n, r in enumerate(rows) if r[0] not in known}
-            taken = [r for n, r in enumerate(rows) if n not in refused]
+            taken = [(*r, known[r[0]]) for n, r in enumerate(rows) if n not in refused]
             replaced = []
             for dataset, idx, *_ in taken:
                 row = self.db.execute(
@@ -222,7 +236,7 @@ class State:
                 ).fetchone()
                 if row:
                     replaced.append((dataset, idx, *row))
-            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", taken)
+            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)", taken)
         return refused, replaced
 
     def drop_chunks(
@@ -274,9 +288,8 @@ class State:
         (dataset, idx, digest, size)."""
         return list(
             self.db.execute(
-                "SELECT dataset, idx, digest, size FROM chunks WHERE dataset NOT IN "
-                "(SELECT id FROM datasets JOIN roots ON roots.name = datasets.root "
-                "WHERE roots.pinned) ORDER BY atime LIMIT ?",
+                "SELECT dataset, idx, digest, size FROM chunks WHERE pinned = 0 "
+                "ORDER BY atime LIMIT ?",
                 (limit,),
             )
         )

@@ -224,19 +224,27 @@ def test_the_pin_survives_a_reopened_state_and_an_old_state_is_migrated(tmp_path
     state.pin("p", True)
     state.close()
     assert State(tmp_path / "state.db").pinned() == {"p"}
-    # a state of the version before pins: the column is added, nothing is pinned
+    # a state of the version before pins, with a cached chunk: migrated, nothing pinned
     old = tmp_path / "old.db"
     State(old).close()
     db = sqlite3.connect(old)
     db.executescript(
-        "ALTER TABLE roots DROP COLUMN pinned; INSERT INTO roots VALUES ('r', NULL, 0, NULL);"
+        "DROP INDEX chunks_evictable; ALTER TABLE chunks DROP COLUMN pinned;"
+        "ALTER TABLE roots DROP COLUMN pinned; CREATE INDEX chunks_by_atime ON chunks (atime);"
+        "INSERT INTO roots VALUES ('r', NULL, 0, NULL);"
+        "INSERT INTO datasets VALUES (1, 'r', 'a', '{}');"
+        "INSERT INTO chunks VALUES (1, 0, 'd0', 10, 1.0);"
         f"PRAGMA user_version = {SCHEMA_VERSION - 1};"
     )
     db.close()
     migrated = State(old)
     assert migrated.followed() == {"r": None} and migrated.pinned() == set()
-    migrated.pin("r", True)
-    assert migrated.pinned() == {"r"}
+    assert migrated.oldest(10) == [(1, 0, "d0", 10)]
+    migrated.pin("r", True)  # its chunks with it, and those to come
+    migrated.add_chunks([(1, 1, "d1", 10, 0.5)])
+    assert migrated.pinned() == {"r"} and migrated.oldest(10) == []
+    migrated.pin("r", False)
+    assert migrated.oldest(10) == [(1, 1, "d1", 10), (1, 0, "d0", 10)]
 
 
 def test_pace_keeps_the_average_rate_and_saves_no_idle_time():
