@@ -199,7 +199,7 @@ def test_a_pin_that_cannot_fit_is_refused_with_a_clear_error(spawn, tmp_path, am
     assert error["detail"]["room"] == 2000 and error["detail"]["needed"] > 2000
     assert not wait_root(sub.url, "demo")["followed"]  # refused before following
     done = cli("follow", "demo", "--pin", "--sub", sub.url)
-    assert done.returncode != 0 and done.stdout == ""
+    assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("error: cannot pin demo: it stores ")
     assert "--cache-size" in done.stderr and "Traceback" not in done.stderr
     assert served(pub) == {}
