@@ -88,7 +88,8 @@ class Pins:
         self.pace = pace or Pace(0)
         self.roots: set[str] = state.pinned()
         self.problems: dict[str, str] = {}  # root -> why its replica is behind
-        self._dirty: set[str] = set(self.roots)  # roots to compare with the cache
+        # roots to compare with the cache: the paths that changed, or None for all of it
+        self._dirty: dict[str, set[str] | None] = dict.fromkeys(self.roots)
         self._wake = asyncio.Event()
         self._wake.set()
         self._backoff: dict[str, float] = {}  # root -> seconds before the next retry
@@ -121,7 +122,7 @@ class Pins:
 
     def _forget(self, root: str) -> None:
         self.roots.discard(root)
-        self._dirty.discard(root)
+        self._dirty.pop(root, None)
         self.problems.pop(root, None)
         self._backoff.pop(root, None)
         if timer := self._timers.pop(root, None):
@@ -180,17 +181,25 @@ class Pins:
     # --- keeping replicas whole --------------------------------------------------------------
 
     def on_event(self, event: dict) -> None:
-        """An events.py listener: a pinned root that moved is compared with the cache again."""
-        root = event["root"]
+        """An events.py listener: what moved of a pinned root is compared with the cache."""
+        root, kind = event["root"], event["event"]
         if root not in self.roots:
             return
-        if event["event"] == "unfollow":  # its state row, pin included, is gone
+        if kind == "unfollow":  # its state row, pin included, is gone
             self._forget(root)
-        elif event["event"] != "source" or event.get("online"):
+        elif kind in ("create", "update"):  # only that dataset: a big root is not rescanned
+            self._touch(root, event["path"])
+        elif kind == "source" and event.get("online"):  # a source is back: try what failed
             self._touch(root)
+        # delete and resync bring nothing to fetch: every dataset a resync changed has its event
 
-    def _touch(self, root: str) -> None:
-        self._dirty.add(root)
+    def _touch(self, root: str, path: str | None = None) -> None:
+        if path is None:
+            self._dirty[root] = None
+        elif root not in self._dirty:
+            self._dirty[root] = {path}
+        elif (paths := self._dirty[root]) is not None:
+            paths.add(path)
         self._wake.set()
 
     def start(self) -> None:
@@ -214,12 +223,11 @@ class Pins:
             self._wake.clear()
             while self._dirty:
                 root = min(self._dirty)
-                self._dirty.discard(root)
-                await self._replicate_quietly(root)
+                await self._replicate_quietly(root, self._dirty.pop(root))
 
-    async def _replicate_quietly(self, root: str) -> None:
+    async def _replicate_quietly(self, root: str, paths: set[str] | None = None) -> None:
         try:
-            stuck = await self._replicate(root)
+            stuck = await self._replicate(root, paths)
         except CatervaError as exc:
             self._failed(root, str(exc))
         except Exception as exc:  # the pinner outlives a bug in one pass; the log tells it
@@ -245,11 +253,12 @@ class Pins:
             timer.cancel()
         self._timers[root] = asyncio.get_running_loop().call_later(delay, self._touch, root)
 
-    async def _replicate(self, root: str) -> int:
-        """Fetch what the cache lacks of ``root``'s current version until a scan finds it
-        whole; returns how many chunks are missing still when the budget cannot keep them."""
+    async def _replicate(self, root: str, paths: set[str] | None = None) -> int:
+        """Fetch what the cache lacks of ``root``'s current version (of ``paths``, if given)
+        until a scan finds it whole; returns how many chunks are missing still when the budget
+        cannot keep them."""
         while root in self.roots:
-            _, missing, _ = self._scan(root)
+            _, missing, _ = self._scan(root, paths)
             if not missing:
                 return 0
             for piece, _ in pieces(missing, self.pace.piece()):
@@ -266,7 +275,7 @@ class Pins:
                     continue
                 await self.pace.spent(sum(len(data) for out in got for data in out.values()))
                 if not self._kept(root, piece):  # the budget is full: the rest would not fit
-                    return sum(len(indices) for _, indices in self._scan(root)[1])
+                    return sum(len(indices) for _, indices in self._scan(root, paths)[1])
         return 0
 
     def _kept(self, root: str, piece: Wanted) -> bool:
@@ -279,12 +288,18 @@ class Pins:
                     return False
         return True
 
-    def _scan(self, root: str) -> tuple[int, Wanted, int]:
-        """(bytes held of the current version, the chunks missing, their estimated bytes)."""
-        held = self.state.root_chunks(root)
+    def _scan(self, root: str, paths: set[str] | None = None) -> tuple[int, Wanted, int]:
+        """(bytes held of the current version, the chunks missing, their estimated bytes), of
+        the datasets at ``paths`` or of all (one query: 0.3 s for 100k chunks)."""
+        datasets = self.follower.datasets.get(root, {})
+        if paths is None:
+            held, chosen = self.state.root_chunks(root), list(datasets.values())
+        else:
+            chosen = [datasets[p] for p in sorted(paths) if p in datasets]
+            held = {(ds.id, i): v for ds in chosen for i, v in self.state.present(ds.id).items()}
         replicated = estimate = 0
         missing: Wanted = []
-        for ds in self.follower.datasets.get(root, {}).values():
+        for ds in chosen:
             gaps = []
             for i, digest in enumerate(ds.info.digests):
                 found = held.get((ds.id, i))

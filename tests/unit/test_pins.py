@@ -90,8 +90,7 @@ async def settle(pins: Pins) -> None:
     itself runs in the integration tests); retries are not awaited."""
     while pins._dirty:
         root = min(pins._dirty)
-        pins._dirty.discard(root)
-        await pins._replicate_quietly(root)
+        await pins._replicate_quietly(root, pins._dirty.pop(root))
     await pins.stop()  # cancels the retry timers
 
 
@@ -267,3 +266,29 @@ def test_pace_keeps_the_average_rate_and_saves_no_idle_time():
     assert slept == [0.5, 0.5, 0.5, 2.0]
     assert Pace(0).piece() == 8 << 20 and Pace(1000).piece() == 64 << 10
     assert Pace(1 << 20).piece() == 1 << 20
+
+
+def test_an_event_compares_its_dataset_only_and_a_source_back_online_all(env):
+    """A change event costs a look at its dataset, not at the whole (maybe huge) root; a
+    source coming back online (or a retry) compares everything."""
+    state, cache, follower, pins = env
+    follower.publish("p", "x.bin", 3)
+    follower.publish("p", "y.bin", 3, seed=9)
+
+    async def go():
+        await pins.pin("p")
+        await settle(pins)
+        cache.drop(follower.datasets["p"]["y.bin"], [2])  # as if lost, with no event
+        follower.publish("p", "x.bin", 3, changed=[0])
+        pins.on_event({"root": "p", "event": "update", "path": "x.bin", "chunks": [0]})
+        pins.on_event({"root": "p", "event": "resync", "datasets": 2})  # adds nothing
+        await settle(pins)
+        assert pins.progress("p")["behind"] == 1  # y's chunk 2: not looked at
+        pins.on_event({"root": "p", "event": "source", "online": False})
+        assert not pins._dirty
+        pins.on_event({"root": "p", "event": "source", "online": True, "url": "http://x"})
+        await settle(pins)
+
+    asyncio.run(go())
+    assert pins.progress("p")["behind"] == 0
+    assert follower.source.requests[-2:] == [[0], [2]]
