@@ -236,7 +236,8 @@ class Pins:
         else:
             if stuck:
                 self._failed(root, f"{stuck} chunks do not fit the cache budget")
-            elif self.problems.pop(root, None) is not None:
+            # only a pass over all of it says the replica is whole: a problem elsewhere stays
+            elif paths is None and self.problems.pop(root, None) is not None:
                 log.info("the replica of %s is whole again", root)
                 self._backoff.pop(root, None)
 

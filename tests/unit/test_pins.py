@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from caterva.errors import PinTooLarge
+from caterva.errors import PinTooLarge, SourceOffline
 from caterva.protocol.metadata import Manifest, chunk_digest
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.pins import Pace, Pins
@@ -69,8 +69,11 @@ class Follower:
 class Read:
     def __init__(self, cache: Cache, source: FakeSource) -> None:
         self.cache, self.source = cache, source
+        self.offline: Exception | None = None  # what every read raises, while set
 
     async def chunks_many(self, wanted):
+        if self.offline is not None:
+            raise self.offline
         return await self.cache.get_many(wanted, self.source)
 
 
@@ -292,3 +295,29 @@ def test_an_event_compares_its_dataset_only_and_a_source_back_online_all(env):
     asyncio.run(go())
     assert pins.progress("p")["behind"] == 0
     assert follower.source.requests[-2:] == [[0], [2]]
+
+
+def test_a_failed_pass_says_why_and_is_retried_until_whole(env):
+    state, cache, follower, pins = env
+    follower.publish("p", "x.bin", 4)
+    follower.publish("p", "y.bin", 2, seed=9)
+    pins.read.offline = SourceOffline("every source of root 'p' is offline")
+
+    async def go():
+        await pins.pin("p")
+        await settle(pins)
+        assert pins.progress("p")["problem"] == "every source of root 'p' is offline"
+        assert "p" in pins._timers  # tried again later
+        pins.read.offline = None
+        # a change of x alone does not say the replica is whole: y is still missing
+        follower.publish("p", "x.bin", 4, changed=[0])
+        pins.on_event({"root": "p", "event": "update", "path": "x.bin", "chunks": [0]})
+        await settle(pins)
+        assert pins.progress("p")["problem"] is not None
+        pins._touch("p")  # what the retry timer does when due
+        await settle(pins)
+
+    asyncio.run(go())
+    progress = pins.progress("p")
+    assert progress["behind"] == 0 and progress["problem"] is None
+    assert progress["bytes"] == progress["total"] == 5 * CHUNK + len(b"changed" * (CHUNK // 7))
