@@ -39,6 +39,10 @@ DEFAULTS: dict[str, Any] = {
     "republish_broker": "",  # "" = the subscriber's first broker
     "advertise": "",  # the URL a mirror announces; "" = the URL it is bound to
     "prefer": "",  # sources a subscriber reads from first: pub_ids or URLs, comma-separated
+    # roots a subscriber follows and keeps whole, fetched ahead of demand (a mirror's night
+    # data): comma-separated or a TOML list; `caterva follow ROOT --pin` pins one at run time
+    "pin": "",
+    "pin_rate": "25MB",  # bytes a second a subscriber fetches for its pinned roots; 0 = no limit
     "trust_file": "",  # signing keys of roots given up front (`ROOT KEY` lines); "" = none
     "log_level": "info",  # every service: debug, info, warning, error
     "log_format": "text",  # every service: text (one line a record) or json (one object a line)

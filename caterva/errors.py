@@ -16,6 +16,7 @@
     │   └── ChunkOutOfRange  (IndexError)        chunk_out_of_range    404
     ├── NotFollowed                              not_followed          409
     ├── DatasetChanged                           dataset_changed       409
+    ├── PinTooLarge                              pin_too_large         409
     ├── Unauthorized         (PermissionError)   unauthorized          401
     │   ├── BadCredentials                       bad_credentials       401
     │   └── TokenExpired                         token_expired         401
@@ -123,6 +124,13 @@ class DatasetChanged(CatervaError):
     """The version of a dataset a read started with is gone: read it again."""
 
     code, status = "dataset_changed", 409
+
+
+class PinTooLarge(CatervaError):
+    """A root cannot be pinned: its stored bytes do not fit the cache budget that the other
+    pinned roots leave."""
+
+    code, status = "pin_too_large", 409
 
 
 class Unauthorized(CatervaError, PermissionError):

@@ -38,17 +38,42 @@ def roots(
 
 def follow(
     root: Root,
+    pin: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--pin/--no-pin",
+            help="Keep ROOT whole: every chunk fetched in the background, refetched as soon as "
+            "it changes, never evicted (refused when it cannot fit the cache). --no-pin stops "
+            "that; ROOT stays followed.",
+        ),
+    ] = None,
     as_json: Json = False,
     sub: Sub = None,
     ca_file: CaFile = None,
 ) -> None:
-    """Follow ROOT: the subscriber fetches its manifest and keeps it in sync."""
+    """Follow ROOT: the subscriber fetches its manifest and keeps it in sync.
+
+    \b
+    Examples:
+      caterva follow example
+      caterva follow example --pin      # a full replica; progress in `caterva roots`
+    """
     with connect(sub, ca_file) as client:
-        count = client.follow(root)
+        count = client.follow(root, pin)
     if as_json:
-        emit({"root": root, "followed": True, "datasets": count})
+        emit({"root": root, "followed": True, "datasets": count, **_pinned(pin)})
+    elif pin:
+        display(
+            f"following {root} ({render.plural(count, 'dataset')}), pinned: its chunks are "
+            "fetched in the background (see `caterva roots`)"
+        )
     else:
-        display(f"following {root} ({render.plural(count, 'dataset')})")
+        unpinned = ", not pinned" if pin is False else ""
+        display(f"following {root} ({render.plural(count, 'dataset')}){unpinned}")
+
+
+def _pinned(pin: Optional[bool]) -> dict:
+    return {} if pin is None else {"pinned": pin}
 
 
 def unfollow(

@@ -132,7 +132,9 @@ def roots_table(roots: Sequence[RootInfo], now: float | None = None) -> Renderab
         return Text("no roots known yet: is a publisher running on the subscriber's broker?")
     now = time.time() if now is None else now
     table = Table(box=None, header_style="bold")
-    for column in ("root", "online", "learned", "followed", "datasets", "source"):
+    pins = any(r.pinned for r in roots)  # the column only where pins are used
+    columns = ("root", "online", "learned", "followed", "datasets", "source", *["pinned"] * pins)
+    for column in columns:
         table.add_column(column, justify="right" if column == "datasets" else "left")
     for r in roots:
         table.add_row(
@@ -142,6 +144,7 @@ def roots_table(roots: Sequence[RootInfo], now: float | None = None) -> Renderab
             "yes" if r.followed else "no",
             str(r.datasets),
             plain(source_text(r)),
+            *([replica_text(r)] * pins),
         )
     return table
 
@@ -162,6 +165,21 @@ def age_text(seconds: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def replica_text(root: RootInfo) -> Text:
+    """How whole a pinned root is held: "3.5 MB of 3.5 MB", "1.0 MB of 3.5 MB, behind 12
+    chunks", and why, when a pass failed."""
+    replica = root.replica
+    if not root.pinned or not replica:
+        return Text("-")
+    held, total, behind = (int(replica.get(k) or 0) for k in ("bytes", "total", "behind"))
+    text = Text(f"{size_text(held)} of {size_text(total)}")
+    if behind:
+        text.append(f", behind {plural(behind, 'chunk')}", style="yellow")
+    if replica.get("problem"):
+        text.append(f" ({replica['problem']})", style="red")
+    return text
 
 
 def source_text(root: RootInfo) -> str:

@@ -123,8 +123,8 @@ class AsyncClient(ClientBase):
     async def roots(self) -> list[RootInfo]:
         return await self._take(Calls.roots())
 
-    async def follow(self, root: str) -> int:
-        return await self._take(Calls.follow(root))
+    async def follow(self, root: str, pin: bool | None = None) -> int:
+        return await self._take(Calls.follow(root, pin))
 
     async def unfollow(self, root: str) -> None:
         await self._take(Calls.unfollow(root))

@@ -89,6 +89,9 @@ class RootInfo:
     source_id: str | None = None  # pub_id of the source read from: the origin or a mirror
     key: str | None = None  # the signing key the root is bound to (see README, "Trust")
     problem: str | None = None  # why the subscriber's last resync of it failed, if it did
+    pinned: bool = False  # kept whole in the subscriber's cache, ahead of demand
+    # of a pinned root: {"bytes": held, "total": ..., "behind": chunks missing, "problem": ...}
+    replica: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, body: Any) -> RootInfo:
@@ -106,6 +109,8 @@ class RootInfo:
             source_id=body.get("source_id"),
             key=body.get("key"),
             problem=body.get("problem"),
+            pinned=bool(body.get("pinned")),
+            replica=body.get("replica") if isinstance(body.get("replica"), dict) else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +126,8 @@ class RootInfo:
             "source_id": self.source_id,
             "key": self.key,
             "problem": self.problem,
+            "pinned": self.pinned,
+            "replica": self.replica,
         }
 
 
@@ -176,8 +183,9 @@ class Calls:
         return Call("GET", f"{rest.API}/roots", _roots)
 
     @staticmethod
-    def follow(root: str) -> Call:
-        return Call("PUT", _root_path(root, "follow"), _followed)
+    def follow(root: str, pin: bool | None = None) -> Call:
+        params = {} if pin is None else {"pin": "true" if pin else "false"}
+        return Call("PUT", _root_path(root, "follow"), _followed, params)
 
     @staticmethod
     def unfollow(root: str) -> Call:

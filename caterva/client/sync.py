@@ -132,9 +132,11 @@ class Client(ClientBase):
         """Every root the subscriber knows (announced or followed)."""
         return self._take(Calls.roots())
 
-    def follow(self, root: str) -> int:
-        """Follow ``root``; returns how many datasets it has."""
-        return self._take(Calls.follow(root))
+    def follow(self, root: str, pin: bool | None = None) -> int:
+        """Follow ``root``; returns how many datasets it has. ``pin=True`` also keeps it whole
+        in the subscriber's cache, fetched ahead of demand and never evicted (PinTooLarge when
+        it cannot fit); ``pin=False`` stops that."""
+        return self._take(Calls.follow(root, pin))
 
     def unfollow(self, root: str) -> None:
         """Stop following ``root``; the subscriber drops its cached chunks."""

@@ -242,8 +242,9 @@ ERRORS = {
     403: "The user has no grant on this root, or on every followed root (`forbidden`).",
     404: "Unknown root, dataset or chunk (`unknown_root`, `unknown_dataset`, "
     "`chunk_out_of_range`).",
-    409: "The root is not followed (`not_followed`), or the dataset changed while it was read "
-    "(`dataset_changed`: read it again).",
+    409: "The root is not followed (`not_followed`), the dataset changed while it was read "
+    "(`dataset_changed`: read it again), or a root to pin does not fit the cache budget "
+    "(`pin_too_large`).",
     413: "The request body is larger than the service accepts (`body_too_large`, `--max-body`).",
     416: "The Range asks for bytes the file does not have (`range_not_satisfiable`).",
     502: "A source answered wrongly (`protocol_error`, `digest_mismatch`, `untrusted_source`, "

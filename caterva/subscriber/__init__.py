@@ -17,6 +17,7 @@ from caterva.config import (
 )
 from caterva.errors import BadRequest
 from caterva.mqtt import BrokerURL
+from caterva.protocol.names import check_root
 from caterva.protocol.topics import check_pub_id
 from caterva.service import runner
 from caterva.service.security import Security
@@ -54,6 +55,8 @@ def run(
         republish_broker=setting("republish_broker", republish_broker),
         advertise=setting("advertise", advertise).rstrip("/"),
         prefer=tuple(setting_list("prefer", prefer)),
+        pin=tuple(check_root(root) for root in setting_list("pin")),
+        pin_rate=parse_size(setting("pin_rate")),
         trusted=read_trust_file(path) if (path := setting("trust_file", trust_file)) else {},
         pub_id=setting("pub_id", pub_id),
         presence_ttl=parse_duration(setting("presence_ttl")),

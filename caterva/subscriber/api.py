@@ -16,7 +16,7 @@ from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.service.auth import may_read, readable, require_every, require_grant
 from caterva.service.http import BYTES, responses
-from caterva.subscriber.deps import CacheDep, EventsDep, FollowerDep, ReadDep, Root
+from caterva.subscriber.deps import CacheDep, EventsDep, FollowerDep, PinsDep, ReadDep, Root
 from caterva.subscriber.npy import NPY, NpyResponse
 
 router = APIRouter(prefix=rest.API)
@@ -47,7 +47,7 @@ async def stats(cache: CacheDep, follower: FollowerDep, request: Request) -> dic
 
 
 @router.get("/roots", summary="Every announced or followed root, its source and state")
-async def roots(follower: FollowerDep, request: Request) -> dict:
+async def roots(follower: FollowerDep, pins: PinsDep, request: Request) -> dict:
     directory = follower.directory
     await directory.synced.wait()
     out = []
@@ -75,6 +75,8 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
                 "key_from": key[1] if key else None,
                 "version": seal.version if seal else None,
                 "problem": follower.problems.get(name),  # why the last resync failed
+                "pinned": name in pins.roots,
+                "replica": pins.progress(name),  # how whole a pinned root is held
                 "sources": [
                     {
                         "pub_id": o.pub_id,
@@ -94,12 +96,34 @@ async def roots(follower: FollowerDep, request: Request) -> dict:
 
 @router.put(
     "/roots/{root}/follow",
-    summary="Follow a root (one manifest request)",
-    responses=responses(400, 404, 502, 503),
+    summary="Follow a root (one manifest request); with pin=true, keep it whole",
+    responses=responses(400, 404, 409, 502, 503),
 )
-async def follow(root: Root, follower: FollowerDep) -> dict:
-    await follower.follow(root)
-    return {"root": root, "followed": True, "datasets": len(follower.datasets[root])}
+async def follow(
+    root: Root,
+    follower: FollowerDep,
+    pins: PinsDep,
+    pin: Annotated[
+        bool | None,
+        Query(
+            description="true: fetch every chunk ahead of demand, keep it fresh and never evict "
+            "it (409 `pin_too_large` when it cannot fit the cache budget); false: stop pinning "
+            "(it stays followed); absent: leave as it is"
+        ),
+    ] = None,
+) -> dict:
+    if pin:
+        await pins.pin(root)
+    else:
+        await follower.follow(root)
+        if pin is False:
+            pins.unpin(root)
+    return {
+        "root": root,
+        "followed": True,
+        "datasets": len(follower.datasets[root]),
+        "pinned": root in pins.roots,
+    }
 
 
 @router.delete(

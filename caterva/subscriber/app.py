@@ -1,9 +1,9 @@
 """The subscriber daemon, composed from settings: ``create_app(settings, url)``.
 
     state (SQLite) -> cache (chunk files; reconciled after a crash) -> upstream HTTP client
-    -> discovery + trust + follower (+ its events) + read path -> inbox (MQTT in) on every
-    broker -> prober (HTTP, of sources MQTT cannot vouch for) -> mirror (MQTT out, with
-    --republish) -> ready
+    -> discovery + trust + follower (+ its events) + read path -> pinned roots -> inbox (MQTT
+    in) on every broker -> prober (HTTP, of sources MQTT cannot vouch for) -> mirror (MQTT out,
+    with --republish) -> ready
 
 Each part is registered with an AsyncExitStack as soon as it exists, so a start that fails
 halfway releases what it had, and a stop releases everything last-in first-out. What the
@@ -32,6 +32,7 @@ from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.inbox import Inbox
 from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
+from caterva.subscriber.pins import Pace, Pins
 from caterva.subscriber.probe import Prober
 from caterva.subscriber.read import ReadPath
 from caterva.subscriber.settings import SubscriberSettings
@@ -51,6 +52,7 @@ class Parts(TypedDict):
     read: ReadPath
     events: Events
     cache: Cache
+    pins: Pins
     bus: Bus  # our own broker's
     buses: list[Bus]  # every broker's, ours first
     mirror: Mirror | None
@@ -109,6 +111,11 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     follower = Follower(state, cache, directory, client, events, Trust(state, settings.trusted))
     read = ReadPath(follower, cache, directory, client)
     directory.listeners.append(follower.on_offer)
+    pins = Pins(state, cache, follower, read, Pace(settings.pin_rate))
+    pins.want(settings.pin)
+    events.listeners.append(pins.on_event)
+    directory.listeners.append(pins.on_offer)
+    stack.push_async_callback(pins.stop)  # before the client it fetches with is closed
     name = f"caterva-sub-{secrets.token_hex(4)}"
     inbox = Inbox(directory, follower, name)
     buses = [Bus(broker, client_id=f"{name}-{i}") for i, broker in enumerate(settings.brokers)]
@@ -138,6 +145,7 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     asyncio.get_running_loop().call_later(SYNC_GRACE, directory.synced.set)
     if mirror:
         await mirror.start()
+    pins.start()
     log.info(
         "subscriber serving %s (brokers %s, cache %s of %s used; state in %s)%s",
         url,
@@ -152,6 +160,7 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         read=read,
         events=events,
         cache=cache,
+        pins=pins,
         bus=buses[0],
         buses=buses,
         mirror=mirror,

@@ -12,6 +12,7 @@ from caterva.protocol.names import check_root
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
+from caterva.subscriber.pins import Pins
 from caterva.subscriber.read import ReadPath
 
 
@@ -34,9 +35,14 @@ async def _events(request: Request) -> Events:
     return request.state.events
 
 
+async def _pins(request: Request) -> Pins:
+    return request.state.pins
+
+
 ReadDep = Annotated[ReadPath, Depends(_read)]
 EventsDep = Annotated[Events, Depends(_events)]
 CacheDep = Annotated[Cache, Depends(_cache)]
+PinsDep = Annotated[Pins, Depends(_pins)]
 
 
 async def _root(root: str) -> str:

@@ -115,10 +115,16 @@ class Follower:
 
     # --- following -------------------------------------------------------------------------
 
-    async def follow(self, root: str) -> Manifest | None:
+    async def follow(
+        self, root: str, admit: Callable[[Manifest], None] | None = None
+    ) -> Manifest | None:
+        """Follow ``root``; ``admit`` may refuse it (raise) once its manifest is verified,
+        before anything is recorded (pins.py: a pin that cannot fit)."""
         if root in self.etags:
             return None
         offer, manifest = await self._signed_manifest(root)
+        if admit is not None:
+            admit(manifest)
         async with self._locks[root]:
             self.state.follow(root, self.clock())
             self.etags[root] = None

@@ -18,6 +18,8 @@ class SubscriberSettings:
     republish_broker: str = ""  # where a mirror announces; "" = brokers[0]
     advertise: str = ""  # the URL a mirror announces; "" = the bound URL
     prefer: tuple[str, ...] = ()  # pub_ids or URLs to read from first
+    pin: tuple[str, ...] = ()  # roots to follow and keep whole (pins.py)
+    pin_rate: int = 0  # bytes/s fetched for pinned roots; 0 = no limit
     trusted: dict[str, str] = field(default_factory=dict)  # root -> key given up front
     pub_id: str = ""  # a mirror's id; "" = the MQTT username, else one kept in the state
     # seconds an MQTT status is believed without news (then probed: probe.py)

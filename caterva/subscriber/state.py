@@ -1,5 +1,6 @@
-"""A subscriber's durable state in one SQLite database (WAL): followed roots, the datasets
-they hold, and the cache index (which chunks are present, their digests, sizes, last access).
+"""A subscriber's durable state in one SQLite database (WAL): followed roots (and which are
+pinned), the datasets they hold, and the cache index (which chunks are present, their digests,
+sizes, last access).
 
 The schema has a version. An older database is migrated in place; a newer one is refused with
 a clear message; nothing is ever reset silently. Followed roots are user state; cached chunks
@@ -16,7 +17,7 @@ from caterva import sqlite
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.seal import Seal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,7 +25,8 @@ CREATE TABLE roots (
     name TEXT PRIMARY KEY,
     manifest_etag TEXT,
     followed_at REAL NOT NULL,
-    seal TEXT
+    seal TEXT,
+    pinned INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE trusted_keys (
     root TEXT PRIMARY KEY,
@@ -45,9 +47,10 @@ CREATE TABLE chunks (
     digest TEXT NOT NULL,
     size INTEGER NOT NULL,
     atime REAL NOT NULL,
+    pinned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (dataset, idx)
 ) WITHOUT ROWID;
-CREATE INDEX chunks_by_atime ON chunks (atime);
+CREATE INDEX chunks_evictable ON chunks (atime) WHERE pinned = 0;
 """
 
 # MIGRATIONS[n] upgrades a database from version n to n + 1.
@@ -56,6 +59,12 @@ MIGRATIONS: dict[int, str] = {
     1: """ALTER TABLE roots ADD COLUMN seal TEXT;
           CREATE TABLE trusted_keys (root TEXT PRIMARY KEY, key TEXT NOT NULL,
                                      how TEXT NOT NULL, since REAL NOT NULL)""",
+    # pinned roots: kept whole in the cache, never evicted (pins.py); their chunks say so
+    # too, so eviction finds the oldest others in an index that holds only them
+    2: """ALTER TABLE roots ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+          ALTER TABLE chunks ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+          DROP INDEX chunks_by_atime;
+          CREATE INDEX chunks_evictable ON chunks (atime) WHERE pinned = 0""",
 }
 
 
@@ -103,7 +112,9 @@ class State:
         return dict(self.db.execute("SELECT name, manifest_etag FROM roots"))
 
     def follow(self, root: str, now: float) -> None:
-        self.db.execute("INSERT OR IGNORE INTO roots VALUES (?, NULL, ?, NULL)", (root, now))
+        self.db.execute(
+            "INSERT OR IGNORE INTO roots (name, followed_at) VALUES (?, ?)", (root, now)
+        )
 
     def unfollow(self, root: str) -> list[int]:
         """Forget a root; returns the ids of its datasets (their chunk files must go too)."""
@@ -111,6 +122,19 @@ class State:
             ids = [r[0] for r in self.db.execute("SELECT id FROM datasets WHERE root=?", (root,))]
             self.db.execute("DELETE FROM roots WHERE name=?", (root,))
         return ids
+
+    def pinned(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM roots WHERE pinned")}
+
+    def pin(self, root: str, pinned: bool) -> None:
+        """Pin a root or not, and its chunks with it (add_chunks marks those to come)."""
+        with self.transaction():
+            self.db.execute("UPDATE roots SET pinned=? WHERE name=?", (int(pinned), root))
+            self.db.execute(
+                "UPDATE chunks SET pinned=? WHERE dataset IN "
+                "(SELECT id FROM datasets WHERE root=?)",
+                (int(pinned), root),
+            )
 
     def seals(self) -> dict[str, Seal]:
         """The seal each followed root was last synced to (roots synced before signing: none)."""
@@ -188,21 +212,23 @@ class State:
     def add_chunks(
         self, rows: list[tuple[int, int, str, int, float]]
     ) -> tuple[set[int], list[tuple[int, int, str, int]]]:
-        """Index chunks (dataset, idx, digest, size, atime) in one transaction. Returns the
-        positions of rows refused because their dataset is gone, and the rows replaced
-        (dataset, idx, digest, size): what the cache must count and remove exactly."""
+        """Index chunks (dataset, idx, digest, size, atime) in one transaction, pinned when
+        their root is. Returns the positions of rows refused because their dataset is gone,
+        and the rows replaced (dataset, idx, digest, size): what the cache must count and
+        remove exactly."""
         if not rows:
             return set(), []
         with self.transaction():
             ids = {r[0] for r in rows}
-            known = {
-                r[0]
-                for r in self.db.execute(
-                    f"SELECT id FROM datasets WHERE id IN ({','.join('?' * len(ids))})", list(ids)
+            known = dict(
+                self.db.execute(
+                    "SELECT id, pinned FROM datasets JOIN roots ON name = root "
+                    f"WHERE id IN ({','.join('?' * len(ids))})",
+                    list(ids),
                 )
-            }
+            )
             refused = {n for n, r in enumerate(rows) if r[0] not in known}
-            taken = [r for n, r in enumerate(rows) if n not in refused]
+            taken = [(*r, known[r[0]]) for n, r in enumerate(rows) if n not in refused]
             replaced = []
             for dataset, idx, *_ in taken:
                 row = self.db.execute(
@@ -210,7 +236,7 @@ class State:
                 ).fetchone()
                 if row:
                     replaced.append((dataset, idx, *row))
-            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", taken)
+            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?, ?)", taken)
         return refused, replaced
 
     def drop_chunks(
@@ -258,12 +284,24 @@ class State:
         return row[0], row[1]
 
     def oldest(self, limit: int) -> list[tuple[int, int, str, int]]:
-        """The least recently used chunks: (dataset, idx, digest, size)."""
+        """The least recently used chunks that may be evicted, none of a pinned root's:
+        (dataset, idx, digest, size)."""
         return list(
             self.db.execute(
-                "SELECT dataset, idx, digest, size FROM chunks ORDER BY atime LIMIT ?", (limit,)
+                "SELECT dataset, idx, digest, size FROM chunks WHERE pinned = 0 "
+                "ORDER BY atime LIMIT ?",
+                (limit,),
             )
         )
+
+    def root_chunks(self, root: str) -> dict[tuple[int, int], tuple[str, int]]:
+        """(dataset, idx) -> (digest, size) of every indexed chunk of a root, in one query."""
+        rows = self.db.execute(
+            "SELECT dataset, idx, digest, size FROM chunks JOIN datasets ON id = dataset "
+            "WHERE root=?",
+            (root,),
+        )
+        return {(d, i): (digest, size) for d, i, digest, size in rows}
 
     def all_chunks(self) -> dict[tuple[int, int], str]:
         """(dataset, idx) -> digest of every indexed chunk."""

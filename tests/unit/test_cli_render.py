@@ -302,3 +302,19 @@ def test_tree_gives_plain_files_their_size_once():
         render.datasets_tree("r", [info("x.txt", kind="file", nbytes=3738, size=3738)])
     ).splitlines()[1]
     assert line.split("x.txt", 1)[1].split() == ["3.7", "kB"]
+
+
+def test_roots_table_shows_how_whole_a_pinned_root_is_only_when_one_is():
+    whole = {"bytes": 3_500_000, "total": 3_500_000, "behind": 0, "problem": None}
+    behind = {"bytes": 1_000_000, "total": 3_500_000, "behind": 12, "problem": "source_offline"}
+    roots = [
+        RootInfo("a", True, True, 3, "http://h:1", pinned=True, replica=whole),
+        RootInfo("b", True, True, 3, "http://h:1", pinned=True, replica=behind),
+        RootInfo("c", True, True, 3, "http://h:1"),
+    ]
+    lines = text_of(render.roots_table(roots), width=160).splitlines()
+    assert lines[0].split()[-1] == "pinned"
+    assert lines[1].split()[5:] == ["3.5", "MB", "of", "3.5", "MB"]
+    assert " ".join(lines[2].split()[5:]) == "1.0 MB of 3.5 MB, behind 12 chunks (source_offline)"
+    assert lines[3].split()[5:] == ["-"]
+    assert "pinned" not in text_of(render.roots_table(roots[2:]))
