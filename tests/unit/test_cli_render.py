@@ -314,7 +314,8 @@ def test_roots_table_shows_how_whole_a_pinned_root_is_only_when_one_is():
     ]
     lines = text_of(render.roots_table(roots), width=160).splitlines()
     assert lines[0].split()[-1] == "pinned"
-    assert lines[1].split()[5:] == ["3.5", "MB", "of", "3.5", "MB"]
-    assert " ".join(lines[2].split()[5:]) == "1.0 MB of 3.5 MB, behind 12 chunks (source_offline)"
-    assert lines[3].split()[5:] == ["-"]
+    # root, online, learned ("-": no since), followed, datasets, source, then pinned
+    assert lines[1].split()[6:] == ["3.5", "MB", "of", "3.5", "MB"]
+    assert " ".join(lines[2].split()[6:]) == "1.0 MB of 3.5 MB, behind 12 chunks (source_offline)"
+    assert lines[3].split()[6:] == ["-"]
     assert "pinned" not in text_of(render.roots_table(roots[2:]))
