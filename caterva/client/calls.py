@@ -156,7 +156,7 @@ def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
     return info, Cached(int(cached.get("chunks", 0)), int(cached.get("bytes", 0)))
 
 
-def _root_path(root: str, what: str) -> str:
+def root_path(root: str, what: str) -> str:
     return f"{rest.API}/roots/{check_root(root)}/{what}"
 
 
@@ -177,15 +177,15 @@ class Calls:
 
     @staticmethod
     def follow(root: str) -> Call:
-        return Call("PUT", _root_path(root, "follow"), _followed)
+        return Call("PUT", root_path(root, "follow"), _followed)
 
     @staticmethod
     def unfollow(root: str) -> Call:
-        return Call("DELETE", _root_path(root, "follow"), lambda r: None)
+        return Call("DELETE", root_path(root, "follow"), lambda r: None)
 
     @staticmethod
     def manifest(root: str) -> Call:
-        return Call("GET", _root_path(root, "manifest"), _manifest)
+        return Call("GET", root_path(root, "manifest"), _manifest)
 
     @staticmethod
     def info(root: str, path: str) -> Call:
@@ -196,7 +196,7 @@ class Calls:
         params = {"sel": sel}
         if field_name is not None:
             params["field"] = field_name
-        return Call("GET", f"{_root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
+        return Call("GET", f"{root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
 
     @staticmethod
     def chunks(
