@@ -17,7 +17,7 @@ from caterva.client.calls import Call, root_path
 from caterva.errors import BadRequest, ProtocolError
 from caterva.protocol import rest
 
-PAGE = 5000  # datasets asked per request: few requests, each answer a few MB at most
+PAGE = 10_000  # datasets asked per request (the most a subscriber gives): few requests
 
 
 @dataclass(frozen=True)

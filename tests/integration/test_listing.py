@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -188,3 +191,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(stack, args, message):
     result = cli("list", "demo", *args, env={"CATERVA_SUB": url})
     assert (result.returncode, result.stdout) == (2, ""), result
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_cli_stops_quietly_when_its_reader_does(stack):
+    """`caterva list ROOT | head -1`: a reader that stops reading ends the listing quietly
+    (exit 1, click's answer to a closed pipe), never with a traceback."""
+    url, _ = stack
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "caterva", "list", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "CATERVA_SUB": url, "CATERVA_CONFIG": "/nonexistent"},
+    )
+    proc.stdout.close()  # before the first line is written
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (1, b"")
