@@ -15,10 +15,7 @@ from caterva.errors import BadSelection
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.service.auth import may_read, readable, require_every, require_grant
-from caterva.service.http import (
-    BYTES,
-    responses,
-)
+from caterva.service.http import BYTES, header, responses
 from caterva.subscriber import listing
 from caterva.subscriber.deps import CacheDep, EventsDep, FollowerDep, ReadDep, Root
 from caterva.subscriber.npy import NPY, NpyResponse
@@ -129,7 +126,12 @@ async def unfollow(root: Root, follower: FollowerDep) -> dict:
         200: {
             "content": {NDJSON: {"schema": {"type": "string"}}},
             "description": "One dataset a line, as a JSON object: its info without chunk digests.",
-            "headers": listing.NEXT,
+            "headers": {
+                rest.NEXT_HEADER: header(
+                    "The `cursor` of the next page; absent when this page ends the listing.",
+                    required=False,
+                )
+            },
         },
         **responses(400, 404, 409),
     },

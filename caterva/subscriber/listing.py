@@ -32,7 +32,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from caterva.errors import BadCursor, InvalidName
-from caterva.protocol import rest
 from caterva.protocol.names import MAX_PATH, check_path
 from caterva.subscriber.state import State
 
@@ -42,13 +41,6 @@ SCAN = 1000  # rows one query reads
 _WILDCARD = re.compile(r"(\*\*/|\*\*|\*|\?)")
 _REGEX = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
 _CURSOR_TAG = "1:"  # a version of the cursor's form, so a later one can tell old ones apart
-NEXT = {  # the answer's OpenAPI header
-    rest.NEXT_HEADER: {
-        "description": "The `cursor` of the next page; absent when this page ends the listing.",
-        "required": False,
-        "schema": {"type": "string"},
-    }
-}
 
 
 @dataclass(frozen=True)
