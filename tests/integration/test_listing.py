@@ -206,3 +206,21 @@ def test_cli_stops_quietly_when_its_reader_does(stack):
     proc.stdout.close()  # before the first line is written
     _, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (1, b"")
+
+
+def test_the_listing_benchmark_runs(tmp_path):
+    """`python -m benchmarks.listing` at a tiny scale, so it does not rot (timings are not
+    judged here)."""
+    from tests.conftest import ROOT
+
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.listing", "--datasets", "12", "--repeat", "1"]
+        + ["--workdir", str(tmp_path)],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
+    )
+    figures = json.loads((tmp_path / "listing-12.json").read_text())
+    assert len(figures) == 8 and all(value >= 0 for value in figures.values())
+    assert all(value > 0 for name, value in figures.items() if "wall" in name)
