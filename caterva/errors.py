@@ -4,6 +4,7 @@
     ├── BadRequest           (ValueError)        bad_request           400
     │   ├── InvalidName                          invalid_name          400
     │   ├── BadSelection     (IndexError too)    bad_selection         400
+    │   ├── BadCursor                            bad_cursor            400
     │   ├── TargetExists     (FileExistsError)   target_exists         400  (client only)
     │   └── BodyTooLarge                         body_too_large        413
     ├── ProtocolError        (ValueError)        protocol_error        502
@@ -67,6 +68,12 @@ class InvalidName(BadRequest):
 
 class BadSelection(BadRequest, IndexError):
     code, status = "bad_selection", 400
+
+
+class BadCursor(BadRequest):
+    """A listing's cursor that no answer of this service gave."""
+
+    code, status = "bad_cursor", 400
 
 
 class TargetExists(BadRequest, FileExistsError):

@@ -24,8 +24,9 @@ with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup
 @cache
 def _plain_values_without_pydantic() -> None:
     """typer coerces option and argument values through a pydantic TypeAdapter, and importing
-    pydantic is ~80 ms of every command (a quarter of `caterva roots`). A ``str`` or ``bool``
-    parameter whose value already is one needs no coercion, so ours skip it; any other value
+    pydantic is ~80 ms of every command (a quarter of `caterva roots`). A ``str``, ``bool`` or
+    ``int`` parameter whose value already is one needs no coercion (click made it one), so ours
+    skip it; any other value
     still gets typer's own. This leans on typer internals: if they move, the patch steps
     aside and commands are only slower (tests/unit/test_cli_startup.py notices). Made by
     main(), the `caterva` process, not at import: a program importing the CLI keeps typer as is.
@@ -53,7 +54,7 @@ def _plain_values_without_pydantic() -> None:
 
     def build_runtime_param(descriptor):
         if (
-            descriptor.annotation in (str, bool)
+            descriptor.annotation in (str, bool, int)
             and descriptor.file_annotation is None
             and descriptor.parameter_info.parser is None
         ):

@@ -8,6 +8,7 @@ through ``literal``: never parsed as rich markup or emoji codes, whatever consol
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import time
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.console import RenderableType
 from rich.filesize import decimal as size_text
 from rich.table import Table
@@ -191,58 +193,78 @@ def source_text(root: RootInfo) -> str:
     return f"{root.source} via {root.source_id} ({len(root.hops)} hops)"
 
 
-def dataset_summary(info: DatasetInfo) -> dict[str, Any]:
-    """What `list --json` says of a dataset: its info without the per-chunk digests."""
-    body = info.to_dict()
-    body.pop("proto", None)
-    body.pop("digests", None)
-    return body
+class Columns:
+    """`caterva list` as aligned plain lines, written a page at a time as pages arrive: each
+    column as wide as its widest cell so far (widths only grow), two spaces apart. A path is
+    what users copy into the next command: never cut short."""
+
+    HEADER = ("path", "kind", "shape", "dtype", "size")
+
+    def __init__(self) -> None:
+        self.widths = [cell_len(h) for h in self.HEADER]
+        self.started = False
+
+    def lines(self, entries: Iterable[dict[str, Any]]) -> str:
+        """The lines of some datasets (each a `list --json` entry), the header first."""
+        rows = [dataset_cells(e) for e in entries]
+        if not self.started:
+            rows.insert(0, self.HEADER)
+            self.started = True
+        sized = [(row, [len(c) if c.isascii() else cell_len(c) for c in row]) for row in rows]
+        for _, cells in sized:
+            self.widths = [max(w, n) for w, n in zip(self.widths, cells)]
+        return "".join(self._line(row, cells) for row, cells in sized)
+
+    def _line(self, row: Sequence[str], cells: Sequence[int]) -> str:
+        """Left-aligned cells, the last (a size) right-aligned."""
+        pad = [w - n for w, n in zip(self.widths, cells)]
+        left = [c + " " * p for c, p in zip(row[:-1], pad)]
+        return "  ".join([*left, " " * pad[-1] + row[-1]]) + "\n"
 
 
-def datasets_table(root: str, infos: Sequence[DatasetInfo]) -> RenderableType:
-    if not infos:
-        return plain(f"{root} has no datasets")
-    table = Table(box=None, header_style="bold")
-    # a path is what users copy into the next command: never cut it short
-    table.add_column("path", min_width=max(len(literal(i.path)) for i in infos), overflow="fold")
-    for column in ("kind", "shape", "dtype", "size"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for info in infos:
-        table.add_row(
-            plain(info.path),
-            info.kind,
-            shape_text(info.shape) if info.kind == "b2nd" else "-",
-            plain(_dtype_or_dash(info, short=True)),
-            size_text(info.size or info.cbytes),
-        )
-    return table
+def dataset_cells(entry: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """path, kind, shape, dtype and size of a `list --json` entry, as printed."""
+    kind = str(entry.get("kind", "?"))
+    return (
+        literal(entry.get("path", "?")),
+        literal(kind),
+        shape_text(entry.get("shape") or ()) if kind == "b2nd" else "-",
+        literal(_dtype_or_dash(entry)),
+        size_text(entry.get("size") or entry.get("cbytes") or 0),
+    )
 
 
-def datasets_tree(root: str, infos: Iterable[DatasetInfo]) -> RenderableType:
+def datasets_tree(root: str, entries: Iterable[dict[str, Any]]) -> RenderableType:
     tree = Tree(plain(root, style="bold"))
     dirs: dict[tuple[str, ...], Tree] = {(): tree}
-    for info in sorted(infos, key=lambda i: PurePosixPath(i.path).parts):
-        parts = PurePosixPath(info.path).parts
+    for entry in sorted(entries, key=lambda e: PurePosixPath(e["path"]).parts):
+        parts = PurePosixPath(entry["path"]).parts
         for depth in range(1, len(parts)):
             key = parts[:depth]
             if key not in dirs:
                 dirs[key] = dirs[key[:-1]].add(plain(key[-1] + "/", style="bold blue"))
+        _, kind, shape, dtype, size = dataset_cells(entry)
         label = plain(parts[-1])
-        if info.kind == "b2nd":
-            label.append(
-                f"  {shape_text(info.shape)} {_dtype_or_dash(info, short=True)}", style="dim"
-            )
-        label.append(f"  {size_text(info.size or info.cbytes)}", style="dim")
+        if kind == "b2nd":
+            label.append(f"  {shape} {dtype}", style="dim")
+        label.append(f"  {size}", style="dim")
         dirs[parts[:-1]].add(label)
     return tree
 
 
-def _dtype_or_dash(info: DatasetInfo, short: bool = False) -> str:
-    if info.kind != "b2nd":
+def _dtype_or_dash(entry: dict[str, Any]) -> str:
+    dtype = entry.get("dtype")
+    if entry.get("kind") != "b2nd":
         return "-"
-    if short and isinstance(info.dtype, dict) and "names" in info.dtype:
-        return f"record ({len(info.dtype['names'])} fields)"
-    return dtype_text(info.dtype)
+    if isinstance(dtype, dict) and "names" in dtype:
+        return f"record ({len(dtype['names'])} fields)"
+    return _scalar_text(dtype) if isinstance(dtype, str) else dtype_text(dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_text(dtype: str) -> str:
+    """dtype_text of a scalar dtype, once for the many datasets of a listing that share it."""
+    return dtype_text(dtype)
 
 
 def info_view(address: str, info: DatasetInfo, cached: Cached) -> RenderableType:

@@ -7,6 +7,7 @@ back:
 
     program.py      what a program is (steps: a Call, or Parallel programs) and ``advance``
     calls.py        the requests (Call, Calls) and the answers they decode to
+    listing.py      a root's datasets a page at a time (Pager, Page)
     dataset.py      Dataset[...]: selections read as programs
     download.py     downloads planned as programs: windows, groups of small datasets, retry
     transfer.py     chunks into verified files (Assembler, Batch, Meter, Behind)
@@ -34,6 +35,7 @@ _LAZY = {
     "Client": "caterva.client.sync",
     "Dataset": "caterva.client.dataset",
     "EventStream": "caterva.client.sync",
+    "Page": "caterva.client.listing",
     "RootInfo": "caterva.client.calls",
 }
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from caterva.client.aio import AsyncClient, AsyncEventStream
     from caterva.client.calls import Cached, RootInfo
     from caterva.client.dataset import AsyncDataset, Dataset
+    from caterva.client.listing import Page
     from caterva.client.sync import Client, EventStream
 
 

@@ -28,6 +28,7 @@ from caterva.client.calls import (
     stream_ended,
 )
 from caterva.client.dataset import AsyncDataset, Progress
+from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
 from caterva.client.transport import check, mapped
 from caterva.protocol.metadata import DatasetInfo
@@ -131,6 +132,22 @@ class AsyncClient(ClientBase):
 
     async def list(self, root: str) -> list[DatasetInfo]:
         return await self._take(Calls.manifest(root))
+
+    async def datasets(
+        self, root: str, pattern: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """See ``Client.datasets``: ``async for entry in client.datasets("r", "a/*"): ...``"""
+        async for page in self.pages(root, pattern, limit=limit, cursor=cursor):
+            for entry in page.datasets:
+                yield entry
+
+    async def pages(
+        self, root: str, pattern: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> AsyncIterator[Page]:
+        """See ``Client.pages``."""
+        pager = Pager(root, pattern, limit, cursor)
+        while (call := pager.call()) is not None:
+            yield pager.took(await self._take(call))
 
     async def info(self, address: str) -> DatasetInfo:
         return (await self._take(Calls.info(*dataset_address(address))))[0]

@@ -163,7 +163,7 @@ def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
     return info, Cached(int(cached.get("chunks", 0)), int(cached.get("bytes", 0)))
 
 
-def _root_path(root: str, what: str) -> str:
+def root_path(root: str, what: str) -> str:
     return f"{rest.API}/roots/{check_root(root)}/{what}"
 
 
@@ -185,15 +185,15 @@ class Calls:
     @staticmethod
     def follow(root: str, pin: bool | None = None) -> Call:
         params = {} if pin is None else {"pin": "true" if pin else "false"}
-        return Call("PUT", _root_path(root, "follow"), _followed, params)
+        return Call("PUT", root_path(root, "follow"), _followed, params)
 
     @staticmethod
     def unfollow(root: str) -> Call:
-        return Call("DELETE", _root_path(root, "follow"), lambda r: None)
+        return Call("DELETE", root_path(root, "follow"), lambda r: None)
 
     @staticmethod
     def manifest(root: str) -> Call:
-        return Call("GET", _root_path(root, "manifest"), _manifest)
+        return Call("GET", root_path(root, "manifest"), _manifest)
 
     @staticmethod
     def info(root: str, path: str) -> Call:
@@ -204,7 +204,7 @@ class Calls:
         params = {"sel": sel}
         if field_name is not None:
             params["field"] = field_name
-        return Call("GET", f"{_root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
+        return Call("GET", f"{root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
 
     @staticmethod
     def chunks(

@@ -28,6 +28,7 @@ from caterva.client.calls import (
     stream_ended,
 )
 from caterva.client.dataset import Dataset, Progress
+from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
 from caterva.client.transport import check, mapped
 from caterva.protocol.metadata import DatasetInfo
@@ -143,8 +144,27 @@ class Client(ClientBase):
         self._take(Calls.unfollow(root))
 
     def list(self, root: str) -> list[DatasetInfo]:
-        """The datasets of a followed root, sorted by path."""
+        """The datasets of a followed root, sorted by path, whole (with chunk digests) from
+        its manifest: for a large root, ``datasets`` pages through it instead."""
         return self._take(Calls.manifest(root))
+
+    def datasets(
+        self, root: str, pattern: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The datasets of a followed root whose path starts with ``pattern``, or matches it
+        as a glob (``stations/2024-*``, ``**/*.b2nd``), by path, each as a dict (its info
+        without chunk digests), a page at a time as they are iterated: at most ``limit``
+        (None: all), after ``cursor`` (the ``next`` of a Page, see ``pages``)."""
+        for page in self.pages(root, pattern, limit=limit, cursor=cursor):
+            yield from page.datasets
+
+    def pages(
+        self, root: str, pattern: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Iterator[Page]:
+        """``datasets``, a Page (datasets and the ``next`` cursor) per request."""
+        pager = Pager(root, pattern, limit, cursor)
+        while (call := pager.call()) is not None:
+            yield pager.took(self._take(call))
 
     def info(self, address: str) -> DatasetInfo:
         """``info("root/path")``: layout, dtype, cparams, vlmeta and chunk digests."""

@@ -43,6 +43,7 @@ HEALTH = f"{API}/health"
 LOGIN = f"{API}/login"
 DIGEST_HEADER = "X-Caterva-Digest"
 VIA_HEADER = "X-Caterva-Via"
+NEXT_HEADER = "X-Caterva-Next"  # a subscriber's listing: the cursor of the page after this one
 BATCH_TYPE = "application/x-caterva-chunks"
 FRAME = struct.Struct("<IQ16s")
 MAX_BATCH = 4096  # chunk indices in one batch request

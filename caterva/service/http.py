@@ -235,8 +235,8 @@ BATCH = {rest.BATCH_TYPE: BYTES["application/octet-stream"]}
 
 # What each error status means here, with the stable codes it carries (caterva.errors).
 ERRORS = {
-    400: "Malformed request (`bad_request`, `invalid_name`, `bad_selection`): a name, path, "
-    "parameter, Range or body that is not valid.",
+    400: "Malformed request (`bad_request`, `invalid_name`, `bad_selection`, `bad_cursor`): a "
+    "name, path, pattern, cursor, parameter, Range or body that is not valid.",
     401: "Not logged in, or the token is missing, invalid or expired (`unauthorized`, "
     "`bad_credentials`, `token_expired`).",
     403: "The user has no grant on this root, or on every followed root (`forbidden`).",

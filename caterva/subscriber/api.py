@@ -15,11 +15,13 @@ from caterva.errors import BadSelection
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.service.auth import may_read, readable, require_every, require_grant
-from caterva.service.http import BYTES, responses
+from caterva.service.http import BYTES, header, responses
+from caterva.subscriber import listing
 from caterva.subscriber.deps import CacheDep, EventsDep, FollowerDep, PinsDep, ReadDep, Root
 from caterva.subscriber.npy import NPY, NpyResponse
 
 router = APIRouter(prefix=rest.API)
+NDJSON = "application/x-ndjson"
 
 
 @router.get("/health", summary="Liveness, and whether the MQTT broker is connected")
@@ -137,6 +139,46 @@ async def unfollow(root: Root, follower: FollowerDep) -> dict:
 
 
 @router.get(
+    "/roots/{root}/datasets",
+    summary="The datasets of a followed root by path, a page at a time (prefix or glob)",
+    description="A `pattern` without wildcards is a prefix of the paths listed; with them it "
+    "matches whole paths: `*` any characters but `/`, `?` one of them, `**/` zero or more "
+    "directories, `**` anything (e.g. `stations/2024-*`, `**/*.b2nd`). At most `limit` "
+    f"datasets, in path order, after the `cursor` given; `{rest.NEXT_HEADER}` continues the "
+    "listing. Written as it is read: any number of datasets in bounded memory.",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+            "description": "One dataset a line, as a JSON object: its info without chunk digests.",
+            "headers": {
+                rest.NEXT_HEADER: header(
+                    "The `cursor` of the next page; absent when this page ends the listing.",
+                    required=False,
+                )
+            },
+        },
+        **responses(400, 404, 409),
+    },
+)
+async def datasets(
+    root: Root,
+    follower: FollowerDep,
+    cache: CacheDep,
+    pattern: Annotated[str, Query(description="a path prefix, or a glob")] = "",
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_LIMIT)] = listing.LIMIT,
+    cursor: Annotated[str | None, Query(description="where an earlier page ended")] = None,
+) -> StreamingResponse:
+    follower.followed(root)
+    match = listing.parse(pattern)
+    after = listing.decode_cursor(cursor) if cursor is not None else ""
+    end, more = listing.page_end(cache.state, root, match, limit, after)
+    body = listing.lines(cache.state, root, match, after, end, lambda: root in follower.etags)
+    headers = {rest.NEXT_HEADER: listing.encode_cursor(end)} if more else {}
+    return StreamingResponse(body, media_type=NDJSON, headers=headers)
+
+
+@router.get(
     "/roots/{root}/data/{path:path}",
     summary="A numpy-style selection, as an .npy array",
     response_class=Response,
@@ -188,7 +230,7 @@ async def data(
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "content": {NDJSON: {"schema": {"type": "string"}}},
             "description": "One JSON event per line, until the client hangs up.",
         },
         **responses(400, 404, 409),
@@ -211,4 +253,4 @@ async def events(
             if (root is None or event["root"] == root) and may_read(request, event["root"]):
                 yield json.dumps(event).encode() + b"\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return StreamingResponse(lines(), media_type=NDJSON)

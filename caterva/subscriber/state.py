@@ -177,6 +177,29 @@ class State:
             for id, r, info in self.db.execute(query + " ORDER BY root, path", args)
         ]
 
+    def dataset_rows(
+        self,
+        root: str,
+        after: str,
+        lo: str,
+        hi: str | None,
+        glob: str | None,
+        limit: int,
+        summaries: bool = False,
+    ) -> list[tuple[str, ...]]:
+        """(path,) of at most ``limit`` datasets of ``root`` by path: after ``after``, in
+        [lo, hi) (hi None: no bound), matching the SQLite GLOB ``glob`` (None: any); with
+        ``summaries``, (path, JSON of its info without chunk digests), cut by SQLite, never
+        decoded here. A range scan of the (root, path) index."""
+        what = "path, json_remove(info, '$.digests', '$.proto')" if summaries else "path"
+        query = f"SELECT {what} FROM datasets WHERE root=? AND path>? AND path>=?"
+        args: list[object] = [root, after, lo]
+        if hi is not None:
+            query, args = query + " AND path<?", [*args, hi]
+        if glob is not None:
+            query, args = query + " AND path GLOB ?", [*args, glob]
+        return self.db.execute(query + " ORDER BY path LIMIT ?", [*args, limit]).fetchall()
+
     def put_datasets(self, root: str, infos: list[DatasetInfo]) -> dict[str, int]:
         """Record new versions of datasets in one statement; path -> dataset id of each (an
         id stays with its path across versions)."""

@@ -107,7 +107,8 @@ def test_publisher_answers_as_documented(stack):
 def test_subscriber_answers_as_documented(stack):
     found, answered = run(stack.sub.url)
     assert not found, "\n".join(found)
-    assert len(answered) == 13  # every route but /v1/events
+    assert len(answered) == 14  # every route but /v1/events
+    assert {200, 400, 404} <= answered["GET /v1/roots/{root}/datasets"]
     assert {200, 400, 404} <= answered["GET /v1/roots/{root}/data/{path}"]
     assert {200, 206, 400, 404, 416} <= answered["GET /v1/roots/{root}/file/{path}"]
     assert {400, 404} <= answered["POST /v1/roots/{root}/chunks"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.console import Console
 
 from caterva.cli import render, values
@@ -130,15 +131,34 @@ def test_roots_table_says_when_a_root_is_read_through_a_mirror():
     assert line.split()[5:] == ["http://m:2", "via", "mirror-a", "(2", "hops)"]
 
 
-def test_datasets_table_never_cuts_a_path():
-    long = "deep/" * 12 + "file.b2nd"
-    out = text_of(render.datasets_table("r", [info(long), info("x.txt", kind="file")]), width=80)
-    assert long in out.replace("\n", "") or any(long in line for line in out.splitlines())
-    assert "…" not in out
+def entry(path="a/b.b2nd", **kw) -> dict:
+    """A dataset as `list --json` shows it (and the subscriber's listing sends it)."""
+    body = info(path, **kw).to_dict()
+    del body["proto"], body["digests"]
+    return body
+
+
+def test_dataset_lines_align_and_never_cut_a_path():
+    long = "deep/" * 30 + "file.b2nd"
+    columns = render.Columns()
+    first = columns.lines([entry("x.b2nd"), entry("ü/日本.txt", kind="file")]).splitlines()
+    assert first[0].split() == ["path", "kind", "shape", "dtype", "size"]
+    assert first[1].split() == ["x.b2nd", "b2nd", "(10,", "20)", "float32", "300", "bytes"]
+    assert first[2].split() == ["ü/日本.txt", "file", "-", "-", "300", "bytes"]
+    assert cell_len(first[1]) == cell_len(first[2])  # wide characters count twice
+    later = columns.lines([entry(long)]).splitlines()  # the next page: no header, wider
+    assert len(later) == 1 and later[0].startswith(long + "  b2nd")
+
+
+def test_dataset_lines_show_records_and_sizes():
+    rec = entry(dtype={"names": ["a", "b"], "formats": ["<i4", "<f8"]}, size=0, cbytes=2000)
+    assert render.dataset_cells(rec)[3:] == ("record (2 fields)", "2.0 kB")
 
 
 def test_datasets_tree():
-    out = text_of(render.datasets_tree("r", [info("a/b.b2nd"), info("a/c/d.b2nd"), info("e.b2nd")]))
+    out = text_of(
+        render.datasets_tree("r", [entry("a/b.b2nd"), entry("a/c/d.b2nd"), entry("e.b2nd")])
+    )
     assert out.splitlines()[0] == "r"
     assert "├── a/" in out and "└── d.b2nd" in out and "└── e.b2nd" in out
 
@@ -266,14 +286,12 @@ def test_any_name_prints_literally_in_every_view(name):
     )
     path = f"dir/{name}"
     infos = [info(path), info(f"{name}.txt", kind="file")]
-    assert f"dir/{shown}" in rich_text_of(render.datasets_table("r", infos))
-    assert shown.rsplit("/", 1)[-1] in rich_text_of(render.datasets_tree("r", infos))
+    entries = [entry(path), entry(f"{name}.txt", kind="file")]
+    assert f"dir/{shown}" in render.Columns().lines(entries)
+    assert shown.rsplit("/", 1)[-1] in rich_text_of(render.datasets_tree("r", entries))
     assert f"r/dir/{shown}" in rich_text_of(render.info_view(f"r/{path}", infos[0], Cached(0, 0)))
     event = {"root": "r", "event": "create", "time": 0, "path": path, "chunks": []}
     assert f"dir/{shown}" in rich_text_of(render.event_line(event))
-    assert (
-        json.loads(json.dumps(render.dataset_summary(infos[0]), ensure_ascii=False))["path"] == path
-    )
     assert (
         json.loads(json.dumps(render.info_json(f"r/{path}", infos[0], Cached(0, 0))))["address"]
         == f"r/{path}"
@@ -299,7 +317,7 @@ def test_counts_are_plural_only_when_not_one():
 
 def test_tree_gives_plain_files_their_size_once():
     line = text_of(
-        render.datasets_tree("r", [info("x.txt", kind="file", nbytes=3738, size=3738)])
+        render.datasets_tree("r", [entry("x.txt", kind="file", nbytes=3738, size=3738)])
     ).splitlines()[1]
     assert line.split("x.txt", 1)[1].split() == ["3.7", "kB"]
 

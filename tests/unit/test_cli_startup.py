@@ -39,14 +39,15 @@ def test_help_is_light_and_documents_json_and_sub(name):
     assert not modules & {"numpy", "blosc2", "httpx"}
 
 
-def test_client_commands_skip_what_they_do_not_use():
+@pytest.mark.parametrize("command", [["roots"], ["list", "r"]])  # list: an int option, unset
+def test_client_commands_skip_what_they_do_not_use(command):
     """A command that talks to the subscriber loads httpx but not pydantic (typer would, for
     its option values), nor the async client, nor httpx's own CLI or HTTP/2: together they
     were a third of `caterva roots`."""
     code = (
         "import sys\n"
         "from caterva.cli.app import main\n"
-        "sys.argv = ['caterva', 'roots', '--sub', 'http://127.0.0.1:9']\n"  # nothing listens
+        f"sys.argv = ['caterva', *{command!r}, '--sub', 'http://127.0.0.1:9']\n"  # nothing listens
         "try:\n"
         "    main()\n"
         "except SystemExit as exc:\n"
