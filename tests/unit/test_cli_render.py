@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
 
-from caterva.cli import render, values
+from caterva.cli import render, rootsview, values
 from caterva.cli.data import split_selection
 from caterva.client import Cached, RootInfo
 from caterva.protocol.dtypes import dtype_to_json
@@ -96,11 +96,11 @@ def test_codec_shape_ratio():
 
 def test_roots_table_and_empty():
     roots = [RootInfo("demo", True, True, 3, "http://h:1"), RootInfo("old", False, False, 0)]
-    lines = text_of(render.roots_table(roots)).splitlines()
+    lines = text_of(rootsview.roots_table(roots)).splitlines()
     assert lines[0].split() == ["root", "online", "learned", "followed", "datasets", "source"]
     assert lines[1].split() == ["demo", "yes", "-", "yes", "3", "http://h:1"]
     assert lines[2].split() == ["old", "no", "-", "no", "0", "-"]
-    assert "no roots known yet" in text_of(render.roots_table([]))
+    assert "no roots known yet" in text_of(rootsview.roots_table([]))
 
 
 def test_roots_table_says_how_and_since_when_the_state_of_the_source_was_learned():
@@ -112,7 +112,7 @@ def test_roots_table_says_how_and_since_when_the_state_of_the_source_was_learned
         return RootInfo("demo", online, True, 3, "http://h:1", sources=sources, source_id="p1")
 
     shown = [
-        text_of(render.roots_table([r], now=1_000_000.0), width=160).splitlines()[1].split()[1:5]
+        text_of(rootsview.roots_table([r], now=1_000_000.0), width=160).splitlines()[1].split()[1:5]
         for r in (root(True, "broker", 5), root(False, "probe", 125), root(True, "probe", 7200))
     ]
     assert shown == [
@@ -120,14 +120,14 @@ def test_roots_table_says_how_and_since_when_the_state_of_the_source_was_learned
         ["no", "probe", "2m", "ago"],
         ["yes", "probe", "2h", "ago"],
     ]
-    assert render.age_text(3 * 86400) == "3d" and render.age_text(-1) == "0s"
+    assert rootsview.age_text(3 * 86400) == "3d" and rootsview.age_text(-1) == "0s"
 
 
 def test_roots_table_says_when_a_root_is_read_through_a_mirror():
     via = RootInfo(
         "demo", True, True, 3, "http://m:2", "o1", ["o1", "mirror-a"], source_id="mirror-a"
     )
-    line = text_of(render.roots_table([via])).splitlines()[1]
+    line = text_of(rootsview.roots_table([via])).splitlines()[1]
     assert line.split()[5:] == ["http://m:2", "via", "mirror-a", "(2", "hops)"]
 
 
@@ -330,10 +330,10 @@ def test_roots_table_shows_how_whole_a_pinned_root_is_only_when_one_is():
         RootInfo("b", True, True, 3, "http://h:1", pinned=True, replica=behind),
         RootInfo("c", True, True, 3, "http://h:1"),
     ]
-    lines = text_of(render.roots_table(roots), width=160).splitlines()
+    lines = text_of(rootsview.roots_table(roots), width=160).splitlines()
     assert lines[0].split()[-1] == "pinned"
     # root, online, learned ("-": no since), followed, datasets, source, then pinned
     assert lines[1].split()[6:] == ["3.5", "MB", "of", "3.5", "MB"]
     assert " ".join(lines[2].split()[6:]) == "1.0 MB of 3.5 MB, behind 12 chunks (source_offline)"
     assert lines[3].split()[6:] == ["-"]
-    assert "pinned" not in text_of(render.roots_table(roots[2:]))
+    assert "pinned" not in text_of(rootsview.roots_table(roots[2:]))
