@@ -104,7 +104,7 @@ class Peer:
 
     def _start(self, name: str, port: int, *args: str) -> harness.Process:
         command = service_command(self.venv, name.split("-")[0], port, self.rundir / name, *args)
-        return self.services._start(harness.Process(name, command, self.rundir, port=port))
+        return self.services.launch(harness.Process(name, command, self.rundir, port=port))
 
     def start(self) -> Peer:
         self._start("bro", self.broker_port)
@@ -117,13 +117,14 @@ class Peer:
             self._wait(lambda r=root, c=count: published(self.rundir / f"pub-{r}") >= c, root)
         (self.rundir / "caterva2.toml").write_text(CONF.format(url=self.sub_url))
         self.fresh_subscriber()
-        self.driver = subprocess.Popen(
-            self._driver_command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=open(self.rundir / "driver.log", "ab"),  # noqa: SIM115 (the child keeps it)
-            text=True,
-        )
+        with open(self.rundir / "driver.log", "ab") as err:  # the child keeps its own handle
+            self.driver = subprocess.Popen(
+                self._driver_command(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
         return self
 
     @staticmethod
