@@ -122,12 +122,25 @@ def write_small(path: Path, values: np.ndarray) -> None:
     blosc2.asarray(values, chunks=values.shape, urlpath=str(path), mode="w")
 
 
-def same_dataset(a: Path, b: Path) -> bool:
-    """Same layout and the same compressed chunks (so the same values), read chunk by chunk."""
-    x, y = blosc2.open(str(a), mode="r"), blosc2.open(str(b), mode="r")
+def same_dataset(a: Path, b: Path, deserialize: str = "safe") -> bool:
+    """Same layout and the same compressed chunks (so the same values), read chunk by chunk.
+    ``deserialize="full"`` opens a copy made by Caterva2, whose proxy metadata blosc2 refuses
+    by default (only files of this run, written from our own originals)."""
+    x = blosc2.open(str(a), mode="r")
+    y = blosc2.open(str(b), mode="r", deserialize=deserialize)
     if (x.shape, x.dtype, x.chunks, x.blocks) != (y.shape, y.dtype, y.chunks, y.blocks):
         return False
     sx, sy = x.schunk, y.schunk
     if sx.nchunks != sy.nchunks:
         return False
     return all(sx.get_chunk(i) == sy.get_chunk(i) for i in range(sx.nchunks))
+
+
+def selected_chunks(layout: Layout) -> list[bytes]:
+    """The stored chunks of the smooth cube that ``layout.key`` touches (8 of them)."""
+    arr = blosc2.open(str(layout.big / "smooth.b2nd"), mode="r")
+    c = arr.chunks[0]
+    axis = range(layout.key[0].start // c, (layout.key[0].stop - 1) // c + 1)
+    return [
+        arr.schunk.get_chunk((i * GRID + j) * GRID + k) for i in axis for j in axis for k in axis
+    ]

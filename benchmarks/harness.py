@@ -113,9 +113,10 @@ class Services:
         self.started: list[Process] = []
 
     def start(self, name: str, module: str, *args: str, env=None) -> Process:
-        return self._start(Process(name, [sys.executable, "-m", module, *args], self.rundir, env))
+        return self.launch(Process(name, [sys.executable, "-m", module, *args], self.rundir, env))
 
-    def _start(self, process: Process) -> Process:
+    def launch(self, process: Process) -> Process:
+        """Start ``process`` (any program) under this set, and wait until it is ready."""
         self.started.append(process)
         process.wait_ready()
         return process
@@ -139,7 +140,7 @@ class Services:
             )
         )
         command = [exe, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-        return self._start(Process("nginx", command, self.rundir, port=port))
+        return self.launch(Process("nginx", command, self.rundir, port=port))
 
     def broker(self) -> str:
         port = free_port()  # the broker has no port-0 mode that reports its port

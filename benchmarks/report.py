@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenarios import Result
+from benchmarks.result import Result
 
 MIB = 2**20
 
@@ -92,6 +92,54 @@ def table(rows: list[dict[str, Any]]) -> str:
     return _columns(lines)
 
 
+# The side-by-side table: (label, result name on both sides, floor measured for the same bytes).
+SIDE_ROWS = (
+    ("CLI start-up + one request (roots)", "cli_roots", "tiny"),
+    ("download compressible cube, cold", "download_smooth_cold", "smooth"),
+    ("  same, warm, CLI", "download_smooth_warm_cli", "smooth"),
+    ("  same, warm, Python API", "download_smooth_warm", "smooth"),
+    ("select 8 chunks (1/64), CLI, cold", "select_cli_cold", "select"),
+    ("  same, warm, CLI", "select_cli_warm", "select"),
+    ("  same, warm, Python API", "select_client_warm", "select"),
+    ("download incompressible cube, cold", "download_noise_cold", "noise"),
+    ("  same, warm, CLI", "download_noise_warm_cli", "noise"),
+    ("  same, warm, Python API", "download_noise_warm", "noise"),
+    ("follow a root of {n} datasets", "follow_many", None),
+    ("list that root, CLI", "list_many_cli", "tiny"),
+    ("download those {n} datasets, cold", "download_many_cold", "many"),
+    ("  same, warm", "download_many_warm", "many"),
+)
+
+
+def side_by_side(rows: list[dict[str, Any]], peer: list[dict[str, Any]], datasets: int) -> str:
+    """caterva against Caterva2, row by row, with the plain-HTTP floors of the same run."""
+    ours, theirs = {r["name"]: r for r in rows}, {r["name"]: r for r in peer}
+    servers = [s for s in ("nginx", "uvicorn") if f"{s}_tiny" in ours]
+    lines = [
+        ("scenario", "caterva", "Caterva2", "caterva's lead", *(f"{s} floor" for s in servers))
+    ]
+    for label, name, floor in SIDE_ROWS:
+        a, b = ours.get(name, {}).get("median_s"), theirs.get(name, {}).get("median_s")
+        floors = [ours.get(f"{s}_{floor}", {}).get("median_s") for s in servers]
+        lead = f"{b / a:.1f}x" if a and b else "-"
+        unverified = [
+            who
+            for who, r in (("caterva", ours), ("Caterva2", theirs))
+            if r.get(name, {}).get("verified") is False
+        ]
+        lines.append(
+            (
+                label.format(n=f"{datasets:,}")
+                + (f" (NOT verified: {', '.join(unverified)})" if unverified else ""),
+                _t(a),
+                _t(b),
+                lead,
+                *map(_t, floors),
+            )
+        )
+    return _columns(lines)
+
+
 def memory_table(rows: list[dict[str, Any]]) -> str:
     lines = [("process", "data served", "peak RSS (VmHWM)", "target", "met")]
     for r in rows:
@@ -118,6 +166,9 @@ def _columns(lines: list[tuple[str, ...]]) -> str:
     return "\n".join(out)
 
 
-def write_json(path: Path, meta: dict[str, Any], rows: list[dict], memory: list[dict]) -> None:
+def write_json(
+    path: Path, meta: dict[str, Any], rows: list[dict], memory: list[dict], peer: list[dict]
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"meta": meta, "results": rows, "memory": memory}, indent=2))
+    out = {"meta": meta, "results": rows, "memory": memory, **({"peer": peer} if peer else {})}
+    path.write_text(json.dumps(out, indent=2))

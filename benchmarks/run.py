@@ -4,6 +4,8 @@ scenario ``--repeat`` times, print the table and write JSON.
     --scale 1      each cube is 1 GiB uncompressed (0.01: ~10 MiB, for a quick look)
     --datasets N   small datasets in the many-dataset root (1000)
     --repeat N     samples per scenario (quick ones take several per repeat)
+    --peer caterva2   also install (once) and measure Caterva2 2025.6.26 on the same data, the
+                   same scenarios, and print both side by side (benchmarks/peer_caterva2.py)
 
 The older system's figures are quoted (and the speed-up over them shown) only at full size:
 --scale 1 and --datasets 1000.
@@ -22,7 +24,8 @@ import time
 from pathlib import Path
 
 from benchmarks import data, harness, report
-from benchmarks.scenarios import Bench, Target
+from benchmarks.result import Target
+from benchmarks.scenarios import Bench
 
 MIB = 2**20
 # The targets' reference: starlette's FileResponse under uvicorn, the HTTP stack caterva itself
@@ -51,6 +54,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="where to write results (default WORKDIR/results.json)",
     )
+    p.add_argument(
+        "--peer",
+        choices=["caterva2"],
+        default=None,
+        help="also measure Caterva2 2025.6.26, side by side (installed once into WORKDIR)",
+    )
     args = p.parse_args(argv)
     if args.scale <= 0 or args.repeat < 1 or args.datasets < 1:
         p.error("--scale must be positive, --repeat and --datasets at least 1")
@@ -74,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     scratch = rundir / "scratch"
     scratch.mkdir()
     memory: list[dict] = []
+    peer: list = []
     started = time.time()
     try:
         with harness.Services(rundir) as services:
@@ -81,8 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
             pub_big = services.publisher("big", layout.big, broker)
             services.publisher("many", layout.many, broker)
             sub = services.subscriber("sub", broker)
-            servers = {"uvicorn": services.start("static", "benchmarks.static", str(layout.big))}
-            nginx = services.nginx(layout.big)
+            servers = {"uvicorn": services.start("static", "benchmarks.static", str(layout.base))}
+            nginx = services.nginx(layout.base)
             if nginx is not None:
                 servers["nginx"] = nginx
             bench = Bench(layout, sub.url, scratch, args.repeat, log=log)
@@ -92,13 +102,20 @@ def main(argv: list[str] | None = None) -> dict:
                 run_big(bench, {k: v.url for k, v in servers.items()}, older)
                 memory += peaks(pub_big, sub, _size_text(layout.big))
                 run_many(bench, older)
+                if args.peer:
+                    run_side(bench, {k: v.url for k, v in servers.items()})
             finally:
                 bench.close()
             memory += memory_at(services, small, broker, scratch)
+        if args.peer:  # after caterva's services stopped: each side has the machine alone
+            from benchmarks import peer_caterva2
+
+            peer = peer_caterva2.run(workdir, layout, rundir, args.repeat, log)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
 
     rows = [report.summary(r, bench.results) for r in bench.results]
+    peer_rows = [report.summary(r, peer) for r in peer]
     meta = {
         "command": " ".join(
             ["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]
@@ -115,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     out = args.json or workdir / "results.json"
-    report.write_json(out, meta, rows, memory)
+    report.write_json(out, meta, rows, memory, peer_rows)
     print(
         f"\ncaterva benchmarks: cubes of {_size_text(layout.big)} each, {args.datasets} small "
         f"datasets, {args.repeat} repeats, {os.cpu_count()} CPUs"
@@ -123,8 +140,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(report.table(rows))
     print()
     print(report.memory_table(memory))
+    if peer_rows:
+        print("\nside by side with Caterva2 (medians; lead = Caterva2 time / caterva time)")
+        print(report.side_by_side(rows, peer_rows, args.datasets))
     print(f"\nresults: {out}")
-    return {"meta": meta, "results": rows, "memory": memory}
+    return {"meta": meta, "results": rows, "memory": memory, "peer": peer_rows}
 
 
 def run_big(bench: Bench, servers: dict[str, str], older) -> None:
@@ -135,7 +155,7 @@ def run_big(bench: Bench, servers: dict[str, str], older) -> None:
     )
     for name, what, _, _ in cases:
         for server, url in servers.items():
-            bench.baseline(name, f"baseline: {server} static file, {what}", server, url)
+            bench.baseline(f"big/{name}", f"baseline: {server} static file, {what}", server, url)
     for name, what, cold_s, warm_s in cases:
         base = f"{BASELINE}_{name.split('.')[0]}"
         bench.download(
@@ -148,7 +168,7 @@ def run_big(bench: Bench, servers: dict[str, str], older) -> None:
             Target(fraction=0.9, baseline=base),
             older(warm_s),
         )
-    bench.select_cli_cold(Target(seconds=0.3), older(0.5))
+    bench.select_cli(True, Target(seconds=0.3), older(0.5))
     bench.select_client_warm(Target(seconds=0.015), older(0.036))
 
 
@@ -158,6 +178,30 @@ def run_many(bench: Bench, older) -> None:
     bench.download_many(False, Target(seconds=1.0), None)
     bench.cli_roots(Target(seconds=0.2), older(0.26))
     bench.change_notify(Target(seconds=0.1))
+
+
+def run_side(bench: Bench, servers: dict[str, str]) -> None:
+    """What only the side-by-side table needs: caterva through its CLI where Caterva2 is
+    measured so, and plain-HTTP floors for the rows that move other bytes than a whole cube."""
+    for name in ("smooth.b2nd", "noise.b2nd"):
+        bench.download(name, False, f"download {name}, warm, CLI", Target(), None, cli=True)
+    bench.select_cli(False, Target(), None)
+    bench.cli_list()
+    tiny = bench.layout.small_path(bench.layout.datasets - 1)  # a file nothing rewrites
+    selected = sum(map(len, data.selected_chunks(bench.layout)))
+    for server, url in servers.items():
+        bench.baseline(
+            f"many/{tiny}", f"baseline: {server}, one tiny file", server, url, None, "tiny"
+        )
+        bench.baseline(
+            "big/smooth.b2nd",
+            f"baseline: {server}, the selected chunks' bytes",
+            server,
+            url,
+            selected,
+            "select",
+        )
+        bench.baseline_many(server, url)
 
 
 def peaks(publisher: harness.Process, subscriber: harness.Process, size: str) -> list[dict]:

@@ -14,60 +14,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 from benchmarks import data
+from benchmarks.floors import Floors
+from benchmarks.result import Result, Target, describe, timed
 from caterva import Client
 
 
-@dataclass(frozen=True)
-class Target:
-    """What a scenario should reach: at most ``seconds``, or ``fraction`` of a baseline's speed."""
-
-    seconds: float | None = None
-    fraction: float | None = None
-    baseline: str | None = None
-
-    def text(self) -> str:
-        if self.fraction is not None:
-            return f">= {self.fraction:.0%} of baseline"
-        return f"< {_ms(self.seconds)}" if self.seconds is not None else ""
-
-
-@dataclass
-class Result:
-    name: str
-    label: str
-    times: list[float] = field(default_factory=list)
-    nbytes: int | None = None  # bytes delivered: downloads report a throughput
-    target: Target = Target()
-    older: float | None = None  # the older system's figure, seconds
-    verified: bool | None = None
-    note: str = ""
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def timed(fn: Callable[[], object], settle: bool = False) -> float:
-    """Wall seconds of ``fn()``. ``settle``: first write dirty pages out (untimed), so a run is
-    not slowed by the writeback of what the runs before it wrote."""
-    if settle:
-        os.sync()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-class Bench:
+class Bench(Floors):
     """The scenarios, against one subscriber and the data of one Layout."""
 
     def __init__(
@@ -84,11 +41,7 @@ class Bench:
         self.cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "caterva"]
 
     def record(self, result: Result) -> Result:
-        times = sorted(result.times)
-        self.log(
-            f"  {result.label}: median {_ms(times[len(times) // 2])} "
-            f"(min {_ms(times[0])}, max {_ms(times[-1])}), verified {result.verified}"
-        )
+        self.log(f"  {describe(result)}")
         self.results.append(result)
         return result
 
@@ -100,39 +53,25 @@ class Bench:
 
     # --- whole-file downloads ----------------------------------------------------------------
 
-    def baseline(self, name: str, label: str, server: str, url: str) -> Result:
-        """A plain HTTP download of the same file from a static server: curl, else httpx."""
-        source = self.layout.big / name
-        dest = self.scratch / f"baseline-{name}"
-        url = f"{url}/{name}"
-        curl = shutil.which("curl")
-
-        def fetch():
-            if curl:
-                subprocess.run([curl, "-sSf", "-o", str(dest), url], check=True)
-            else:
-                _httpx_download(url, dest)
-
-        stem = name.split(".")[0]
-        result = Result(
-            f"{server}_{stem}",
-            label,
-            nbytes=source.stat().st_size,
-            note=f"{server} + {'curl' if curl else 'httpx'}",
-        )
-        for _ in range(self.repeat):
-            dest.unlink(missing_ok=True)
-            result.times.append(timed(fetch, settle=True))
-        result.verified = _same_bytes(source, dest)
-        dest.unlink()
-        return self.record(result)
-
-    def download(self, name: str, cold: bool, label: str, target: Target, older: float) -> Result:
+    def download(
+        self,
+        name: str,
+        cold: bool,
+        label: str,
+        target: Target,
+        older: float | None,
+        cli: bool = False,
+    ) -> Result:
         source = self.layout.big / name
         dest = self.scratch / name
         kind = "cold" if cold else "warm"
+        command = [*self.cli, "download", f"big/{name}", "-o", str(dest), "--sub", self.sub_url]
+        if cli:  # as a user types it: start-up included
+            get = lambda: subprocess.run(command, capture_output=True, check=True)  # noqa: E731
+        else:
+            get = lambda: self.client.download(f"big/{name}", dest)  # noqa: E731
         result = Result(
-            f"download_{name.split('.')[0]}_{kind}",
+            f"download_{name.split('.')[0]}_{kind}{'_cli' if cli else ''}",
             label,
             nbytes=source.stat().st_size,
             target=target,
@@ -144,25 +83,27 @@ class Bench:
             dest.unlink(missing_ok=True)
             if cold:
                 self.refollow("big")
-            result.times.append(timed(lambda: self.client.download(f"big/{name}", dest), True))
+            result.times.append(timed(get, True))
         result.verified = data.same_dataset(source, dest)
         dest.unlink()
         return self.record(result)
 
     # --- selections --------------------------------------------------------------------------
 
-    def select_cli_cold(self, target: Target, older: float) -> Result:
+    def select_cli(self, cold: bool, target: Target, older: float | None) -> Result:
         address = f"big/smooth.b2nd[{self.layout.selection}]"
+        kind = "cold" if cold else "warm"
         result = Result(
-            "select_cli_cold",
-            "select 8 chunks, CLI, cold",
+            f"select_cli_{kind}",
+            f"select 8 chunks, CLI, {kind}",
             target=target,
             older=older,
             note=f"caterva show '{address}'",
         )
         command = [*self.cli, "show", address, "--sub", self.sub_url]
         for _ in range(self.repeat):
-            self.refollow("big")
+            if cold:
+                self.refollow("big")
             result.times.append(
                 timed(lambda: subprocess.run(command, capture_output=True, check=True))
             )
@@ -242,6 +183,19 @@ class Bench:
         result.verified = "many" in shown and "big" in shown
         return self.record(result)
 
+    def cli_list(self, root: str = "many") -> Result:
+        """`caterva list` of the many-dataset root, human output."""
+        result = Result("list_many_cli", f"CLI: caterva list {root}", note="rich table")
+        command = [*self.cli, "list", root, "--sub", self.sub_url]
+        for _ in range(self.repeat):
+            result.times.append(
+                timed(lambda: subprocess.run(command, capture_output=True, check=True))
+            )
+        shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
+        names = map(self.layout.small_path, range(self.layout.datasets))
+        result.verified = all(Path(name).name in shown for name in names)
+        return self.record(result)
+
     def change_notify(self, target: Target, per_repeat: int = 5) -> Result:
         """A file rewritten at the publisher -> its update event at a watching client."""
         path = self.layout.small_path(0)
@@ -281,20 +235,3 @@ def _pump(stream, events: queue.Queue) -> None:
             events.put(event)
     except Exception:  # the stream closes when the benchmark ends
         pass
-
-
-def _httpx_download(url: str, dest: Path) -> None:
-    with httpx.stream("GET", url) as response, open(dest, "wb") as f:
-        response.raise_for_status()
-        for part in response.iter_raw(1 << 20):
-            f.write(part)
-
-
-def _same_bytes(a: Path, b: Path, block: int = 1 << 24) -> bool:
-    with open(a, "rb") as x, open(b, "rb") as y:
-        while True:
-            u, v = x.read(block), y.read(block)
-            if u != v:
-                return False
-            if not u:
-                return True

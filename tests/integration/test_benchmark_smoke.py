@@ -61,5 +61,7 @@ def test_every_scenario_runs_and_is_verified(tmp_path):
         assert r["verified"] is True, name
     for name in ("download_smooth_cold", "download_noise_warm"):
         assert results[name]["of_baseline"] > 0 and results[name]["mib_per_s"] > 0
+    # the rows only the side-by-side table needs run with --peer alone: the plain run stays lean
+    assert "peer" not in report and "download_smooth_warm_cli" not in results
     assert len(report["memory"]) == 4  # publisher and subscriber, at two sizes
     assert all(m["peak"] > 0 for m in report["memory"])
