@@ -10,7 +10,8 @@ first element is the root:
     GET  /api/chunk/{root}/{path}?nchunk=N   a chunk exactly as stored
     GET  /api/download/{root}/{path}         the file, as /v1/roots/{root}/file sends it
     POST /auth/jwt/login                     form username (an email) + password: a cookie
-    POST/PUT/PATCH/DELETE /api/...           501 not_supported: a subscriber is read-only
+    POST /api/upload/..., remove, ...        501 not_supported: a subscriber is read-only
+                                             (other methods on the paths above: 405)
 
 Everything goes through the subscriber's read path (ReadPath: the cache, its stats, one fetch
 per chunk upstream), and only the chunks a request touches. ``api/info`` says
@@ -201,14 +202,22 @@ async def download(
     return await file_response(read, cache, follower.dataset(root, path))
 
 
-@router.api_route(
-    "/{anything:path}", methods=["POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
-)
-async def writes(anything: str) -> None:
+# what Caterva2 writes with; each answers 501 (other methods on the read paths answer 405)
+WRITES = (
+    "upload", "upload_lazyarr", "lazyexpr", "load_from_url", "append", "unfold", "publish",
+    "move", "copy", "remove", "addnotebook", "adduser",
+)  # fmt: skip
+
+
+async def writes(request: Request) -> None:
     raise NotSupported(
-        f"a caterva subscriber is read-only: {anything.split('/')[0]!r} is not supported "
+        f"a caterva subscriber is read-only: {request.url.path} is not supported "
         "(publish files with `caterva pub` instead)"
     )
+
+
+for _op in WRITES:
+    router.add_api_route(f"/{_op}/{{rest:path}}", writes, methods=["POST"], include_in_schema=False)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

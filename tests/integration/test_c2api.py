@@ -20,6 +20,15 @@ from caterva.client import Client
 from caterva.protocol import selection
 from caterva.protocol.metadata import chunk_digest
 from tests.conftest import EXAMPLE, Services, free_port
+from tests.integration.authkit import (
+    GRID,
+    PASSWORD,
+    bearer,
+    login,
+    make_users,
+    tiny_root,
+    wait_root,
+)
 from tests.integration.test_subscriber_examples import ORIGINALS
 
 A = np.linspace(0, 1, 120 * 90, dtype=np.float64).reshape(120, 90)
@@ -148,15 +157,72 @@ def test_caterva2_client_lists_reads_and_downloads(sub, tmp_path):
         assert theirs.read_bytes() == mine.read_bytes(), path
 
 
-def test_writes_answer_not_supported(sub):
-    for method, path in [
-        ("post", "/api/upload/example/new.b2nd"),
-        ("post", "/api/remove/example/README.md"),
-        ("post", "/api/chunk/example/lazy/a.b2nd"),
-        ("post", "/api/upload_lazyarr/example/expr.b2nd"),
-        ("delete", "/api/info/example/README.md"),
-    ]:
-        r = httpx.request(method, f"{sub}{path}")
+def test_writes_answer_not_supported_or_method_not_allowed(sub):
+    for path in ("upload/example/new.b2nd", "remove/example/README.md", "move/", "adduser/"):
+        r = httpx.post(f"{sub}/api/{path}")
         assert r.status_code == 501 and r.json()["error"]["code"] == "not_supported", path
     with pytest.raises(httpx.HTTPStatusError, match="501"):
         caterva2.Client(sub).remove("example/README.md")
+    # other methods on the read paths: 405 and what is allowed there
+    for method, path, allowed in [
+        ("post", "/api/chunk/example/lazy/a.b2nd", "GET"),
+        ("delete", "/api/info/example/README.md", "GET"),
+        ("put", "/api/fetch/example/lazy/a.b2nd", "GET, POST"),
+    ]:
+        r = httpx.request(method, f"{sub}{path}")
+        assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed"), path
+        assert r.headers["allow"] == allowed
+    remote = blosc2.C2Array("example/lazy/a.b2nd", urlbase=sub)
+    with pytest.raises(httpx.HTTPStatusError, match="405"):
+        remote.update_chunk(0, remote.get_chunk(0))
+
+
+# --- with --auth ----------------------------------------------------------------------------------
+
+ADMIN, ADA = "admin@lab.org", "ada@lab.org"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    """A subscriber with accounts following roots "demo" and "other"; ada may read demo."""
+    tmp = tmp_path_factory.mktemp("c2auth")
+    users = make_users(tmp / "users.db", {ADMIN: ["demo", "other"], ADA: ["demo"]})
+    services = Services(tmp)
+    broker = services.start("bro", "--port", "0", "--statedir", str(tmp / "bro")).url
+    common = ("--broker", broker, "--http", "127.0.0.1:0", "--statedir")
+    for name in ("demo", "other"):
+        services.start("pub", name, str(tiny_root(tmp / name)), *common, str(tmp / f"p-{name}"))
+    url = services.start("sub", *common, str(tmp / "sub"), "--users", str(users)).url
+    admin = bearer(login(url, ADMIN))
+    for name in ("demo", "other"):
+        wait_root(url, name, headers=admin)
+        assert httpx.put(f"{url}/v1/roots/{name}/follow", headers=admin).status_code == 200
+    yield url
+    services.close()
+
+
+def test_logins_of_the_caterva2_clients_see_only_granted_roots(secured):
+    anonymous = httpx.get(f"{secured}/api/roots")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"
+    client = caterva2.Client(secured, auth=(ADA, PASSWORD))
+    assert client.get_roots() == {"demo": {"name": "demo"}}
+    assert np.array_equal(client.fetch("demo/grid.b2nd", (slice(2, 5), 7)), GRID[2:5, 7])
+    for ungranted in ("other/grid.b2nd", "other"):
+        with pytest.raises(httpx.HTTPStatusError, match="403"):
+            client.get_list(ungranted)
+    with blosc2.c2context(urlbase=secured, username=ADA, password=PASSWORD):
+        assert np.array_equal(blosc2.C2Array("demo/grid.b2nd")[3:9], GRID[3:9])
+        with pytest.raises(httpx.HTTPStatusError, match="403"):
+            blosc2.C2Array("other/grid.b2nd")
+    # the cookie is a caterva token: it opens /api/ paths only, and a bearer token works too
+    cookie = client.cookie
+    assert cookie.startswith("caterva_token=")
+    headers = {"Cookie": cookie}
+    assert httpx.get(f"{secured}/v1/roots", headers=headers).status_code == 401
+    token = cookie.split("=", 1)[1]
+    remote = blosc2.C2Array("demo/grid.b2nd", urlbase=secured, auth_token=cookie)
+    assert np.array_equal(remote[0], GRID[0])
+    r = httpx.get(f"{secured}/api/info/demo/grid.b2nd", headers=bearer(token))
+    assert r.status_code == 200 and r.json()["shape"] == [30, 40]
+    bad = httpx.post(f"{secured}/auth/jwt/login", data={"username": ADA, "password": "no"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "bad_credentials"
