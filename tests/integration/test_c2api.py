@@ -226,3 +226,25 @@ def test_logins_of_the_caterva2_clients_see_only_granted_roots(secured):
     assert r.status_code == 200 and r.json()["shape"] == [30, 40]
     bad = httpx.post(f"{secured}/auth/jwt/login", data={"username": ADA, "password": "no"})
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "bad_credentials"
+
+
+# --- caterva's own Dataset as a blosc2 operand ----------------------------------------------------
+
+
+def test_a_caterva_dataset_is_a_blosc2_proxy_source_and_operand(sub):
+    with Client(sub) as client:
+        a, b = client.dataset("example/lazy/a.b2nd"), client.dataset("example/lazy/b.b2nd")
+        proxy = blosc2.Proxy(a)
+        before = httpx.get(f"{sub}/v1/stats").json()
+        assert np.array_equal(proxy[0:10, 0:20], A[0:10, 0:20])  # chunk 0 of 3 x 3
+        after = httpx.get(f"{sub}/v1/stats").json()
+        asked = after["hits"] + after["misses"] - before["hits"] - before["misses"]
+        assert asked == 1
+        assert np.allclose((proxy * 2 + 1)[:], A * 2 + 1)
+        assert np.isclose(blosc2.sum(proxy), A.sum())
+        # a Dataset is an operand of an expression as it is: read a chunk's slice at a time
+        expr = blosc2.lazyexpr("a * 2 + b", {"a": a, "b": b})
+        assert np.allclose(expr[:], A * 2 + B)
+        assert np.allclose(blosc2.lazyexpr("x + 1", {"x": a})[0:10], A[0:10] + 1)
+        raw = blosc2.decompress(a.get_chunk(4))
+        assert len(raw) == a.info.chunksize
