@@ -26,7 +26,8 @@
     │   ├── SourceOffline                        source_offline        503
     │   ├── SourceRefused                        source_refused        502
     │   └── BrokerUnavailable                    broker_unavailable    503
-    └── StateError           (RuntimeError)      state_error           500
+    ├── StateError           (RuntimeError)      state_error           500
+    └── NotSupported                             not_supported         501
 
 Errors are also the builtins callers already catch (a missing dataset is a
 FileNotFoundError). Over HTTP an error is ``{"error": {"code": ..., "message": ...}}``
@@ -179,6 +180,12 @@ class BrokerUnavailable(Unavailable):
 
 class StateError(CatervaError, RuntimeError):
     code, status = "state_error", 500
+
+
+class NotSupported(CatervaError):
+    """What a subscriber does not do: the writes of the Caterva2 API (it is read-only)."""
+
+    code, status = "not_supported", 501
 
 
 def _registry() -> dict[str, type[CatervaError]]:

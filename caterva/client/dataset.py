@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from caterva.client import download
 from caterva.client.base import Selections
 from caterva.client.calls import Cached, Calls
+from caterva.client.chunksource import AsyncChunkSource, ChunkSource
 from caterva.client.program import Program
 from caterva.client.transfer import Progress
 from caterva.errors import BadSelection, DatasetChanged, DigestMismatch, ProtocolError
@@ -116,8 +117,11 @@ class DatasetBase:
         return self.info.cbytes
 
     @property
-    def cparams(self) -> dict[str, Any]:
-        return dict(self.info.cparams)
+    def cparams(self) -> Any:
+        """The compression parameters, as a ``blosc2.CParams`` (so it imports blosc2)."""
+        from caterva.protocol.layout import cparams_from_json
+
+        return cparams_from_json(self.info.cparams)
 
     @property
     def vlmeta(self) -> dict[str, Any]:
@@ -265,8 +269,9 @@ def decode_npy(body: bytes) -> np.ndarray:
         raise ProtocolError(f"the subscriber sent an invalid .npy body: {exc}") from exc
 
 
-class Dataset(DatasetBase):
-    """A dataset of a followed root, read through the subscriber (``Client.dataset``)."""
+class Dataset(ChunkSource, DatasetBase):
+    """A dataset of a followed root, read through the subscriber (``Client.dataset``); a
+    blosc2 proxy source too (``blosc2.Proxy(ds)``, see caterva.client.chunksource)."""
 
     def __init__(
         self, client: Client, root: str, info: DatasetInfo, cached: Cached, field: str | None = None
@@ -301,7 +306,7 @@ class Dataset(DatasetBase):
         return ds if self.field is None else ds[self.field]
 
 
-class AsyncDataset(DatasetBase):
+class AsyncDataset(AsyncChunkSource, DatasetBase):
     """The async twin of Dataset: ``await ds[sel]`` or ``await ds.get(sel)``."""
 
     def __init__(

@@ -25,7 +25,7 @@ from caterva import logs
 from caterva.mqtt import BrokerURL, Bus
 from caterva.protocol.topics import check_pub_id
 from caterva.service import auth, http, runner, source_api
-from caterva.subscriber import api, upstream
+from caterva.subscriber import api, c2compat, upstream
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory
 from caterva.subscriber.events import Events
@@ -81,6 +81,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     app.include_router(api.router)
     app.include_router(source_api.router(root_errors=(409,), read_errors=(502, 503)))
     auth.install(app, settings.security, settings.statedir)  # --auth, --require-token
+    c2compat.install(app)  # the Caterva2 API, for blosc2.C2Array and caterva2.Client
     return app
 
 

@@ -183,6 +183,7 @@ def test_no_endpoint_changes_users_or_grants(stack, openapi):
             assert (method, template) in {
                 ("post", "/v1/login"),
                 ("post", "/v1/roots/{root}/chunks"),  # a read whose list is the body
+                ("post", "/api/fetch/{root}/{path}"),  # a read whose key is the body (Caterva2)
                 ("put", "/v1/roots/{root}/follow"),
                 ("delete", "/v1/roots/{root}/follow"),
             }, (method, template)
