@@ -78,14 +78,20 @@ def page(handler: Handler) -> Handler:
             if request.method == "GET" and FRAGMENT not in request.headers:
                 response = login_redirect(request)
             else:
-                response = render(request, "error.html", exc.status, error=exc)
+                response = _error(request, exc)
         except CatervaError as exc:
-            response = render(request, "error.html", exc.status, error=exc)
+            response = _error(request, exc)
         if "content-security-policy" not in response.headers:
             guard.secure(response)
         return response
 
     return run
+
+
+def _error(request: Request, exc: CatervaError) -> Response:
+    # a root's page that is not followed offers to follow it
+    root = request.path_params.get("root") if exc.code == "not_followed" else None
+    return render(request, "error.html", exc.status, error=exc, root=root)
 
 
 async def form(request: Request) -> dict[str, str]:
