@@ -15,7 +15,7 @@ from caterva.subscriber import files
 from caterva.subscriber.npy import NpyResponse
 from caterva.subscriber.state import Dataset
 from caterva.subscriber.web import describe, guard, image
-from caterva.subscriber.web.pages import _root
+from caterva.subscriber.web.pages import granted_root
 from caterva.subscriber.web.render import page
 from caterva.subscriber.web.window import View, select
 
@@ -24,7 +24,7 @@ STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css", "icon.svg"
 
 
 def _dataset(request: Request) -> Dataset:
-    return request.state.follower.dataset(_root(request), request.path_params["path"])
+    return request.state.follower.dataset(granted_root(request), request.path_params["path"])
 
 
 @page

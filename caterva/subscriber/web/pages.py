@@ -21,7 +21,7 @@ from caterva.subscriber.web.render import form, local, page, render
 from caterva.subscriber.web.window import View, select, table
 
 
-def _root(request: Request) -> str:
+def granted_root(request: Request) -> str:
     """The path's root, checked, and granted to the user."""
     guard.user(request)
     root = check_root(request.path_params["root"])
@@ -63,7 +63,7 @@ def _prefix(text: str) -> str:
 
 @page
 async def root(request: Request) -> Response:
-    name = _root(request)
+    name = granted_root(request)
     follower = request.state.follower
     held = follower.followed(name)
     params = request.query_params
@@ -111,7 +111,7 @@ def _numeric(view: View, dtype) -> bool:
 
 @page
 async def dataset(request: Request) -> Response:
-    name = _root(request)
+    name = granted_root(request)
     follower, read = request.state.follower, request.state.read
     ds = follower.dataset(name, request.path_params["path"])
     info = ds.info
