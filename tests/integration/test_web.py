@@ -11,6 +11,7 @@ A screenshot of each main view is kept in build/screenshots (CATERVA_SCREENSHOTS
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
+from caterva.subscriber.web import image, routes
 from tests.conftest import ROOT, Services
 from tests.integration.authkit import PASSWORD, make_users, tiny_root, wait_root
 
@@ -64,6 +66,7 @@ def demo_data(directory: Path) -> Path:
     bait.parent.mkdir()
     blosc2.asarray(np.ones(3), urlpath=str(bait), mode="w")
     (directory / "README.md").write_text(README)
+    (directory / "pic.png").write_bytes(image.encode_png(image.colour(GRID[:3, :4])))
     return directory
 
 
@@ -147,10 +150,10 @@ def not_reloaded(driver) -> bool:
     return driver.execute_script("return window.caterva_test_marker") == 1
 
 
-def image_size(driver) -> tuple[int, int]:
+def image_size(driver, element: str = "plane") -> tuple[int, int]:
     """The natural size of the page's image once it has loaded."""
     natural = "let i = arguments[0]; return [i.complete, i.naturalWidth, i.naturalHeight]"
-    image = driver.find_element(By.ID, "plane")
+    image = driver.find_element(By.ID, element)
     wait(driver, lambda d: d.execute_script(natural, image)[0])
     return tuple(driver.execute_script(natural, image)[1:])
 
@@ -168,7 +171,7 @@ def test_the_roots_page_lists_roots_and_follows_one(stack, browser):
     row.find_element(By.CSS_SELECTOR, "button.follow").click()
     followed = 'tr[data-root="demo"].followed'
     row = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, followed))[0]
-    assert row.find_element(By.CSS_SELECTOR, ".count").text == "6"
+    assert row.find_element(By.CSS_SELECTOR, ".count").text == "7"
     shot(browser, "roots")
     row.find_element(By.LINK_TEXT, "demo").click()
     names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#datasets td.name")]
@@ -177,6 +180,7 @@ def test_the_roots_page_lists_roots_and_follows_one(stack, browser):
         "README.md",
         "cube.b2nd",
         "grid.b2nd",
+        "pic.png",
         "table.b2nd",
         "wave.b2nd",
     ]
@@ -216,6 +220,24 @@ def test_the_image_view_is_a_png_of_the_plane(stack, browser):
     browser.get(f"{stack.open.url}/roots/demo/wave.b2nd?view=image")
     assert image_size(browser) == (360, 240)
     shot(browser, "dataset-image")
+    browser.get(f"{stack.open.url}/roots/demo/pic.png")  # an image file is shown as itself
+    assert image_size(browser, "picture") == (4, 3)
+    alone = httpx.get(f"{stack.open.url}/ui/raw/demo/pic.png")
+    assert alone.headers["content-type"] == "image/png"
+    assert "sandbox" in alone.headers["content-security-policy"]  # opened alone: inert
+
+
+def test_downloads_are_the_dataset_and_the_view(stack, tmp_path):
+    stack.follow()
+    url = f"{stack.open.url}/ui"
+    window = httpx.get(f"{url}/npy/demo/cube.b2nd", params={"i0": 2, "r0": 10, "c0": 5})
+    assert np.array_equal(np.load(io.BytesIO(window.content)), CUBE[2, 10:30, 5:15])
+    plane = httpx.get(f"{url}/npy/demo/cube.b2nd", params={"rows": 2, "cols": 1, "part": "plane"})
+    assert np.array_equal(np.load(io.BytesIO(plane.content)), CUBE[0].T)
+    whole = httpx.get(f"{url}/file/demo/cube.b2nd")
+    assert 'filename="cube.b2nd"' in whole.headers["content-disposition"]
+    (tmp_path / "cube.b2nd").write_bytes(whole.content)
+    assert np.array_equal(blosc2.open(str(tmp_path / "cube.b2nd"))[:], CUBE)
 
 
 def test_a_change_at_the_publisher_appears_without_reload(stack, browser):
@@ -285,6 +307,24 @@ def test_follow_and_unfollow_need_this_page_and_its_token(stack):
         assert client.post("/ui/follow", data=form, headers=here).status_code == 303
         listed = client.get("/v1/roots").json()["roots"]
         assert any(r["root"] == "secret" and r["followed"] for r in listed)
+
+
+def test_every_page_wants_a_login_with_auth(stack):
+    """Deny by default, as on the API: the page's routes check the login cookie themselves
+    (they are not under the API's check), so each one is tried without it."""
+    values = {"root": "demo", "path": "cube.b2nd", "name": "app.js"}
+    public = {"/login", "/static/{name}"}
+    for route in routes.ROUTES:
+        path = route.path.replace("{path:path}", "{path}").format(**values)
+        for method in route.methods - {"HEAD"}:
+            answer = httpx.request(method, stack.guarded.url + path)
+            if route.path in public or route.path == "/logout":  # login, logout: forms, refused
+                assert answer.status_code == (200 if method == "GET" else 400), (method, path)
+            elif method == "GET":
+                assert answer.status_code == 303, path
+                assert answer.headers["location"].startswith("/login?next="), path
+            else:
+                assert answer.status_code == 401, (method, path)
 
 
 def test_login_grants_and_the_forbidden_root(stack, browser):

@@ -38,12 +38,14 @@ async def events(request: Request) -> Response:
 
 async def _merged(request: Request, root: str | None) -> AsyncIterator[str]:
     queue: asyncio.Queue[dict | None] = asyncio.Queue(QUEUE)
+    lost = False
 
-    def put(event: dict | None) -> None:
+    def put(event: dict) -> None:
+        nonlocal lost
         try:
             queue.put_nowait(event)
         except asyncio.QueueFull:
-            pass  # a page this far behind reloads what it shows on the next event anyway
+            lost = True  # the page is told once it has caught up (below)
 
     def on_offer(name: str, offer) -> None:
         put({"root": name, "event": "offer", "online": offer is not None})
@@ -51,7 +53,11 @@ async def _merged(request: Request, root: str | None) -> AsyncIterator[str]:
     async def changes() -> None:
         async for event in request.state.events.watch():
             put(event)
-        put(None)  # the service is stopping
+        while True:  # the service is stopping: the end must get through, even past a full queue
+            try:
+                return queue.put_nowait(None)
+            except asyncio.QueueFull:
+                queue.get_nowait()
 
     directory = request.state.follower.directory
     directory.listeners.append(on_offer)
@@ -69,6 +75,9 @@ async def _merged(request: Request, root: str | None) -> AsyncIterator[str]:
                 return
             if (root is None or event["root"] == root) and may_read(request, event["root"]):
                 yield f"data: {json.dumps(event)}\n\n"
+            if lost and queue.empty():  # events were dropped: the page reloads what it shows
+                lost = False
+                yield 'data: {"event": "overflow"}\n\n'
     finally:
         directory.listeners.remove(on_offer)
         pump.cancel()

@@ -46,7 +46,14 @@
   }
 
   function heard(event) {
-    if (live === "roots") {
+    if (event.event === "overflow") {
+      // events were dropped on the way: whatever this page shows may have changed
+      if (live === "dataset") {
+        changed();
+      } else {
+        refresh();
+      }
+    } else if (live === "roots") {
       refresh();
     } else if (live === "root" && event.root === root && ROOT_EVENTS.includes(event.event)) {
       refresh();
