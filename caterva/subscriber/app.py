@@ -39,6 +39,7 @@ from caterva.subscriber.settings import SubscriberSettings
 from caterva.subscriber.source import FollowedSource
 from caterva.subscriber.state import State
 from caterva.subscriber.trust import Trust
+from caterva.subscriber.web import routes as web
 
 log = logging.getLogger("caterva.subscriber")
 
@@ -82,6 +83,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     app.include_router(source_api.router(root_errors=(409,), read_errors=(502, 503)))
     auth.install(app, settings.security, settings.statedir)  # --auth, --require-token
     c2compat.install(app)  # the Caterva2 API, for blosc2.C2Array and caterva2.Client
+    web.install(app)  # the page at / (caterva/subscriber/web)
     return app
 
 
