@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from caterva.errors import BadCursor, InvalidName
@@ -129,21 +129,26 @@ def decode_cursor(cursor: str) -> str:
         raise bad from None
 
 
+def matches(state: State, root: str, match: Match, after: str) -> Iterator[str]:
+    """The paths ``match`` takes after ``after``, in order, a query's worth at a time."""
+    while True:
+        rows = state.dataset_rows(root, after, match.lo, match.hi, match.glob, SCAN)
+        yield from (path for (path,) in rows if match(path))
+        if len(rows) < SCAN:
+            return
+        after = rows[-1][0]
+
+
 def page_end(state: State, root: str, match: Match, limit: int, after: str) -> tuple[str, bool]:
     """The last path of the page of ``limit`` matches after ``after`` ("" when it is empty),
     and whether more match: the paths alone, read before the page is written, so its cursor
     can go in a header."""
-    last, scanned = "", after
-    while True:
-        rows = state.dataset_rows(root, scanned, match.lo, match.hi, match.glob, SCAN)
-        for (path,) in rows:
-            scanned = path
-            if match(path):
-                if limit == 0:
-                    return last, True
-                last, limit = path, limit - 1
-        if len(rows) < SCAN:
-            return last, False
+    last = ""
+    for path in matches(state, root, match, after):
+        if limit == 0:
+            return last, True
+        last, limit = path, limit - 1
+    return last, False
 
 
 async def lines(

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from caterva.errors import BadSelection
+from caterva.errors import BadSelection, InvalidName
 from caterva.protocol.metadata import DatasetInfo
 from caterva.subscriber.state import State
 from caterva.subscriber.web import image, listing
@@ -125,12 +125,12 @@ def test_a_folder_lists_its_children_once_each_in_pages(state):
 
 def test_a_search_is_a_glob_or_a_word_paged(state):
     state, paths = state
-    found = every_page(lambda a: listing.search(state.db, "r", "00", a))
+    found = every_page(lambda a: listing.search(state, "r", "00", a))
     assert [e.path for e in found] == sorted(p for p in paths if "00" in p)
     assert len(found) > listing.PAGE  # it did page
-    found = every_page(lambda a: listing.search(state.db, "r", "deep/*/x.b2nd", a))
+    found = every_page(lambda a: listing.search(state, "r", "deep/*/x.b2nd", a))
     assert [e.path for e in found] == [f"deep/{d}/x.b2nd" for d in "abc"]
-    assert listing.search(state.db, "r", "<c>", "").entries[0].path == "a b/<c>.b2nd"
+    assert listing.search(state, "r", "<c>", "").entries[0].path == "a b/<c>.b2nd"
 
 
 def test_a_view_reads_its_window_and_its_plane():
@@ -162,3 +162,15 @@ def test_markdown_never_carries_html_or_script_links():
     )
     assert "<script" not in html and "<img" not in html and "href" not in html
     assert "&lt;script&gt;" in html and "<h1>t</h1>" in html
+
+
+def test_a_search_is_a_pattern_as_caterva_list_takes_it(state):
+    """One pattern language for the page and the API: `*` stays within a segment there too,
+    and a pattern pointing outside the root is refused as it is by the list route."""
+    state, paths = state
+    found = every_page(lambda a: listing.search(state, "r", "deep/*", a))
+    assert [e.path for e in found] == [
+        p for p in sorted(paths) if p.count("/") == 1 and p.startswith("deep/")
+    ]
+    with pytest.raises(InvalidName):
+        listing.search(state, "r", "../*.b2nd", "")

@@ -4,7 +4,8 @@ SQLite index (the ``UNIQUE (root, path)`` index of state.py), never every path i
     folder view   the entries directly under a prefix: its datasets, and one entry per
                   sub-folder, found by skipping over each sub-folder's whole range (two index
                   seeks per entry, whatever the folder holds)
-    search        the paths matching a glob (a word without glob characters: ``*word*``)
+    search        the paths matching a pattern, as ``caterva list`` takes it
+                  (caterva/subscriber/listing.py); a word without wildcards: ``**word**``
 
 Both are in path order and paged by a cursor: the last path a page showed, so a page costs
 the same at the millionth entry as at the first, and a root that changes between pages
@@ -13,11 +14,15 @@ neither repeats nor skips what stayed.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from dataclasses import dataclass
 
+from caterva.subscriber import listing
+from caterva.subscriber.state import State
+
 PAGE = 50  # entries a page shows
-GLOB_CHARS = frozenset("*?[")
+WILDCARDS = frozenset("*?")
 
 
 @dataclass(frozen=True)
@@ -64,19 +69,17 @@ def folder(db: sqlite3.Connection, root: str, prefix: str, after: str = "") -> P
 
 
 def pattern(text: str) -> str:
-    """The glob a search box's text means: itself with glob characters, else ``*text*``."""
-    return text if GLOB_CHARS & set(text) else f"*{text}*"
+    """The pattern a search box's text means: itself with wildcards, else ``**text**``."""
+    return text if WILDCARDS & set(text) else f"**{text}**"
 
 
-def search(db: sqlite3.Connection, root: str, text: str, after: str = "") -> Page:
-    """The paths matching the search ``text`` (case-sensitive, as paths are) after ``after``."""
-    rows = db.execute(
-        "SELECT path FROM datasets WHERE root = ? AND path > ? AND path GLOB ? "
-        "ORDER BY path LIMIT ?",
-        (root, after, pattern(text), PAGE + 1),
-    ).fetchall()
-    entries = [Entry(path, path, False) for (path,) in rows[:PAGE]]
-    return Page(entries, entries[-1].path if len(rows) > PAGE else None)
+def search(state: State, root: str, text: str, after: str = "") -> Page:
+    """The paths matching the search ``text`` (case-sensitive, as paths are) after ``after``;
+    InvalidName for a pattern that points outside the root."""
+    found = listing.matches(state, root, listing.parse(pattern(text)), after)
+    paths = list(itertools.islice(found, PAGE + 1))
+    entries = [Entry(path, path, False) for path in paths[:PAGE]]
+    return Page(entries, entries[-1].path if len(paths) > PAGE else None)
 
 
 def cached(db: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[int, int]]:

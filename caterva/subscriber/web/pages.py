@@ -71,7 +71,7 @@ async def root(request: Request) -> Response:
     query, after = params.get("q", ""), params.get("a", "")
     db = follower.state.db
     if query:
-        found = listing.search(db, name, query, after)
+        found = listing.search(follower.state, name, query, after)
     else:
         found = listing.folder(db, name, prefix, after)
     # the index and the follower change together (one transaction, on this thread)
