@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -65,8 +65,7 @@ class DatasetInfo(Model):
         """What identifies the content: every field but etag, mtime and size, canonical JSON.
         Recomputed for every dataset of every manifest a subscriber verifies, so no asdict
         (a deep copy): 6 instead of 35 us a dataset."""
-        body = {name: getattr(self, name) for name in _content_fields()}
-        return hashlib.blake2b(_CANONICAL.encode(body).encode(), digest_size=16).hexdigest()
+        return etag_of(content_json({name: getattr(self, name) for name in _content_fields()}))
 
     @property
     def chunk_cbytes(self) -> int:
@@ -87,6 +86,16 @@ class DatasetInfo(Model):
         if not self.same_layout(new):
             return None
         return [i for i, (a, b) in enumerate(zip(self.digests, new.digests)) if a != b]
+
+
+def content_json(values: Mapping[str, Any]) -> str:
+    """The canonical JSON of an info's content (what its etag hashes), from its fields'
+    values (KeyError if one is missing)."""
+    return _CANONICAL.encode({name: values[name] for name in _content_fields()})
+
+
+def etag_of(canonical: str) -> str:
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
 
 
 @functools.cache

@@ -36,10 +36,11 @@ from caterva.errors import (
     UnknownRoot,
     UntrustedSource,
 )
+from caterva.protocol.listing import Listing
 from caterva.protocol.messages import Change
-from caterva.protocol.metadata import Manifest, ManifestDelta
+from caterva.protocol.metadata import info_of, manifest_etag, spliced
 from caterva.protocol.names import check_path
-from caterva.protocol.seal import Seal, verify_manifest
+from caterva.protocol.seal import Seal
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory, Offer
 from caterva.subscriber.events import Events
@@ -48,6 +49,33 @@ from caterva.subscriber.trust import Trust
 from caterva.subscriber.upstream import Source
 
 log = logging.getLogger("caterva.subscriber")
+
+
+Told = tuple[str, str, "list[int] | None", "str | None"]  # (op, path, chunks, etag)
+
+
+def _plan(
+    held: dict[str, Dataset], manifest: Listing
+) -> tuple[list[str], list[tuple[str, str, str]], list[Told]]:
+    """What ``manifest`` changes in ``held``: the paths gone, the (path, etag, text) rows new
+    or changed, and the changes to tell (the gone ones first, then one per row)."""
+    if manifest.since is None:
+        gone = [p for p in held if p not in manifest.datasets]
+    else:
+        gone = [p for p in manifest.removed if p in held]
+    rows = [
+        (path, etag, text)
+        for path, (etag, text) in manifest.datasets.items()
+        if (known := held.get(path)) is None or known.etag != etag
+    ]
+    changes: list[Told] = [("delete", path, None, None) for path in gone]
+    for path, etag, text in rows:
+        old = held.get(path)
+        if old is None:
+            changes.append(("create", path, None, etag))
+        else:
+            changes.append(("update", path, old.info.changed_chunks(info_of(text)), etag))
+    return gone, rows, changes
 
 
 class Behind(SourceOffline):
@@ -99,10 +127,10 @@ class Follower:
         manifest we serve as a mirror."""
         if root not in self._manifests:
             datasets = self.followed(root)
-            manifest = Manifest(
-                root=root, datasets=[d.info for d in datasets.values()], seal=self.seals.get(root)
-            )
-            self._manifests[root] = (manifest.etag, manifest.to_bytes())
+            etag = manifest_etag(root, ((p, d.etag) for p, d in datasets.items()))
+            seal = self.seals.get(root)
+            head = {"root": root, "etag": etag, "seal": seal and seal.to_dict()}
+            self._manifests[root] = (etag, spliced(head, (d.text for d in datasets.values())))
         return self._manifests[root]
 
     def dataset(self, root: str, path: str) -> Dataset:
@@ -115,7 +143,7 @@ class Follower:
 
     # --- following -------------------------------------------------------------------------
 
-    async def follow(self, root: str) -> Manifest | None:
+    async def follow(self, root: str) -> Listing | None:
         if root in self.etags:
             return None
         offer, manifest = await self._signed_manifest(root)
@@ -123,7 +151,7 @@ class Follower:
             self.state.follow(root, self.clock())
             self.etags[root] = None
             self._sources[root] = offer.url
-            self._reconcile(root, manifest)  # every dataset is new: the follow event says so
+            await self._reconcile(root, manifest)  # all new: the follow event says so
         self.events.emit(root, "follow", datasets=len(manifest.datasets))
         return manifest
 
@@ -150,13 +178,13 @@ class Follower:
         async with self._locks[root]:
             _, manifest = await self._signed_manifest(root, self.etags[root])
             if manifest is not None:
-                for op, path, chunks, etag in self._reconcile(root, manifest):
+                for op, path, chunks, etag in await self._reconcile(root, manifest):
                     self.events.emit(root, op, path=path, chunks=chunks, etag=etag)
-                self.events.emit(root, "resync", datasets=len(manifest.datasets))
+                self.events.emit(root, "resync", datasets=len(self.datasets[root]))
 
     async def _signed_manifest(
         self, root: str, etag: str | None = None
-    ) -> tuple[Offer, Manifest | None]:
+    ) -> tuple[Offer, Listing | None]:
         """A verified manifest of ``root`` (None: still ``etag``), from the first source that
         can give one, best first."""
         await self.directory.synced.wait()
@@ -165,16 +193,17 @@ class Follower:
         while offer := next(iter(self.directory.candidates(root, tried)), None):
             tried.add(offer.pub_id)
             try:
-                got = await Source(self.client, offer.url).manifest(root, etag)
+                # parsed off the loop, each dataset's etag checked against its content
+                manifest = await Source(self.client, offer.url).manifest(root, etag)
                 self.directory.answered(offer, True)
-                manifest, known = got, {}
-                if isinstance(got, ManifestDelta):  # what changed since etag: apply it to ours
-                    if got.since != etag:
-                        raise UntrustedSource(f"a delta of {root!r} from another version")
-                    known = {p: ds.info for p, ds in self.datasets[root].items()}
-                    manifest = got.manifest(known)
                 if manifest is not None:
-                    seal = await asyncio.to_thread(verify_manifest, manifest, known)
+                    if manifest.root != root:
+                        raise UntrustedSource(f"asked for {root!r}, got {manifest.root!r}")
+                    if manifest.since is not None and manifest.since != etag:
+                        raise UntrustedSource(f"a delta of {root!r} from another version")
+                    # a delta applies to ours (the root lock is held: it does not move)
+                    held = self.datasets[root] if manifest.since is not None else {}
+                    seal = await asyncio.to_thread(manifest.verify, held)
                     self._accept(root, seal)
                 return offer, manifest
             except KeyChanged as exc:  # not its fault alone: the admin may trust the key
@@ -206,35 +235,29 @@ class Follower:
         if seal.version == held.version and seal.manifest_etag != held.manifest_etag:
             raise UntrustedSource(f"two manifests of {root!r} are signed as version {seal.version}")
 
-    def _reconcile(
-        self, root: str, manifest: Manifest
-    ) -> list[tuple[str, str, list[int] | None, str | None]]:
+    async def _reconcile(self, root: str, manifest: Listing) -> list[Told]:
         """Make a root match a verified ``manifest``, in one transaction; returns (op, path,
-        changed chunks, etag) per dataset that changed (chunks None: all of them)."""
-        fresh = manifest.by_path()
-        changes: list[tuple[str, str, list[int] | None, str | None]] = []
+        changed chunks, etag) per dataset that changed (chunks None: all of them). What
+        grows with the root (comparing, storing) runs in worker threads, so the loop goes on
+        answering while 100,000 datasets are stored; the root's lock keeps it ours."""
         held = self.datasets[root]
-        with self.state.transaction():
-            for path in [p for p in held if p not in fresh]:
-                ds = held.pop(path)
-                self.cache.drop(ds)
-                self.state.delete_dataset(ds.id)
-                changes.append(("delete", path, None, None))
-            new = [
-                info
-                for info in manifest.datasets
-                if (known := held.get(info.path)) is None or known.info.etag != info.etag
-            ]
-            ids = self.state.put_datasets(root, new)  # one statement, not one per dataset
-            for info in new:
-                old = held.get(info.path)
-                held[info.path] = Dataset(ids[info.path], root, info)
-                chunks = None
-                if old is not None:
-                    chunks = old.info.changed_chunks(info)
-                    self.cache.drop(old, chunks)
-                changes.append(("update" if old else "create", info.path, chunks, info.etag))
-            self.state.set_synced(root, manifest.etag, manifest.seal)
+        gone, rows, changes = await asyncio.to_thread(_plan, held, manifest)
+        for path in gone:  # before their rows go: the cache counts what it drops
+            self.cache.drop(held[path])
+        for (path, _, _), (_, _, chunks, _) in zip(rows, changes[len(gone) :]):
+            if path in held:
+                self.cache.drop(held[path], chunks)
+        ids = await asyncio.to_thread(
+            self.state.synced,
+            root,
+            [held[path].id for path in gone],
+            rows,
+            manifest.etag,
+            manifest.seal,
+        )
+        for path in gone:
+            del held[path]
+        held.update((p, Dataset(ids[p], root, p, etag, text)) for p, etag, text in rows)
         self.etags[root] = manifest.etag
         self.seals[root] = manifest.seal
         self._manifests.pop(root, None)

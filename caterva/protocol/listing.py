@@ -1,0 +1,106 @@
+"""A manifest as a subscriber keeps it: per dataset its etag and its JSON text, not objects.
+
+A root of 100,000 datasets arrives as one 45 MB JSON body. Decoding it into DatasetInfos,
+then encoding each again to store it, cost seconds and hundreds of MiB; instead each dataset
+is reduced to its canonical JSON once, which gives both its etag (checked against the one
+sent) and the text kept (``caterva.protocol.metadata.info_of`` decodes it when it is used).
+
+    parse(body)             -> Listing (a full manifest, or a delta when it has ``since``)
+    listing.verify(held)    -> the seal, once the manifest etag computed from the datasets
+                               (and from ``held``, path -> etag, for a delta) is the one signed
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from caterva.errors import ProtocolError, UntrustedSource
+from caterva.protocol.metadata import content_json, etag_of, manifest_etag
+from caterva.protocol.names import check_path, check_root
+from caterva.protocol.seal import Seal, check_seal
+
+Listed = tuple[str, str]  # (etag, info JSON text) of one dataset
+
+
+@dataclass(frozen=True)
+class Listing:
+    root: str
+    etag: str
+    seal: Seal | None
+    datasets: dict[str, Listed]  # path -> (etag, text): every dataset, or those of a delta
+    since: str | None = None  # a delta from the manifest with this etag
+    removed: list[str] = field(default_factory=list)
+
+    def etags(self, held: Mapping[str, Any]) -> dict[str, str]:
+        """path -> etag of the whole root: this manifest's, or ``held`` (path -> anything
+        with an ``etag``, the state at ``since``) with this delta applied."""
+        out = {}
+        if self.since is not None:
+            removed = set(self.removed)
+            out = {p: d.etag for p, d in held.items() if p not in removed}
+        out.update((p, etag) for p, (etag, _) in self.datasets.items())
+        return out
+
+    def verify(self, held: Mapping[str, Any]) -> Seal:
+        """The seal, after checking it signs exactly the root this gives (every dataset's
+        etag was checked against its content by ``parse``)."""
+        if self.seal is None:
+            raise UntrustedSource(f"the manifest of root {self.root!r} is not signed")
+        if self.seal.root != self.root:
+            raise UntrustedSource(
+                f"a manifest of root {self.root!r} carries the seal of root {self.seal.root!r}"
+            )
+        computed = manifest_etag(self.root, self.etags(held).items())
+        return check_seal(self.root, self.seal, self.etag, computed)
+
+
+def parse(body: bytes) -> Listing:
+    """A manifest or delta body as sent by a source (ProtocolError if it is not one;
+    UntrustedSource if a dataset's etag does not match its content)."""
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"source sent invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("a manifest must be a JSON object")
+    try:
+        root = check_root(obj["root"])
+        since = obj.get("since")
+        datasets = {}
+        for item in obj.get("datasets", []):
+            path, etag, text = _described(root, item)
+            datasets[path] = (etag, text)
+        listing = Listing(
+            root=root,
+            etag=_text(obj["etag"]),
+            seal=None if obj.get("seal") is None else Seal.from_dict(obj["seal"]),
+            datasets=datasets,
+            since=None if since is None else _text(since),
+            removed=[check_path(_text(p)) for p in obj.get("removed", [])],
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ProtocolError(f"a manifest of the wrong shape ({exc!r})") from None
+    if len(datasets) != len(obj.get("datasets", [])):
+        raise ProtocolError(f"a manifest of root {root!r} lists a dataset twice")
+    return listing
+
+
+def _described(root: str, item: dict) -> tuple[str, str, str]:
+    """(path, etag, text) of one dataset as sent: its etag recomputed from its content as
+    DatasetInfo.content_etag does, and the text it is kept as."""
+    path = check_path(_text(item["path"]))
+    canonical = content_json(item)
+    etag = etag_of(canonical)
+    if item.get("etag", "") not in ("", etag):
+        raise UntrustedSource(f"{root}/{path}: its etag does not match its content")
+    rest = {"etag": etag} | {k: item[k] for k in ("size", "mtime") if k in item}
+    return path, etag, f"{canonical[:-1]},{json.dumps(rest, separators=(',', ':'))[1:]}"
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
