@@ -187,7 +187,7 @@ class Catalog:
     def scan(self) -> ScanResult:
         """Walk all of DIR: what changed anywhere, whatever events were missed."""
         self.walks += 1
-        found = {f[0]: f for f in self.tree.walk()}
+        found = {f[0]: f for f in self.tree.walk(known=self._entries)}
         return self._update(found, self._entries.keys() | found.keys())
 
     def refresh(self, paths: Iterable[str]) -> ScanResult:
@@ -233,11 +233,14 @@ class Catalog:
             current[path] = new
             if old is not None and old.etag == new.etag:
                 refreshed.append(new)
+        # only what is gone or was described again can differ (a restart of 100,000 files
+        # compares none of the others)
+        moved = (looked - found.keys()) | {path for path, _, _ in todo}
         changes = diff(
-            {p: previous[p] for p in looked if p in previous},
-            {p: current[p] for p in looked if p in current},
+            {p: previous[p] for p in moved if p in previous},
+            {p: current[p] for p in moved if p in current},
         )
-        for path in looked:
+        for path in moved:
             old = previous.get(path)
             if old is not None and current.get(path) is not old:
                 self.files.drop(old.key)  # its container is for a file that is no more
