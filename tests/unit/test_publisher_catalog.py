@@ -314,3 +314,19 @@ def test_a_version_2_store_keeps_its_descriptions(root, tmp_path):
     store = Store.open(tmp_path)
     assert store.load() == {"a.b2nd": (entry.stat, entry.etag, entry.text)}
     store.close()
+
+
+def test_an_unreadable_state_row_is_dropped(root, tmp_path):
+    import sqlite3
+
+    make_array(root / "a.b2nd")
+    make_array(root / "b.b2nd")
+    store = Store.open(tmp_path)
+    store.save_all(catalog(root, tmp_path).scan().entries.values())
+    store.close()
+    with sqlite3.connect(tmp_path / "publisher.db") as db:
+        db.execute("UPDATE datasets SET etag = 'x' WHERE path = 'a.b2nd'")
+        db.execute("UPDATE datasets SET info = 'not json' WHERE path = 'b.b2nd'")
+    store = Store.open(tmp_path)
+    assert store.load() == {}  # both are described again and announced
+    store.close()
