@@ -5,21 +5,21 @@ then encoding each again to store it, cost seconds and hundreds of MiB; instead 
 is reduced to its canonical JSON once, which gives both its etag (checked against the one
 sent) and the text kept (``caterva.protocol.metadata.info_of`` decodes it when it is used).
 
-    parse(body)             -> Listing (a full manifest, or a delta when it has ``since``)
-    listing.verify(held)    -> the seal, once the manifest etag computed from the datasets
-                               (and from ``held``, path -> etag, for a delta) is the one signed
+    parse(body)               -> Listing (a full manifest, or a delta when it has ``since``)
+    listing.verify(computed)  -> the seal, once the manifest etag computed from the datasets
+                                 (caterva.protocol.rootetag for a delta) is the one signed
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from caterva.errors import CatervaError, InvalidName, ProtocolError, UntrustedSource
-from caterva.protocol.metadata import content_json, etag_of, manifest_etag
+from caterva.protocol.metadata import content_json, etag_of
 from caterva.protocol.names import check_path, check_root
 from caterva.protocol.seal import Seal, check_seal
 
@@ -35,26 +35,24 @@ class Listing:
     since: str | None = None  # a delta from the manifest with this etag
     removed: list[str] = field(default_factory=list)
 
-    def etags(self, held: Mapping[str, Any]) -> dict[str, str]:
-        """path -> etag of the whole root: this manifest's, or ``held`` (path -> anything
-        with an ``etag``, the state at ``since``) with this delta applied."""
-        out = {}
-        if self.since is not None:
-            removed = set(self.removed)
-            out = {p: d.etag for p, d in held.items() if p not in removed}
+    @property
+    def changes(self) -> dict[str, str | None]:
+        """path -> etag of each dataset listed, and None for each removed one."""
+        out: dict[str, str | None] = dict.fromkeys(self.removed)
         out.update((p, etag) for p, (etag, _) in self.datasets.items())
         return out
 
-    def verify(self, held: Mapping[str, Any]) -> Seal:
-        """The seal, after checking it signs exactly the root this gives (every dataset's
-        etag was checked against its content by ``parse``)."""
+    def verify(self, computed: str) -> Seal:
+        """The seal, after checking it signs exactly the root this gives, whose manifest etag
+        the caller ``computed`` (``manifest_etag`` of this manifest's datasets, or for a
+        delta of the root at ``since`` with ``changes`` made): every dataset's etag was
+        checked against its content by ``parse``."""
         if self.seal is None:
             raise UntrustedSource(f"the manifest of root {self.root!r} is not signed")
         if self.seal.root != self.root:
             raise UntrustedSource(
                 f"a manifest of root {self.root!r} carries the seal of root {self.seal.root!r}"
             )
-        computed = manifest_etag(self.root, self.etags(held).items())
         return check_seal(self.root, self.seal, self.etag, computed)
 
 

@@ -110,7 +110,8 @@ def manifest_etag(root: str, etags: Iterable[tuple[str, str]]) -> str:
     """A manifest's etag: a hash of the root name and every dataset's (path, etag)."""
     h = hashlib.blake2b(root.encode(), digest_size=16)
     # "\0path\0etag" for each, joined in C: half the time of a loop (100,000: 35 ms)
-    h.update(("\0" + "\0".join(itertools.chain.from_iterable(sorted(etags)))).encode())
+    if pairs := sorted(etags):
+        h.update(("\0" + "\0".join(itertools.chain.from_iterable(pairs))).encode())
     return h.hexdigest()
 
 

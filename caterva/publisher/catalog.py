@@ -31,6 +31,7 @@ from caterva.errors import CatervaError, UnknownDataset
 from caterva.protocol.layout import describe
 from caterva.protocol.metadata import DatasetInfo, Kind, manifest_etag, spliced
 from caterva.protocol.names import check_path
+from caterva.protocol.rootetag import RootEtag
 from caterva.protocol.seal import Seal
 from caterva.publisher import plainfiles
 from caterva.publisher.entry import Entry, schunk_of
@@ -137,7 +138,9 @@ class Catalog:
         self.walks = 0  # full walks of DIR: proves events are handled without one
         # what the state store says, reused as stored: (stat key, etag, info_json text)
         self._entries = {p: self._entry(p, *row) for p, row in (known or {}).items()}
-        self._manifest = Listing(self._etag_of(self._entries), self._entries)
+        etags = ((p, e.etag) for p, e in self._entries.items())
+        self._manifest = Listing(manifest_etag(name, etags), self._entries)
+        self._index: RootEtag | None = None  # the manifest etag as files change
         self._versions = Versions(self._manifest.etag)
         self._lock = threading.Lock()  # entries, manifest and versions change together
         self._bodies: dict[bool, tuple[str, bytes]] = {}  # gzip? -> (etag, full manifest)
@@ -247,15 +250,15 @@ class Catalog:
             if path not in found:
                 self._links.discard(path)
         if changes or refreshed:  # refreshed: same etags, but size and mtime moved on
-            manifest = Listing(self._etag_of(current), current)
+            if self._index is None:  # made once (what was served), then kept up to date
+                self._index = RootEtag(self.name, {p: e.etag for p, e in previous.items()})
+            self._index.apply({d.path: d.new and d.new.etag for d in changes})
+            manifest = Listing(self._index.etag, current)
             with self._lock:
                 self._entries, self._manifest = current, manifest
                 self._versions.record(manifest.etag, [d.path for d in changes])
         self._collect_frames()
         return ScanResult(changes, current, refreshed)
-
-    def _etag_of(self, entries: Mapping[str, Entry]) -> str:
-        return manifest_etag(self.name, ((p, e.etag) for p, e in entries.items()))
 
     def _entry(self, path: str, stat: StatKey, etag: str, text: str) -> Entry:
         frame = None

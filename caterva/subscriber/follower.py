@@ -40,6 +40,7 @@ from caterva.protocol.listing import Listing
 from caterva.protocol.messages import Change
 from caterva.protocol.metadata import info_of, manifest_etag, spliced
 from caterva.protocol.names import check_path
+from caterva.protocol.rootetag import RootEtag
 from caterva.protocol.seal import Seal
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory, Offer
@@ -111,6 +112,7 @@ class Follower:
         self._again: set[str] = set()  # roots told to resync while one was running
         self._tasks: set[asyncio.Task] = set()
         self._manifests: dict[str, tuple[str, bytes]] = {}  # encoded on demand, dropped on change
+        self._root_etags: dict[str, RootEtag] = {}  # of what we hold, to verify deltas fast
         self.problems: dict[str, str] = {}  # root -> why its last resync failed
 
     # --- what we follow --------------------------------------------------------------------
@@ -161,6 +163,7 @@ class Follower:
             for ds_id in self.state.unfollow(root):
                 self.cache.drop(ds_id)
             for table in (
+                self._root_etags,
                 self.etags,
                 self.datasets,
                 self._manifests,
@@ -201,9 +204,7 @@ class Follower:
                         raise UntrustedSource(f"asked for {root!r}, got {manifest.root!r}")
                     if manifest.since is not None and manifest.since != etag:
                         raise UntrustedSource(f"a delta of {root!r} from another version")
-                    # a delta applies to ours (the root lock is held: it does not move)
-                    held = self.datasets[root] if manifest.since is not None else {}
-                    seal = await asyncio.to_thread(manifest.verify, held)
+                    seal = await asyncio.to_thread(self._verify, root, manifest)
                     self._accept(root, seal)
                 return offer, manifest
             except KeyChanged as exc:  # not its fault alone: the admin may trust the key
@@ -221,6 +222,19 @@ class Follower:
             raise error
         self.directory.source(root)  # says why there is none: unknown, or offline
         raise SourceOffline(f"every source of root {root!r} is offline")
+
+    def _verify(self, root: str, manifest: Listing) -> Seal:
+        """The seal of ``manifest`` once its etag is computed (in a worker thread): from its
+        datasets, or for a delta from ours with its changes made (the root lock is held:
+        ours do not move meanwhile)."""
+        if manifest.since is None:
+            pairs = ((p, etag) for p, (etag, _) in manifest.datasets.items())
+            return manifest.verify(manifest_etag(root, pairs))
+        index = self._root_etags.get(root)
+        if index is None:  # made once, then kept as the root changes
+            held = self.datasets[root]
+            index = self._root_etags[root] = RootEtag(root, {p: d.etag for p, d in held.items()})
+        return manifest.verify(index.etag_with(manifest.changes))
 
     def _accept(self, root: str, seal: Seal) -> None:
         """Bind the seal's key to the root (or refuse it), and refuse a rollback."""
@@ -251,6 +265,10 @@ class Follower:
         def store() -> dict[str, Dataset]:  # in a worker thread
             gone_ids = [held[path].id for path in gone]
             ids = self.state.synced(root, gone_ids, rows, manifest.etag, manifest.seal)
+            if manifest.since is None:
+                self._root_etags.pop(root, None)  # made again from what we hold if needed
+            elif root in self._root_etags:
+                self._root_etags[root].apply(manifest.changes)
             return {p: Dataset(ids[p], root, p, etag, text) for p, etag, text in rows}
 
         new = await asyncio.to_thread(store)
