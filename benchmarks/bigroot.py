@@ -1,11 +1,13 @@
-"""``python -m benchmarks.bigroot``: a publisher of a root of many tiny datasets (the archive
-case of issue 16), its figures printed as a table and written as JSON.
+"""``python -m benchmarks.bigroot``: the ``big-root`` scenario, a root of many tiny datasets
+(the archive case of issue 16), its figures printed as a table and written as JSON.
 
     --datasets N   tiny .b2nd files, copied from one template, 1,000 a directory (100,000)
 
-Publisher figures: first start until ready, RSS after start, idle CPU (watching for changes),
-manifest size plain and gzipped, RSS after serving every dataset once, restart until ready.
-The publisher runs without a broker (its REST API serves regardless), so only it is measured.
+Publisher: first start until ready, RSS after start, idle CPU (watching for changes), manifest
+size plain and gzipped, RSS after serving every dataset once, restart until ready.
+Subscriber (benchmarks/bigsub.py): `caterva follow` with /v1/health polled meanwhile, RSS
+after it, one file changed until the subscriber tells it, `caterva list`, restart.
+A broker (the embedded one) carries announcements and change events.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks import harness
+from benchmarks import bigsub, harness
 from caterva.protocol import rest
 
 ROOT = "big"
@@ -57,7 +59,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start(services: harness.Services, root: Path, statedir: Path) -> tuple[harness.Process, float]:
+def start(
+    services: harness.Services, root: Path, statedir: Path, broker: str
+) -> tuple[harness.Process, float]:
     began = time.perf_counter()
     process = services.start(
         "pub",
@@ -68,7 +72,7 @@ def start(services: harness.Services, root: Path, statedir: Path) -> tuple[harne
         "--http",
         "127.0.0.1:0",
         "--broker",
-        f"mqtt://127.0.0.1:{harness.free_port()}",
+        broker,
         "--statedir",
         str(statedir),
     )
@@ -84,11 +88,12 @@ def serve_all(client: httpx.Client, paths: list[str]) -> None:
 def measure(root: Path, rundir: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     with harness.Services(rundir) as services:
-        pub, out["first start (s)"] = start(services, root, rundir / "state")
-        out["RSS after start (MiB)"] = harness.memory_of(pub.pid)["VmRSS"] / MIB
+        broker = services.broker()
+        pub, out["publisher first start (s)"] = start(services, root, rundir / "state", broker)
+        out["publisher RSS after start (MiB)"] = harness.memory_of(pub.pid)["VmRSS"] / MIB
         before = cpu_seconds(pub.pid)
         time.sleep(IDLE_SECONDS)  # idle is what is measured: nothing to wait for
-        out["idle CPU (% of a core)"] = 100 * (cpu_seconds(pub.pid) - before) / IDLE_SECONDS
+        out["publisher idle CPU (% core)"] = 100 * (cpu_seconds(pub.pid) - before) / IDLE_SECONDS
         with httpx.Client(base_url=pub.url, timeout=300) as client:
             for encoding in ("identity", "gzip"):
                 with client.stream(
@@ -99,10 +104,11 @@ def measure(root: Path, rundir: Path) -> dict[str, float]:
             paths = [d["path"] for d in client.get(rest.manifest(ROOT)).json()["datasets"]]
             serve_all(client, paths)
         memory = harness.memory_of(pub.pid)
-        out["RSS after serving all (MiB)"] = memory["VmRSS"] / MIB
-        out["peak RSS (MiB)"] = memory["VmHWM"] / MIB
+        out["publisher RSS serving all (MiB)"] = memory["VmRSS"] / MIB
+        out["publisher peak RSS (MiB)"] = memory["VmHWM"] / MIB
+        out.update(bigsub.measure(services, broker, ROOT, root, paths))
         services.stop(pub)
-        pub, out["restart (s)"] = start(services, root, rundir / "state")
+        pub, out["publisher restart (s)"] = start(services, root, rundir / "state", broker)
     return out
 
 
@@ -126,9 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     workdir.mkdir(parents=True, exist_ok=True)
     root = make_root(workdir, args.datasets)
     results = measure(root, Path(tempfile.mkdtemp(prefix="bigroot-", dir=workdir)))
-    print(f"publisher of {args.datasets:,} datasets ({harness.REPO.name})")
+    print(f"big-root: {args.datasets:,} datasets ({harness.REPO.name})")
     for name, value in results.items():
-        print(f"  {name:30} {value:10.2f}")
+        print(f"  {name:32} {value:10.2f}")
     (workdir / f"bigroot-{args.datasets}.json").write_text(json.dumps(results, indent=1))
     return results
 

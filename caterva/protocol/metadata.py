@@ -13,17 +13,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from caterva.protocol.model import Model
+from caterva.errors import ProtocolError
+from caterva.protocol.model import PROTO, Model
 from caterva.protocol.names import check_path, check_root
 from caterva.protocol.seal import Seal
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 Kind = Literal["b2nd", "b2frame", "file"]
+INFOS = 4096  # decoded DatasetInfos kept (info_of)
 
 
 def chunk_digest(data: bytes | memoryview) -> str:
@@ -62,8 +66,7 @@ class DatasetInfo(Model):
         """What identifies the content: every field but etag, mtime and size, canonical JSON.
         Recomputed for every dataset of every manifest a subscriber verifies, so no asdict
         (a deep copy): 6 instead of 35 us a dataset."""
-        body = {name: getattr(self, name) for name in _content_fields()}
-        return hashlib.blake2b(_CANONICAL.encode(body).encode(), digest_size=16).hexdigest()
+        return etag_of(content_json({name: getattr(self, name) for name in _content_fields()}))
 
     @property
     def chunk_cbytes(self) -> int:
@@ -86,11 +89,56 @@ class DatasetInfo(Model):
         return [i for i, (a, b) in enumerate(zip(self.digests, new.digests)) if a != b]
 
 
+def content_json(values: Mapping[str, Any]) -> str:
+    """The canonical JSON of an info's content (what its etag hashes), from its fields'
+    values (KeyError if one is missing)."""
+    return _CANONICAL.encode({name: values[name] for name in _content_fields()})
+
+
+def etag_of(canonical: str) -> str:
+    return hashlib.blake2b(canonical.encode(), digest_size=16).hexdigest()
+
+
 @functools.cache
 def _content_fields() -> tuple[str, ...]:
     return tuple(
         f.name for f in dataclasses.fields(DatasetInfo) if f.name not in ("etag", "mtime", "size")
     )
+
+
+def manifest_etag(root: str, etags: Iterable[tuple[str, str]]) -> str:
+    """A manifest's etag: a hash of the root name and every dataset's (path, etag)."""
+    h = hashlib.blake2b(root.encode(), digest_size=16)
+    # "\0path\0etag" for each, joined in C: half the time of a loop (100,000: 35 ms)
+    if pairs := sorted(etags):
+        h.update(("\0" + "\0".join(itertools.chain.from_iterable(pairs))).encode())
+    return h.hexdigest()
+
+
+def info_json(info: DatasetInfo) -> str:
+    """An info as a manifest lists it (no protocol number): the compact form states keep."""
+    body = info.to_dict()
+    del body["proto"]  # a fresh dict (its lists are the info's)
+    return json.dumps(body, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=INFOS)
+def info_of(text: str) -> DatasetInfo:
+    """The DatasetInfo of ``info_json`` text, decoded when used; the last INFOS are kept, so
+    a root of 100,000 datasets is held as text, not as 100,000 objects."""
+    try:
+        return DatasetInfo.from_dict(json.loads(text))
+    except (ValueError, RecursionError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"a stored dataset description is not JSON: {exc}") from None
+
+
+def spliced(fields: dict[str, Any], datasets: Iterable[str]) -> bytes:
+    """A manifest (or delta) body: ``fields`` and the datasets as ``info_json`` texts, spliced
+    rather than decoded and encoded again."""
+    rest = json.dumps({"proto": PROTO, **fields}, separators=(",", ":"))
+    return f'{{"datasets":[{",".join(datasets)}],{rest[1:]}'.encode()
 
 
 @dataclass(frozen=True)
@@ -106,11 +154,7 @@ class Manifest(Model):
             object.__setattr__(self, "etag", self.content_etag())
 
     def content_etag(self) -> str:
-        """A hash of the root name and every dataset's (path, etag)."""
-        h = hashlib.blake2b(self.root.encode(), digest_size=16)
-        for d in sorted(self.datasets, key=lambda d: d.path):
-            h.update(f"\0{d.path}\0{d.etag}".encode())
-        return h.hexdigest()
+        return manifest_etag(self.root, ((d.path, d.etag) for d in self.datasets))
 
     def by_path(self) -> dict[str, DatasetInfo]:
         return {d.path: d for d in self.datasets}

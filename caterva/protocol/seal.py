@@ -118,10 +118,13 @@ def verify_manifest(manifest, known: Mapping[str, object] | None = None) -> Seal
             raise UntrustedSource(
                 f"{manifest.root}/{info.path}: its etag does not match its content"
             )
-    etag = manifest.content_etag()
-    if etag != manifest.etag or etag != seal.manifest_etag:
-        raise UntrustedSource(
-            f"the manifest of root {manifest.root!r} is not the one its origin signed"
-        )
+    return check_seal(manifest.root, seal, manifest.etag, manifest.content_etag())
+
+
+def check_seal(root: str, seal: Seal, etag: str, computed: str) -> Seal:
+    """``seal`` after checking that it signs the manifest ``etag``, which is ``computed``
+    from the content received."""
+    if computed != etag or computed != seal.manifest_etag:
+        raise UntrustedSource(f"the manifest of root {root!r} is not the one its origin signed")
     seal.verify()
     return seal

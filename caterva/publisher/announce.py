@@ -90,7 +90,7 @@ class Announcer:
         waiting = {change.path for change, _ in self._pending}
         # same content, new stat: only the cache moves on (a path with an event in flight
         # waits for its acknowledgement instead)
-        rows = [(e.path, e.stat, e.info) for e in result.refreshed if e.path not in waiting]
+        rows = [e for e in result.refreshed if e.path not in waiting]
         if rows:
             await asyncio.to_thread(self.store.save_all, rows)
         manifest_etag = self.catalog.manifest.etag
@@ -130,7 +130,7 @@ class Announcer:
         if entry is None:
             await asyncio.to_thread(self.store.delete, path)
         else:
-            await asyncio.to_thread(self.store.save, path, entry.stat, entry.info)
+            await asyncio.to_thread(self.store.save, entry)
 
     async def _announce(self) -> None:
         topic = topics.root(self.pub_id, self.name)

@@ -73,8 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
                 key=sealer.key,
             )
             if fresh:  # a first publication is told by the announcement, not by N creates
-                rows = [(e.path, e.stat, e.info) for e in first.entries.values()]
-                await asyncio.to_thread(store.save_all, rows)
+                await asyncio.to_thread(store.save_all, first.entries.values())
             else:  # what changed while we were down; queued until the broker is there
                 await announcer.changed(first)
             await announcer.start()

@@ -9,9 +9,9 @@ Content identity is the DatasetInfo etag, so a touched but unchanged file yields
 A file that cannot be described yet (being written, truncated, locked) keeps its previous
 entry, or stays unlisted, and is tried again at the next look.
 
-Entries hold no open file: chunks are read through a bounded LRU of open containers
-(openfiles.py), keyed by file and stat key, so a changed file is read from a fresh container.
-Every manifest version is recorded (versions.py) to answer deltas.
+Entries (entry.py) hold neither an open file nor a decoded info, so memory does not grow with
+open containers, and a restart takes the stored descriptions as they are. The manifest body is
+spliced from each entry's JSON. Every manifest version is recorded (versions.py) for deltas.
 """
 
 from __future__ import annotations
@@ -19,20 +19,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import blosc2
 
-from caterva.errors import CatervaError, ChunkOutOfRange, Unavailable, UnknownDataset
+from caterva.errors import CatervaError, UnknownDataset
 from caterva.protocol.layout import describe
-from caterva.protocol.metadata import DatasetInfo, Kind, Manifest, ManifestDelta
+from caterva.protocol.metadata import DatasetInfo, Kind, manifest_etag, spliced
 from caterva.protocol.names import check_path
+from caterva.protocol.rootetag import RootEtag
 from caterva.protocol.seal import Seal
 from caterva.publisher import plainfiles
+from caterva.publisher.entry import Entry, schunk_of
 from caterva.publisher.openfiles import OpenFiles
 from caterva.publisher.store import StatKey
 from caterva.publisher.tree import Found, Tree
@@ -54,75 +56,46 @@ def kind_of(name: str) -> Kind:
     return "file"
 
 
-@dataclass(eq=False)
-class Entry:
-    """One served dataset: its source file, what it was when described, and how to read it."""
+class Listing(Sequence[DatasetInfo]):
+    """The current manifest as the API needs it: its etag, and its datasets decoded only
+    when one is looked at (``len`` decodes none)."""
 
-    path: str
-    source: Path
-    stat: StatKey
-    info: DatasetInfo
-    frame: Path | None = None  # plain files: the chunked copy in the statedir
-    files: OpenFiles = field(default_factory=lambda: OpenFiles(1), repr=False)
+    def __init__(self, etag: str, entries: Mapping[str, Entry]) -> None:
+        self.etag = etag
+        self._entries = list(entries.values())
 
     @property
-    def key(self) -> tuple[str, StatKey]:
-        """Its container in the LRU: a new version of the file is a new key."""
-        return str(self.frame or self.source), self.stat
+    def datasets(self) -> Listing:
+        return self
 
-    def read_chunk(self, index: int) -> tuple[bytes, str]:
-        """Raw chunk ``index`` as stored, and its digest as described.
+    def __len__(self) -> int:
+        return len(self._entries)
 
-        The digest is not recomputed per read (hashing cost more than reading); instead the
-        file's stat key is checked before and after: a file being written in place is not
-        served (503) until it has been described again. A plain file's chunks come from its
-        own frame in the statedir, which never changes."""
-        if not 0 <= index < self.info.nchunks:
-            raise ChunkOutOfRange(
-                f"chunk {index} out of range: {self.path!r} has {self.info.nchunks} chunks",
-                index=index,
-                nchunks=self.info.nchunks,
-            )
-        stable = self.frame is not None or self.unchanged()
-        try:
-            if stable:
-                with self.files.use(self.key, self._open) as container:
-                    data = _schunk_of(container).get_chunk(index)
-                stable = self.frame is not None or self.unchanged()
-        except (OSError, RuntimeError, ValueError) as exc:  # changed or removed under us
-            log.info("cannot read chunk %d of %r: %s", index, self.path, exc)
-            stable = False
-        if not stable:
-            raise Unavailable(f"{self.path!r} is being written; retry shortly")
-        return data, self.info.digests[index]
+    def __getitem__(self, index):  # a Sequence's: one info, or a list of them for a slice
+        if isinstance(index, slice):
+            return [e.info for e in self._entries[index]]
+        return self._entries[index].info
 
-    def _open(self) -> Any:
-        return blosc2.open(self.key[0], mode="r")
-
-    def unchanged(self) -> bool:
-        """Whether the source file is still the one described (same stat key)."""
-        try:
-            return StatKey.of(os.stat(self.source)) == self.stat
-        except OSError:
-            return False
+    def by_path(self) -> dict[str, DatasetInfo]:
+        return {e.path: e.info for e in self._entries}
 
 
 @dataclass(frozen=True)
 class Diff:
     path: str
     op: Literal["create", "update", "delete"]
-    old: DatasetInfo | None
-    new: DatasetInfo | None
+    old: Entry | None
+    new: Entry | None
 
     @property
     def chunks(self) -> list[int] | None:
         """Changed chunk indices; None for a create, a delete or a layout change."""
         if self.op != "update":
             return None
-        return self.old.changed_chunks(self.new)
+        return self.old.info.changed_chunks(self.new.info)
 
 
-def diff(old: Mapping[str, DatasetInfo], new: Mapping[str, DatasetInfo]) -> list[Diff]:
+def diff(old: Mapping[str, Entry], new: Mapping[str, Entry]) -> list[Diff]:
     """What changed from ``old`` to ``new``, by path, judged by content etag only."""
     out = []
     for path in sorted(old.keys() | new.keys()):
@@ -150,7 +123,7 @@ class Catalog:
         directory: Path,
         framedir: Path,
         *,
-        known: Mapping[str, tuple[StatKey, DatasetInfo]] | None = None,
+        known: Mapping[str, tuple[StatKey, str, str]] | None = None,
         frame_chunksize: int = plainfiles.CHUNKSIZE,
         sealer: Callable[[str], Seal] | None = None,
         open_files: int = OPEN_FILES,
@@ -164,8 +137,11 @@ class Catalog:
         self.files = OpenFiles(open_files)
         self.described = 0  # files read and digested: proves the stat cache works
         self.walks = 0  # full walks of DIR: proves events are handled without one
-        self._entries = {p: self._entry(p, s, i) for p, (s, i) in (known or {}).items()}
-        self._manifest = Manifest(name, [e.info for e in self._entries.values()])
+        # what the state store says, reused as stored: (stat key, etag, info_json text)
+        self._entries = {p: self._entry(p, *row) for p, row in (known or {}).items()}
+        etags = ((p, e.etag) for p, e in self._entries.items())
+        self._manifest = Listing(manifest_etag(name, etags), self._entries)
+        self._index: RootEtag | None = None  # the manifest etag as files change
         self._versions = Versions(self._manifest.etag)
         self._lock = threading.Lock()  # entries, manifest and versions change together
         self._bodies: dict[bool, tuple[str, bytes]] = {}  # gzip? -> (etag, full manifest)
@@ -176,7 +152,7 @@ class Catalog:
     # --- reading (any thread) -----------------------------------------------------------------
 
     @property
-    def manifest(self) -> Manifest:
+    def manifest(self) -> Listing:
         return self._manifest
 
     def manifest_body(self, since: str | None = None, gzip: bool = False) -> tuple[str, bytes]:
@@ -187,22 +163,16 @@ class Catalog:
             manifest, entries = self._manifest, self._entries
             changed = self._versions.changed_since(since) if since else None
         seal = self.sealer(manifest.etag) if self.sealer is not None else None
-        if changed is not None:
-            delta = ManifestDelta(
-                self.name,
-                since,
-                manifest.etag,
-                seal=seal,
-                datasets=[entries[p].info for p in sorted(changed) if p in entries],
-                removed=sorted(p for p in changed if p not in entries),
-            )
-            body = delta.to_bytes()
+        head = {"root": self.name, "etag": manifest.etag, "seal": seal and seal.to_dict()}
+        if changed is not None:  # a ManifestDelta
+            head |= {"since": since, "removed": sorted(p for p in changed if p not in entries)}
+            body = spliced(head, (entries[p].text for p in sorted(changed) if p in entries))
             return manifest.etag, compress(body) if gzip else body
         cached = self._bodies.get(gzip)
         if cached is None or cached[0] != manifest.etag:
             plain = self._bodies.get(False)
             if plain is None or plain[0] != manifest.etag:
-                plain = (manifest.etag, replace(manifest, seal=seal).to_bytes())
+                plain = (manifest.etag, spliced(head, (e.text for e in entries.values())))
             # only the form last asked for is kept with the plain one: they can be large
             self._bodies = {False: plain}
             cached = self._bodies[gzip] = (manifest.etag, compress(plain[1]) if gzip else plain[1])
@@ -221,7 +191,7 @@ class Catalog:
     def scan(self) -> ScanResult:
         """Walk all of DIR: what changed anywhere, whatever events were missed."""
         self.walks += 1
-        found = {f[0]: f for f in self.tree.walk()}
+        found = {f[0]: f for f in self.tree.walk(known=self._entries)}
         return self._update(found, self._entries.keys() | found.keys())
 
     def refresh(self, paths: Iterable[str]) -> ScanResult:
@@ -265,31 +235,37 @@ class Catalog:
                 continue
             self._unstable.discard(path)
             current[path] = new
-            if old is not None and old.info.etag == new.info.etag:
+            if old is not None and old.etag == new.etag:
                 refreshed.append(new)
+        # only what is gone or was described again can differ (a restart of 100,000 files
+        # compares none of the others)
+        moved = (looked - found.keys()) | {path for path, _, _ in todo}
         changes = diff(
-            {p: previous[p].info for p in looked if p in previous},
-            {p: current[p].info for p in looked if p in current},
+            {p: previous[p] for p in moved if p in previous},
+            {p: current[p] for p in moved if p in current},
         )
-        for path in looked:
+        for path in moved:
             old = previous.get(path)
             if old is not None and current.get(path) is not old:
                 self.files.drop(old.key)  # its container is for a file that is no more
             if path not in found:
                 self._links.discard(path)
         if changes or refreshed:  # refreshed: same etags, but size and mtime moved on
-            manifest = Manifest(self.name, [e.info for e in current.values()])
+            if self._index is None:  # made once (what was served), then kept up to date
+                self._index = RootEtag(self.name, {p: e.etag for p, e in previous.items()})
+            self._index.apply({d.path: d.new and d.new.etag for d in changes})
+            manifest = Listing(self._index.etag, current)
             with self._lock:
                 self._entries, self._manifest = current, manifest
                 self._versions.record(manifest.etag, [d.path for d in changes])
         self._collect_frames()
         return ScanResult(changes, current, refreshed)
 
-    def _entry(self, path: str, stat: StatKey, info: DatasetInfo) -> Entry:
+    def _entry(self, path: str, stat: StatKey, etag: str, text: str) -> Entry:
         frame = None
-        if info.kind == "file":
+        if kind_of(path) == "file":  # a plain file's kind is its name's
             frame = plainfiles.frame_path(self.framedir, path, stat)
-        return Entry(path, self.directory / path, stat, info, frame, self.files)
+        return Entry(path, f"{self.tree.top}/{path}", stat, etag, text, frame, self.files)
 
     def _intact(self, entry: Entry) -> bool:
         return entry.frame is None or entry.frame.exists()
@@ -314,7 +290,7 @@ class Catalog:
                 schunk = plainfiles.open_frame(frame, key.size)
                 if schunk is None:
                     plainfiles.build_frame(Path(source), frame, self.frame_chunksize)
-                    schunk = _schunk_of(blosc2.open(str(frame), mode="r"))
+                    schunk = schunk_of(blosc2.open(str(frame), mode="r"))
                 info = describe(schunk, path, "file", size=key.size, mtime=key.mtime_ns / 1e9)
                 info = self._fix_empty(info)
             else:
@@ -322,7 +298,7 @@ class Catalog:
                 kind = "b2nd" if isinstance(container, blosc2.NDArray) else "b2frame"
                 if kind_of(path) == "b2frame" and kind == "b2nd":
                     kind = "b2frame"  # served as the frame it is
-                target = _schunk_of(container) if kind == "b2frame" else container
+                target = schunk_of(container) if kind == "b2frame" else container
                 info = describe(target, path, kind, size=key.size, mtime=key.mtime_ns / 1e9)
             after = StatKey.of(os.stat(source))
         except (OSError, RuntimeError, ValueError, KeyError, CatervaError) as exc:
@@ -330,7 +306,7 @@ class Catalog:
         if after != key:  # written while we read it: the next look sees the final state
             return None, None
         self.described += 1  # a race between threads only miscounts a test's figure
-        return Entry(path, Path(source), key, info, frame, self.files), None
+        return Entry.described(path, source, key, info, frame, self.files), None
 
     def _unreadable(self, path: str, error: Exception | None) -> None:
         # said once per file, not at every look while it is being copied in
@@ -357,8 +333,3 @@ class Catalog:
         for path in unused & self._stale_frames:
             path.unlink(missing_ok=True)
         self._stale_frames = unused
-
-
-def _schunk_of(container: Any) -> Any:
-    # an NDArray's .schunk must not outlive the NDArray (blosc2 frees it): keep the array
-    return container.schunk if isinstance(container, blosc2.NDArray) else container

@@ -1,9 +1,10 @@
 """The publisher's durable state: one SQLite database (WAL) in its state directory.
 
 It holds the publisher's stable id and, per dataset, the state last announced: the file's
-stat key and its DatasetInfo. That one table is both the digest cache (a restart does not
-re-read a file whose stat is unchanged) and the last published manifest (a restart diffs the
-directory against it and announces what changed while it was down).
+stat key, its DatasetInfo's etag and the info as JSON (kept as text: a restart of 100,000
+datasets reads them back without parsing one). That one table is both the digest cache (a
+restart does not re-read a file whose stat is unchanged) and the last published manifest (a
+restart diffs the directory against it and announces what changed while it was down).
 
 The schema has a version: older databases are migrated in place, newer ones are refused.
 A lock file keeps a second publisher off the same state.
@@ -16,18 +17,17 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 from caterva import sqlite
 from caterva.config import lock_statedir
 from caterva.errors import CatervaError, StateError
-from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.seal import Seal
 
 log = logging.getLogger("caterva.publisher")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE datasets (
@@ -35,18 +35,35 @@ CREATE TABLE datasets (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     inode INTEGER NOT NULL,
-    info TEXT NOT NULL
+    info TEXT NOT NULL,
+    etag TEXT NOT NULL
 );
 """
 # MIGRATIONS[n] upgrades a database from version n to n + 1.
 MIGRATIONS: dict[int, str] = {
     1: "DELETE FROM datasets",  # chunk digests became BLAKE3: describe every file again
+    # the etag beside the info (read without parsing it), the info as a manifest lists it
+    2: """ALTER TABLE datasets ADD COLUMN etag TEXT NOT NULL DEFAULT '';
+          UPDATE datasets SET etag = json_extract(info, '$.etag'),
+                              info = json_remove(info, '$.proto')""",
 }
+# a row that can be used as stored: an etag, an info that is a JSON object
+_SOUND = "length(etag) = 32 AND info GLOB '{*}'"
+_COLUMNS = "path, size, mtime_ns, inode, info, etag"
 
 
-@dataclass(frozen=True)
-class StatKey:
-    """What says a file may have changed; equal keys mean 'do not read it again'."""
+class Described(Protocol):
+    """What is saved of a dataset (a catalog Entry)."""
+
+    path: str
+    stat: StatKey
+    etag: str
+    text: str
+
+
+class StatKey(NamedTuple):
+    """What says a file may have changed; equal keys mean 'do not read it again'. A tuple:
+    100,000 of them are made and compared at each restart."""
 
     size: int
     mtime_ns: int
@@ -109,31 +126,27 @@ class Store:
                 "INSERT OR REPLACE INTO meta VALUES ('seal', ?)", (seal.to_bytes().decode(),)
             )
 
-    def load(self) -> dict[str, tuple[StatKey, DatasetInfo]]:
+    def load(self) -> dict[str, tuple[StatKey, str, str]]:
+        """path -> (stat key, etag, info JSON) of each dataset last announced. The JSON is
+        parsed only when the dataset is used (caterva.protocol.metadata.info_of); SQLite
+        checks each row's shape (100,000 rows: 0.15 s, a third of a check in Python)."""
         with self._mutex:
-            rows = self._db.execute(
-                "SELECT path, size, mtime_ns, inode, info FROM datasets"
-            ).fetchall()
-        known = {}
-        for path, size, mtime_ns, inode, info in rows:
-            try:
-                known[path] = (StatKey(size, mtime_ns, inode), DatasetInfo.from_bytes(info))
-            except CatervaError:  # unreadable row: the file is described again and announced
+            rows = self._db.execute(f"SELECT {_COLUMNS}, {_SOUND} FROM datasets").fetchall()
+        for path, *_, sound in rows:
+            if not sound:  # the file is described again and announced
                 log.warning("dropping an unreadable state row for %r", path)
-        return known
+        return {p: (StatKey(s, m, i), etag, info) for p, s, m, i, info, etag, ok in rows if ok}
 
-    def save(self, path: str, stat: StatKey, info: DatasetInfo) -> None:
-        with self._mutex:  # one statement: autocommitted
-            self._db.execute(
-                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)",
-                (path, stat.size, stat.mtime_ns, stat.inode, info.to_bytes().decode()),
-            )
+    def save(self, entry: Described) -> None:
+        self.save_all([entry])
 
-    def save_all(self, rows: Iterable[tuple[str, StatKey, DatasetInfo]]) -> None:
+    def save_all(self, entries: Iterable[Described]) -> None:
+        rows = [
+            (e.path, e.stat.size, e.stat.mtime_ns, e.stat.inode, e.text, e.etag) for e in entries
+        ]
         with self._mutex, sqlite.transaction(self._db):
             self._db.executemany(
-                "INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)",
-                [(p, s.size, s.mtime_ns, s.inode, i.to_bytes().decode()) for p, s, i in rows],
+                f"INSERT OR REPLACE INTO datasets ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", rows
             )
 
     def delete(self, path: str) -> None:

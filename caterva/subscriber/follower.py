@@ -36,10 +36,12 @@ from caterva.errors import (
     UnknownRoot,
     UntrustedSource,
 )
+from caterva.protocol.listing import Listing
 from caterva.protocol.messages import Change
-from caterva.protocol.metadata import Manifest, ManifestDelta
+from caterva.protocol.metadata import info_of, manifest_etag, spliced
 from caterva.protocol.names import check_path
-from caterva.protocol.seal import Seal, verify_manifest
+from caterva.protocol.rootetag import RootEtag
+from caterva.protocol.seal import Seal
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory, Offer
 from caterva.subscriber.events import Events
@@ -48,6 +50,33 @@ from caterva.subscriber.trust import Trust
 from caterva.subscriber.upstream import Source
 
 log = logging.getLogger("caterva.subscriber")
+
+
+Told = tuple[str, str, "list[int] | None", "str | None"]  # (op, path, chunks, etag)
+
+
+def _plan(
+    held: dict[str, Dataset], manifest: Listing
+) -> tuple[list[str], list[tuple[str, str, str]], list[Told]]:
+    """What ``manifest`` changes in ``held``: the paths gone, the (path, etag, text) rows new
+    or changed, and the changes to tell (the gone ones first, then one per row)."""
+    if manifest.since is None:
+        gone = [p for p in held if p not in manifest.datasets]
+    else:
+        gone = [p for p in manifest.removed if p in held]
+    rows = [
+        (path, etag, text)
+        for path, (etag, text) in manifest.datasets.items()
+        if (known := held.get(path)) is None or known.etag != etag
+    ]
+    changes: list[Told] = [("delete", path, None, None) for path in gone]
+    for path, etag, text in rows:
+        old = held.get(path)
+        if old is None:
+            changes.append(("create", path, None, etag))
+        else:
+            changes.append(("update", path, old.info.changed_chunks(info_of(text)), etag))
+    return gone, rows, changes
 
 
 class Behind(SourceOffline):
@@ -83,6 +112,7 @@ class Follower:
         self._again: set[str] = set()  # roots told to resync while one was running
         self._tasks: set[asyncio.Task] = set()
         self._manifests: dict[str, tuple[str, bytes]] = {}  # encoded on demand, dropped on change
+        self._root_etags: dict[str, RootEtag] = {}  # of what we hold, to verify deltas fast
         self.problems: dict[str, str] = {}  # root -> why its last resync failed
 
     # --- what we follow --------------------------------------------------------------------
@@ -99,10 +129,10 @@ class Follower:
         manifest we serve as a mirror."""
         if root not in self._manifests:
             datasets = self.followed(root)
-            manifest = Manifest(
-                root=root, datasets=[d.info for d in datasets.values()], seal=self.seals.get(root)
-            )
-            self._manifests[root] = (manifest.etag, manifest.to_bytes())
+            etag = manifest_etag(root, ((p, d.etag) for p, d in datasets.items()))
+            seal = self.seals.get(root)
+            head = {"root": root, "etag": etag, "seal": seal and seal.to_dict()}
+            self._manifests[root] = (etag, spliced(head, (d.text for d in datasets.values())))
         return self._manifests[root]
 
     def dataset(self, root: str, path: str) -> Dataset:
@@ -116,8 +146,8 @@ class Follower:
     # --- following -------------------------------------------------------------------------
 
     async def follow(
-        self, root: str, admit: Callable[[Manifest], None] | None = None
-    ) -> Manifest | None:
+        self, root: str, admit: Callable[[Listing], None] | None = None
+    ) -> Listing | None:
         """Follow ``root``; ``admit`` may refuse it (raise) once its manifest is verified,
         before anything is recorded (pins.py: a pin that cannot fit)."""
         if root in self.etags:
@@ -129,7 +159,7 @@ class Follower:
             self.state.follow(root, self.clock())
             self.etags[root] = None
             self._sources[root] = offer.url
-            self._reconcile(root, manifest)  # every dataset is new: the follow event says so
+            await self._reconcile(root, manifest)  # all new: the follow event says so
         self.events.emit(root, "follow", datasets=len(manifest.datasets))
         return manifest
 
@@ -139,6 +169,7 @@ class Follower:
             for ds_id in self.state.unfollow(root):
                 self.cache.drop(ds_id)
             for table in (
+                self._root_etags,
                 self.etags,
                 self.datasets,
                 self._manifests,
@@ -156,13 +187,13 @@ class Follower:
         async with self._locks[root]:
             _, manifest = await self._signed_manifest(root, self.etags[root])
             if manifest is not None:
-                for op, path, chunks, etag in self._reconcile(root, manifest):
+                for op, path, chunks, etag in await self._reconcile(root, manifest):
                     self.events.emit(root, op, path=path, chunks=chunks, etag=etag)
-                self.events.emit(root, "resync", datasets=len(manifest.datasets))
+                self.events.emit(root, "resync", datasets=len(self.datasets[root]))
 
     async def _signed_manifest(
         self, root: str, etag: str | None = None
-    ) -> tuple[Offer, Manifest | None]:
+    ) -> tuple[Offer, Listing | None]:
         """A verified manifest of ``root`` (None: still ``etag``), from the first source that
         can give one, best first."""
         await self.directory.synced.wait()
@@ -171,16 +202,15 @@ class Follower:
         while offer := next(iter(self.directory.candidates(root, tried)), None):
             tried.add(offer.pub_id)
             try:
-                got = await Source(self.client, offer.url).manifest(root, etag)
+                # parsed off the loop, each dataset's etag checked against its content
+                manifest = await Source(self.client, offer.url).manifest(root, etag)
                 self.directory.answered(offer, True)
-                manifest, known = got, {}
-                if isinstance(got, ManifestDelta):  # what changed since etag: apply it to ours
-                    if got.since != etag:
-                        raise UntrustedSource(f"a delta of {root!r} from another version")
-                    known = {p: ds.info for p, ds in self.datasets[root].items()}
-                    manifest = got.manifest(known)
                 if manifest is not None:
-                    seal = await asyncio.to_thread(verify_manifest, manifest, known)
+                    if manifest.root != root:
+                        raise UntrustedSource(f"asked for {root!r}, got {manifest.root!r}")
+                    if manifest.since is not None and manifest.since != etag:
+                        raise UntrustedSource(f"a delta of {root!r} from another version")
+                    seal = await asyncio.to_thread(self._verify, root, manifest)
                     self._accept(root, seal)
                 return offer, manifest
             except KeyChanged as exc:  # not its fault alone: the admin may trust the key
@@ -199,6 +229,19 @@ class Follower:
         self.directory.source(root)  # says why there is none: unknown, or offline
         raise SourceOffline(f"every source of root {root!r} is offline")
 
+    def _verify(self, root: str, manifest: Listing) -> Seal:
+        """The seal of ``manifest`` once its etag is computed (in a worker thread): from its
+        datasets, or for a delta from ours with its changes made (the root lock is held:
+        ours do not move meanwhile)."""
+        if manifest.since is None:
+            pairs = ((p, etag) for p, (etag, _) in manifest.datasets.items())
+            return manifest.verify(manifest_etag(root, pairs))
+        index = self._root_etags.get(root)
+        if index is None:  # made once, then kept as the root changes
+            held = self.datasets[root]
+            index = self._root_etags[root] = RootEtag(root, {p: d.etag for p, d in held.items()})
+        return manifest.verify(index.etag_with(manifest.changes))
+
     def _accept(self, root: str, seal: Seal) -> None:
         """Bind the seal's key to the root (or refuse it), and refuse a rollback."""
         self.trust.check(root, seal, self.directory.origin_key(root))
@@ -212,35 +255,32 @@ class Follower:
         if seal.version == held.version and seal.manifest_etag != held.manifest_etag:
             raise UntrustedSource(f"two manifests of {root!r} are signed as version {seal.version}")
 
-    def _reconcile(
-        self, root: str, manifest: Manifest
-    ) -> list[tuple[str, str, list[int] | None, str | None]]:
+    async def _reconcile(self, root: str, manifest: Listing) -> list[Told]:
         """Make a root match a verified ``manifest``, in one transaction; returns (op, path,
-        changed chunks, etag) per dataset that changed (chunks None: all of them)."""
-        fresh = manifest.by_path()
-        changes: list[tuple[str, str, list[int] | None, str | None]] = []
+        changed chunks, etag) per dataset that changed (chunks None: all of them). What
+        grows with the root (comparing, storing) runs in worker threads, so the loop goes on
+        answering while 100,000 datasets are stored; the root's lock keeps it ours."""
         held = self.datasets[root]
-        with self.state.transaction():
-            for path in [p for p in held if p not in fresh]:
-                ds = held.pop(path)
-                self.cache.drop(ds)
-                self.state.delete_dataset(ds.id)
-                changes.append(("delete", path, None, None))
-            new = [
-                info
-                for info in manifest.datasets
-                if (known := held.get(info.path)) is None or known.info.etag != info.etag
-            ]
-            ids = self.state.put_datasets(root, new)  # one statement, not one per dataset
-            for info in new:
-                old = held.get(info.path)
-                held[info.path] = Dataset(ids[info.path], root, info)
-                chunks = None
-                if old is not None:
-                    chunks = old.info.changed_chunks(info)
-                    self.cache.drop(old, chunks)
-                changes.append(("update" if old else "create", info.path, chunks, info.etag))
-            self.state.set_synced(root, manifest.etag, manifest.seal)
+        gone, rows, changes = await asyncio.to_thread(_plan, held, manifest)
+        for path in gone:  # before their rows go: the cache counts what it drops
+            self.cache.drop(held[path])
+        for op, path, chunks, _ in changes[len(gone) :]:
+            if op == "update":
+                self.cache.drop(held[path], chunks)
+
+        def store() -> dict[str, Dataset]:  # in a worker thread
+            gone_ids = [held[path].id for path in gone]
+            ids = self.state.synced(root, gone_ids, rows, manifest.etag, manifest.seal)
+            if manifest.since is None:
+                self._root_etags.pop(root, None)  # made again from what we hold if needed
+            elif root in self._root_etags:
+                self._root_etags[root].apply(manifest.changes)
+            return {p: Dataset(ids[p], root, p, etag, text) for p, etag, text in rows}
+
+        new = await asyncio.to_thread(store)
+        for path in gone:
+            del held[path]
+        held.update(new)
         self.etags[root] = manifest.etag
         self.seals[root] = manifest.seal
         self._manifests.pop(root, None)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 
 from caterva.errors import CatervaError, DatasetChanged, PinTooLarge
 from caterva.logs import size
-from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.metadata import DatasetInfo, info_of
 from caterva.protocol.rest import pieces
 from caterva.subscriber.cache import FETCH_BYTES, Cache, Wanted
 from caterva.subscriber.discovery import Offer
@@ -106,7 +106,12 @@ class Pins:
         if root in self.roots:
             return
         if root not in self.follower.etags:
-            await self.follower.follow(root, admit=lambda m: self._check_fits(root, m.datasets))
+            await self.follower.follow(
+                root,
+                admit=lambda m: self._check_fits(
+                    root, (info_of(text) for _, text in m.datasets.values())
+                ),
+            )
         # again: another pin may have been taken while the manifest travelled
         self._check_fits(root, [ds.info for ds in self.follower.followed(root).values()])
         self.state.pin(root, True)

@@ -9,15 +9,17 @@ are re-fetchable.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from caterva import sqlite
-from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.metadata import DatasetInfo, info_json, info_of
 from caterva.protocol.seal import Seal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -39,6 +41,7 @@ CREATE TABLE datasets (
     root TEXT NOT NULL REFERENCES roots(name) ON DELETE CASCADE,
     path TEXT NOT NULL,
     info TEXT NOT NULL,
+    etag TEXT NOT NULL,
     UNIQUE (root, path)
 );
 CREATE TABLE chunks (
@@ -65,21 +68,33 @@ MIGRATIONS: dict[int, str] = {
           ALTER TABLE chunks ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
           DROP INDEX chunks_by_atime;
           CREATE INDEX chunks_evictable ON chunks (atime) WHERE pinned = 0""",
+    # each info's etag beside it (read without parsing the info), the info as listed
+    3: """ALTER TABLE datasets ADD COLUMN etag TEXT NOT NULL DEFAULT '';
+          UPDATE datasets SET etag = json_extract(info, '$.etag'),
+                              info = json_remove(info, '$.proto')""",
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dataset:
     """One version of a dataset of a followed root. A change makes a new Dataset (same id,
-    new info): a request holds the one it started with, so it reads one version throughout."""
+    new info): a request holds the one it started with, so it reads one version throughout.
+    The info is held as its JSON text and decoded when used (a bounded cache keeps the
+    last ones): 100,000 datasets cost their text, not 100,000 objects."""
 
     id: int
     root: str
-    info: DatasetInfo
+    path: str
+    etag: str
+    text: str  # caterva.protocol.metadata.info_json
+
+    @classmethod
+    def of(cls, id: int, root: str, info: DatasetInfo) -> Dataset:
+        return cls(id, root, info.path, info.etag, info_json(info))
 
     @property
-    def path(self) -> str:
-        return self.info.path
+    def info(self) -> DatasetInfo:
+        return info_of(self.text)
 
 
 class State:
@@ -94,12 +109,17 @@ class State:
             current=SCHEMA_VERSION,
             migrations=MIGRATIONS,
         )
+        self._bulk: sqlite3.Connection | None = None  # large writes from worker threads
+        self._bulk_lock = threading.Lock()
 
     def transaction(self):
         return sqlite.transaction(self.db)
 
     def close(self) -> None:
         self.db.close()
+        with self._bulk_lock:
+            if self._bulk is not None:
+                self._bulk.close()
 
     def identity(self) -> str:
         """This subscriber's pub_id as a mirror: made once, kept with the state for good."""
@@ -144,10 +164,7 @@ class State:
         }
 
     def set_synced(self, root: str, etag: str, seal: Seal) -> None:
-        self.db.execute(
-            "UPDATE roots SET manifest_etag=?, seal=? WHERE name=?",
-            (etag, seal.to_bytes().decode(), root),
-        )
+        _set_synced(self.db, root, etag, seal)
 
     # --- trusted keys (kept when a root is unfollowed, like ssh's known_hosts) -----------------
 
@@ -169,13 +186,11 @@ class State:
     # --- datasets ----------------------------------------------------------------------------
 
     def datasets(self, root: str | None = None) -> list[Dataset]:
-        query, args = "SELECT id, root, info FROM datasets", ()
+        """Every dataset held (of ``root``), none of their infos parsed."""
+        query, args = "SELECT id, root, path, etag, info FROM datasets", ()
         if root is not None:
             query, args = query + " WHERE root=?", (root,)
-        return [
-            Dataset(id, r, DatasetInfo.from_bytes(info))
-            for id, r, info in self.db.execute(query + " ORDER BY root, path", args)
-        ]
+        return [Dataset(*row) for row in self.db.execute(query + " ORDER BY root, path", args)]
 
     def dataset_rows(
         self,
@@ -201,26 +216,32 @@ class State:
         return self.db.execute(query + " ORDER BY path LIMIT ?", [*args, limit]).fetchall()
 
     def put_datasets(self, root: str, infos: list[DatasetInfo]) -> dict[str, int]:
-        """Record new versions of datasets in one statement; path -> dataset id of each (an
-        id stays with its path across versions)."""
-        if not infos:
-            return {}
-        with self.transaction():
-            self.db.executemany(
-                "INSERT INTO datasets (root, path, info) VALUES (?, ?, ?) "
-                "ON CONFLICT (root, path) DO UPDATE SET info=excluded.info",
-                [(root, info.path, info.to_bytes().decode()) for info in infos],
-            )
-            if len(infos) == 1:
-                rows = self.db.execute(
-                    "SELECT path, id FROM datasets WHERE root=? AND path=?", (root, infos[0].path)
-                )
-            else:
-                rows = self.db.execute("SELECT path, id FROM datasets WHERE root=?", (root,))
-            return dict(rows)
+        """Record new versions of datasets; path -> dataset id of each."""
+        return _put(self.db, root, [(i.path, i.etag, info_json(i)) for i in infos])
 
     def delete_dataset(self, dataset: int) -> None:
         self.db.execute("DELETE FROM datasets WHERE id=?", (dataset,))
+
+    def synced(
+        self,
+        root: str,
+        gone: list[int],
+        rows: list[tuple[str, str, str]],
+        etag: str,
+        seal: Seal,
+    ) -> dict[str, int]:
+        """A root moved to the manifest ``etag``: datasets ``gone`` deleted, ``rows`` (path,
+        etag, info text) recorded, in one transaction; path -> id of each row. Safe in a
+        worker thread: it writes on a connection of its own (the event loop's goes on
+        reading meanwhile: WAL)."""
+        with self._bulk_lock:
+            if self._bulk is None:
+                self._bulk = sqlite.connect(self.path)
+            with sqlite.transaction(self._bulk):
+                self._bulk.executemany("DELETE FROM datasets WHERE id=?", [(i,) for i in gone])
+                ids = _put(self._bulk, root, rows)
+                _set_synced(self._bulk, root, etag, seal)
+        return ids
 
     # --- the cache index ---------------------------------------------------------------------
 
@@ -335,3 +356,30 @@ class State:
 
     def dataset_ids(self) -> set[int]:
         return {r[0] for r in self.db.execute("SELECT id FROM datasets")}
+
+
+def _put(db: sqlite3.Connection, root: str, rows: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Record (path, etag, info text) rows in one statement; path -> dataset id of each (an id
+    stays with its path across versions)."""
+    if not rows:
+        return {}
+    with sqlite.transaction(db):
+        db.executemany(
+            "INSERT INTO datasets (root, path, etag, info) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (root, path) DO UPDATE SET etag=excluded.etag, info=excluded.info",
+            [(root, *row) for row in rows],
+        )
+        if len(rows) == 1:
+            found = db.execute(
+                "SELECT path, id FROM datasets WHERE root=? AND path=?", (root, rows[0][0])
+            )
+        else:
+            found = db.execute("SELECT path, id FROM datasets WHERE root=?", (root,))
+        return dict(found)
+
+
+def _set_synced(db: sqlite3.Connection, root: str, etag: str, seal: Seal) -> None:
+    db.execute(
+        "UPDATE roots SET manifest_etag=?, seal=? WHERE name=?",
+        (etag, seal.to_bytes().decode(), root),
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -28,7 +27,7 @@ def env(tmp_path):
         info, chunks = make_info(path, nchunks, seed)
         source.data[path] = chunks
         state.follow("r", 0)
-        return Dataset(state.put_datasets("r", [info])[info.path], "r", info)
+        return Dataset.of(state.put_datasets("r", [info])[info.path], "r", info)
 
     return cache, source, add
 
@@ -106,13 +105,13 @@ def test_two_versions_of_a_chunk_never_share_a_fetch_or_a_file(env):
     cache, source, add = env
     old = add("a", 3)
     new_info, new_chunks = make_info("a", 3, seed=9)
-    new = replace(old, info=new_info)
+    new = Dataset.of(old.id, old.root, new_info)
     old_chunks = list(source.data["a"])
 
     async def versioned(wanted):
         for ds, indices in wanted:
             for i in indices:
-                data = (new_chunks if ds.info is new_info else old_chunks)[i]
+                data = (new_chunks if ds.info == new_info else old_chunks)[i]
                 yield ds, i, chunk_digest(data), data
 
     async def go():
@@ -148,7 +147,7 @@ def test_accounting_equals_the_index_under_any_interleaving(tmp_path_factory, op
     def create(path: str) -> None:
         info, chunks = make_info(path, 4, seed=rng.randrange(256))
         state.follow("r", 0)
-        current[path] = Dataset(state.put_datasets("r", [info])[info.path], "r", info)
+        current[path] = Dataset.of(state.put_datasets("r", [info])[info.path], "r", info)
         versions[info.etag] = chunks
 
     async def fetch(wanted):
@@ -182,7 +181,7 @@ def test_accounting_equals_the_index_under_any_interleaving(tmp_path_factory, op
                 versions[info.etag] = chunks
                 cache.drop(ds, ds.info.changed_chunks(info))
                 state.put_datasets("r", [info])[info.path]
-                current[path] = Dataset(ds.id, "r", info)
+                current[path] = Dataset.of(ds.id, "r", info)
             elif op == "delete":
                 ds = current.pop(path)
                 cache.drop(ds)

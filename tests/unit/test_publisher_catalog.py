@@ -12,7 +12,8 @@ import pytest
 from caterva.errors import ChunkOutOfRange, InvalidName, UnknownDataset
 from caterva.protocol.metadata import chunk_digest
 from caterva.publisher.catalog import Catalog, diff
-from caterva.publisher.store import Store
+from caterva.publisher.entry import Entry
+from caterva.publisher.store import SCHEMA_VERSION, StatKey, Store
 
 
 def make_array(path, value=0.0, shape=(40, 40), chunks=(10, 40)):
@@ -58,16 +59,22 @@ def test_diff_reports_create_update_delete_and_exact_chunks(root, tmp_path):
     a2 = replace(a, digests=[a.digests[0], "f" * 32, a.digests[2], "e" * 32], etag="")
     reshaped = replace(b, shape=[80, 20], etag="")
 
-    result = diff({"a.b2nd": a, "b.b2nd": b}, {"a.b2nd": a2, "b.b2nd": reshaped, "c": a})
+    def diff_of(old, new):
+        def entries(infos):
+            return {p: Entry.described(p, p, StatKey(0, 0, 0), i, None, None) for p, i in infos}
+
+        return diff(entries(old.items()), entries(new.items()))
+
+    result = diff_of({"a.b2nd": a, "b.b2nd": b}, {"a.b2nd": a2, "b.b2nd": reshaped, "c": a})
     assert [(d.op, d.path, d.chunks) for d in result] == [
         ("update", "a.b2nd", [1, 3]),
         ("update", "b.b2nd", None),  # layout changed: refetch everything
         ("create", "c", None),
     ]
-    assert [(d.op, d.path) for d in diff({"a.b2nd": a}, {})] == [("delete", "a.b2nd")]
-    assert diff(infos, dict(infos)) == []
+    assert [(d.op, d.path) for d in diff_of({"a.b2nd": a}, {})] == [("delete", "a.b2nd")]
+    assert diff_of(infos, dict(infos)) == []
     touched = replace(a, mtime=a.mtime + 10, size=a.size + 1)  # metadata only, same content
-    assert touched.etag == a.etag and diff({"a.b2nd": a}, {"a.b2nd": touched}) == []
+    assert touched.etag == a.etag and diff_of({"a.b2nd": a}, {"a.b2nd": touched}) == []
 
 
 # --- scanning ---------------------------------------------------------------------------------
@@ -148,7 +155,7 @@ def test_restart_reuses_cached_digests_and_finds_changes_made_while_down(root, t
     (root / "c.txt").write_bytes(b"plain " * 1000)
     first = catalog(root, tmp_path)
     first.scan()
-    known = {p: (e.stat, e.info) for p, e in first.scan().entries.items()}
+    known = {p: (e.stat, e.etag, e.text) for p, e in first.scan().entries.items()}
 
     again = catalog(root, tmp_path, known=known)
     assert ops(again.scan()) == [] and again.described == 0  # nothing was read again
@@ -245,12 +252,12 @@ def test_store_keeps_pub_id_and_announced_state(root, tmp_path):
     pub_id, fresh = store.identity()
     assert fresh
     entry = catalog(root, tmp_path).scan().entries["a.b2nd"]
-    store.save("a.b2nd", entry.stat, entry.info)
+    store.save(entry)
     store.close()
 
     store = Store.open(state)
     assert store.identity() == (pub_id, False)
-    assert store.load() == {"a.b2nd": (entry.stat, entry.info)}
+    assert store.load() == {"a.b2nd": (entry.stat, entry.etag, entry.text)}
     store.delete("a.b2nd")
     assert store.load() == {}
     store.close()
@@ -270,7 +277,7 @@ def test_store_is_exclusive_and_refuses_a_newer_schema(tmp_path):
     with pytest.raises(StateError, match="newer"):
         Store.open(tmp_path)
     with sqlite3.connect(tmp_path / "publisher.db") as db:
-        db.execute("PRAGMA user_version = 1")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     Store.open(tmp_path).close()  # the refused open released its lock
 
 
@@ -280,12 +287,46 @@ def test_a_version_1_store_describes_every_file_again(root, tmp_path):
     make_array(root / "a.b2nd")
     store = Store.open(tmp_path)
     entry = catalog(root, tmp_path).scan().entries["a.b2nd"]
-    store.save("a.b2nd", entry.stat, entry.info)
+    store.save(entry)
     pub_id, _ = store.identity()
     store.close()
     with sqlite3.connect(tmp_path / "publisher.db") as db:
+        db.execute("ALTER TABLE datasets DROP COLUMN etag")
         db.execute("PRAGMA user_version = 1")  # its digests are BLAKE2b
     store = Store.open(tmp_path)
     assert store.load() == {}
     assert store.identity() == (pub_id, False)
+    store.close()
+
+
+def test_a_version_2_store_keeps_its_descriptions(root, tmp_path):
+    import sqlite3
+
+    make_array(root / "a.b2nd")
+    store = Store.open(tmp_path)
+    entry = catalog(root, tmp_path).scan().entries["a.b2nd"]
+    store.save(entry)
+    store.close()
+    with sqlite3.connect(tmp_path / "publisher.db") as db:  # as version 2 kept it
+        db.execute("ALTER TABLE datasets DROP COLUMN etag")
+        db.execute("UPDATE datasets SET info = ?", (entry.info.to_bytes().decode(),))
+        db.execute("PRAGMA user_version = 2")
+    store = Store.open(tmp_path)
+    assert store.load() == {"a.b2nd": (entry.stat, entry.etag, entry.text)}
+    store.close()
+
+
+def test_an_unreadable_state_row_is_dropped(root, tmp_path):
+    import sqlite3
+
+    make_array(root / "a.b2nd")
+    make_array(root / "b.b2nd")
+    store = Store.open(tmp_path)
+    store.save_all(catalog(root, tmp_path).scan().entries.values())
+    store.close()
+    with sqlite3.connect(tmp_path / "publisher.db") as db:
+        db.execute("UPDATE datasets SET etag = 'x' WHERE path = 'a.b2nd'")
+        db.execute("UPDATE datasets SET info = 'not json' WHERE path = 'b.b2nd'")
+    store = Store.open(tmp_path)
+    assert store.load() == {}  # both are described again and announced
     store.close()

@@ -1,0 +1,93 @@
+"""One served dataset: its source file, what it was when described, and how to read it.
+
+What was described is held as the info's JSON text (``info_json``) and its etag, decoded only
+when used (``info_of``, a bounded cache): 100,000 entries cost their text, not 100,000
+DatasetInfo objects, and a restart reuses the stored text without parsing it. No entry holds
+an open file: chunks are read through a bounded LRU of open containers (openfiles.py), keyed
+by file and stat key, so a changed file is read from a fresh container.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blosc2
+
+from caterva.errors import ChunkOutOfRange, Unavailable
+from caterva.protocol.metadata import DatasetInfo, info_json, info_of
+from caterva.publisher.openfiles import OpenFiles
+from caterva.publisher.store import StatKey
+
+log = logging.getLogger("caterva.publisher")
+
+
+@dataclass(eq=False, slots=True)
+class Entry:
+    path: str
+    source: str
+    stat: StatKey
+    etag: str
+    text: str  # the DatasetInfo as info_json
+    frame: Path | None  # plain files: the chunked copy in the statedir
+    files: OpenFiles
+
+    @classmethod
+    def described(
+        cls, path: str, source: str, stat: StatKey, info: DatasetInfo, frame, files
+    ) -> Entry:
+        return cls(path, source, stat, info.etag, info_json(info), frame, files)
+
+    @property
+    def info(self) -> DatasetInfo:
+        return info_of(self.text)
+
+    @property
+    def key(self) -> tuple[str, StatKey]:
+        """Its container in the LRU: a new version of the file is a new key."""
+        return str(self.frame or self.source), self.stat
+
+    def read_chunk(self, index: int) -> tuple[bytes, str]:
+        """Raw chunk ``index`` as stored, and its digest as described.
+
+        The digest is not recomputed per read (hashing cost more than reading); instead the
+        file's stat key is checked before and after: a file being written in place is not
+        served (503) until it has been described again. A plain file's chunks come from its
+        own frame in the statedir, which never changes."""
+        info = self.info
+        if not 0 <= index < info.nchunks:
+            raise ChunkOutOfRange(
+                f"chunk {index} out of range: {self.path!r} has {info.nchunks} chunks",
+                index=index,
+                nchunks=info.nchunks,
+            )
+        stable = self.frame is not None or self.unchanged()
+        try:
+            if stable:
+                with self.files.use(self.key, self._open) as container:
+                    data = schunk_of(container).get_chunk(index)
+                stable = self.frame is not None or self.unchanged()
+        except (OSError, RuntimeError, ValueError) as exc:  # changed or removed under us
+            log.info("cannot read chunk %d of %r: %s", index, self.path, exc)
+            stable = False
+        if not stable:
+            raise Unavailable(f"{self.path!r} is being written; retry shortly")
+        return data, info.digests[index]
+
+    def _open(self) -> Any:
+        return blosc2.open(self.key[0], mode="r")
+
+    def unchanged(self) -> bool:
+        """Whether the source file is still the one described (same stat key)."""
+        try:
+            return StatKey.of(os.stat(self.source)) == self.stat
+        except OSError:
+            return False
+
+
+def schunk_of(container: Any) -> Any:
+    # an NDArray's .schunk must not outlive the NDArray (blosc2 frees it): keep the array
+    return container.schunk if isinstance(container, blosc2.NDArray) else container
