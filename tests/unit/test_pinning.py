@@ -13,10 +13,11 @@ from dataclasses import replace
 import pytest
 
 from caterva.errors import PinTooLarge, SourceOffline
-from caterva.protocol.metadata import Manifest, chunk_digest
+from caterva.protocol.listing import Listing
+from caterva.protocol.metadata import chunk_digest, info_json
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.pins import Pace, Pins
-from caterva.subscriber.state import SCHEMA_VERSION, State
+from caterva.subscriber.state import State
 from tests.unit.test_cache import CHUNK, FakeSource, make_info
 
 BUDGET = 20 * CHUNK
@@ -60,7 +61,8 @@ class Follower:
 
     async def follow(self, root, admit=None):
         if admit is not None:
-            admit(Manifest(root, self.remote[root]))
+            listed = {i.path: (i.etag, info_json(i)) for i in self.remote[root]}
+            admit(Listing(root, "", None, listed))
         self.state.follow(root, 0)
         self.etags[root] = None
         self._record(root, self.remote[root])
@@ -233,10 +235,11 @@ def test_the_pin_survives_a_reopened_state_and_an_old_state_is_migrated(tmp_path
     db.executescript(
         "DROP INDEX chunks_evictable; ALTER TABLE chunks DROP COLUMN pinned;"
         "ALTER TABLE roots DROP COLUMN pinned; CREATE INDEX chunks_by_atime ON chunks (atime);"
+        "ALTER TABLE datasets DROP COLUMN etag;"  # came after pins (schema 4)
         "INSERT INTO roots VALUES ('r', NULL, 0, NULL);"
-        "INSERT INTO datasets VALUES (1, 'r', 'a', '{}');"
+        "INSERT INTO datasets VALUES (1, 'r', 'a', '{\"etag\": \"e\"}');"
         "INSERT INTO chunks VALUES (1, 0, 'd0', 10, 1.0);"
-        f"PRAGMA user_version = {SCHEMA_VERSION - 1};"
+        "PRAGMA user_version = 2;"
     )
     db.close()
     migrated = State(old)

@@ -26,16 +26,16 @@ def test_datasets_are_read_back_without_parsing_their_infos(tmp_path, monkeypatc
     state.close()
 
 
-def test_a_version_2_state_keeps_its_datasets(tmp_path):
+def test_a_state_from_before_dataset_etags_keeps_its_datasets(tmp_path):
     state = State(tmp_path / "state.db")
     state.follow("r", 0)
     info = make_info("a.bin", 3)[0]
     ids = state.put_datasets("r", [info])
     state.close()
-    with sqlite3.connect(tmp_path / "state.db") as db:  # as version 2 kept it
+    with sqlite3.connect(tmp_path / "state.db") as db:  # as version 3 kept it
         db.execute("ALTER TABLE datasets DROP COLUMN etag")
         db.execute("UPDATE datasets SET info = ?", (info.to_bytes().decode(),))
-        db.execute("PRAGMA user_version = 2")
+        db.execute("PRAGMA user_version = 3")
     state = State(tmp_path / "state.db")
     [held] = state.datasets()
     assert held == Dataset.of(ids["a.bin"], "r", info)
