@@ -64,7 +64,8 @@ def status_view(url: str, found: dict[str, Any]) -> RenderableType:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("subscriber", Text.assemble(plain(url), " ", yes_no(found.get("status") == "ok")))
+    health = str(found.get("status"))
+    head.add_row("subscriber", Text.assemble(plain(url), " ", plain(health, "green")))
     for n, broker in enumerate(found.get("brokers") or []):
         state = yes_no(broker.get("connected"))
         state.plain = "connected" if broker.get("connected") else "not connected"
