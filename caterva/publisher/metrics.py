@@ -94,13 +94,13 @@ class PublisherCollector(Collector):
             "Change events waiting for the broker",
             values=[((), announcer.pending)],
         )
-        if announcer.last_change is not None:
-            yield family(
-                GaugeMetricFamily,
-                "caterva_publisher_last_change_timestamp_seconds",
-                "When a scan last found a change (Unix time)",
-                values=[((), announcer.last_change)],
-            )
+        last = announcer.last_change
+        yield family(  # no sample before the first change
+            GaugeMetricFamily,
+            "caterva_publisher_last_change_timestamp_seconds",
+            "When a scan last found a change (Unix time)",
+            values=[((), last)] if last is not None else [],
+        )
         yield family(
             GaugeMetricFamily,
             "caterva_publisher_broker_connected",

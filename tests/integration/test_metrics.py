@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import free_port
 from tests.integration.authkit import bearer, login, make_users, tiny_root, wait_root
 from tests.integration.fakes import FakeSource, announce
+from tests.unit.test_alerts import documented_metrics
 
 CHUNK = 4096  # int64 values in a chunk: 32 KiB, incompressible
 Samples = dict[tuple[str, frozenset], float]
@@ -265,3 +266,20 @@ def test_metrics_under_auth_are_not_for_anyone(spawn, tmp_path, broker):
     # the separate address needs no token: it is where only the scraper reaches
     assert value(scrape(f"http://{apart}"), "caterva_subscriber_datasets", root="tiny") == 2
     assert httpx.get(f"http://{apart}/v1/roots").status_code == 404
+
+
+def exported(url: str) -> set[str]:
+    """The metric names a service exposes (counters with their ``_total``), samples or not;
+    not the ``_created`` times prometheus_client adds to a histogram."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        f.name + "_total" if f.type == "counter" else f.name
+        for f in text_string_to_metric_families(text)
+        if not f.name.endswith("_created")
+    }
+
+
+def test_the_services_export_exactly_the_documented_metrics(stack):
+    read(stack["sub"], "a.b2nd", "0")  # some labelled series exist only once counted
+    names = set().union(*(exported(stack[s]) for s in ("bro", "pub", "sub")))
+    assert names == documented_metrics()
