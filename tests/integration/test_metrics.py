@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
-from tests.integration.authkit import bearer, login, make_users, tiny_root, wait_root
+from tests.integration.authkit import bearer, cli, login, make_users, tiny_root, wait_root
 from tests.integration.fakes import FakeSource, announce
 from tests.unit.test_alerts import documented_metrics
 
@@ -283,3 +283,13 @@ def test_the_services_export_exactly_the_documented_metrics(stack):
     read(stack["sub"], "a.b2nd", "0")  # some labelled series exist only once counted
     names = set().union(*(exported(stack[s]) for s in ("bro", "pub", "sub")))
     assert names == documented_metrics()
+
+
+def test_metrics_options_that_cannot_work_fail_before_anything_starts(tmp_path):
+    mosquitto = cli("bro", "--engine", "mosquitto", "--metrics", "127.0.0.1:9",
+                    "--statedir", str(tmp_path / "bro"))  # fmt: skip
+    assert mosquitto.returncode == 2 and "$SYS" in mosquitto.stderr
+    no_port = cli("pub", "x", str(tmp_path), "--metrics", "127.0.0.1",
+                  "--statedir", str(tmp_path / "pub"))  # fmt: skip
+    assert no_port.returncode == 2 and "names no port" in no_port.stderr
+    assert "Traceback" not in mosquitto.stderr + no_port.stderr

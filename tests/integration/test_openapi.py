@@ -98,7 +98,7 @@ def run(url: str) -> tuple[list[str], dict[str, set[int]]]:
 def test_publisher_answers_as_documented(stack):
     found, answered = run(stack.pub.url)
     assert not found, "\n".join(found)
-    assert len(answered) == 8  # every route was called, and most reached its real work
+    assert len(answered) == 9  # every route was called, and most reached its real work
     assert {200, 404} <= answered["GET /v1/roots/{root}/manifest"]
     assert {200, 206, 400, 404, 416} <= answered["GET /v1/roots/{root}/file/{path}"]
     assert {200, 400, 404} <= answered["GET /v1/roots/{root}/chunk/{index}/{path}"]
@@ -107,7 +107,7 @@ def test_publisher_answers_as_documented(stack):
 def test_subscriber_answers_as_documented(stack):
     found, answered = run(stack.sub.url)
     assert not found, "\n".join(found)
-    assert len(answered) == 13  # every route but /v1/events
+    assert len(answered) == 15  # every route but /v1/events
     assert {200, 400, 404} <= answered["GET /v1/roots/{root}/data/{path}"]
     assert {200, 206, 400, 404, 416} <= answered["GET /v1/roots/{root}/file/{path}"]
     assert {400, 404} <= answered["POST /v1/roots/{root}/chunks"]
