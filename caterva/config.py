@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "log_level": "info",  # every service: debug, info, warning, error
     "log_format": "text",  # every service: text (one line a record) or json (one object a line)
     "access_log": False,  # `caterva pub`/`sub` log every HTTP request
+    # `caterva bro`/`pub`/`sub` also serve /metrics, without auth, on this HOST:PORT; "" = no
+    "metrics": "",
     # --- security (README, "Security"); "" means "not set" -----------------------------------
     "users": "",  # the users database; "" = <subscriber statedir>/users.db
     "auth": False,  # does `caterva sub` require login (deny by default when on)

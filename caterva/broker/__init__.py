@@ -30,10 +30,17 @@ def run(
     password_file: str | os.PathLike | None = None,
     tls_cert: str | os.PathLike | None = None,
     tls_key: str | os.PathLike | None = None,
+    metrics: str | None = None,
 ) -> None:
-    """Run the broker until SIGINT/SIGTERM. Errors are raised as caterva errors."""
+    """Run the broker until SIGINT/SIGTERM. Errors are raised as caterva errors. ``metrics``:
+    HOST:PORT to serve /metrics on (the embedded engine only)."""
     if engine not in ENGINES:
         raise BadRequest(f"unknown broker engine {engine!r}: use {' or '.join(ENGINES)}")
+    if engine == "mosquitto" and setting("metrics", metrics):
+        raise BadRequest(
+            "--metrics is for the embedded broker: Mosquitto publishes its figures on $SYS "
+            "topics, for an MQTT exporter to serve (README: Operations)"
+        )
     host = setting("broker_host", host)
     port = setting("broker_port", port)
     from caterva.service.security import tls_files
@@ -52,7 +59,12 @@ def run(
         if engine == "amqtt":
             from caterva.broker import embedded
 
-            embedded.serve(host, port, state, accounts, tls)
+            scraped = None
+            if setting("metrics", metrics):  # the web parts are imported only then
+                from caterva.service.metrics import bind
+
+                scraped = bind(metrics)
+            embedded.serve(host, port, state, accounts, tls, scraped)
         else:
             from caterva.broker import mosquitto
 

@@ -136,8 +136,14 @@ class _NoRepeat(logging.Filter):
         return not repeated
 
 
-def broker_config(statedir: Path, accounts: dict[str, str] | None = None) -> dict:
+def broker_config(
+    statedir: Path, accounts: dict[str, str] | None = None, metrics: bool = False
+) -> dict:
     plugins: dict = {f"{__name__}.RetainedStore": {"path": str(statedir / "retained.sqlite3")}}
+    if metrics:
+        from caterva.broker.metrics import PLUGIN
+
+        plugins[PLUGIN] = {}
     if accounts:
         plugins[f"{__name__}.PasswordAuth"] = {"accounts": accounts}
         plugins[f"{__name__}.TopicAccess"] = {}
@@ -152,19 +158,20 @@ def serve(
     statedir: Path,
     accounts: dict[str, str] | None = None,
     tls: tuple[str, str] | None = None,
+    metrics_sock=None,
 ) -> None:
     sock = bind(host, port)  # raises Unavailable naming host:port
-    asyncio.run(_serve(sock, statedir, accounts, tls))
+    asyncio.run(_serve(sock, statedir, accounts, tls, metrics_sock))
 
 
-async def _serve(sock, statedir: Path, accounts=None, tls=None) -> None:
+async def _serve(sock, statedir: Path, accounts=None, tls=None, metrics_sock=None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
     try:
-        broker = Broker(broker_config(statedir, accounts))
+        broker = Broker(broker_config(statedir, accounts, metrics=metrics_sock is not None))
         await broker.start()
     except (BrokerError, PluginError, PluginLoadError) as exc:
         reason = exc.__cause__ or exc  # amqtt wraps the real error (e.g. an unopenable database)
@@ -180,6 +187,12 @@ async def _serve(sock, statedir: Path, accounts=None, tls=None) -> None:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(*tls)
     server = await asyncio.start_server(connected, sock=sock, ssl=context)
+    scraped = None
+    if metrics_sock is not None:
+        from caterva.broker.metrics import registry
+        from caterva.service.metrics import listen
+
+        scraped = await listen(metrics_sock, registry(broker))
     host, port = sock.getsockname()[:2]
     url = broker_url(host, port, tls=bool(tls))
     log.info("MQTT broker (amqtt, embedded) listening on %s; state in %s", url, statedir)
@@ -190,6 +203,8 @@ async def _serve(sock, statedir: Path, accounts=None, tls=None) -> None:
         log.info("stopping the MQTT broker")
         logging.getLogger("amqtt.broker").addFilter(_NoRepeat())
         server.close()  # no new connections while amqtt closes the current ones
+        if scraped is not None:
+            scraped.close()
         try:
             # amqtt's shutdown now and then waits forever on a client's handler: bound it
             await asyncio.wait_for(broker.shutdown(), SHUTDOWN_GRACE)

@@ -15,7 +15,7 @@ from caterva.cli.startup import long_lived
 with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup.py)
     import typer
 
-    from caterva.cli import commands, daemons, data, helptext, trust, users
+    from caterva.cli import commands, daemons, data, helptext, status, trust, users
     from caterva.cli.options import err
     from caterva.cli.render import literal
     from caterva.errors import BadRequest, CatervaError, NotFollowed, NotFound, Unavailable
@@ -122,6 +122,7 @@ commands.register(app)
 data.register(app)
 users.register(app)  # user add/grant/revoke/list/remove/passwd, login, logout
 trust.register(app)  # which signing key each root is bound to
+status.register(app)  # the subscriber at a glance
 
 
 @app.command()

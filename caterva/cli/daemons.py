@@ -14,6 +14,7 @@ from caterva.cli.serviceopts import (
     Broker,
     LogFormat,
     LogLevel,
+    Metrics,
     Statedir,
     Verbose,
     setup_logging,
@@ -49,6 +50,7 @@ def bro(
     ] = None,
     tls_cert: security.TlsCert = None,
     tls_key: security.TlsKey = None,
+    metrics: Metrics = None,
     verbose: Verbose = False,
     log_level: LogLevel = None,
     log_format: LogFormat = None,
@@ -71,6 +73,7 @@ def bro(
         password_file=password_file,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        metrics=metrics,
     )
 
 
@@ -124,6 +127,7 @@ def pub(
     ca_file: security.CaFile = None,
     broker_user: security.BrokerUser = None,
     broker_password: security.BrokerPassword = None,
+    metrics: Metrics = None,
     verbose: Verbose = False,
     log_level: LogLevel = None,
     log_format: LogFormat = None,
@@ -163,6 +167,7 @@ def pub(
         security=guard,
         poll=poll,
         open_files=open_files,
+        metrics_address=metrics,
     )
 
 
@@ -280,6 +285,7 @@ def sub(
     ca_file: security.CaFile = None,
     broker_user: security.BrokerUser = None,
     broker_password: security.BrokerPassword = None,
+    metrics: Metrics = None,
     verbose: Verbose = False,
     log_level: LogLevel = None,
     log_format: LogFormat = None,
@@ -331,6 +337,7 @@ def sub(
         trust_file=trust_file,
         pub_id=pub_id,
         security=guard,
+        metrics_address=metrics,
     )
 
 

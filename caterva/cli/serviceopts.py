@@ -64,3 +64,12 @@ Statedir = Annotated[
         "[default ~/.local/state/caterva/SERVICE; env CATERVA_STATEDIR].",
     ),
 ]
+Metrics = Annotated[
+    Optional[str],
+    typer.Option(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="Also serve /metrics (Prometheus) here, without auth: bind an address only the "
+        "scraper reaches [default: off; env CATERVA_METRICS].",
+    ),
+]

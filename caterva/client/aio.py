@@ -160,6 +160,10 @@ class AsyncClient(ClientBase):
     async def stats(self) -> dict[str, Any]:
         return await self._take(Calls.stats())
 
+    async def status(self) -> dict[str, Any]:
+        """See ``Client.status``."""
+        return await self._take(Calls.status())
+
     async def login(self, email: str, password: str) -> dict[str, Any]:
         """See ``Client.login``."""
         return self._signed_in(await self._take(Calls.login(email, password)))

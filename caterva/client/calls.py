@@ -250,6 +250,10 @@ class Calls:
         return Call("GET", f"{rest.API}/stats", json_of)
 
     @staticmethod
+    def status() -> Call:
+        return Call("GET", f"{rest.API}/status", json_of)
+
+    @staticmethod
     def login(email: str | None, password: str | None) -> Call:
         """Trade an email and password for a token: decodes to the token answer."""
         return Call(

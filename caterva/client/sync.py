@@ -180,6 +180,11 @@ class Client(ClientBase):
         """The subscriber's cache counters."""
         return self._take(Calls.stats())
 
+    def status(self) -> dict[str, Any]:
+        """The subscriber at a glance: broker links, each followed root's source and
+        freshness, the cache against its budget (what ``caterva status`` shows)."""
+        return self._take(Calls.status())
+
     def login(self, email: str, password: str) -> dict[str, Any]:
         """Log in; returns ``{"token", "user", "issued", "expiry"}``. This client then uses
         the token (``caterva login`` also stores it for later clients)."""

@@ -55,6 +55,9 @@ class Change(Message):
     ``seq`` counts the events of one root in one source session (1, 2, ...): a gap, or a new
     session, means events were missed and the reader must resync from the manifest. ``chunks``
     lists the indices whose digest changed; None means "the layout changed, refetch all".
+    ``time`` (Unix seconds) is when the origin saw the change, passed on unchanged by mirrors:
+    a subscriber measures its freshness lag from it. Optional: older peers neither send nor
+    read it.
     """
 
     root: str
@@ -65,6 +68,7 @@ class Change(Message):
     manifest_etag: str
     etag: str | None = None
     chunks: list[int] | None = None
+    time: float | None = None
 
     def __post_init__(self) -> None:
         check_root(self.root)

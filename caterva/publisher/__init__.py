@@ -6,7 +6,7 @@ chunks over REST.
     catalog    scan DIR -> DatasetInfo per file; diff scans -> create/update/delete
     plainfiles plain file -> chunked frame in the statedir (streamed)
     announce   birth/will, retained announcement, change events, discover
-    api        REST routes (caterva.protocol.rest); stats: counters
+    api        REST routes (caterva.protocol.rest); stats: counters; metrics: /metrics
     app        create_app(settings): lifespan wiring and the directory watcher
 """
 
@@ -35,13 +35,15 @@ def run(
     security=None,
     poll: bool | None = None,
     open_files: int | None = None,
+    metrics_address: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; bad input raises a CatervaError before anything starts.
-    ``security`` (caterva.service.security.Security): service tokens to require, HTTPS."""
+    ``security`` (caterva.service.security.Security): service tokens to require, HTTPS.
+    ``metrics_address``: also serve /metrics there, without auth (caterva.service.metrics)."""
     from caterva.config import listen_address
     from caterva.publisher.settings import advertised_url
     from caterva.publisher.store import Store
-    from caterva.service import auth, runner
+    from caterva.service import auth, metrics, runner
     from caterva.service.http import limit_bodies
     from caterva.service.security import Security
 
@@ -58,7 +60,9 @@ def run(
     )
     Store.open(settings.statedir).close()  # a locked or too-new state fails here, clearly
     sock = runner.bind(*listen_address("publisher_http", http))
+    apart = metrics.bind(metrics_address)
     app = create_app(replace(settings, url=advertised_url(sock, security.scheme)))
+    metrics.listen_apart(app, apart)
     auth.require_tokens(app, security.require_tokens)
     limit_bodies(app, security.max_body)
     runner.run(app, sock, tls=security.tls)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 
 from caterva.mqtt import Bus
@@ -49,6 +50,8 @@ class Announcer:
         self.catalog = catalog
         self.store = store
         self.seq = 0
+        self.sent = 0  # change events the broker acknowledged (for /metrics)
+        self.last_change: float | None = None  # when a scan last found a change (Unix time)
         self._pending: deque[tuple[Change, Entry | None]] = deque()
         # status, birth on (re)connect and discover, stale-will repair: service/presence.py
         self.presence = Presence(
@@ -58,6 +61,11 @@ class Announcer:
     @property
     def bus(self) -> Bus:
         return self.presence.bus
+
+    @property
+    def pending(self) -> int:
+        """Change events waiting for the broker."""
+        return len(self._pending)
 
     async def start(self) -> None:
         await self.presence.start()  # no wait: the REST API serves while the broker is away
@@ -94,6 +102,8 @@ class Announcer:
         if rows:
             await asyncio.to_thread(self.store.save_all, rows)
         manifest_etag = self.catalog.manifest.etag
+        if result.diffs:
+            self.last_change = time.time()
         async with self.presence.lock:  # a flush in progress owns the head of the queue
             for d in result.diffs:
                 self.seq += 1  # counted even if never delivered: a gap makes readers resync
@@ -106,6 +116,7 @@ class Announcer:
                     manifest_etag=manifest_etag,
                     etag=d.new.etag if d.new else None,
                     chunks=d.chunks,
+                    time=self.last_change,
                 )
                 self._pending.append((change, result.entries.get(d.path)))
                 if len(self._pending) > MAX_PENDING:
@@ -123,6 +134,7 @@ class Announcer:
                 log.warning("change event %d not acknowledged; will retry", change.seq)
                 return
             self._pending.popleft()
+            self.sent += 1
             await self._commit(change.path, entry)
 
     async def _commit(self, path: str, entry: Entry | None) -> None:

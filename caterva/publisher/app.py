@@ -1,5 +1,5 @@
 """The publisher as an ASGI app: ``create_app(settings)``; everything shared lives in lifespan
-state (catalog, announcer, stats), nothing in module globals.
+state (catalog, announcer, stats, metrics), nothing in module globals.
 
     startup:  state store -> signing key -> catalog from last announced state -> first scan
               (changes made while we were down; none on a first start) -> MQTT bus
@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import Depends, FastAPI
+from prometheus_client import Histogram
 
-from caterva.publisher import api
+from caterva.publisher import api, metrics
 from caterva.publisher.announce import Announcer
 from caterva.publisher.catalog import Catalog
 from caterva.publisher.notify import Changes
@@ -60,7 +62,10 @@ def create_app(settings: Settings) -> FastAPI:
                 sealer=sealer,
                 open_files=settings.open_files,
             )
+            scans = metrics.scans()
+            started = time.perf_counter()
             first = await asyncio.to_thread(catalog.scan)
+            scans.labels(settings.name, "full").observe(time.perf_counter() - started)
             log.info("root %s is signed with key %s", settings.name, sealer.key)
             announcer = Announcer(
                 name=settings.name,
@@ -79,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             await announcer.start()
             watching = not settings.poll and changes.start()
             watcher = asyncio.create_task(
-                watch(catalog, announcer, settings, changes if watching else None)
+                watch(catalog, announcer, settings, changes if watching else None, scans)
             )
             await ready_with_brokers("publisher", settings.url, [announcer.bus])
             stats = Stats()
@@ -89,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "announcer": announcer,
                 "stats": stats,
                 "source": CatalogSource(catalog, stats),
+                "metrics": metrics.registry(catalog, stats, announcer, scans),
             }
         finally:
             if watcher is not None:
@@ -109,15 +115,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(StatsMiddleware)
     app.include_router(source_api.router(read_errors=(503,)), dependencies=[Depends(api.count)])
     app.include_router(api.router)
+    app.include_router(metrics.router)
     return app
 
 
 async def watch(
-    catalog: Catalog, announcer: Announcer, settings: Settings, changes: Changes | None
+    catalog: Catalog,
+    announcer: Announcer,
+    settings: Settings,
+    changes: Changes | None,
+    scans: Histogram | None = None,
 ) -> None:
     """Look at what ``changes`` names as it happens, and at everything every rescan_interval;
     without ``changes`` (polling), at everything every scan_interval. What a look finds turns
     into change events and a re-announcement."""
+    scans = scans or metrics.scans()  # how long each look takes, for /metrics
     loop = asyncio.get_running_loop()
     full_at = loop.time() + settings.rescan_interval
     while True:
@@ -131,11 +143,13 @@ async def watch(
             if paths is not None and not paths and loop.time() < full_at:
                 continue
         if paths is None or loop.time() >= full_at:
-            look, full_at = catalog.scan, loop.time() + settings.rescan_interval
+            look, full_at, kind = catalog.scan, loop.time() + settings.rescan_interval, "full"
         else:
-            look = partial(catalog.refresh, paths)
+            look, kind = partial(catalog.refresh, paths), "paths"
         try:
+            started = time.perf_counter()
             result = await asyncio.to_thread(look)
+            scans.labels(settings.name, kind).observe(time.perf_counter() - started)
             await announcer.changed(result)
         except asyncio.CancelledError:
             raise

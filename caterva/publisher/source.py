@@ -51,7 +51,7 @@ class CatalogSource:
 
     async def chunk(self, dataset: Entry, index: int) -> bytes:
         data, _ = await anyio.to_thread.run_sync(dataset.read_chunk, index)
-        self.stats.chunk(dataset.path, len(data))
+        self.stats.chunk(dataset.path, len(data), "chunk")
         return data
 
     async def chunks(self, wanted: list[tuple[Entry, list[int]]]) -> AsyncIterator[Group]:

@@ -10,6 +10,10 @@ field names are part of the contract:
     chunks         chunks served, single and batched
     chunk_bytes    compressed bytes of those chunks
     datasets       {path: chunks served from it}
+
+Also kept for /metrics (publisher/metrics.py), not in the snapshot: responses by status class
+(``classes``, {2: n, 4: n, ...}) and chunks and their bytes by route (``by_route``,
+{"chunk"|"chunks": [chunks, bytes]}).
 """
 
 from __future__ import annotations
@@ -31,22 +35,34 @@ class Stats:
         self.chunk_bytes = 0
         self.endpoints: Counter[str] = Counter()
         self.datasets: Counter[str] = Counter()
+        self.classes: Counter[int] = Counter()
+        self.by_route = {"chunk": [0, 0], "chunks": [0, 0]}
 
     def response(self, status: int) -> None:
         with self._lock:
             self.requests += 1
             self.errors += status >= 400
             self.not_modified += status == 304
+            self.classes[status // 100] += 1
 
     def endpoint(self, name: str) -> None:
         with self._lock:
             self.endpoints[name] += 1
 
-    def chunk(self, path: str, nbytes: int) -> None:
+    def chunk(self, path: str, nbytes: int, route: str = "chunks") -> None:
         with self._lock:
             self.chunks += 1
             self.chunk_bytes += nbytes
             self.datasets[path] += 1
+            counts = self.by_route[route]
+            counts[0] += 1
+            counts[1] += nbytes
+
+    def for_metrics(self) -> tuple[dict[int, int], int, dict[str, tuple[int, int]]]:
+        """(responses by status class, errors, (chunks, bytes) by route), consistent."""
+        with self._lock:
+            routes = {route: (n[0], n[1]) for route, n in self.by_route.items()}
+            return dict(self.classes), self.errors, routes
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

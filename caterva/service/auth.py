@@ -2,9 +2,10 @@
 
     subscriber with --auth   every route but PUBLIC needs a login token (401); a route with a
                              {root} needs a grant on that root (403); listings show only
-                             granted roots; what sums every root (/v1/stats) needs a grant on
-                             each followed root. Grants are read from the users database on
-                             every request. POST /v1/login trades email+password for a token.
+                             granted roots; what sums every root (/v1/stats, /v1/status,
+                             /metrics) needs a grant on each followed root. Grants are read
+                             from the users database on every request. POST /v1/login trades
+                             email+password for a token.
     --require-token          (publisher, or any service) every route but PUBLIC needs one of
                              the configured service tokens (401)
 
@@ -36,7 +37,8 @@ from caterva.tokens import Claims, Signer, load_secret
 from caterva.users import Users
 
 PUBLIC = frozenset({rest.HEALTH, rest.LOGIN, *http.DOCS})
-GRANTED = frozenset({f"{rest.API}/stats", f"{rest.API}/events"})  # grants checked in the route
+# grants checked in the route
+GRANTED = frozenset({f"{rest.API}/stats", f"{rest.API}/events", f"{rest.API}/status", "/metrics"})
 
 
 def bearer(headers: Any) -> str | None:

@@ -39,6 +39,7 @@ def run(
     trust_file: Path | None = None,
     pub_id: str | None = None,
     security: Security | None = None,
+    metrics_address: str | None = None,
 ) -> None:
     upstream.read_in_big_pieces()
     host, port = listen_address("subscriber_http", http)
@@ -78,9 +79,14 @@ def run(
     lock = lock_statedir(settings.statedir, "subscriber")  # held while we serve
     try:
         sock = runner.bind(host, port)
+        from caterva.service import metrics
+
+        apart = metrics.bind(metrics_address)  # --metrics: without auth, on its own address
         from caterva.subscriber.app import create_app
 
         url = runner.url_of(sock, settings.security.scheme)
-        runner.run(create_app(settings, url=url), sock, tls=settings.security.tls)
+        app = create_app(settings, url=url)
+        metrics.listen_apart(app, apart)
+        runner.run(app, sock, tls=settings.security.tls)
     finally:
         os.close(lock)

@@ -1,9 +1,9 @@
 """The subscriber daemon, composed from settings: ``create_app(settings, url)``.
 
     state (SQLite) -> cache (chunk files; reconciled after a crash) -> upstream HTTP client
-    -> discovery + trust + follower (+ its events) + read path -> pinned roots -> inbox (MQTT
-    in) on every broker -> prober (HTTP, of sources MQTT cannot vouch for) -> mirror (MQTT out,
-    with --republish) -> ready
+    -> discovery + trust + follower (+ its events and their freshness) + read path -> pinned
+    roots -> inbox (MQTT in) on every broker -> prober (HTTP, of sources MQTT cannot vouch
+    for) -> mirror (MQTT out, with --republish) -> metrics (/metrics, /v1/status) -> ready
 
 Each part is registered with an AsyncExitStack as soon as it exists, so a start that fails
 halfway releases what it had, and a stop releases everything last-in first-out. What the
@@ -20,16 +20,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypedDict
 
 from fastapi import Depends, FastAPI
+from prometheus_client import CollectorRegistry
 
 from caterva import logs
 from caterva.mqtt import BrokerURL, Bus
 from caterva.protocol.topics import check_pub_id
 from caterva.service import auth, http, runner, source_api
-from caterva.subscriber import api, c2compat, upstream
+from caterva.subscriber import api, c2compat, metrics, status, upstream
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory
 from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
+from caterva.subscriber.freshness import Freshness
 from caterva.subscriber.inbox import Inbox
 from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
 from caterva.subscriber.pins import Pace, Pins
@@ -58,6 +60,8 @@ class Parts(TypedDict):
     buses: list[Bus]  # every broker's, ours first
     mirror: Mirror | None
     source: FollowedSource  # what the source API serves
+    freshness: Freshness
+    metrics: CollectorRegistry  # /metrics (metrics.py)
 
 
 def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
@@ -80,6 +84,8 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     http.install(app)
     app.add_middleware(LoopGuard)
     app.include_router(api.router)
+    app.include_router(status.router)
+    app.include_router(metrics.router)
     app.include_router(source_api.router(root_errors=(409,), read_errors=(502, 503)))
     auth.install(app, settings.security, settings.statedir)  # --auth, --require-token
     c2compat.install(app)  # the Caterva2 API, for blosc2.C2Array and caterva2.Client
@@ -101,7 +107,10 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
             settings.pub_id or BrokerURL.parse(announce_on).username or state.identity()
         )
     # a mirror names itself on every request upstream (loop backstop, see mirror.py)
-    hooks = {"request": [via_hook(pub_id)]} if pub_id else None
+    latency = metrics.upstream_latency()
+    hooks = metrics.timing_hooks(latency)
+    if pub_id:
+        hooks["request"].append(via_hook(pub_id))
     client = upstream.new_client(event_hooks=hooks, **settings.security.source_client_options())
     stack.push_async_callback(client.aclose)
     directory = Directory(
@@ -117,10 +126,12 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     pins = Pins(state, cache, follower, read, Pace(settings.pin_rate))
     pins.want(settings.pin)
     events.listeners.append(pins.on_event)
+    freshness = Freshness(follower)
+    events.listeners.append(freshness.on_event)
     directory.listeners.append(pins.on_offer)
     stack.push_async_callback(pins.stop)  # before the client it fetches with is closed
     name = f"caterva-sub-{secrets.token_hex(4)}"
-    inbox = Inbox(directory, follower, name)
+    inbox = Inbox(directory, follower, name, heard=freshness.on_change)
     buses = [Bus(broker, client_id=f"{name}-{i}") for i, broker in enumerate(settings.brokers)]
     for i, bus in enumerate(buses):
         inbox.listen(bus, i)
@@ -137,6 +148,7 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
             follower=follower,
             directory=directory,
         )
+        mirror.origin_time = freshness.origin_time
         events.listeners.append(mirror.on_event)
         directory.listeners.append(mirror.on_offer)
     # stopped together: with its broker away, each waits up to a second for paho's thread
@@ -168,6 +180,10 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         buses=buses,
         mirror=mirror,
         source=FollowedSource(follower, read, cache),
+        freshness=freshness,
+        metrics=metrics.registry(
+            metrics.SubscriberCollector(cache, follower, read, freshness, buses), latency
+        ),
     )
 
 

@@ -13,6 +13,7 @@ source to re-announce and resyncs what it follows: events may have been missed m
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 from caterva.errors import ProtocolError
@@ -28,9 +29,16 @@ PATTERNS = (topics.ALL_STATUS, topics.ALL_ROOTS, topics.ALL_CHANGES, topics.DISC
 
 
 class Inbox:
-    def __init__(self, directory: Directory, follower: Follower, name: str) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        follower: Follower,
+        name: str,
+        heard: Callable[[str, Change], None] = lambda pub_id, change: None,
+    ) -> None:
         self.directory, self.follower = directory, follower
         self.name = name  # our MQTT client name: the sender of our discover
+        self.heard = heard  # told of every change event first (freshness.py)
 
     def listen(self, bus: Bus, broker: int) -> None:
         """Take ``bus``'s messages (broker 0: our own) from now on."""
@@ -63,6 +71,7 @@ class Inbox:
                 change = Change.from_bytes(payload)
                 if change.root != parsed.root:
                     raise ProtocolError("change event names another root than its topic")
+                self.heard(parsed.pub_id, change)
                 await self.follower.on_change(parsed.pub_id, change)
         except ProtocolError as exc:
             log.warning("ignoring a bad message on %s: %s", topic, exc)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from contextvars import ContextVar
 
 import httpx
@@ -72,6 +73,8 @@ class Mirror:
         self._seq: Counter[str] = Counter()  # change events sent per root this session
         self._work: asyncio.Queue[tuple[str, str, dict | None, str | None]] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
+        # when the origin made a version of a root, if known (freshness.py; app.py wires)
+        self.origin_time: Callable[[str, str | None], float | None] = lambda root, etag: None
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="mirror")
@@ -178,6 +181,7 @@ class Mirror:
             manifest_etag=manifest_etag or "",
             etag=event.get("etag"),
             chunks=event.get("chunks"),
+            time=self.origin_time(root, manifest_etag),  # the origin's, for downstream lags
         )
         if self.bus.connected.is_set():
             await self.bus.publish(topics.changes(self.pub_id, root), change.to_bytes())

@@ -13,6 +13,7 @@ against the version it announces, so it is not read from for a while).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -35,6 +36,10 @@ class ReadPath:
         self, follower: Follower, cache: Cache, directory: Directory, client: httpx.AsyncClient
     ) -> None:
         self.follower, self.cache, self.directory, self.client = follower, cache, directory, client
+        # (root, source pub_id) -> n, for /metrics (metrics.py)
+        self.fetched = Counter[tuple[str, str]]()  # chunks received
+        self.fetched_bytes = Counter[tuple[str, str]]()  # their compressed bytes
+        self.digest_failures = Counter[tuple[str, str]]()  # reads that met a bad chunk
 
     async def fetch(
         self, wanted: Wanted, exclude: frozenset[str], used: list[Offer]
@@ -48,8 +53,11 @@ class ReadPath:
             raise SourceOffline(f"every source of root {root!r} is offline")
         used.append(offer)
         infos = [(ds.info, indices) for ds, indices in wanted]
+        key = (root, offer.pub_id)
         try:
             async for n, i, digest, data in Source(self.client, offer.url).chunks(root, infos):
+                self.fetched[key] += 1
+                self.fetched_bytes[key] += len(data)
                 yield wanted[n][0], i, digest, data
         except SourceOffline:
             self.directory.answered(offer, False)
@@ -82,6 +90,7 @@ class ReadPath:
                     ) from exc
             except DigestMismatch as exc:
                 offer = used[-1] if used else None
+                self.digest_failures[(root, offer.pub_id if offer else "")] += 1
                 if attempt == 2:
                     raise
                 await self.follower.resync(root)

@@ -28,6 +28,7 @@ COMMANDS = [
     "demo",
     "user",
     "trust",
+    "status",
 ]
 
 
