@@ -64,6 +64,7 @@ class Entry:
     info: DatasetInfo
     frame: Path | None = None  # plain files: the chunked copy in the statedir
     files: OpenFiles = field(default_factory=lambda: OpenFiles(1), repr=False)
+    members: dict[str, Entry] = field(default_factory=dict, repr=False)  # an HDF5 file's (hdf5.py)
 
     @property
     def key(self) -> tuple[str, StatKey]:
@@ -165,6 +166,10 @@ class Catalog:
         self.described = 0  # files read and digested: proves the stat cache works
         self.walks = 0  # full walks of DIR: proves events are handled without one
         self._entries = {p: self._entry(p, s, i) for p, (s, i) in (known or {}).items()}
+        self.h5dir = framedir.parent / "hdf5"  # chunks of HDF5 datasets compressed here
+        from caterva.publisher import hdf5  # here, not above: it builds on Entry
+
+        hdf5.adopt(self._entries, self.h5dir)
         self._manifest = Manifest(name, [e.info for e in self._entries.values()])
         self._versions = Versions(self._manifest.etag)
         self._lock = threading.Lock()  # entries, manifest and versions change together
@@ -248,8 +253,12 @@ class Catalog:
         """The catalog after looking at ``looked``, of which ``found`` are there now."""
         previous = self._entries
         current = dict(previous)
-        for path in looked - found.keys():
-            current.pop(path, None)
+        # an HDF5 file's datasets come and go with it (hdf5.py)
+        owned = {m for p in looked if p in previous for m in previous[p].members}
+        looked = looked | owned
+        for path in looked - found.keys() - owned:
+            for gone in [path, *getattr(current.pop(path, None), "members", ())]:
+                current.pop(gone, None)
         todo = []
         for path, source, st, link in found.values():
             (self._links.add if link else self._links.discard)(path)
@@ -264,9 +273,14 @@ class Catalog:
                 self._unreadable(path, error)
                 continue
             self._unstable.discard(path)
-            current[path] = new
-            if old is not None and old.info.etag == new.info.etag:
-                refreshed.append(new)
+            for gone in old.members if old is not None else ():
+                current.pop(gone, None)
+            looked |= new.members.keys()
+            for entry in [new, *new.members.values()]:
+                current[entry.path] = entry
+                before = previous.get(entry.path)
+                if before is not None and before.info.etag == entry.info.etag:
+                    refreshed.append(entry)
         changes = diff(
             {p: previous[p].info for p in looked if p in previous},
             {p: current[p].info for p in looked if p in current},
@@ -282,6 +296,10 @@ class Catalog:
             with self._lock:
                 self._entries, self._manifest = current, manifest
                 self._versions.record(manifest.etag, [d.path for d in changes])
+            if owned or any(e.members for e in current.values()):
+                from caterva.publisher import hdf5
+
+                hdf5.collect(self.h5dir, current)
         self._collect_frames()
         return ScanResult(changes, current, refreshed)
 
@@ -307,7 +325,9 @@ class Catalog:
     def _describe(
         self, path: str, source: str, key: StatKey
     ) -> tuple[Entry | None, Exception | None]:
-        kind = kind_of(path)
+        from caterva.publisher import hdf5
+
+        kind, members = kind_of(path), {}
         frame = plainfiles.frame_path(self.framedir, path, key) if kind == "file" else None
         try:
             if frame is not None:
@@ -317,6 +337,10 @@ class Catalog:
                     schunk = _schunk_of(blosc2.open(str(frame), mode="r"))
                 info = describe(schunk, path, "file", size=key.size, mtime=key.mtime_ns / 1e9)
                 info = self._fix_empty(info)
+                if hdf5.handles(path):  # its datasets too, as members of its entry
+                    entry = Entry(path, Path(source), key, info, frame, self.files)
+                    members, vlmeta = hdf5.describe_file(entry, self.frame_chunksize, self.h5dir)
+                    info = replace(info, vlmeta={**info.vlmeta, **vlmeta}, etag="")
             else:
                 container = blosc2.open(source, mode="r")
                 kind = "b2nd" if isinstance(container, blosc2.NDArray) else "b2frame"
@@ -330,7 +354,7 @@ class Catalog:
         if after != key:  # written while we read it: the next look sees the final state
             return None, None
         self.described += 1  # a race between threads only miscounts a test's figure
-        return Entry(path, Path(source), key, info, frame, self.files), None
+        return Entry(path, Path(source), key, info, frame, self.files, members), None
 
     def _unreadable(self, path: str, error: Exception | None) -> None:
         # said once per file, not at every look while it is being copied in
