@@ -64,15 +64,20 @@ def _dtype_problem(dt: np.dtype) -> str | None:
     return None
 
 
-def fit(shape: tuple[int, ...], itemsize: int, budget: int) -> tuple[int, ...]:
+def fit(
+    shape: tuple[int, ...], itemsize: int, budget: int, divide: bool = False
+) -> tuple[int, ...]:
     """The largest sub-shape of ``shape`` of at most ``budget`` bytes that keeps trailing
-    dimensions whole where it can (so a hyperslab read is a few long runs)."""
+    dimensions whole where it can (so a hyperslab read is a few long runs); with ``divide``,
+    each length divides the one in ``shape`` (blocks that tile a chunk: b2nd pads a chunk
+    to a whole number of blocks)."""
     out = [max(1, n) for n in shape]
     for axis in range(len(out)):
         rest = itemsize * math.prod(out[axis + 1 :])
         if out[axis] * rest <= budget:
             break
-        out[axis] = max(1, budget // rest)
+        most = max(1, budget // rest)
+        out[axis] = max(d for d in range(1, most + 1) if out[axis] % d == 0) if divide else most
     return tuple(out)
 
 
@@ -96,7 +101,7 @@ class Layout:
         chunked, passthrough = _storage(ds)
         dt = ds.dtype
         chunks = tuple(ds.chunks) if chunked else fit(ds.shape, dt.itemsize, budget)
-        blocks = fit(chunks, dt.itemsize, BLOCK_BYTES)
+        blocks = fit(chunks, dt.itemsize, BLOCK_BYTES, divide=True)
         cparams = cparams_to_json(
             blosc2.CParams(
                 codec=CODEC, clevel=CLEVEL, typesize=dt.itemsize, filters=[FILTER], filters_meta=[0]
@@ -123,6 +128,12 @@ class Layout:
     @property
     def nchunks(self) -> int:
         return math.prod(self.grid)
+
+    @property
+    def chunksize(self) -> int:
+        """Bytes of a chunk as b2nd holds it: padded to whole blocks."""
+        padded = (-(-c // b) * b for c, b in zip(self.chunks, self.blocks))
+        return self.dtype.itemsize * math.prod(padded)
 
     @property
     def dtype_json(self) -> Any:

@@ -166,7 +166,7 @@ def _member(
             chunks=list(layout.chunks),
             blocks=list(layout.blocks),
             nchunks=layout.nchunks,
-            chunksize=itemsize * math.prod(layout.chunks),
+            chunksize=layout.chunksize,
             nbytes=itemsize * math.prod(layout.shape),
             cbytes=sizes,
             cparams=layout.cparams,
