@@ -5,16 +5,21 @@ arrive as stored, and an unreadable HDF5 file costs one log line and nothing els
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import blosc2
 import httpx
 import numpy as np
 import pytest
 
-from caterva.protocol import rest, selection
+from caterva.protocol import rest, selection, topics
+from caterva.protocol.messages import Change
+from caterva.protocol.metadata import DatasetInfo
 from tests.conftest import Services, free_port
+from tests.integration.test_publisher_mqtt import Listener, vm_hwm
 
 h5py = pytest.importorskip("h5py")
 hdf5plugin = pytest.importorskip("hdf5plugin")
@@ -221,3 +226,87 @@ def test_blosc2_chunks_arrive_as_stored(stack):
             assert inside > 0 and len(served) > 64, index
             cached = list((tmp / "sub").rglob(f"{index}.{info['digests'][index]}"))
             assert len(cached) == 1 and cached[0].read_bytes() == served
+
+
+@pytest.fixture
+def publisher(spawn, tmp_path):
+    """publisher(DIR) -> (the publisher of DIR as root demo, a Listener of its change events,
+    their topic)."""
+    made: list[Listener] = []
+
+    def start(data: Path):
+        broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "bro"))
+        pub = spawn(
+            "pub", ROOT, str(data), "--broker", broker.url, "--http", "127.0.0.1:0",
+            "--statedir", str(tmp_path / "pub"),
+        )  # fmt: skip
+        changes = topics.changes(httpx.get(pub.url + "/v1/health").json()["pub_id"], ROOT)
+        made.append(Listener(broker.url, changes))
+        return pub, made[-1], changes
+
+    yield start
+    for listener in made:
+        listener.close()
+
+
+def test_a_change_to_one_variable_is_told_for_its_changed_chunks_only(publisher, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [CASES[0], CASES[4], Case("contiguous/f8", (300, 1000), "f8")]
+    make_file(data / "vars.h5", cases)
+    pub, events, changes = publisher(data)
+    info = httpx.get(pub.url + rest.info(ROOT, "vars.h5/gzip/i8")).json()
+
+    with h5py.File(data / "vars.h5", "r+") as f:
+        f["gzip/i8"][8:10, 14:30] = -1  # chunks (7, 13): rows in chunk row 1, columns 1-2
+        f["contiguous/f8"][200, 0] = -1  # 1 MiB chunks of 131 rows: chunk 1
+    seen: dict[str, set[int]] = {}
+    want = {"vars.h5/gzip/i8": {1 * 5 + 1, 1 * 5 + 2}, "vars.h5/contiguous/f8": {1}}
+    while {p: seen.get(p) for p in want} != want:
+        change = Change.from_bytes(events.next(changes, timeout=10).payload)
+        assert change.path in {"vars.h5", *want}, change  # never the Blosc2 variable
+        assert change.op == "update"
+        seen.setdefault(change.path, set()).update(change.chunks or [])
+    after = httpx.get(pub.url + rest.info(ROOT, "vars.h5/gzip/i8")).json()
+    changed = [i for i, (a, b) in enumerate(zip(info["digests"], after["digests"])) if a != b]
+    assert changed == [6, 7]
+    with h5py.File(data / "vars.h5", "r", locking=False) as f:
+        expected = f["gzip/i8"][()]
+    got = np.empty(expected.shape, expected.dtype)
+    for index in changed:  # the new chunks, made again on demand, are the new values
+        raw = httpx.get(pub.url + rest.chunk(ROOT, "vars.h5/gzip/i8", index)).content
+        row, col = divmod(index, 5)
+        region = np.s_[row * 7 : row * 7 + 7, col * 13 : col * 13 + 13]
+        block = np.frombuffer(blosc2.decompress(raw), expected.dtype).reshape(7, 13)
+        got[region] = block[: expected[region].shape[0], : expected[region].shape[1]]
+        assert np.array_equal(got[region], expected[region])
+
+
+def test_a_contiguous_dataset_bigger_than_the_chunk_budget_is_served_in_bounded_memory(
+    publisher, tmp_path
+):
+    data = tmp_path / "data"
+    data.mkdir()
+    pub, events, changes = publisher(data)
+    baseline = vm_hwm(pub.proc.pid)
+    rows, size = 8192, 64 << 20  # 64 MiB of float64, contiguous; the budget is 1 MiB
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        ds = f.create_dataset("big", (rows, 1024), "f8", track_times=False)
+        for start in range(0, rows, 512):  # written in parts: the test holds 4 MiB at most
+            part = np.arange(start * 1024, (start + 512) * 1024, dtype="f8")
+            ds[start : start + 512] = part.reshape(-1, 1024)
+    os.replace(tmp_path / "big.h5", data / "big.h5")
+    while Change.from_bytes(events.next(changes, timeout=60).payload).path != "big.h5/big":
+        pass
+    info = DatasetInfo.from_dict(httpx.get(pub.url + rest.info(ROOT, "big.h5/big")).json())
+    assert info.nchunks == 64 and info.chunksize <= 1 << 20
+    reader = rest.BatchReader(rest.expected_frames([(info, range(info.nchunks))]))
+    with httpx.stream(
+        "GET", pub.url + rest.chunks(ROOT, "big.h5/big"), params={"i": "0-63"}, timeout=60
+    ) as response:
+        for part in response.iter_bytes():
+            for i, digest, raw in reader.feed(part):
+                assert digest == info.digests[i] and len(raw) < 1 << 20
+    reader.close()
+    grew = vm_hwm(pub.proc.pid) - baseline
+    assert grew < size // 4, f"RSS peak grew by {grew >> 20} MiB serving a {size >> 20} MiB dataset"
