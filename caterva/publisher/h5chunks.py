@@ -210,13 +210,14 @@ def _first_frame(ds: Any) -> Any:
     return _frame(raw) if mask == 0 else None
 
 
-def attributes(attrs: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """An HDF5 object's attributes as JSON values (for vlmeta), and those left out, with why."""
+def attributes(obj: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """An HDF5 object's attributes as JSON values (for vlmeta), and those left out, with why.
+    An object reference (NetCDF-4's DIMENSION_LIST, say) becomes the name it points to."""
     out: dict[str, Any] = {}
     skipped: dict[str, str] = {}
-    for name in attrs:
+    for name in obj.attrs:
         try:
-            value = _json(attrs[name])
+            value = _json(obj.attrs[name], lambda ref: obj.file[ref].name)
         except (OSError, TypeError, ValueError) as exc:
             skipped[name] = f"not representable as JSON ({exc})"
             continue
@@ -227,15 +228,18 @@ def attributes(attrs: Any) -> tuple[dict[str, Any], dict[str, str]]:
     return out, skipped
 
 
-def _json(value: Any) -> Any:
+def _json(value: Any, name_of: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject or value.dtype.names is not None:
-            return [_json(v) for v in value.tolist()] if value.ndim else _json(value[()])
-        return _json(value.tolist())
+            items = value.tolist() if value.ndim else value[()]
+            return _json(items, name_of)
+        return _json(value.tolist(), name_of)
     if isinstance(value, np.generic):
-        return _json(value.item())
+        return _json(value.item(), name_of)
     if isinstance(value, (list, tuple)):
-        return [_json(v) for v in value]
+        return [_json(v, name_of) for v in value]
+    if type(value).__name__ == "Reference":  # h5py's, imported only where h5py is
+        return name_of(value)
     if isinstance(value, bytes):
         try:
             return value.decode()

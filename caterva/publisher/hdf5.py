@@ -120,7 +120,8 @@ def describe_file(
         with h5py.File(entry.source, "r", locking=False) as f:
             found: list[Any] = []
             f.visititems(lambda _, obj: found.append(obj))  # each object once, hard links only
-            members, skipped = {}, {}
+            attrs, left_out = attributes(f)  # the file's own (NetCDF's global attributes)
+            members, skipped = {}, {f"/@{k}": why for k, why in left_out.items()}
             for obj in found:
                 if isinstance(obj, h5py.Dataset):
                     member, left_out = _member(entry, obj, budget, cachedir)
@@ -137,7 +138,7 @@ def describe_file(
     if skipped:
         log.info("%r: %d datasets not served: %s", entry.path, len(skipped), skipped)
     datasets = sorted(m.name for m in members.values())
-    return members, {"hdf5": {"datasets": datasets, "skipped": skipped}}
+    return members, {"hdf5": {"datasets": datasets, "skipped": skipped, "attrs": attrs}}
 
 
 def _member(
@@ -156,7 +157,7 @@ def _member(
             data, _ = layout.chunk(ds, index)
             sizes += len(data)
             digests.append(chunk_digest(data))
-        vlmeta, bad = attributes(ds.attrs)
+        vlmeta, bad = attributes(ds)
         itemsize = layout.dtype.itemsize
         info = DatasetInfo(
             path=path,
