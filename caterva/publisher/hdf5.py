@@ -21,8 +21,10 @@ served as plain files only, which the log says once.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
-import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from caterva.protocol.names import check_path
 from caterva.publisher.catalog import Entry
 from caterva.publisher.h5chunks import Layout, attributes, unrepresentable
 from caterva.publisher.store import StatKey
+from caterva.service.ranges import StreamedFile
 
 log = logging.getLogger("caterva.publisher")
 
@@ -110,6 +113,40 @@ class Chunks:
         return data
 
 
+async def file_response(member: Member) -> StreamedFile:
+    """``member`` as the ``.b2nd`` file a download of it writes (layout.FileWriter), made as
+    it is sent: frame header, chunks, index and trailer. The header and index need every
+    chunk's size first, so each chunk is read twice (a recompressed one comes from its kept
+    copy the second time); memory stays at one chunk."""
+    import anyio
+
+    from caterva.protocol.layout import frame_bounds
+
+    def sizes() -> list[int]:
+        return [len(member.read_chunk(i)[0]) for i in range(member.info.nchunks)]
+
+    lengths = await anyio.to_thread.run_sync(sizes)
+    bounds = frame_bounds(member.info, lengths)
+    if bounds is None:
+        raise CatervaError(f"this blosc2 frames {member.path}'s layout in an unknown way")
+    head, tail = bounds
+    offsets = list(itertools.accumulate(lengths, initial=len(head)))  # offsets[-1]: the tail's
+
+    async def read(start: int, stop: int) -> AsyncIterator[bytes]:
+        if start < len(head):
+            yield head[start:stop]
+        for n in range(max(bisect.bisect_right(offsets, start) - 1, 0), len(lengths)):
+            if offsets[n] >= stop:
+                break
+            data, _ = await anyio.to_thread.run_sync(member.read_chunk, n)
+            yield data[max(start - offsets[n], 0) : stop - offsets[n]]
+        if stop > offsets[-1]:
+            yield tail[max(start - offsets[-1], 0) : stop - offsets[-1]]
+
+    name = member.path.rpartition("/")[2]
+    return StreamedFile(offsets[-1] + len(tail), read, etag=f'"{member.info.etag}"', filename=name)
+
+
 def describe_file(
     entry: Entry, budget: int, cachedir: Path
 ) -> tuple[dict[str, Member], dict[str, Any]]:
@@ -158,7 +195,6 @@ def _member(
             sizes += len(data)
             digests.append(chunk_digest(data))
         vlmeta, bad = attributes(ds)
-        itemsize = layout.dtype.itemsize
         info = DatasetInfo(
             path=path,
             kind="b2nd",
@@ -168,7 +204,7 @@ def _member(
             blocks=list(layout.blocks),
             nchunks=layout.nchunks,
             chunksize=layout.chunksize,
-            nbytes=itemsize * math.prod(layout.shape),
+            nbytes=layout.chunksize * layout.nchunks,  # as a b2nd counts it: whole chunks
             cbytes=sizes,
             cparams=layout.cparams,
             vlmeta=vlmeta,

@@ -212,6 +212,22 @@ def test_a_broken_hdf5_file_is_one_log_line_and_no_dataset(stack):
     assert len(said) == 1 and "not a readable HDF5 file" in said[0], said
 
 
+@pytest.mark.parametrize("name", ["blosc2/sparse_i2", "gzip/compound", "contiguous/f8"])
+def test_a_dataset_downloads_as_a_b2nd_file_from_publisher_and_subscriber(stack, name):
+    data, pub, client, tmp = stack
+    path = f"cases.h5/{name}"
+    with h5py.File(data / "cases.h5", "r", locking=False) as f:
+        expected = f[name][()]
+    whole = httpx.get(pub.url + rest.file(ROOT, path), timeout=30)
+    assert whole.status_code == 200, whole.text
+    assert whole.content == client.get(f"/roots/{ROOT}/file/{path}").content
+    (tmp / "got.b2nd").write_bytes(whole.content)
+    got = blosc2.open(str(tmp / "got.b2nd"))[()]
+    assert np.array_equal(got, expected, equal_nan=got.dtype.kind in "fc")
+    part = httpx.get(pub.url + rest.file(ROOT, path), headers={"Range": "bytes=100-4099"})
+    assert part.status_code == 206 and part.content == whole.content[100:4100]
+
+
 def test_blosc2_chunks_arrive_as_stored(stack):
     data, pub, client, tmp = stack
     name = "blosc2/reversed_u8"
