@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from caterva.cli.options import CaFile, Json, Sub, connect, display, emit
-from caterva.cli.render import age_text, plain, plural
+from caterva.cli.render import plain, plural
+from caterva.cli.rootsview import age_text
 
 
 def status(as_json: Json = False, sub: Sub = None, ca_file: CaFile = None) -> None:
