@@ -130,6 +130,66 @@ class Text:
         target.write_bytes(self.make().encode())
 
 
+@dataclass(frozen=True)
+class NetCDF:
+    """A NetCDF-4-style HDF5 file (h5py, hdf5plugin): coordinate variables as dimension
+    scales, CF attributes, and one variable per storage caterva maps: Blosc2-filtered chunks
+    (passed through), gzip chunks (recompressed) and contiguous (cut into chunks).
+    Byte-reproducible: no timestamps (track_times=False), fixed chunks and filter settings,
+    one Blosc2 thread (see single_threaded)."""
+
+    path: str
+    make: Callable[[np.random.Generator], dict[str, np.ndarray]]
+
+    def write(self, target: Path) -> None:
+        import h5py
+        import hdf5plugin
+
+        v = self.make(rng_for(self.path))
+        with h5py.File(target, "w") as f:
+            f.attrs.update({"Conventions": "CF-1.8", "title": "synthetic coastal buoy grid"})
+            for name, units in (
+                ("time", "days since 2024-01-01"),
+                ("lat", "degrees_north"),
+                ("lon", "degrees_east"),
+            ):
+                scale = f.create_dataset(name, data=v[name], track_times=False)
+                scale.attrs["units"] = units
+                scale.make_scale(name)
+            sst = f.create_dataset(
+                "sst",
+                data=v["sst"],
+                chunks=(8, 10, 16),
+                track_times=False,
+                **hdf5plugin.Blosc2(cname="zstd", clevel=5, filters=hdf5plugin.Blosc2.SHUFFLE),
+            )
+            wind = f.create_dataset(
+                "wind_speed",
+                data=v["wind_speed"],
+                chunks=(6, 8, 8),
+                compression="gzip",
+                compression_opts=6,
+                shuffle=True,
+                track_times=False,
+            )
+            mask = f.create_dataset("land_mask", data=v["land_mask"], track_times=False)
+            sst.attrs.update({"units": "degC", "long_name": "sea surface temperature"})
+            wind.attrs.update(
+                {
+                    "units": "m s-1",
+                    "long_name": "wind speed at 10 m",
+                    "scale_factor": np.float32(0.01),
+                    "add_offset": np.float32(0),
+                }
+            )
+            mask.attrs["flag_meanings"] = "sea land"
+            for var in (sst, wind):
+                for axis, name in enumerate(("time", "lat", "lon")):
+                    var.dims[axis].attach_scale(f[name])
+            for axis, name in enumerate(("lat", "lon")):
+                mask.dims[axis].attach_scale(f[name])
+
+
 # --- content ------------------------------------------------------------------------------
 
 README_TXT = """\
@@ -152,6 +212,7 @@ images/terrain.b2nd             elevation model in metres, float32, 2-D
 images/thumbnail.b2nd           small RGB picture, uint8, 3-D
 climate/2024/temperature.b2nd   semi-monthly 2 m air temperature, float32, 3-D
 ocean/2024/salinity.b2nd        monthly salinity profiles, packed int16, 4-D
+ocean/buoys.nc                  NetCDF-4 (HDF5) file: sea surface temperature, wind, mask
 
 Units and descriptions are in each dataset's vlmeta.
 """
@@ -304,6 +365,18 @@ def sea_surface_height(rng: np.random.Generator) -> np.ndarray:
     return quantize(ssh, 2.0**-12)
 
 
+def buoys(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    t, lat, lon = np.arange(24.0), np.arange(20) * 0.25 + 40, np.arange(30) * 0.25 - 5
+    tt, yy, xx = grid(t, lat, lon)
+    land = (xx - 0.04 * (yy - 40) ** 2 > -1.5).astype(np.uint8)
+    sst = 14 + 4 * np.sin(2 * np.pi * tt / 24) - 0.5 * (yy - 40) + rng.normal(0, 0.3, tt.shape)
+    sst = np.where(land, np.nan, quantize(sst, 1 / 32)).astype(np.float32)
+    wind = np.abs(6 + 3 * np.cos(tt / 4 + xx) + rng.normal(0, 1.5, tt.shape))
+    wind = np.round(wind * 100).astype(np.int16)  # packed: value = stored * 0.01
+    return {"time": t, "lat": lat.astype(np.float32), "lon": lon.astype(np.float32),
+            "sst": sst, "wind_speed": wind, "land_mask": land[0]}  # fmt: skip
+
+
 # --- the catalogue ------------------------------------------------------------------------
 
 EXAMPLES = [
@@ -358,6 +431,7 @@ EXAMPLES = [
                   "scale_factor": SALINITY_SCALE, "add_offset": SALINITY_OFFSET,
                   "dims": ["time", "depth", "y", "x"],
                   "depth_m": [0, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500]}),
+    NetCDF("ocean/buoys.nc", buoys),
 ]  # fmt: skip
 
 # several MB uncompressed, 40 chunks: too big to commit, written only with --big

@@ -33,7 +33,7 @@ from caterva.protocol.metadata import DatasetInfo, Kind, manifest_etag, spliced
 from caterva.protocol.names import check_path
 from caterva.protocol.rootetag import RootEtag
 from caterva.protocol.seal import Seal
-from caterva.publisher import plainfiles
+from caterva.publisher import hdf5, plainfiles
 from caterva.publisher.entry import Entry, schunk_of
 from caterva.publisher.openfiles import OpenFiles
 from caterva.publisher.store import StatKey
@@ -139,6 +139,8 @@ class Catalog:
         self.walks = 0  # full walks of DIR: proves events are handled without one
         # what the state store says, reused as stored: (stat key, etag, info_json text)
         self._entries = {p: self._entry(p, *row) for p, row in (known or {}).items()}
+        self.h5dir = framedir.parent / "hdf5"  # chunks of HDF5 datasets compressed here
+        hdf5.adopt(self._entries, self.h5dir)
         etags = ((p, e.etag) for p, e in self._entries.items())
         self._manifest = Listing(manifest_etag(name, etags), self._entries)
         self._index: RootEtag | None = None  # the manifest etag as files change
@@ -218,8 +220,12 @@ class Catalog:
         """The catalog after looking at ``looked``, of which ``found`` are there now."""
         previous = self._entries
         current = dict(previous)
-        for path in looked - found.keys():
-            current.pop(path, None)
+        # an HDF5 file's datasets come and go with it (hdf5.py)
+        owned = {m for p in looked if p in previous for m in previous[p].members or ()}
+        looked = looked | owned
+        for path in looked - found.keys() - owned:
+            for gone in [path, *(getattr(current.pop(path, None), "members", None) or ())]:
+                current.pop(gone, None)
         todo = []
         for path, source, st, link in found.values():
             (self._links.add if link else self._links.discard)(path)
@@ -227,19 +233,23 @@ class Catalog:
             old = previous.get(path)
             if not (old is not None and old.stat == key and self._intact(old)):
                 todo.append((path, source, key))
-        refreshed = []
+        # only what is gone or was described again (with an HDF5 file's datasets) can differ:
+        # a restart of 100,000 files compares none of the others
+        refreshed, moved = [], (looked - found.keys()) | {path for path, _, _ in todo}
         for (path, _, _), (new, error) in zip(todo, self._describe_all(todo)):
             old = previous.get(path)
             if new is None:  # not readable yet: keep what we served, retry next time
                 self._unreadable(path, error)
                 continue
             self._unstable.discard(path)
-            current[path] = new
-            if old is not None and old.etag == new.etag:
-                refreshed.append(new)
-        # only what is gone or was described again can differ (a restart of 100,000 files
-        # compares none of the others)
-        moved = (looked - found.keys()) | {path for path, _, _ in todo}
+            for gone in (old and old.members) or ():
+                current.pop(gone, None)
+            for entry in [new, *(new.members or {}).values()]:
+                current[entry.path] = entry
+                moved.add(entry.path)
+                before = previous.get(entry.path)
+                if before is not None and before.etag == entry.etag:
+                    refreshed.append(entry)
         changes = diff(
             {p: previous[p] for p in moved if p in previous},
             {p: current[p] for p in moved if p in current},
@@ -258,6 +268,8 @@ class Catalog:
             with self._lock:
                 self._entries, self._manifest = current, manifest
                 self._versions.record(manifest.etag, [d.path for d in changes])
+            if owned or any(current[p].members for p in moved if p in current):
+                hdf5.collect(self.h5dir, current)
         self._collect_frames()
         return ScanResult(changes, current, refreshed)
 
@@ -300,13 +312,16 @@ class Catalog:
                     kind = "b2frame"  # served as the frame it is
                 target = schunk_of(container) if kind == "b2frame" else container
                 info = describe(target, path, kind, size=key.size, mtime=key.mtime_ns / 1e9)
+            entry = Entry.described(path, source, key, info, frame, self.files)
+            if frame is not None and hdf5.handles(path):  # its datasets too, as its members
+                entry = hdf5.with_members(entry, self.frame_chunksize, self.h5dir)
             after = StatKey.of(os.stat(source))
         except (OSError, RuntimeError, ValueError, KeyError, CatervaError) as exc:
             return None, exc
         if after != key:  # written while we read it: the next look sees the final state
             return None, None
         self.described += 1  # a race between threads only miscounts a test's figure
-        return Entry.described(path, source, key, info, frame, self.files), None
+        return entry, None
 
     def _unreadable(self, path: str, error: Exception | None) -> None:
         # said once per file, not at every look while it is being copied in

@@ -34,6 +34,7 @@ class Entry:
     text: str  # the DatasetInfo as info_json
     frame: Path | None  # plain files: the chunked copy in the statedir
     files: OpenFiles
+    members: dict[str, Entry] | None = None  # an HDF5 file's datasets (hdf5.py)
 
     @classmethod
     def described(

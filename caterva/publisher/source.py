@@ -16,6 +16,7 @@ from fastapi import Response
 from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
 from caterva.publisher.catalog import Catalog, Entry
+from caterva.publisher.hdf5 import Member, file_response
 from caterva.publisher.stats import Stats
 from caterva.publisher.store import StatKey
 from caterva.service.ranges import RangeFileResponse
@@ -81,6 +82,8 @@ class CatalogSource:
         return out, True
 
     async def file(self, dataset: Entry) -> Response:
+        if isinstance(dataset, Member):  # a dataset inside an HDF5 file: made from its chunks
+            return await file_response(dataset)
         try:
             st = await anyio.to_thread.run_sync(os.stat, dataset.source)
         except OSError:

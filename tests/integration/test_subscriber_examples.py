@@ -29,6 +29,16 @@ def originals() -> dict[str, np.ndarray]:
             out[rel] = np.frombuffer(blosc2.open(str(path), mode="r")[:], dtype=np.uint8)
         else:
             out[rel] = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+        if path.suffix == ".nc":  # and each of its variables (caterva/publisher/hdf5.py)
+            import h5py
+            import hdf5plugin  # noqa: F401  (registers the Blosc2 filter)
+
+            with h5py.File(path, "r") as f:
+                names: list[str] = []
+                f.visit(names.append)
+                out.update(
+                    (f"{rel}/{n}", f[n][()]) for n in names if isinstance(f[n], h5py.Dataset)
+                )
     return out
 
 
