@@ -247,6 +247,8 @@ def adopt(entries: dict[str, Entry], cachedir: Path) -> None:
     files = {p: e for p, e in entries.items() if p.lower().endswith(SUFFIXES)}
     if not files or h5py_module() is None:
         return  # members left over: the first scan finds no file for them and deletes them
+    for path in [p for p, e in files.items() if '"hdf5":' not in e.text]:
+        del entries[path], files[path]  # stored when h5py was missing: described again now
     stale, inside = set(), tuple(p + "/" for p in files)
     for path, entry in list(entries.items()):
         if not path.startswith(inside):  # (one C call: 100,000 entries in a few ms)

@@ -122,3 +122,31 @@ def test_without_h5py_an_hdf5_file_is_a_plain_file_said_once(tmp_path, monkeypat
     assert {e.info.kind for e in result.entries.values()} == {"file"}
     said = [r.message for r in caplog.records if "h5py" in r.message]
     assert said == ["h5py is not installed: HDF5 files are served as plain files only"]
+
+
+def test_a_file_first_described_without_h5py_gets_its_datasets_once_h5py_is_there(
+    tmp_path, monkeypatch
+):
+    """A restart reuses what it stored, but a file stored as a plain file only because h5py
+    was missing then is described again, its datasets served."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    root.mkdir()
+    state.mkdir()
+    make(root / "t.h5")
+    with monkeypatch.context() as without:
+        without.setitem(sys.modules, "h5py", None)
+        without.setattr(hdf5, "_h5py", [])
+        plain = Catalog("r", root, state / "frames", frame_chunksize=16384)
+        result = plain.scan()
+    assert members(plain) == set()
+    store = Store.open(state)
+    store.save_all(result.entries.values())
+    store.close()
+
+    monkeypatch.setattr(hdf5, "_h5py", [])  # looked for again, and found
+    store = Store.open(state)
+    again = Catalog("r", root, state / "frames", known=store.load(), frame_chunksize=16384)
+    store.close()
+    found = again.scan()
+    assert members(again) == VARS
+    assert {d.path for d in found.diffs} == VARS | {"t.h5"}  # the file's vlmeta lists them
