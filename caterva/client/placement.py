@@ -90,8 +90,9 @@ def dataset_target(path: str, dest: str | os.PathLike | None, overwrite: bool = 
 def root_targets(
     root: str, infos: list[DatasetInfo], dest: str | os.PathLike | None, overwrite: bool = True
 ) -> tuple[Path, list[tuple[DatasetInfo, Path]]]:
-    """A root goes to DIR (default ./ROOT), each dataset to DIR/its/path. DIR's parent must
-    exist; without ``overwrite`` a file already at a dataset's place is refused up front."""
+    """A root goes to DIR (default ./ROOT), each dataset to DIR/its/path, except a dataset
+    inside a file (an HDF5 file's variables): the file brings it. DIR's parent must exist;
+    without ``overwrite`` a file already at a dataset's place is refused up front."""
     base = Path(root if dest is None else dest)
     if base.exists() and not base.is_dir():
         raise BadRequest(f"{base} exists and is not a directory")
@@ -100,7 +101,10 @@ def root_targets(
     resolved = base.resolve()
     inside: set[Path] = set()  # parents checked already (a root has few, and many files)
     out = []
+    paths = {info.path for info in infos}
     for info in infos:
+        if any(str(parent) in paths for parent in PurePosixPath(info.path).parents):
+            continue
         target = base.joinpath(*PurePosixPath(info.path).parts)
         # paths are validated relative names, but a symlink already in DIR could still
         # point elsewhere: check where the file would really land

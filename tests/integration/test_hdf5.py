@@ -228,6 +228,19 @@ def test_a_dataset_downloads_as_a_b2nd_file_from_publisher_and_subscriber(stack,
     assert part.status_code == 206 and part.content == whole.content[100:4100]
 
 
+def test_a_root_downloads_as_its_files_hdf5_files_whole(stack):
+    """A root download writes the files as they are: an HDF5 file whole, its datasets
+    (inside it) not again beside it, which would need it to be a file and a folder at once."""
+    data, _, client, tmp = stack
+    from caterva.client import Client
+
+    with Client(str(client.base_url).rstrip("/").removesuffix("/v1")) as ours:
+        ours.download(ROOT, tmp / "whole")
+    got = sorted(p.relative_to(tmp / "whole").as_posix() for p in (tmp / "whole").rglob("*"))
+    assert got == sorted(p.name for p in data.iterdir())
+    assert (tmp / "whole" / "cases.h5").read_bytes() == (data / "cases.h5").read_bytes()
+
+
 def test_blosc2_chunks_arrive_as_stored(stack):
     data, pub, client, tmp = stack
     name = "blosc2/reversed_u8"
