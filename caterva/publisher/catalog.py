@@ -46,6 +46,9 @@ log = logging.getLogger("caterva.publisher")
 OPEN_FILES = 64  # containers kept open for serving (openfiles.py)
 PARALLEL = 16  # files to describe before a thread pool pays off
 WORKERS = min(4, os.cpu_count() or 1)  # 5,000 tiny files: 1.7 s alone, 1.2 s with 2-4
+# files handed to the pool at a time: pool.map of 100,000 at once kept 100,000 futures alive
+# among the descriptions made meanwhile, and the heap stayed fragmented (+190 MiB of RSS)
+BATCH = 256
 
 
 def kind_of(name: str) -> Kind:
@@ -277,8 +280,11 @@ class Catalog:
         release the GIL while they decompress and hash)."""
         if len(todo) < PARALLEL:
             return [self._describe(*job) for job in todo]
+        out: list[tuple[Entry | None, Exception | None]] = []
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            return list(pool.map(lambda job: self._describe(*job), todo))
+            for start in range(0, len(todo), BATCH):
+                out += pool.map(lambda job: self._describe(*job), todo[start : start + BATCH])
+        return out
 
     def _describe(
         self, path: str, source: str, key: StatKey
