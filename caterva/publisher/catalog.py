@@ -224,9 +224,8 @@ class Catalog:
         for path in looked - found.keys():
             current.pop(path, None)
         todo = []
-        for path, source, st, link in found.values():
+        for path, source, key, link in found.values():
             (self._links.add if link else self._links.discard)(path)
-            key = StatKey.of(st)
             old = previous.get(path)
             if not (old is not None and old.stat == key and self._intact(old)):
                 todo.append((path, source, key))
