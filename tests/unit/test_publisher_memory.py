@@ -9,7 +9,8 @@ from concurrent.futures import Future
 
 import blosc2
 
-from caterva.protocol.metadata import DatasetInfo
+from caterva.protocol.metadata import DatasetInfo, manifest_etag
+from caterva.protocol.rootetag import RootEtag
 from caterva.publisher import catalog as catalog_module
 from caterva.publisher.catalog import Catalog
 from tests.integration.test_publisher_scale import build_root
@@ -19,7 +20,7 @@ def alive(kind: type) -> int:
     return sum(isinstance(o, kind) for o in gc.get_objects())
 
 
-def test_a_first_scan_describes_a_bounded_batch_at_a_time_and_keeps_no_info(tmp_path, monkeypatch):
+def test_a_first_scan_describes_a_batch_at_a_time_and_keeps_only_texts(tmp_path, monkeypatch):
     root = tmp_path / "root"
     paths = build_root(root, 4 * catalog_module.BATCH)
     opened, futures = [], []  # futures alive, looked at every 100 files opened
@@ -33,10 +34,14 @@ def test_a_first_scan_describes_a_bounded_batch_at_a_time_and_keeps_no_info(tmp_
 
     monkeypatch.setattr(catalog_module.blosc2, "open", open_counting)
     catalog = Catalog("big", root, tmp_path / "state" / "frames")
-    infos = alive(DatasetInfo)  # those other tests left in caches
+    infos, indexes = alive(DatasetInfo), alive(RootEtag)  # what other tests left
     result = catalog.scan()
     assert catalog.described == len(paths) == len(result.diffs) == len(opened)
     assert 0 < max(futures) <= catalog_module.BATCH, futures
     del result
     gc.collect()
     assert alive(DatasetInfo) == infos  # entries hold the text (a restart reads it as stored)
+    # the manifest etag is hashed whole; its index is made at the first change, as on a restart
+    assert alive(RootEtag) == indexes
+    etags = ((info.path, info.etag) for info in catalog.manifest)
+    assert catalog.manifest.etag == manifest_etag("big", etags)
