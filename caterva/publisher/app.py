@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
                 sealer=sealer,
                 open_files=settings.open_files,
             )
+            first = await asyncio.to_thread(catalog.scan)
             log.info("root %s is signed with key %s", settings.name, sealer.key)
             announcer = Announcer(
                 name=settings.name,
@@ -71,7 +72,11 @@ def create_app(settings: Settings) -> FastAPI:
                 store=store,
                 key=sealer.key,
             )
-            await first_scan(catalog, store, announcer, fresh)
+            if fresh:  # a first publication is told by the announcement, not by N creates
+                await asyncio.to_thread(store.save_all, first.entries.values())
+            else:  # what changed while we were down; queued until the broker is there
+                await announcer.changed(first)
+            del first  # not kept for the life of the app: a diff per file on a first start
             await announcer.start()
             watching = not settings.poll and changes.start()
             watcher = asyncio.create_task(
@@ -106,16 +111,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(source_api.router(read_errors=(503,)), dependencies=[Depends(api.count)])
     app.include_router(api.router)
     return app
-
-
-async def first_scan(catalog: Catalog, store: Store, announcer: Announcer, fresh: bool) -> None:
-    """Scan DIR and record or announce what it holds. Its result (a diff per file on a first
-    start) is not kept for the life of the app: it lives in this call only."""
-    first = await asyncio.to_thread(catalog.scan)
-    if fresh:  # a first publication is told by the announcement, not by N creates
-        await asyncio.to_thread(store.save_all, first.entries.values())
-    else:  # what changed while we were down; queued until the broker is there
-        await announcer.changed(first)
 
 
 async def watch(

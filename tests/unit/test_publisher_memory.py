@@ -34,6 +34,7 @@ def test_a_first_scan_describes_a_batch_at_a_time_and_keeps_only_texts(tmp_path,
 
     monkeypatch.setattr(catalog_module.blosc2, "open", open_counting)
     catalog = Catalog("big", root, tmp_path / "state" / "frames")
+    gc.collect()
     infos, indexes = alive(DatasetInfo), alive(RootEtag)  # what other tests left
     result = catalog.scan()
     assert catalog.described == len(paths) == len(result.diffs) == len(opened)
