@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await asyncio.to_thread(store.save_all, first.entries.values())
             else:  # what changed while we were down; queued until the broker is there
                 await announcer.changed(first)
+            del first  # not kept for the life of the app: a diff per file on a first start
             await announcer.start()
             watching = not settings.poll and changes.start()
             watcher = asyncio.create_task(

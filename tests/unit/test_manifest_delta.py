@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from caterva.protocol.metadata import ManifestDelta
 from caterva.publisher.catalog import Catalog
-from caterva.publisher.versions import HISTORY, Versions
+from caterva.publisher.versions import HISTORY, PATHS, Versions
 
 NAMES = ["a.b2nd", "b.b2nd", "d/c.b2nd", "d/e/f.b2nd"]
 
@@ -79,6 +79,22 @@ def test_versions_older_than_the_history_get_no_delta():
     versions.record(f"{5:032x}", ["p5"])  # back to an earlier version: the latest one counts
     assert versions.changed_since(f"{5:032x}") == set()
     assert versions.changed_since(f"{HISTORY + 1:032x}") == {"p5"}
+
+
+def test_the_history_holds_a_bounded_number_of_paths():
+    """A first scan names every dataset (100,000 paths), a root rewritten whole as many again
+    at each version: older versions are forgotten past PATHS paths, not kept in memory."""
+    versions = Versions("0" * 32)
+    versions.record(f"{1:032x}", [f"p{n}" for n in range(PATHS + 1)])  # alone too many
+    assert versions.changed_since("0" * 32) is None
+    versions.record(f"{2:032x}", [f"q{n}" for n in range(PATHS // 2)])
+    versions.record(f"{3:032x}", [f"r{n}" for n in range(PATHS // 2)])
+    assert versions.changed_since(f"{1:032x}") == {
+        f"{c}{n}" for c in "qr" for n in range(PATHS // 2)
+    }
+    versions.record(f"{4:032x}", ["s"])  # the oldest step goes
+    assert versions.changed_since(f"{1:032x}") is None
+    assert versions.changed_since(f"{2:032x}") == {f"r{n}" for n in range(PATHS // 2)} | {"s"}
 
 
 def etags(state: dict) -> dict[str, str]:
