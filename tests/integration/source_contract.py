@@ -232,7 +232,6 @@ class SourceContract:
         (rest.manifest(ROOT) + "?since=not-an-etag", 400, "bad_request"),
         (rest.manifest(ROOT) + "?since=" + "A" * 32, 400, "bad_request"),
         ("/v1/nothing/here", 404, "not_found"),
-        ("/", 404, "not_found"),
     ]
 
     def test_bad_input_gets_json_4xx_with_a_stable_code_and_never_a_server_path(self, served):

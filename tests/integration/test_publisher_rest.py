@@ -27,6 +27,11 @@ class TestPublisherSource(SourceContract):
         )
         return {"source": service.url}
 
+    def test_nothing_is_served_at_the_top(self, served):
+        """A publisher has no page (a subscriber serves one at /: test_web.py)."""
+        r = served.client.get("/")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
     def test_counters_count_what_was_served(self, served):
         client = served.client
         before = client.get("/v1/stats").json()
