@@ -11,7 +11,8 @@ entry, or stays unlisted, and is tried again at the next look.
 
 Entries (entry.py) hold neither an open file nor a decoded info, so memory does not grow with
 open containers, and a restart takes the stored descriptions as they are. The manifest body is
-spliced from each entry's JSON. Every manifest version is recorded (versions.py) for deltas.
+spliced from each entry's JSON as it is sent, never held whole; only its gzip is kept. Every
+manifest version is recorded (versions.py) for deltas.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ import blosc2
 
 from caterva.errors import CatervaError, UnknownDataset
 from caterva.protocol.layout import describe
-from caterva.protocol.metadata import DatasetInfo, Kind, manifest_etag, spliced
+from caterva.protocol.metadata import DatasetInfo, Kind, manifest_etag, splice, spliced
 from caterva.protocol.names import check_path
 from caterva.protocol.rootetag import RootEtag
 from caterva.protocol.seal import Seal
@@ -149,7 +150,7 @@ class Catalog:
         self._index: RootEtag | None = None  # the manifest etag as files change
         self._versions = Versions(self._manifest.etag)
         self._lock = threading.Lock()  # entries, manifest and versions change together
-        self._bodies: dict[bool, tuple[str, bytes]] = {}  # gzip? -> (etag, full manifest)
+        self._gzipped = ("", b"")  # (etag, the full manifest gzipped)
         self._unstable: set[str] = set()  # unreadable files, each logged once
         self._stale_frames: set[Path] = set()
         self._links: set[str] = set()  # entries that are links: their target has no events
@@ -160,10 +161,13 @@ class Catalog:
     def manifest(self) -> Listing:
         return self._manifest
 
-    def manifest_body(self, since: str | None = None, gzip: bool = False) -> tuple[str, bytes]:
+    def manifest_body(
+        self, since: str | None = None, gzip: bool = False
+    ) -> tuple[str, bytes | Iterator[bytes]]:
         """(etag, JSON) of the manifest with its seal, or of the delta since the version
-        ``since`` when that version is recent enough. The full one is made once per version
-        (it can be large), and gzipped once when a client accepts that."""
+        ``since`` when that version is recent enough. The full one is large (49 MB at 100,000
+        datasets): plain, it is made piece by piece as it is read; gzipped (what subscribers
+        ask for), once per version from those pieces, and kept."""
         with self._lock:
             manifest, entries = self._manifest, self._entries
             changed = self._versions.changed_since(since) if since else None
@@ -172,16 +176,14 @@ class Catalog:
         if changed is not None:  # a ManifestDelta
             head |= {"since": since, "removed": sorted(p for p in changed if p not in entries)}
             body = spliced(head, (entries[p].text for p in sorted(changed) if p in entries))
-            return manifest.etag, compress(body) if gzip else body
-        cached = self._bodies.get(gzip)
-        if cached is None or cached[0] != manifest.etag:
-            plain = self._bodies.get(False)
-            if plain is None or plain[0] != manifest.etag:
-                plain = (manifest.etag, spliced(head, (e.text for e in entries.values())))
-            # only the form last asked for is kept with the plain one: they can be large
-            self._bodies = {False: plain}
-            cached = self._bodies[gzip] = (manifest.etag, compress(plain[1]) if gzip else plain[1])
-        return cached
+            return manifest.etag, compress([body]) if gzip else body
+        # entries are never changed once current (a look makes new ones): safe to read later
+        pieces = splice(head, (e.text for e in entries.values()))
+        if not gzip:
+            return manifest.etag, pieces
+        if self._gzipped[0] != manifest.etag:
+            self._gzipped = (manifest.etag, compress(pieces))
+        return self._gzipped
 
     def get(self, path: str) -> Entry:
         """The entry for a request path; never anything outside DIR."""

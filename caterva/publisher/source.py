@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import anyio
 from fastapi import Response
@@ -39,7 +39,9 @@ class CatalogSource:
         self._root(root)
         return self.catalog.manifest.etag
 
-    async def manifest(self, root: str, since: str | None, gzip: bool) -> tuple[str, bytes]:
+    async def manifest(
+        self, root: str, since: str | None, gzip: bool
+    ) -> tuple[str, bytes | Iterator[bytes]]:
         self._root(root)
         return await anyio.to_thread.run_sync(self.catalog.manifest_body, since, gzip)
 

@@ -42,7 +42,7 @@ class FollowedSource:
         for gone in self._gzipped.keys() - self.follower.etags.keys():
             del self._gzipped[gone]  # unfollowed
         if self._gzipped.get(root, ("",))[0] != etag:
-            self._gzipped[root] = (etag, await asyncio.to_thread(compress, body))
+            self._gzipped[root] = (etag, await asyncio.to_thread(compress, [body]))
         return self._gzipped[root]
 
     def dataset(self, root: str, path: str) -> Dataset:
