@@ -23,7 +23,8 @@ from collections import deque
 from caterva.mqtt import Bus
 from caterva.protocol import topics
 from caterva.protocol.messages import Announcement, Change
-from caterva.publisher.catalog import Catalog, Entry, ScanResult
+from caterva.publisher.catalog import Catalog
+from caterva.publisher.entry import Entry, ScanResult
 from caterva.publisher.store import Store
 from caterva.service.presence import Presence
 

@@ -22,9 +22,8 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import blosc2
 
@@ -35,12 +34,12 @@ from caterva.protocol.names import check_path
 from caterva.protocol.rootetag import RootEtag
 from caterva.protocol.seal import Seal
 from caterva.publisher import hdf5, plainfiles
-from caterva.publisher.entry import Entry, schunk_of
+from caterva.publisher.entry import Entry, ScanResult, diff, schunk_of
 from caterva.publisher.openfiles import OpenFiles
 from caterva.publisher.store import StatKey
 from caterva.publisher.tree import Found, Tree
 from caterva.publisher.versions import Versions
-from caterva.service.source_api import compress
+from caterva.service.manifests import compress
 
 log = logging.getLogger("caterva.publisher")
 
@@ -82,42 +81,6 @@ class Listing(Sequence[DatasetInfo]):
 
     def by_path(self) -> dict[str, DatasetInfo]:
         return {e.path: e.info for e in self._entries}
-
-
-@dataclass(frozen=True)
-class Diff:
-    path: str
-    op: Literal["create", "update", "delete"]
-    old: Entry | None
-    new: Entry | None
-
-    @property
-    def chunks(self) -> list[int] | None:
-        """Changed chunk indices; None for a create, a delete or a layout change."""
-        if self.op != "update":
-            return None
-        return self.old.info.changed_chunks(self.new.info)
-
-
-def diff(old: Mapping[str, Entry], new: Mapping[str, Entry]) -> list[Diff]:
-    """What changed from ``old`` to ``new``, by path, judged by content etag only."""
-    out = []
-    for path in sorted(old.keys() | new.keys()):
-        before, after = old.get(path), new.get(path)
-        if before is None:
-            out.append(Diff(path, "create", None, after))
-        elif after is None:
-            out.append(Diff(path, "delete", before, None))
-        elif before.etag != after.etag:
-            out.append(Diff(path, "update", before, after))
-    return out
-
-
-@dataclass
-class ScanResult:
-    diffs: list[Diff]
-    entries: dict[str, Entry]  # the catalog after the scan
-    refreshed: list[Entry]  # re-described without a content change (stat cache to update)
 
 
 class Catalog:

@@ -5,15 +5,18 @@ when used (``info_of``, a bounded cache): 100,000 entries cost their text, not 1
 DatasetInfo objects, and a restart reuses the stored text without parsing it. No entry holds
 an open file: chunks are read through a bounded LRU of open containers (openfiles.py), keyed
 by file and stat key, so a changed file is read from a fresh container.
+
+``diff`` says what changed between two sets of entries, judged by etag (a scan's ``Diff``s).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import blosc2
 
@@ -92,3 +95,39 @@ class Entry:
 def schunk_of(container: Any) -> Any:
     # an NDArray's .schunk must not outlive the NDArray (blosc2 frees it): keep the array
     return container.schunk if isinstance(container, blosc2.NDArray) else container
+
+
+@dataclass(frozen=True)
+class Diff:
+    path: str
+    op: Literal["create", "update", "delete"]
+    old: Entry | None
+    new: Entry | None
+
+    @property
+    def chunks(self) -> list[int] | None:
+        """Changed chunk indices; None for a create, a delete or a layout change."""
+        if self.op != "update":
+            return None
+        return self.old.info.changed_chunks(self.new.info)
+
+
+def diff(old: Mapping[str, Entry], new: Mapping[str, Entry]) -> list[Diff]:
+    """What changed from ``old`` to ``new``, by path, judged by content etag only."""
+    out = []
+    for path in sorted(old.keys() | new.keys()):
+        before, after = old.get(path), new.get(path)
+        if before is None:
+            out.append(Diff(path, "create", None, after))
+        elif after is None:
+            out.append(Diff(path, "delete", before, None))
+        elif before.etag != after.etag:
+            out.append(Diff(path, "update", before, after))
+    return out
+
+
+@dataclass
+class ScanResult:
+    diffs: list[Diff]
+    entries: dict[str, Entry]  # the catalog after the scan
+    refreshed: list[Entry]  # re-described without a content change (stat cache to update)

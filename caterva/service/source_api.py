@@ -11,9 +11,7 @@ that to a thread itself, one hop per group of chunks rather than one per request
 from __future__ import annotations
 
 import logging
-import re
-import zlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -34,11 +32,11 @@ from caterva.service.http import (
     json_body,
     responses,
 )
+from caterva.service.manifests import accepts_gzip, check_etag
 from caterva.service.ranges import RANGE_HEADERS
 
 log = logging.getLogger("caterva.http")
 
-MANIFEST_ETAG = re.compile(r"[0-9a-f]{32}")  # Manifest.content_etag: blake2b, 16 bytes, hex
 ETAG = {"ETag": header("The manifest's etag, quoted.")}
 FILE_HEADERS = {
     "ETag": header("The file's etag, quoted (for `If-Range`)."),
@@ -99,37 +97,6 @@ class ChunkLists(BaseModel):
     """The body of ``POST /v1/roots/{root}/chunks`` (caterva.protocol.rest), on any source."""
 
     datasets: list[ChunkList]
-
-
-def check_etag(text: str) -> str:
-    """A manifest etag as a client sent it (quotes allowed); BadRequest if it is not one."""
-    etag = text.strip().removeprefix("W/").strip('"')
-    if not MANIFEST_ETAG.fullmatch(etag):
-        raise BadRequest(f"since={text[:80]!r} is not a manifest etag (32 hex digits)")
-    return etag
-
-
-def accepts_gzip(accept_encoding: str | None) -> bool:
-    """Whether an ``Accept-Encoding`` header allows gzip (and does not refuse it with q=0)."""
-    for item in (accept_encoding or "").lower().split(","):
-        name, _, params = item.partition(";")
-        if name.strip() in ("gzip", "*"):
-            q = params.strip().removeprefix("q=")
-            try:
-                return not params.strip() or float(q) > 0
-            except ValueError:
-                return False
-    return False
-
-
-def compress(pieces: Iterable[bytes]) -> bytes:
-    """The gzip of the pieces one after the other, made a piece at a time (a large body need
-    not be whole). Level 5: a 45 MB manifest in well under a second, within a few percent of
-    level 9."""
-    deflate = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    out = [deflate.compress(piece) for piece in pieces]
-    out.append(deflate.flush())
-    return b"".join(out)
 
 
 def batch_indices(dataset: Served, text: str) -> list[int]:

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 from fastapi import Response
 
 from caterva.protocol import rest
-from caterva.service.source_api import Group, compress
+from caterva.service.manifests import compress
+from caterva.service.source_api import Group
 from caterva.subscriber.cache import Cache, Wanted
 from caterva.subscriber.files import file_response
 from caterva.subscriber.follower import Follower

@@ -11,8 +11,8 @@ import pytest
 
 from caterva.errors import ChunkOutOfRange, InvalidName, UnknownDataset
 from caterva.protocol.metadata import chunk_digest
-from caterva.publisher.catalog import Catalog, diff
-from caterva.publisher.entry import Entry
+from caterva.publisher.catalog import Catalog
+from caterva.publisher.entry import Entry, diff
 from caterva.publisher.store import SCHEMA_VERSION, StatKey, Store
 
 
