@@ -65,13 +65,20 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
         got = await reader.chunks(ds, parts[0]) if parts else {}  # fails before any byte
         if start < len(head):
             yield head[start:stop]
-        for k, part in enumerate(parts):
-            got = got if k == 0 else await reader.chunks(ds, part)
-            for n in part:
-                data = got.pop(n)
-                if len(data) != sizes[n]:  # same digest, other size: cannot happen, but if so
-                    raise ProtocolError(f"chunk {n} of {ds.path} changed size")
-                yield data[max(start - offsets[n], 0) : stop - offsets[n]]
+        ahead: asyncio.Future | None = None  # the next window, read while this one is sent
+        try:
+            for k, part in enumerate(parts):
+                got = got if k == 0 else await ahead
+                if k + 1 < len(parts):
+                    ahead = asyncio.ensure_future(reader.chunks(ds, parts[k + 1]))
+                for n in part:
+                    data = got.pop(n)
+                    if len(data) != sizes[n]:  # same digest, other size: cannot be, but if so
+                        raise ProtocolError(f"chunk {n} of {ds.path} changed size")
+                    yield data[max(start - offsets[n], 0) : stop - offsets[n]]
+        finally:
+            if ahead is not None and not ahead.done():  # the reader went away
+                ahead.cancel()
         if stop > offsets[-1]:
             yield tail[max(start - offsets[-1], 0) : stop - offsets[-1]]
 
