@@ -16,7 +16,6 @@ from typing import Any
 import anyio
 import httpx
 
-from caterva.client import download
 from caterva.client.base import ClientBase, EventsBase
 from caterva.client.calls import (
     POUR_BYTES,
@@ -192,6 +191,8 @@ class AsyncClient(ClientBase):
         overwrite: bool = True,
     ) -> Path:
         """See ``Client.download``."""
+        from caterva.client import download  # not at import: as Client
+
         return (await self._run(download.download(address, dest, progress, overwrite)))[0]
 
     # --- events -----------------------------------------------------------------------------

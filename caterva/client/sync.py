@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-from caterva.client import download
 from caterva.client.base import ClientBase, EventsBase
 from caterva.client.calls import (
     POUR_BYTES,
@@ -228,6 +227,8 @@ class Client(ClientBase):
         self, address: str, dest, progress: Progress | None, overwrite: bool
     ) -> tuple[Path, list[DatasetInfo]]:
         """``download``, and the datasets it wrote (the CLI reports them)."""
+        from caterva.client import download  # not at import: the CLI's other commands
+
         return self._run(download.download(address, dest, progress, overwrite))
 
     # --- events -----------------------------------------------------------------------------
