@@ -22,6 +22,7 @@ import os
 import struct
 from collections.abc import Mapping
 
+from caterva import atomic
 from caterva.client.placement import Placement
 from caterva.client.transfer import Meter, chunk_nbytes
 from caterva.errors import DatasetChanged, DigestMismatch, ProtocolError
@@ -62,6 +63,7 @@ class FrameFile:
         except (KeyError, ValueError):
             raise ProtocolError("the subscriber sent a file without its length") from None
         self._fd = os.open(self.placed.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        atomic.allocate(self._fd, self.size)
 
     def take(self, pieces: list[bytes]) -> list[bytes]:
         """The next pieces of the body, counted."""
