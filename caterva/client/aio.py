@@ -16,9 +16,9 @@ from typing import Any
 import anyio
 import httpx
 
-from caterva.client import download
 from caterva.client.base import ClientBase, EventsBase
 from caterva.client.calls import (
+    POUR_BYTES,
     Call,
     Calls,
     Frame,
@@ -78,6 +78,8 @@ class AsyncClient(ClientBase):
             return frames
         if step.write is not None:
             return await self._feed(step, step.write, blocking=True)
+        if step.pour is not None:
+            return await self._pour(step)
         with mapped(self.url):
             response = await self._http.request(step.method, step.path, **step.args())
         return step.decode(check(response))
@@ -103,6 +105,20 @@ class AsyncClient(ClientBase):
                 else:
                     feed(items)
         reader.close()
+
+    async def _pour(self, call: Call) -> None:
+        """As ``Client._pour``, each hand-over in a worker thread."""
+        async with self._response(call) as response:
+            call.head(response.headers)
+            pieces, size = [], 0
+            async for data in response.aiter_bytes():
+                pieces.append(data)
+                size += len(data)
+                if size >= POUR_BYTES:
+                    await anyio.to_thread.run_sync(call.pour, pieces)
+                    pieces, size = [], 0
+            if pieces:
+                await anyio.to_thread.run_sync(call.pour, pieces)
 
     async def _parallel(self, step: Parallel) -> None:
         limit = anyio.Semaphore(step.limit)
@@ -179,6 +195,8 @@ class AsyncClient(ClientBase):
         overwrite: bool = True,
     ) -> Path:
         """See ``Client.download``."""
+        from caterva.client import download  # not at import: as Client
+
         return (await self._run(download.download(address, dest, progress, overwrite)))[0]
 
     # --- events -----------------------------------------------------------------------------

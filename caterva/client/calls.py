@@ -13,7 +13,7 @@ bytes back, so both behave the same by construction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +27,7 @@ from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.names import check_root, split_address
 
 Frame = tuple[int, str, bytes]  # (chunk index, digest, compressed bytes)
+POUR_BYTES = 4 << 20  # a file's body is handed on (hashed, written) about this much at a time
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Call:
     so chunks decompress while the next ones travel (the answer is then the ``Frames`` to
     ``finish``, client/decoders.py), or to ``write(frames)`` in order, the frames of each
     network read at once (blocking file work: the async client calls it in a worker thread).
+    With ``pour``, the answer is a file: ``head`` is given its headers, then ``pour`` its
+    body in order, in pieces of about POUR_BYTES (blocking file work too).
     """
 
     method: str
@@ -51,6 +54,8 @@ class Call:
     batch: tuple[tuple[DatasetInfo, Any], ...] = ()  # the chunks a frames answer holds
     take: Callable[[int, str, bytes], None] | None = None
     write: Callable[[list[Frame]], None] | None = None
+    head: Callable[[Mapping[str, str]], None] | None = None
+    pour: Callable[[list[bytes]], None] | None = None
 
     def args(self) -> dict[str, Any]:
         """httpx's keyword arguments for this request."""
@@ -224,6 +229,16 @@ class Calls:
             take=take,
             write=write,
         )
+
+    @staticmethod
+    def file(
+        root: str,
+        info: DatasetInfo,
+        head: Callable[[Mapping[str, str]], None],
+        pour: Callable[[list[bytes]], None],
+    ) -> Call:
+        """The stored file of a dataset, its body to ``pour`` (see Call)."""
+        return Call("GET", rest.file(check_root(root), info.path), head=head, pour=pour)
 
     @staticmethod
     def chunks_of_many(

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from caterva.client import download
 from caterva.client.base import Selections
 from caterva.client.calls import Cached, Calls
 from caterva.client.chunksource import AsyncChunkSource, ChunkSource
@@ -298,6 +297,8 @@ class Dataset(ChunkSource, DatasetBase):
 
     def download(self, dest: str | Path | None = None, *, progress: Progress | None = None) -> Path:
         """Write the whole dataset to ``dest`` (see ``Client.download``)."""
+        from caterva.client import download  # not at import: the CLI's other commands
+
         return self._client._run(download.dataset(self.root, self.info, dest, progress))
 
     def refresh(self) -> Dataset:
@@ -338,6 +339,8 @@ class AsyncDataset(AsyncChunkSource, DatasetBase):
     async def download(
         self, dest: str | Path | None = None, *, progress: Progress | None = None
     ) -> Path:
+        from caterva.client import download  # not at import: the CLI's other commands
+
         return await self._client._run(download.dataset(self.root, self.info, dest, progress))
 
     async def refresh(self) -> AsyncDataset:

@@ -14,11 +14,12 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from caterva.client.calls import Call, Calls, Frame
-from caterva.client.placement import dataset_target, made_dirs, root_targets
+from caterva.client.calls import Cached, Call, Calls, Frame
+from caterva.client.framefile import FrameFile
+from caterva.client.placement import Placement, dataset_target, made_dirs, root_targets
 from caterva.client.program import Parallel, Program
 from caterva.client.transfer import Assembler, Batch, Behind, Meter, Progress
-from caterva.errors import DatasetChanged, DigestMismatch
+from caterva.errors import CatervaError, DatasetChanged, DigestMismatch
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.names import split_address
@@ -53,16 +54,58 @@ def _download(
 ) -> Program:
     if path is None:
         return (yield from _root(root, dest, progress, overwrite))
-    info, _ = yield Calls.info(root, path)
-    return (yield from dataset(root, info, dest, progress, overwrite)), [info]
+    info, cached = yield Calls.info(root, path)
+    return (yield from dataset(root, info, dest, progress, overwrite, cached)), [info]
 
 
 def dataset(
-    root: str, info: DatasetInfo, dest: Dest, progress: Progress | None, overwrite: bool = True
+    root: str,
+    info: DatasetInfo,
+    dest: Dest,
+    progress: Progress | None,
+    overwrite: bool = True,
+    cached: Cached | None = None,
 ) -> Program:
-    """One dataset whose info is known into ``dest``; returns the file written."""
+    """One dataset whose info is known into ``dest``; returns the file written.
+
+    A Blosc2 dataset the subscriber holds whole (``cached``) comes as its stored file
+    (client/framefile.py): it streams to disk with no framing here, nor blosc2. Otherwise
+    its chunks come as they are fetched, framed here; so too when the subscriber cannot
+    frame the layout itself (a plain CatervaError before the first byte)."""
     target = dataset_target(info.path, dest, overwrite)
-    return (yield from fill(root, Assembler(info, target, Meter(info.nbytes, progress))))
+    meter = Meter(info.nbytes, progress)
+    if info.kind != "file" and cached is not None and cached.chunks == info.nchunks:
+        try:
+            return (yield from fill_file(root, info, target, meter))
+        except CatervaError as exc:
+            if type(exc) is not CatervaError:
+                raise
+    return (yield from fill(root, Assembler(info, target, meter)))
+
+
+def fill_file(root: str, info: DatasetInfo, target: Path, meter: Meter) -> Program:
+    """``info``'s stored file from the subscriber into ``target``, verified as it arrives:
+    hashed in one thread and written in another while the next bytes travel."""
+    if not target.parent.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+    sink = FrameFile(info, Placement.of(target), meter)
+    workers = [Behind(sink.verify, depth=4), Behind(sink.store, depth=4)]
+
+    def pour(pieces: list[bytes]) -> None:
+        pieces = sink.take(pieces)
+        for worker in workers:
+            worker(pieces)
+
+    try:
+        yield Calls.file(root, info, sink.begin, pour)
+        for worker in workers:
+            worker.close()
+        return sink.finish()
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        sink.abort()
+        raise
 
 
 def _root(root: str, dest: Dest, progress: Progress | None, overwrite: bool) -> Program:

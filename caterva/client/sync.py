@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from caterva.client import download
 from caterva.client.base import ClientBase, EventsBase
 from caterva.client.calls import (
+    POUR_BYTES,
     Call,
     Calls,
     Frame,
@@ -91,6 +91,8 @@ class Client(ClientBase):
             return frames
         if step.write is not None:
             return self._feed(step, step.write)
+        if step.pour is not None:
+            return self._pour(step)
         with mapped(self.url):
             response = self._http.request(step.method, step.path, **step.args())
         return step.decode(check(response))
@@ -112,6 +114,20 @@ class Client(ClientBase):
                 if items := list(reader.feed(data)):
                     feed(items)
         reader.close()
+
+    def _pour(self, call: Call) -> None:
+        """A file's body to ``call.pour``, the pieces of POUR_BYTES or so at once."""
+        with self._response(call) as response:
+            call.head(response.headers)
+            pieces, size = [], 0
+            for data in response.iter_bytes():
+                pieces.append(data)
+                size += len(data)
+                if size >= POUR_BYTES:
+                    call.pour(pieces)
+                    pieces, size = [], 0
+            if pieces:
+                call.pour(pieces)
 
     def _parallel(self, step: Parallel) -> None:
         from concurrent.futures import ThreadPoolExecutor  # not at import: CLI start-up
@@ -216,6 +232,8 @@ class Client(ClientBase):
         self, address: str, dest, progress: Progress | None, overwrite: bool
     ) -> tuple[Path, list[DatasetInfo]]:
         """``download``, and the datasets it wrote (the CLI reports them)."""
+        from caterva.client import download  # not at import: the CLI's other commands
+
         return self._run(download.download(address, dest, progress, overwrite))
 
     # --- events -----------------------------------------------------------------------------

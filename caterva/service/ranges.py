@@ -3,7 +3,8 @@
     RangeFileResponse   a file on disk (the publisher): Starlette's FileResponse, its Range
                         errors made caterva JSON, cut short when the file changes while sent
     StreamedFile        a file made as it is sent (the subscriber): its size is known up front,
-                        ``read(start, stop)`` yields its bytes; one range, or the whole file
+                        ``read(start, stop)`` yields its bytes (or FileParts of files on
+                        disk, sent zero-copy where the server can); one range, or the whole
 
 Both answer a malformed Range with 400 bad_request and one past the end with 416
 range_not_satisfiable (and ``Content-Range: bytes */SIZE``), as JSON.
@@ -11,16 +12,21 @@ range_not_satisfiable (and ``Content-Range: bytes */SIZE``), as JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import BinaryIO
 from urllib.parse import quote
 
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from caterva.errors import CatervaError
+from caterva.errors import CatervaError, ProtocolError
+from caterva.service.zerocopy import ZEROCOPY
 
 log = logging.getLogger("caterva.http")
 
@@ -130,6 +136,22 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
     return start, min(int(last) + 1, size) if last else size
 
 
+@dataclass(frozen=True)
+class FilePart:
+    """Bytes [offset, offset + count) of an open file, sent as they are: by the kernel where
+    the server can (caterva.service.zerocopy), else read. Whoever sends it closes the file."""
+
+    file: BinaryIO
+    offset: int
+    count: int
+
+    def read(self) -> bytes:
+        data = os.pread(self.file.fileno(), self.count, self.offset)
+        if len(data) != self.count:  # the file is shorter than it was said to be
+            raise ProtocolError(f"{self.file.name} is shorter than expected")
+        return data
+
+
 class StreamedFile(StreamingResponse):
     """A file of ``size`` bytes made as it is sent: ``read(start, stop)`` yields bytes
     [start, stop). Honours one byte range (206) and ``If-Range`` (the ETag given).
@@ -142,7 +164,7 @@ class StreamedFile(StreamingResponse):
     def __init__(
         self,
         size: int,
-        read: Callable[[int, int], AsyncIterator[bytes]],
+        read: Callable[[int, int], AsyncIterator[bytes | FilePart]],
         *,
         etag: str,
         filename: str,
@@ -163,8 +185,10 @@ class StreamedFile(StreamingResponse):
             },
         )
         self.size, self.read, self.filename = size, read, filename
+        self.zerocopy = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.zerocopy = ZEROCOPY in scope.get("extensions", {})
         asked = Headers(scope=scope)
         start, stop = 0, self.size
         if "range" in asked and asked.get("if-range", self.headers["etag"]) == self.headers["etag"]:
@@ -188,7 +212,7 @@ class StreamedFile(StreamingResponse):
         self.headers["Content-Length"] = str(stop - start)
         cut = False
 
-        async def body() -> AsyncIterator[bytes]:
+        async def body() -> AsyncIterator[bytes | FilePart]:
             nonlocal cut
             try:
                 yield first
@@ -204,3 +228,19 @@ class StreamedFile(StreamingResponse):
 
         self.body_iterator = body()
         await super().__call__(scope, receive, until_cut)
+
+    async def stream_response(self, send: Send) -> None:
+        """StreamingResponse's, but a FilePart goes as a zero-copy send, or is read."""
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        async for piece in self.body_iterator:
+            if isinstance(piece, FilePart):
+                with piece.file:
+                    if self.zerocopy:
+                        message = {"file": piece.file, "offset": piece.offset, "count": piece.count}
+                        await send({"type": ZEROCOPY, **message, "more_body": True})
+                        continue
+                    piece = await asyncio.to_thread(piece.read)
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

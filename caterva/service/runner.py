@@ -16,6 +16,7 @@ from caterva import logs
 from caterva.child import ready_line
 from caterva.errors import BrokerUnavailable, Unavailable
 from caterva.mqtt import Bus
+from caterva.service import zerocopy
 
 BROKER_WAIT = 1.0  # seconds the ready line waits for a broker (a reachable one takes ms)
 
@@ -103,6 +104,7 @@ def run(app, sock: socket.socket, *, tls: tuple[str, str] | None = None) -> None
     # a long download still open at SIGTERM gets this long to finish (uvicorn's default: forever)
     config = uvicorn.Config(
         app,
+        http=zerocopy.protocol(),  # /file sends cached chunk files with sendfile
         log_config=None,
         log_level=None,
         access_log=logs.access_enabled(),

@@ -108,11 +108,7 @@ class Cache:
                 outs = self._read_files(local)
             else:
                 outs = await asyncio.to_thread(self._read_files, local)
-            self.stats["hits"] += sum(map(len, outs))
-            now = self.clock()
-            self._uses.update(((d.id, i), now) for (d, _), out in zip(wanted, outs) for i in out)
-            if len(self._uses) >= USES_HELD:
-                self.flush_uses()
+            self.hit([(d, out) for (d, _), out in zip(wanted, outs)])
             # missing includes files gone since the query
             missing = [
                 (d, [i for i in indices if i not in out]) for (d, indices), out in zip(wanted, outs)
@@ -120,6 +116,14 @@ class Cache:
             if any(indices for _, indices in missing):
                 await self._fetch([(d, m) for d, m in missing if m], fetch, outs, wanted)
         return outs
+
+    def hit(self, found: list[tuple[Dataset, dict]]) -> None:
+        """Count chunks read from the cache, and remember when (for eviction)."""
+        self.stats["hits"] += sum(len(got) for _, got in found)
+        now = self.clock()
+        self._uses.update(((d.id, i), now) for d, got in found for i in got)
+        if len(self._uses) >= USES_HELD:
+            self.flush_uses()
 
     def _read_files(self, wanted: Wanted) -> list[dict[int, bytes]]:
         outs = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from functools import partial
 from pathlib import Path
 
 from caterva import atomic
@@ -39,7 +40,19 @@ def _write(path: Path, data: bytes) -> None:
     # no fsync: a chunk lost to a power cut is fetched again, and syncing each would cost more
     # than fetching it
     try:
-        atomic.write(path, data, sync=False)
+        atomic.write(path, partial(_fill, data=data), sync=False)
     except FileNotFoundError:  # the dataset's first chunk (folders go only at start-up)
         path.parent.mkdir(exist_ok=True)
-        atomic.write(path, data, sync=False)
+        atomic.write(path, partial(_fill, data=data), sync=False)
+
+
+def _fill(path: Path, data: bytes) -> None:
+    """Write ``data`` into the new file ``path``, its blocks reserved first (atomic.allocate)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        atomic.allocate(fd, len(data))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)

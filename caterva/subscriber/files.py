@@ -8,6 +8,9 @@ fetched once (through the cache, which keeps what fits). Then the chunks the req
 sent a window at a time, fetched again if evicted meanwhile. So a file of any size takes no
 space outside the cache budget; one bigger than the budget costs a second fetch of what did not
 fit. Any byte is located before a chunk is read: a Range fetches only the chunks it covers.
+Cached chunks go as their open files (caterva.service.ranges.FilePart): the kernel copies them
+to the socket (sendfile, caterva.service.zerocopy), one call per chunk, and the next window is
+opened (or fetched) while one is sent.
 
 A plain file is sent as its original bytes, each chunk decompressed as it goes: chunk n holds
 bytes [n * chunksize, (n + 1) * chunksize), so a Range needs no sizes at all.
@@ -20,14 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 from caterva.errors import CatervaError, ProtocolError
 from caterva.protocol import rest
-from caterva.service.ranges import StreamedFile
+from caterva.service.ranges import FilePart, StreamedFile
 from caterva.subscriber.cache import Cache
+from caterva.subscriber.chunkfiles import chunk_file
 from caterva.subscriber.read import ReadPath
 from caterva.subscriber.state import Dataset
 
@@ -58,24 +64,68 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
     head, tail = bounds
     offsets = list(itertools.accumulate(sizes, initial=len(head)))  # offsets[-1]: the tail's
 
-    async def read(start: int, stop: int) -> AsyncIterator[bytes]:
+    async def window(part: list[int]) -> dict[int, bytes | BinaryIO]:
+        """A window's chunks: those cached as open files (sent zero-copy), the rest read
+        through the cache (fetched)."""
+        files = _open_cached(cache, ds, part)
+        try:
+            missing = [n for n in part if n not in files]
+            return {**files, **(await reader.chunks(ds, missing) if missing else {})}
+        except BaseException:
+            _close(files)
+            raise
+
+    async def read(start: int, stop: int) -> AsyncIterator[bytes | FilePart]:
         first = max(bisect.bisect_right(offsets, start) - 1, 0)
         last = bisect.bisect_left(offsets, stop) - 1  # the chunk holding byte stop - 1
         parts = windows(ds, list(range(first, min(last + 1, len(sizes)))))
-        got = await reader.chunks(ds, parts[0]) if parts else {}  # fails before any byte
-        if start < len(head):
-            yield head[start:stop]
-        for k, part in enumerate(parts):
-            got = got if k == 0 else await reader.chunks(ds, part)
-            for n in part:
-                data = got.pop(n)
-                if len(data) != sizes[n]:  # same digest, other size: cannot happen, but if so
-                    raise ProtocolError(f"chunk {n} of {ds.path} changed size")
-                yield data[max(start - offsets[n], 0) : stop - offsets[n]]
-        if stop > offsets[-1]:
-            yield tail[max(start - offsets[-1], 0) : stop - offsets[-1]]
+        got = await window(parts[0]) if parts else {}  # fails before any byte
+        ahead: asyncio.Future | None = None  # the next window, read while this one is sent
+        try:
+            if start < len(head):
+                yield head[start:stop]
+            for k, part in enumerate(parts):
+                got = got if k == 0 else await ahead
+                if k + 1 < len(parts):
+                    ahead = asyncio.ensure_future(window(parts[k + 1]))
+                for n in part:
+                    piece = got.pop(n)
+                    lo, hi = max(start - offsets[n], 0), min(stop, offsets[n + 1]) - offsets[n]
+                    size = len(piece) if isinstance(piece, bytes) else os.fstat(piece.fileno())[6]
+                    if size != sizes[n]:  # same digest, other size: cannot be, but if so
+                        _close({n: piece})
+                        raise ProtocolError(f"chunk {n} of {ds.path} changed size")
+                    yield piece[lo:hi] if isinstance(piece, bytes) else FilePart(piece, lo, hi - lo)
+            if stop > offsets[-1]:
+                yield tail[max(start - offsets[-1], 0) : stop - offsets[-1]]
+        finally:  # the reader went away, or failed: what was opened and not sent is closed
+            _close(got)
+            if ahead is not None:
+                ahead.cancel()  # a window still being read closes its own files
+                if ahead.done() and not ahead.cancelled() and ahead.exception() is None:
+                    _close(ahead.result())
 
     return StreamedFile(offsets[-1] + len(tail), read, etag=etag, filename=name)
+
+
+def _open_cached(cache: Cache, ds: Dataset, indices: list[int]) -> dict[int, BinaryIO]:
+    """Those of ``indices`` the cache holds at this version, as open files (an open file
+    stays readable when evicted); the caller closes them."""
+    present = cache.state.present(ds.id, indices)
+    folder, digests = cache.dir / str(ds.id), ds.info.digests
+    files = {}
+    for i in indices:
+        if i in present and present[i][0] == digests[i]:
+            with contextlib.suppress(FileNotFoundError):  # evicted since the query
+                files[i] = open(chunk_file(folder, i, digests[i]), "rb")  # noqa: SIM115
+    cache.hit([(ds, files)])
+    return files
+
+
+def _close(pieces: dict[int, bytes | BinaryIO]) -> None:
+    for piece in pieces.values():
+        if not isinstance(piece, bytes):
+            piece.close()
 
 
 async def chunk_sizes(reader: ReadPath, cache: Cache, ds: Dataset) -> list[int]:

@@ -108,3 +108,37 @@ def test_random_selections_equal_numpy(subscriber, data):
     expected = np.array(original[key], dtype=original.dtype)  # a scalar keeps the array's dtype
     assert got.dtype == expected.dtype and got.shape == expected.shape
     assert np.array_equal(got, expected, equal_nan=got.dtype.kind in "fc")
+
+
+def test_every_blosc2_example_downloads_whole_from_the_cache_as_the_original(
+    subscriber, tmp_path, monkeypatch
+):
+    """Once cached whole, a Blosc2 dataset comes as the subscriber's /file frame, verified as
+    it streams (client/framefile.py): the file is the chunk path's, byte for byte, and opens
+    with blosc2 as the original."""
+    from caterva.client import Client, download
+
+    url = str(subscriber.base_url).removesuffix("/").removesuffix("/v1")
+    blosc2_files = [p for p in sorted(ORIGINALS) if p.endswith((".b2nd", ".b2frame"))]
+    for path in blosc2_files:
+        for way in ("chunks", "file"):
+            (tmp_path / way / path).parent.mkdir(parents=True, exist_ok=True)
+    with Client(url) as client:
+        chunked = {
+            p: client.download(f"example/{p}", tmp_path / "chunks" / p) for p in blosc2_files
+        }
+        monkeypatch.setattr(download, "fill", None)  # the chunk path is not taken now
+        for path in blosc2_files:
+            assert (
+                client.dataset(f"example/{path}").cached.chunks
+                == client.info(f"example/{path}").nchunks
+            )
+            got = client.download(f"example/{path}", tmp_path / "file" / path)
+            assert got.read_bytes() == chunked[path].read_bytes(), path
+            opened = blosc2.open(str(got), mode="r")
+            original = blosc2.open(str(EXAMPLE / path), mode="r")
+            values = opened[...] if path.endswith(".b2nd") else np.frombuffer(opened[:], np.uint8)
+            assert np.array_equal(values, ORIGINALS[path], equal_nan=values.dtype.kind in "fc")
+            meta = opened.schunk.vlmeta if path.endswith(".b2nd") else opened.vlmeta
+            ometa = original.schunk.vlmeta if path.endswith(".b2nd") else original.vlmeta
+            assert meta.getall() == ometa.getall(), path

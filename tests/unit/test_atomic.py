@@ -66,3 +66,17 @@ def test_a_missing_directory_is_an_error_not_a_stray_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         atomic.write(tmp_path / "no" / "f", b"x")
     assert listing(tmp_path) == []
+
+
+def test_allocate_reserves_the_blocks_a_write_then_fills(tmp_path):
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        atomic.allocate(fd, 0)  # nothing to reserve
+        assert os.fstat(fd).st_size == 0
+        atomic.allocate(fd, 1 << 20)
+        assert os.fstat(fd).st_size == 1 << 20  # reserved (tmp_path is on a file system with it)
+        os.write(fd, b"x" * (1 << 20))
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"x" * (1 << 20)

@@ -63,6 +63,7 @@ def test_client_commands_skip_what_they_do_not_use(command):
     top = {m.split(".")[0] for m in modules}
     assert not top & {"pydantic", "h2", "click", "pygments", "numpy", "blosc2"}
     assert "caterva.client.aio" not in modules
+    assert "caterva.client.download" not in modules  # downloads' planning and file work
 
 
 def test_plain_option_values_skip_pydantic_but_keep_typer_checks():
