@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -39,7 +38,7 @@ from typing import Protocol
 
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
 from caterva.protocol.rest import pieces
-from caterva.subscriber.chunkfiles import chunk_file, unlink, verify_and_write
+from caterva.subscriber.chunkfiles import chunk_file, reconcile, unlink, verify_and_write
 from caterva.subscriber.state import Dataset, State
 
 # aim for batch requests of about this many compressed bytes: a request costs a few ms of CPU
@@ -338,21 +337,5 @@ class Cache:
 
     def reconcile(self) -> None:
         """After a crash: drop index rows without files, files without rows, temp files."""
-        indexed = self.state.all_chunks()
-        known = self.state.dataset_ids()
-        on_disk: set[tuple[int, int]] = set()
-        for folder in self.dir.iterdir():
-            if not folder.name.isdigit() or int(folder.name) not in known:
-                shutil.rmtree(folder, ignore_errors=True) if folder.is_dir() else folder.unlink()
-                continue
-            ds_id = int(folder.name)
-            for f in folder.iterdir():
-                index, _, digest = f.name.partition(".")
-                key = (ds_id, int(index)) if index.isdigit() else None
-                if key is not None and indexed.get(key) == digest:
-                    on_disk.add(key)
-                else:
-                    f.unlink()
-        for dataset, idx in indexed.keys() - on_disk:
-            self.state.drop_chunks(dataset, [idx])
+        reconcile(self.dir, self.state)
         self.used = self.state.used_bytes()
