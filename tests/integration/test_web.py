@@ -173,8 +173,9 @@ def test_the_roots_page_lists_roots_and_follows_one(stack, browser):
     row = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, followed))[0]
     assert row.find_element(By.CSS_SELECTOR, ".count").text == "7"
     shot(browser, "roots")
-    row.find_element(By.LINK_TEXT, "demo").click()
-    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#datasets td.name")]
+    row.find_element(By.LINK_TEXT, "demo").click()  # returns before the next page is there
+    cells = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#datasets td.name"))
+    names = [e.text for e in cells]
     assert names == [
         "<script>alert(1)</",
         "README.md",
@@ -274,7 +275,8 @@ def test_names_metadata_and_files_never_run_script(stack, browser):
     link = browser.find_element(By.CSS_SELECTOR, "#datasets td.name a")
     assert link.text == BAIT
     link.click()
-    assert browser.find_element(By.ID, "name").text == BAIT
+    [name] = wait(browser, lambda d: d.find_elements(By.ID, "name"))
+    assert name.text == BAIT
     no_script_ran(browser)
     browser.get(f"{url}/roots/demo/cube.b2nd")
     note = browser.find_element(By.CSS_SELECTOR, "#vlmeta td")
@@ -336,7 +338,9 @@ def test_login_grants_and_the_forbidden_root(stack, browser):
     browser.find_element(By.ID, "email").send_keys(ADA)
     browser.find_element(By.ID, "password").send_keys("wrong password")
     browser.find_element(By.ID, "login").click()
-    assert "wrong email or password" in browser.find_element(By.ID, "login-error").text
+    # the click returns before the answer is loaded: wait for the page that says why
+    [said] = wait(browser, lambda d: d.find_elements(By.ID, "login-error"))
+    assert "wrong email or password" in said.text
     browser.find_element(By.ID, "password").send_keys(PASSWORD)
     browser.find_element(By.ID, "login").click()
     wait(browser, lambda d: d.current_url.endswith("/roots/demo"))  # back where it was going
