@@ -119,12 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--datasets", type=int, default=100_000, help="tiny datasets (100000)")
-    p.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "caterva-bench",
-        help="data cache and scratch space (default $TMPDIR/caterva-bench)",
-    )
+    harness.add_workdir(p)
     args = p.parse_args(argv)
     if args.datasets < 1:
         p.error("--datasets must be at least 1")

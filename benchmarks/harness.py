@@ -7,16 +7,29 @@ file in the run directory, shown when a service fails to start.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from caterva.child import Child
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def add_workdir(parser: argparse.ArgumentParser) -> None:
+    """Every benchmark's ``--workdir``: where data is made once and kept between runs."""
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "caterva-bench",
+        help="data cache and scratch space (default $TMPDIR/caterva-bench)",
+    )
+
 
 # One worker, sendfile, no logging: a plain static file server at its best.
 NGINX_CONF = """

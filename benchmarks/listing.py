@@ -71,12 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     p.add_argument("--datasets", type=int, default=10_000, help="tiny datasets (10000)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each command (3)")
-    p.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "caterva-bench",
-        help="data cache and scratch space (default $TMPDIR/caterva-bench)",
-    )
+    harness.add_workdir(p)
     args = p.parse_args(argv)
     if args.datasets < 1 or args.repeat < 1:
         p.error("--datasets and --repeat must be at least 1")

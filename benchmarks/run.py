@@ -42,12 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=1.0, help="cube size, 1 = 1 GiB (default 1)")
     p.add_argument("--datasets", type=int, default=1000, help="small datasets (default 1000)")
     p.add_argument("--repeat", type=int, default=3, help="samples per scenario (default 3)")
-    p.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "caterva-bench",
-        help="data cache and scratch space (default $TMPDIR/caterva-bench)",
-    )
+    harness.add_workdir(p)
     p.add_argument(
         "--json",
         type=Path,
