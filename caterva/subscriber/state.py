@@ -67,6 +67,12 @@ class State:
             if self._bulk is not None:
                 self._bulk.close()
 
+    def version(self) -> tuple[int, int]:
+        """Changes whenever the database does, by this connection (total_changes) or another
+        one (data_version): what a figure computed from it can be kept until."""
+        (other,) = self.db.execute("PRAGMA data_version").fetchone()
+        return self.db.total_changes, other
+
     def identity(self) -> str:
         """This subscriber's pub_id as a mirror: made once, kept with the state for good."""
         return sqlite.identity(self.db)[0]

@@ -324,3 +324,33 @@ def test_a_failed_pass_says_why_and_is_retried_until_whole(env):
     progress = pins.progress("p")
     assert progress["behind"] == 0 and progress["problem"] is None
     assert progress["bytes"] == progress["total"] == 5 * CHUNK + len(b"changed" * (CHUNK // 7))
+
+
+def test_progress_is_computed_again_only_when_the_state_changed(env):
+    """/v1/roots asks for a pinned root's progress on every call: an unchanged replica is not
+    scanned again (a big root's scan holds the event loop for 0.3-0.5 s)."""
+    state, cache, follower, pins = env
+    follower.publish("p", "x.bin", 6)
+    scans = []
+    scan = pins._scan
+    pins._scan = lambda root, paths=None: scans.append(root) or scan(root, paths)
+
+    async def go():
+        await pins.pin("p")
+        assert pins.progress("p")["behind"] == 6
+        assert pins.progress("p")["behind"] == 6
+        assert len(scans) == 1  # nothing changed in between
+        await settle(pins)
+        scans.clear()
+        assert pins.progress("p")["behind"] == 0  # the chunks stored are seen
+        assert pins.progress("p") == pins.progress("p") and len(scans) == 1
+        ds = follower.datasets["p"]["x.bin"]
+        state.drop_chunks(ds.id, [2])  # by this connection
+        assert pins.progress("p")["behind"] == 1
+        other = sqlite3.connect(state.path)  # by another one (the follower's bulk writes)
+        with other:
+            other.execute("DELETE FROM chunks WHERE dataset=? AND idx=4", (ds.id,))
+        other.close()
+        assert pins.progress("p")["behind"] == 2
+
+    asyncio.run(go())
