@@ -154,10 +154,12 @@ def demo(
 
 def main() -> None:
     # Optional parts of httpx this process never uses, which it imports when they are
-    # installed: its own command line (click, pygments, rich.syntax: ~20 ms) and HTTP/2 (h2,
-    # ~11 ms; our clients speak HTTP/1.1). A None entry makes the import fail, which both
-    # handle as "not installed". Only the `caterva` process: library users keep them.
-    for optional in ("httpx._main", "h2"):
+    # installed: its own command line (click, pygments, rich.syntax: ~20 ms), HTTP/2 (h2,
+    # ~11 ms; our clients speak HTTP/1.1) and, through httpcore, trio (~85 ms, with attrs:
+    # half of `caterva roots`; caterva runs on asyncio). A None entry makes the import fail,
+    # which all three handle as "not installed". Only the `caterva` process: library users
+    # keep them.
+    for optional in ("httpx._main", "h2", "trio"):
         sys.modules.setdefault(optional, None)
     # numpy's OpenBLAS starts a thread per core as numpy is imported (~40 ms of a `caterva
     # show` on 2 cores); no command does linear algebra. Unless the user chose otherwise.
