@@ -118,7 +118,8 @@ class Client(ClientBase):
     def _pour(self, call: Call) -> None:
         """A file's body to ``call.pour``, the pieces of POUR_BYTES or so at once."""
         with self._response(call) as response:
-            call.head(response.headers)
+            if call.head is not None:
+                call.head(response.headers)
             pieces, size = [], 0
             for data in response.iter_bytes():
                 pieces.append(data)
