@@ -1,3 +1,3 @@
-from caterva.cli.app import main
+from caterva.cli.app import run
 
-main()
+run()

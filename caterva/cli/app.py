@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Optional
 
+from caterva.cli import startup
 from caterva.cli.startup import long_lived
 
 with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup.py)
@@ -177,5 +178,17 @@ def main() -> None:
         sys.exit(130)
 
 
+def run() -> None:
+    """The `caterva` program (its script, ``python -m caterva``): main(), and after a client
+    command an exit without the interpreter's teardown (caterva/cli/startup.py). Callers in
+    a process of their own (tests) use main()."""
+    try:
+        main()
+    except SystemExit as exc:
+        startup.leave(exc.code)
+        raise
+    startup.leave(0)
+
+
 if __name__ == "__main__":
-    main()
+    run()
