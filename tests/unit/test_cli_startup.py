@@ -61,8 +61,9 @@ def test_client_commands_skip_what_they_do_not_use(command):
     assert code_ == "4", proc.stderr[-2000:]  # Unavailable: it did try to connect
     assert {"httpx", "caterva.client.sync"} <= set(modules)
     top = {m.split(".")[0] for m in modules}
-    assert not top & {"pydantic", "h2", "click", "pygments", "trio", "numpy", "blosc2"}
+    assert not top & {"pydantic", "h2", "click", "pygments", "trio", "tomllib", "numpy", "blosc2"}
     assert "caterva.client.aio" not in modules
+    assert "caterva.client.dataset" not in modules  # reads: show and info only
     assert "caterva.client.download" not in modules  # downloads' planning and file work
 
 
