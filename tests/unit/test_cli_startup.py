@@ -75,3 +75,29 @@ def test_plain_option_values_skip_pydantic_but_keep_typer_checks():
 
     result = CliRunner().invoke(app, ["bro", "--port", "lots"])
     assert result.exit_code == 2 and "--port" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, code, teardown",
+    [
+        (["roots", "--sub", "http://127.0.0.1:9"], 4, False),  # a client command (it failed)
+        (["--version"], 0, True),  # not one: the normal exit, atexit handlers and all
+    ],
+)
+def test_a_client_command_leaves_without_the_teardown(args, code, teardown):
+    """The program (run()) skips the interpreter's teardown after a client command, its output
+    flushed first; any other command exits normally."""
+    program = (
+        "import atexit, sys\n"
+        "from caterva.cli.app import run\n"
+        "atexit.register(lambda: print('teardown'))\n"
+        f"sys.argv = ['caterva', *{args!r}]\n"
+        "run()\n"
+    )
+    env = {**os.environ, "CATERVA_CONFIG": "/nonexistent"}
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert ("teardown" in proc.stdout) == teardown
+    assert ("cannot reach the subscriber" in proc.stderr) == (code == 4)  # flushed first
