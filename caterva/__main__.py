@@ -1,3 +1,3 @@
-from caterva.cli.app import run
+from caterva.cli.app import main
 
-run()
+main()

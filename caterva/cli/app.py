@@ -31,7 +31,8 @@ def _plain_values_without_pydantic() -> None:
     skip it; any other value
     still gets typer's own. This leans on typer internals: if they move, the patch steps
     aside and commands are only slower (tests/unit/test_cli_startup.py notices). Made by
-    main(), the `caterva` process, not at import: a program importing the CLI keeps typer as is.
+    run_command(), the `caterva` process, not at import: a program importing the CLI keeps
+    typer as is.
     """
     from dataclasses import dataclass
     from typing import Any
@@ -153,7 +154,10 @@ def demo(
     run(directory, root, workdir, Console(soft_wrap=True))
 
 
-def main() -> None:
+def run_command() -> None:
+    """Parse the command line and run the command; errors become one line on stderr and an
+    exit code here, at the edge. ``main`` runs it in the `caterva` program; tests call it in
+    their own process."""
     # Optional parts of httpx this process never uses, which it imports when they are
     # installed: its own command line (click, pygments, rich.syntax: ~20 ms), HTTP/2 (h2,
     # ~11 ms; our clients speak HTTP/1.1) and, through httpcore, trio (~85 ms, with attrs:
@@ -178,12 +182,11 @@ def main() -> None:
         sys.exit(130)
 
 
-def run() -> None:
-    """The `caterva` program (its script, ``python -m caterva``): main(), and after a client
-    command an exit without the interpreter's teardown (caterva/cli/startup.py). Callers in
-    a process of their own (tests) use main()."""
+def main() -> None:
+    """The `caterva` program (its script, ``python -m caterva``): run_command(), and after a
+    client command an exit without the interpreter's teardown (caterva/cli/startup.py)."""
     try:
-        main()
+        run_command()
     except SystemExit as exc:
         startup.leave(exc.code)
         raise
@@ -191,4 +194,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -3,7 +3,7 @@
 Human output goes through rich consoles that print strings as they are (no markup, no emoji
 codes: names are data); ``--json`` output is one JSON document on stdout
 (one per line for ``watch``). Errors are not printed here: they propagate as caterva errors
-to ``main()`` in app.py, which prints one line on stderr and picks the exit code.
+to ``run_command()`` in app.py, which prints one line on stderr and picks the exit code.
 """
 
 from __future__ import annotations

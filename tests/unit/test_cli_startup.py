@@ -46,10 +46,10 @@ def test_client_commands_skip_what_they_do_not_use(command):
     httpcore imports when installed): together they were over half of `caterva roots`."""
     code = (
         "import sys\n"
-        "from caterva.cli.app import main\n"
+        "from caterva.cli.app import run_command\n"
         f"sys.argv = ['caterva', *{command!r}, '--sub', 'http://127.0.0.1:9']\n"  # nothing listens
         "try:\n"
-        "    main()\n"
+        "    run_command()\n"
         "except SystemExit as exc:\n"
         "    print(exc.code, *[m for m in sys.modules if sys.modules[m] is not None])\n"
     )
@@ -85,14 +85,14 @@ def test_plain_option_values_skip_pydantic_but_keep_typer_checks():
     ],
 )
 def test_a_client_command_leaves_without_the_teardown(args, code, teardown):
-    """The program (run()) skips the interpreter's teardown after a client command, its output
+    """The program (main()) skips the interpreter's teardown after a client command, its output
     flushed first; any other command exits normally."""
     program = (
         "import atexit, sys\n"
-        "from caterva.cli.app import run\n"
+        "from caterva.cli.app import main\n"
         "atexit.register(lambda: print('teardown'))\n"
         f"sys.argv = ['caterva', *{args!r}]\n"
-        "run()\n"
+        "main()\n"
     )
     env = {**os.environ, "CATERVA_CONFIG": "/nonexistent"}
     proc = subprocess.run(
