@@ -7,6 +7,7 @@ times in seconds; quick scenarios take several samples per repeat.
 
 from __future__ import annotations
 
+import compileall
 import os
 import queue
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+import caterva
 from benchmarks import data
 from benchmarks.floors import Floors
 from benchmarks.result import Result, Target, describe, timed
@@ -39,6 +41,10 @@ class Bench(Floors):
         self.results: list[Result] = []
         exe = Path(sys.executable).with_name("caterva")
         self.cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "caterva"]
+        # Bytecode, as an installed package has it (pip compiles at install; Caterva2's has).
+        # An editable checkout under PYTHONDONTWRITEBYTECODE, or with edits newer than its
+        # .pyc files, would compile ~40 modules at every CLI start (40-75 ms).
+        compileall.compile_dir(Path(caterva.__file__).parent, quiet=1)
 
     def record(self, result: Result) -> Result:
         self.log(f"  {describe(result)}")

@@ -13,7 +13,6 @@ import difflib
 import fcntl
 import os
 import re
-import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -96,6 +95,8 @@ def config_path() -> Path | None:
 def _file_settings(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
+    import tomllib  # not at import: most commands run without a config file (1.5 ms)
+
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -11,6 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Optional
 
+from caterva.cli import startup
 from caterva.cli.startup import long_lived
 
 with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup.py)
@@ -30,7 +31,8 @@ def _plain_values_without_pydantic() -> None:
     skip it; any other value
     still gets typer's own. This leans on typer internals: if they move, the patch steps
     aside and commands are only slower (tests/unit/test_cli_startup.py notices). Made by
-    main(), the `caterva` process, not at import: a program importing the CLI keeps typer as is.
+    run_command(), the `caterva` process, not at import: a program importing the CLI keeps
+    typer as is.
     """
     from dataclasses import dataclass
     from typing import Any
@@ -152,12 +154,17 @@ def demo(
     run(directory, root, workdir, Console(soft_wrap=True))
 
 
-def main() -> None:
+def run_command() -> None:
+    """Parse the command line and run the command; errors become one line on stderr and an
+    exit code here, at the edge. ``main`` runs it in the `caterva` program; tests call it in
+    their own process."""
     # Optional parts of httpx this process never uses, which it imports when they are
-    # installed: its own command line (click, pygments, rich.syntax: ~20 ms) and HTTP/2 (h2,
-    # ~11 ms; our clients speak HTTP/1.1). A None entry makes the import fail, which both
-    # handle as "not installed". Only the `caterva` process: library users keep them.
-    for optional in ("httpx._main", "h2"):
+    # installed: its own command line (click, pygments, rich.syntax: ~20 ms), HTTP/2 (h2,
+    # ~11 ms; our clients speak HTTP/1.1) and, through httpcore, trio (~85 ms, with attrs:
+    # half of `caterva roots`; caterva runs on asyncio). A None entry makes the import fail,
+    # which all three handle as "not installed". Only the `caterva` process: library users
+    # keep them.
+    for optional in ("httpx._main", "h2", "trio"):
         sys.modules.setdefault(optional, None)
     # numpy's OpenBLAS starts a thread per core as numpy is imported (~40 ms of a `caterva
     # show` on 2 cores); no command does linear algebra. Unless the user chose otherwise.
@@ -173,6 +180,17 @@ def main() -> None:
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def main() -> None:
+    """The `caterva` program (its script, ``python -m caterva``): run_command(), and after a
+    client command an exit without the interpreter's teardown (caterva/cli/startup.py)."""
+    try:
+        run_command()
+    except SystemExit as exc:
+        startup.leave(exc.code)
+        raise
+    startup.leave(0)
 
 
 if __name__ == "__main__":

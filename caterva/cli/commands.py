@@ -1,7 +1,7 @@
 """Catalog commands: roots, follow, unfollow, list, info, watch.
 
 Thin: parse, call the Client, render (caterva/cli/render.py). None of them imports numpy or
-blosc2, so they start fast; errors propagate to main() in app.py, which turns them into one
+blosc2, so they start fast; errors propagate to run_command() in app.py, which turns them into one
 line on stderr and an exit code.
 """
 

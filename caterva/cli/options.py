@@ -3,7 +3,7 @@
 Human output goes through rich consoles that print strings as they are (no markup, no emoji
 codes: names are data); ``--json`` output is one JSON document on stdout
 (one per line for ``watch``). Errors are not printed here: they propagate as caterva errors
-to ``main()`` in app.py, which prints one line on stderr and picks the exit code.
+to ``run_command()`` in app.py, which prints one line on stderr and picks the exit code.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import typer
 from rich.console import Console, RenderableType
 
 from caterva.cli.render import literal
-from caterva.cli.startup import long_lived
+from caterva.cli.startup import long_lived, one_shot
 from caterva.errors import BadCredentials, BadRequest, Unauthorized, Unavailable
 from caterva.protocol import rest
 
@@ -59,6 +59,7 @@ def connect(sub: str | None, ca_file: str | None = None) -> Iterator[Client]:
     line can give: which flag, variable or file chose the URL, and how to log in."""
     with long_lived():  # httpx, the client and its transport (caterva/cli/startup.py)
         from caterva.client.sync import Client  # not caterva.client: that loads the async one too
+    one_shot()  # a client command: no teardown at exit (caterva/cli/startup.py)
 
     client = Client(sub, ca_file=ca_file, selections="npy")
     try:

@@ -109,7 +109,8 @@ class AsyncClient(ClientBase):
     async def _pour(self, call: Call) -> None:
         """As ``Client._pour``, each hand-over in a worker thread."""
         async with self._response(call) as response:
-            call.head(response.headers)
+            if call.head is not None:
+                call.head(response.headers)
             pieces, size = [], 0
             async for data in response.aiter_bytes():
                 pieces.append(data)

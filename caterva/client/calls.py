@@ -40,8 +40,9 @@ class Call:
     so chunks decompress while the next ones travel (the answer is then the ``Frames`` to
     ``finish``, client/decoders.py), or to ``write(frames)`` in order, the frames of each
     network read at once (blocking file work: the async client calls it in a worker thread).
-    With ``pour``, the answer is a file: ``head`` is given its headers, then ``pour`` its
-    body in order, in pieces of about POUR_BYTES (blocking file work too).
+    With ``pour``, the answer is a body read as it arrives (a file, an .npy selection):
+    ``head``, when given, gets its headers, then ``pour`` its body in order, in pieces of
+    about POUR_BYTES (blocking file work too).
     """
 
     method: str
@@ -205,11 +206,15 @@ class Calls:
         return Call("GET", rest.info(check_root(root), path), _info)
 
     @staticmethod
-    def data(root: str, path: str, sel: str, field_name: str | None, decode) -> Call:
+    def data(
+        root: str, path: str, sel: str, field_name: str | None, pour: Callable[[list[bytes]], None]
+    ) -> Call:
+        """A selection as .npy, its body to ``pour`` (see Call)."""
         params = {"sel": sel}
         if field_name is not None:
             params["field"] = field_name
-        return Call("GET", f"{root_path(root, 'data')}/{quote(path, safe='/')}", decode, params)
+        path = f"{root_path(root, 'data')}/{quote(path, safe='/')}"
+        return Call("GET", path, params=params, pour=pour)
 
     @staticmethod
     def chunks(

@@ -17,7 +17,6 @@ something is read with ``selections="chunks"`` (the default; see ``Client``).
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from caterva.client.base import Selections
 from caterva.client.calls import Cached, Calls
 from caterva.client.chunksource import AsyncChunkSource, ChunkSource
+from caterva.client.npybody import NpyBody
 from caterva.client.program import Program
 from caterva.client.transfer import Progress
 from caterva.errors import BadSelection, DatasetChanged, DigestMismatch, ProtocolError
@@ -180,8 +180,8 @@ class DatasetBase:
         want = selection.result_shape(remote) + self._field_subshape()
         # numpy returns a scalar, not a 0-d array, when every axis is indexed by an int
         scalar = not any(k is Ellipsis for k in key) and all(not isinstance(k, slice) for k in norm)
-        read = self._read_chunks if how == "chunks" else self._read_npy
-        return self._finish(read(remote), want, local, scalar)
+        read = self._read_chunks(remote) if how == "chunks" else self._read_npy(remote, want)
+        return self._finish(read, want, local, scalar)
 
     def _finish(self, read: Reader, want: tuple[int, ...], local: tuple, scalar: bool) -> Reader:
         array = yield from read
@@ -191,15 +191,10 @@ class DatasetBase:
             array = array[(Ellipsis, *local)]
         return array[()] if scalar else array
 
-    def _read_npy(self, remote: tuple) -> Reader:
-        call = Calls.data(
-            self.root,
-            self.path,
-            selection.format(remote),
-            self.field,
-            lambda response: decode_npy(response.content),
-        )
-        return (yield call)
+    def _read_npy(self, remote: tuple, want: tuple[int, ...]) -> Reader:
+        body = NpyBody(want)
+        yield Calls.data(self.root, self.path, selection.format(remote), self.field, body.pour)
+        return body.result()
 
     def _read_chunks(self, remote: tuple) -> Reader:
         # every byte crosses the wire once, compressed, instead of the decoded array going
@@ -256,16 +251,6 @@ class DatasetBase:
 def _layout(info: DatasetInfo) -> tuple:
     """What a normalized key depends on: a read can retry with new digests when it is equal."""
     return (info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.chunksize)
-
-
-def decode_npy(body: bytes) -> np.ndarray:
-    """An .npy body -> array; never unpickles (object arrays are refused)."""
-    import numpy as np
-
-    try:
-        return np.lib.format.read_array(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ProtocolError(f"the subscriber sent an invalid .npy body: {exc}") from exc
 
 
 class Dataset(ChunkSource, DatasetBase):

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -27,11 +27,13 @@ from caterva.client.calls import (
     event_of,
     stream_ended,
 )
-from caterva.client.dataset import Dataset, Progress
 from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
 from caterva.client.transport import check, mapped
 from caterva.protocol.metadata import DatasetInfo
+
+if TYPE_CHECKING:
+    from caterva.client.dataset import Dataset, Progress
 
 
 class Client(ClientBase):
@@ -118,7 +120,8 @@ class Client(ClientBase):
     def _pour(self, call: Call) -> None:
         """A file's body to ``call.pour``, the pieces of POUR_BYTES or so at once."""
         with self._response(call) as response:
-            call.head(response.headers)
+            if call.head is not None:
+                call.head(response.headers)
             pieces, size = [], 0
             for data in response.iter_bytes():
                 pieces.append(data)
@@ -188,6 +191,8 @@ class Client(ClientBase):
 
     def dataset(self, address: str) -> Dataset:
         """``dataset("root/path")``: a Dataset to index like a numpy array."""
+        from caterva.client.dataset import Dataset  # not at import: the catalog commands
+
         root, path = dataset_address(address)
         info, cached = self._take(Calls.info(root, path))
         return Dataset(self, root, info, cached)

@@ -3,8 +3,8 @@ or control characters print as they are; `download -o` never replaces what it sh
 Ctrl-C stops a root download at once (sync and async clients); a root changing under a
 download; `--sub` aimed at a broker or a publisher.
 
-Commands run in process through ``main()`` (``run``, from test_cli_stack) unless the process
-itself matters (Ctrl-C, standard output as bytes), which runs ``python -m caterva``.
+Commands run in process through ``run_command()`` (``run``, from test_cli_stack) unless the
+process itself matters (Ctrl-C, standard output as bytes), which runs ``python -m caterva``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.integration import test_cli_stack
 from tests.integration.test_cli_stack import command, env_for
 from tests.integration.test_client_stack import Stack, wait_event
 
-run = test_cli_stack.run  # the fixture: `caterva ARGS` in process, through main()
+run = test_cli_stack.run  # the fixture: `caterva ARGS` in process, through run_command()
 
 # names a user may give files: markup, emoji codes, brackets, colons, unprintables
 NASTY = [

@@ -3,8 +3,8 @@ and subscriber for the module): human and --json output, exit codes and one-line
 progress bar on a terminal only, watch until Ctrl-C, a source going offline, and that the
 catalog commands never import numpy or blosc2.
 
-Most commands run in process through ``main()`` (the same edge that maps errors to exit
-codes), which keeps the module fast; what depends on the process itself (imports, a
+Most commands run in process through ``run_command()`` (the same edge that maps errors to
+exit codes), which keeps the module fast; what depends on the process itself (imports, a
 terminal, Ctrl-C, no traceback) runs ``python -m caterva`` as a child.
 """
 
@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 import pytest
 
-from caterva.cli.app import main
+from caterva.cli.app import run_command
 from caterva.client import Client
 from tests.conftest import ROOT, free_port
 from tests.integration.test_client_stack import Stack, wait_event
@@ -50,7 +50,7 @@ class Result:
 
 @pytest.fixture
 def run(stack, capsys, monkeypatch):
-    """run(*args, **env) -> Result: ``caterva ARGS`` in process, through main()."""
+    """run(*args, **env) -> Result: ``caterva ARGS`` in process, through run_command()."""
     monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
     monkeypatch.setenv("CATERVA_SUB", stack.url)
 
@@ -60,7 +60,7 @@ def run(stack, capsys, monkeypatch):
         monkeypatch.setattr(sys, "argv", ["caterva", *args])
         capsys.readouterr()
         try:
-            main()
+            run_command()
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

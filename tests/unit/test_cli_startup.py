@@ -42,14 +42,14 @@ def test_help_is_light_and_documents_json_and_sub(name):
 @pytest.mark.parametrize("command", [["roots"], ["list", "r"]])  # list: an int option, unset
 def test_client_commands_skip_what_they_do_not_use(command):
     """A command that talks to the subscriber loads httpx but not pydantic (typer would, for
-    its option values), nor the async client, nor httpx's own CLI or HTTP/2: together they
-    were a third of `caterva roots`."""
+    its option values), nor the async client, nor httpx's own CLI or HTTP/2, nor trio (which
+    httpcore imports when installed): together they were over half of `caterva roots`."""
     code = (
         "import sys\n"
-        "from caterva.cli.app import main\n"
+        "from caterva.cli.app import run_command\n"
         f"sys.argv = ['caterva', *{command!r}, '--sub', 'http://127.0.0.1:9']\n"  # nothing listens
         "try:\n"
-        "    main()\n"
+        "    run_command()\n"
         "except SystemExit as exc:\n"
         "    print(exc.code, *[m for m in sys.modules if sys.modules[m] is not None])\n"
     )
@@ -61,8 +61,9 @@ def test_client_commands_skip_what_they_do_not_use(command):
     assert code_ == "4", proc.stderr[-2000:]  # Unavailable: it did try to connect
     assert {"httpx", "caterva.client.sync"} <= set(modules)
     top = {m.split(".")[0] for m in modules}
-    assert not top & {"pydantic", "h2", "click", "pygments", "numpy", "blosc2"}
+    assert not top & {"pydantic", "h2", "click", "pygments", "trio", "tomllib", "numpy", "blosc2"}
     assert "caterva.client.aio" not in modules
+    assert "caterva.client.dataset" not in modules  # reads: show and info only
     assert "caterva.client.download" not in modules  # downloads' planning and file work
 
 
@@ -74,3 +75,29 @@ def test_plain_option_values_skip_pydantic_but_keep_typer_checks():
 
     result = CliRunner().invoke(app, ["bro", "--port", "lots"])
     assert result.exit_code == 2 and "--port" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, code, teardown",
+    [
+        (["roots", "--sub", "http://127.0.0.1:9"], 4, False),  # a client command (it failed)
+        (["--version"], 0, True),  # not one: the normal exit, atexit handlers and all
+    ],
+)
+def test_a_client_command_leaves_without_the_teardown(args, code, teardown):
+    """The program (main()) skips the interpreter's teardown after a client command, its output
+    flushed first; any other command exits normally."""
+    program = (
+        "import atexit, sys\n"
+        "from caterva.cli.app import main\n"
+        "atexit.register(lambda: print('teardown'))\n"
+        f"sys.argv = ['caterva', *{args!r}]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "CATERVA_CONFIG": "/nonexistent"}
+    proc = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert ("teardown" in proc.stdout) == teardown
+    assert ("cannot reach the subscriber" in proc.stderr) == (code == 4)  # flushed first
