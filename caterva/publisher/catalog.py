@@ -90,7 +90,7 @@ class Catalog:
         directory: Path,
         framedir: Path,
         *,
-        known: Mapping[str, tuple[int, str, str]] | None = None,
+        known: Mapping[str, tuple[int, str]] | None = None,
         frame_chunksize: int = plainfiles.CHUNKSIZE,
         sealer: Callable[[str], Seal] | None = None,
         open_files: int = OPEN_FILES,
@@ -105,7 +105,7 @@ class Catalog:
         self.home = Home(self.tree.top, self.files)
         self.described = 0  # files read and digested: proves the stat cache works
         self.walks = 0  # full walks of DIR: proves events are handled without one
-        # what the state store says, reused as stored: (stamp, etag, info_json text)
+        # what the state store says, reused as stored: (stamp, info_json text)
         self._entries = {p: self._entry(p, *row) for p, row in (known or {}).items()}
         self.h5dir = framedir.parent / "hdf5"  # chunks of HDF5 datasets compressed here
         hdf5.adopt(self._entries, self.h5dir)
@@ -246,11 +246,11 @@ class Catalog:
         self._collect_frames()
         return ScanResult(changes, current, refreshed)
 
-    def _entry(self, path: str, stamp: int, etag: str, text: str) -> Entry:
+    def _entry(self, path: str, stamp: int, text: str) -> Entry:
         frame = None
         if kind_of(path) == "file":  # a plain file's kind is its name's
             frame = plainfiles.frame_path(self.framedir, path, StatKey.of_stamp(stamp))
-        return Entry(path, stamp, etag, text, frame, self.home)
+        return Entry(path, stamp, text, frame, self.home)
 
     def _intact(self, entry: Entry) -> bool:
         return entry.frame is None or entry.frame.exists()

@@ -1,12 +1,13 @@
 """One served dataset: its source file, what it was when described, and how to read it.
 
-What was described is held as the info's JSON text (``info_json``) and its etag, decoded only
-when used (``info_of``, a bounded cache): 100,000 entries cost their text, not 100,000
-DatasetInfo objects, and a restart reuses the stored text without parsing it. No entry holds
-an open file: chunks are read through a bounded LRU of open containers (openfiles.py), keyed
-by file and stat key, so a changed file is read from a fresh container. Nor does it hold its
-file's full name (made from the root's, which all entries share in ``Home``) or a stat tuple
-(one int, its stamp): per entry, only what differs from one to the next.
+What was described is held as the info's JSON text (``info_json``, which ends with its etag:
+DatasetInfo's last field), decoded only when used (``info_of``, a bounded cache): 100,000
+entries cost their text, not 100,000 DatasetInfo objects, and a restart reuses the stored text
+without parsing it. No entry holds an open file: chunks are read through a bounded LRU of open
+containers (openfiles.py), keyed by file and stat key, so a changed file is read from a fresh
+container. Nor does it hold its file's full name (made from the root's, which all entries
+share in ``Home``), a stat tuple (one int, its stamp) or its etag apart from its text: per
+entry, only what differs from one to the next.
 
 ``diff`` says what changed between two sets of entries, judged by etag (a scan's ``Diff``s).
 """
@@ -29,6 +30,8 @@ from caterva.publisher.store import StatKey, stamp_of
 
 log = logging.getLogger("caterva.publisher")
 
+ETAG_END = 34  # info_json ends with "etag":"<32 hex digits>"}
+
 
 @dataclass(frozen=True, slots=True)
 class Home:
@@ -42,7 +45,6 @@ class Home:
 class Entry:
     path: str
     stamp: int  # its file's StatKey packed
-    etag: str
     text: str  # the DatasetInfo as info_json
     frame: Path | None  # plain files: the chunked copy in the statedir
     home: Home
@@ -52,11 +54,16 @@ class Entry:
     def described(
         cls, path: str, stamp: int, info: DatasetInfo, frame: Path | None, home: Home
     ) -> Entry:
-        return cls(path, stamp, info.etag, info_json(info), frame, home)
+        return cls(path, stamp, info_json(info), frame, home)
 
     @property
     def info(self) -> DatasetInfo:
         return info_of(self.text)
+
+    @property
+    def etag(self) -> str:
+        """Its content etag, read from the end of its text (not kept twice)."""
+        return self.text[-ETAG_END:-2]
 
     @property
     def source(self) -> str:

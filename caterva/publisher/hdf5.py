@@ -74,10 +74,10 @@ class Member(Entry):
     cachedir: Path | None = None  # chunks compressed here, by digest
 
     @classmethod
-    def inside(cls, owner: Entry, path: str, etag: str, text: str, cachedir: Path) -> Member:
+    def inside(cls, owner: Entry, path: str, text: str, cachedir: Path) -> Member:
         """Dataset ``path`` (the file's path, then the HDF5 path) of the file of ``owner``."""
         name = path[len(owner.path) :]
-        return cls(path, owner.stamp, etag, text, None, owner.home, name=name, cachedir=cachedir)
+        return cls(path, owner.stamp, text, None, owner.home, name=name, cachedir=cachedir)
 
     @property
     def source(self) -> str:
@@ -237,7 +237,7 @@ def _member(
         return f"name not usable in caterva ({exc})", {}
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         return f"unreadable ({type(exc).__name__}: {exc})", {}
-    member = Member.inside(entry, path, info.etag, info_json(info), cachedir)
+    member = Member.inside(entry, path, info_json(info), cachedir)
     return member, {f"{ds.name}@{k}": why for k, why in bad.items()}
 
 
@@ -259,7 +259,7 @@ def adopt(entries: dict[str, Entry], cachedir: Path) -> None:
             stale.add(owner.path)
         if owner.members is None:
             owner.members = {}
-        member = Member.inside(owner, path, entry.etag, entry.text, cachedir)
+        member = Member.inside(owner, path, entry.text, cachedir)
         entries[path] = owner.members[path] = member
     for parent in stale:
         for path in entries.pop(parent).members:

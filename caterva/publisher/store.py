@@ -47,8 +47,10 @@ MIGRATIONS: dict[int, str] = {
           UPDATE datasets SET etag = json_extract(info, '$.etag'),
                               info = json_remove(info, '$.proto')""",
 }
-# a row that can be used as stored: an etag, an info that is a JSON object
-_SOUND = "length(etag) = 32 AND info GLOB '{*}'"
+# a row that can be used as stored: an etag, an info that is a JSON object ending with that
+# etag (its last field: entries read it from there)
+_SOUND = """length(etag) = 32 AND info GLOB '{*}'
+    AND substr(info, -42) = '"etag":"' || etag || '"}'"""
 _COLUMNS = "path, size, mtime_ns, inode, info, etag"
 
 
@@ -148,19 +150,19 @@ class Store:
                 "INSERT OR REPLACE INTO meta VALUES ('seal', ?)", (seal.to_bytes().decode(),)
             )
 
-    def load(self) -> dict[str, tuple[int, str, str]]:
-        """path -> (stamp of its stat key, etag, info JSON) of each dataset last announced.
+    def load(self) -> dict[str, tuple[int, str]]:
+        """path -> (stamp of its stat key, info JSON) of each dataset last announced.
         The JSON is parsed only when the dataset is used (caterva.protocol.metadata.info_of);
         SQLite checks each row's shape (100,000 rows: 0.15 s, a third of a check in Python).
         Rows are taken as they come, not fetched all first: 100,000 rows alive beside what is
         made of them raised a restart's peak by ~15 MiB."""
         out = {}
         with self._mutex:
-            for path, size, mtime_ns, inode, info, etag, sound in self._db.execute(
-                f"SELECT {_COLUMNS}, {_SOUND} FROM datasets"
+            for path, size, mtime_ns, inode, info, sound in self._db.execute(
+                f"SELECT path, size, mtime_ns, inode, info, {_SOUND} FROM datasets"
             ):
                 if sound:
-                    out[path] = (stamp(size, mtime_ns, inode), etag, info)
+                    out[path] = (stamp(size, mtime_ns, inode), info)
                 else:  # the file is described again and announced
                     log.warning("dropping an unreadable state row for %r", path)
         return out
