@@ -110,9 +110,12 @@ def _content_fields() -> tuple[str, ...]:
 def manifest_etag(root: str, etags: Iterable[tuple[str, str]]) -> str:
     """A manifest's etag: a hash of the root name and every dataset's (path, etag)."""
     h = hashlib.blake2b(root.encode(), digest_size=16)
-    # "\0path\0etag" for each, joined in C: half the time of a loop (100,000: 35 ms)
-    if pairs := sorted(etags):
-        h.update(("\0" + "\0".join(itertools.chain.from_iterable(pairs))).encode())
+    # "\0path\0etag" for each, joined in C: half the time of a loop (100,000: 35 ms); a
+    # piece at a time, not 10 MB of text (and as much encoded) at once
+    pairs = sorted(etags)
+    for start in range(0, len(pairs), 8 * PIECE):
+        piece = itertools.chain.from_iterable(pairs[start : start + 8 * PIECE])
+        h.update(("\0" + "\0".join(piece)).encode())
     return h.hexdigest()
 
 

@@ -34,9 +34,9 @@ from caterva.protocol.names import check_path
 from caterva.protocol.rootetag import RootEtag
 from caterva.protocol.seal import Seal
 from caterva.publisher import hdf5, plainfiles
-from caterva.publisher.entry import Entry, ScanResult, diff, schunk_of
+from caterva.publisher.entry import Entry, Home, ScanResult, diff, schunk_of
 from caterva.publisher.openfiles import OpenFiles
-from caterva.publisher.store import StatKey
+from caterva.publisher.store import StatKey, stamp_of
 from caterva.publisher.tree import Found, Tree
 from caterva.publisher.versions import Versions
 from caterva.service.manifests import compress
@@ -90,7 +90,7 @@ class Catalog:
         directory: Path,
         framedir: Path,
         *,
-        known: Mapping[str, tuple[StatKey, str, str]] | None = None,
+        known: Mapping[str, tuple[int, str]] | None = None,
         frame_chunksize: int = plainfiles.CHUNKSIZE,
         sealer: Callable[[str], Seal] | None = None,
         open_files: int = OPEN_FILES,
@@ -102,9 +102,10 @@ class Catalog:
         self.frame_chunksize = frame_chunksize
         self.sealer = sealer  # signs each manifest version (caterva/publisher/signing.py)
         self.files = OpenFiles(open_files)
+        self.home = Home(self.tree.top, self.files)
         self.described = 0  # files read and digested: proves the stat cache works
         self.walks = 0  # full walks of DIR: proves events are handled without one
-        # what the state store says, reused as stored: (stat key, etag, info_json text)
+        # what the state store says, reused as stored: (stamp, info_json text)
         self._entries = {p: self._entry(p, *row) for p, row in (known or {}).items()}
         self.h5dir = framedir.parent / "hdf5"  # chunks of HDF5 datasets compressed here
         hdf5.adopt(self._entries, self.h5dir)
@@ -184,49 +185,50 @@ class Catalog:
                 found[path] = one
         return self._update(found, looked | found.keys())
 
-    def _update(self, found: Mapping[str, Found], looked: set[str]) -> ScanResult:
-        """The catalog after looking at ``looked``, of which ``found`` are there now."""
+    def _update(self, found: dict[str, Found], looked: set[str]) -> ScanResult:
+        """The catalog after looking at ``looked``, of which ``found`` are there now. Both are
+        used up before files are described (``found`` is emptied): a first scan's hold
+        100,000 paths, and their memory, freed early, takes the entries made next."""
         previous = self._entries
         current = dict(previous)
         # an HDF5 file's datasets come and go with it (hdf5.py)
         owned = {m for p in looked if p in previous for m in previous[p].members or ()}
-        looked = looked | owned
-        for path in looked - found.keys() - owned:
-            for gone in [path, *(getattr(current.pop(path, None), "members", None) or ())]:
-                current.pop(gone, None)
+        gone = (looked - found.keys()) | owned  # (owned: never a file found)
+        del looked
+        self._links.difference_update(gone)
+        for path in gone - owned:
+            for dropped in [path, *(getattr(current.pop(path, None), "members", None) or ())]:
+                current.pop(dropped, None)
         todo = []
-        for path, source, key, link in found.values():
+        for path, stamp, link in found.values():
             (self._links.add if link else self._links.discard)(path)
             old = previous.get(path)
-            if not (old is not None and old.stat == key and self._intact(old)):
-                todo.append((path, source, key))
+            if not (old is not None and old.stamp == stamp and self._intact(old)):
+                todo.append((path, stamp))
+        found.clear()
         # only what is gone or was described again (with an HDF5 file's datasets) can differ:
         # a restart of 100,000 files compares none of the others
-        refreshed, moved = [], (looked - found.keys()) | {path for path, _, _ in todo}
-        for (path, _, _), (new, error) in zip(todo, self._describe_all(todo)):
+        refreshed, moved = [], gone | {path for path, _ in todo}
+        for (path, _), (new, error) in zip(todo, self._describe_all(todo)):
             old = previous.get(path)
             if new is None:  # not readable yet: keep what we served, retry next time
                 self._unreadable(path, error)
                 continue
             self._unstable.discard(path)
-            for gone in (old and old.members) or ():
-                current.pop(gone, None)
+            for member in (old and old.members) or ():
+                current.pop(member, None)
             for entry in [new, *(new.members or {}).values()]:
                 current[entry.path] = entry
                 moved.add(entry.path)
                 before = previous.get(entry.path)
                 if before is not None and before.etag == entry.etag:
                     refreshed.append(entry)
-        changes = diff(
-            {p: previous[p] for p in moved if p in previous},
-            {p: current[p] for p in moved if p in current},
-        )
+        del todo
+        changes = diff(previous, current, moved)
         for path in moved:
             old = previous.get(path)
             if old is not None and current.get(path) is not old:
                 self.files.drop(old.key)  # its container is for a file that is no more
-            if path not in found:
-                self._links.discard(path)
         if changes or refreshed:  # refreshed: same etags, but size and mtime moved on
             if previous or self._index is not None:
                 if self._index is None:  # made once (what was served), then kept up to date
@@ -244,31 +246,30 @@ class Catalog:
         self._collect_frames()
         return ScanResult(changes, current, refreshed)
 
-    def _entry(self, path: str, stat: StatKey, etag: str, text: str) -> Entry:
+    def _entry(self, path: str, stamp: int, text: str) -> Entry:
         frame = None
         if kind_of(path) == "file":  # a plain file's kind is its name's
-            frame = plainfiles.frame_path(self.framedir, path, stat)
-        return Entry(path, f"{self.tree.top}/{path}", stat, etag, text, frame, self.files)
+            frame = plainfiles.frame_path(self.framedir, path, StatKey.of_stamp(stamp))
+        return Entry(path, stamp, text, frame, self.home)
 
     def _intact(self, entry: Entry) -> bool:
         return entry.frame is None or entry.frame.exists()
 
     def _describe_all(
-        self, todo: list[tuple[str, str, StatKey]]
-    ) -> Iterable[tuple[Entry | None, Exception | None]]:
-        """Each file described; several at once when there are many (blosc2 and BLAKE3
-        release the GIL while they decompress and hash)."""
+        self, todo: list[tuple[str, int]]
+    ) -> Iterator[tuple[Entry | None, Exception | None]]:
+        """Each file described, in order, a batch at a time as they are asked for; several
+        at once when there are many (blosc2 and BLAKE3 release the GIL while they decompress
+        and hash)."""
         if len(todo) < PARALLEL:
-            return [self._describe(*job) for job in todo]
-        out: list[tuple[Entry | None, Exception | None]] = []
+            yield from (self._describe(*job) for job in todo)
+            return
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             for start in range(0, len(todo), BATCH):
-                out += pool.map(lambda job: self._describe(*job), todo[start : start + BATCH])
-        return out
+                yield from pool.map(lambda job: self._describe(*job), todo[start : start + BATCH])
 
-    def _describe(
-        self, path: str, source: str, key: StatKey
-    ) -> tuple[Entry | None, Exception | None]:
+    def _describe(self, path: str, stamp: int) -> tuple[Entry | None, Exception | None]:
+        source, key = f"{self.tree.top}/{path}", StatKey.of_stamp(stamp)
         kind = kind_of(path)
         frame = plainfiles.frame_path(self.framedir, path, key) if kind == "file" else None
         try:
@@ -286,13 +287,13 @@ class Catalog:
                     kind = "b2frame"  # served as the frame it is
                 target = schunk_of(container) if kind == "b2frame" else container
                 info = describe(target, path, kind, size=key.size, mtime=key.mtime_ns / 1e9)
-            entry = Entry.described(path, source, key, info, frame, self.files)
+            entry = Entry.described(path, stamp, info, frame, self.home)
             if frame is not None and hdf5.handles(path):  # its datasets too, as its members
                 entry = hdf5.with_members(entry, self.frame_chunksize, self.h5dir)
-            after = StatKey.of(os.stat(source))
+            after = stamp_of(os.stat(source))
         except (OSError, RuntimeError, ValueError, KeyError, CatervaError) as exc:
             return None, exc
-        if after != key:  # written while we read it: the next look sees the final state
+        if after != stamp:  # written while we read it: the next look sees the final state
             return None, None
         self.described += 1  # a race between threads only miscounts a test's figure
         return entry, None

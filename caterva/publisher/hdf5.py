@@ -35,7 +35,6 @@ from caterva.protocol.metadata import DatasetInfo, chunk_digest, info_json
 from caterva.protocol.names import check_path
 from caterva.publisher.entry import Entry
 from caterva.publisher.h5chunks import Layout, attributes, unrepresentable
-from caterva.publisher.store import StatKey
 from caterva.service.ranges import StreamedFile
 
 log = logging.getLogger("caterva.publisher")
@@ -69,22 +68,24 @@ def handles(path: str) -> bool:
 @dataclass(eq=False, slots=True)
 class Member(Entry):
     """A dataset inside an HDF5 file: read through h5py, chunk by chunk (h5chunks.py).
-    Its stat key is its file's."""
+    Its stat key and its source are its file's."""
 
     name: str = ""  # its path inside the file
     cachedir: Path | None = None  # chunks compressed here, by digest
 
     @classmethod
-    def inside(cls, owner: Entry, path: str, etag: str, text: str, cachedir: Path) -> Member:
+    def inside(cls, owner: Entry, path: str, text: str, cachedir: Path) -> Member:
         """Dataset ``path`` (the file's path, then the HDF5 path) of the file of ``owner``."""
-        name, files = path[len(owner.path) :], owner.files
-        return cls(
-            path, owner.source, owner.stat, etag, text, None, files, name=name, cachedir=cachedir
-        )
+        name = path[len(owner.path) :]
+        return cls(path, owner.stamp, text, None, owner.home, name=name, cachedir=cachedir)
 
     @property
-    def key(self) -> tuple[str, StatKey, str]:
-        return str(self.source), self.stat, self.name
+    def source(self) -> str:
+        return f"{self.home.top}/{self.path[: len(self.path) - len(self.name)]}"
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return self.source, self.stamp, self.name
 
     def read_chunk(self, index: int) -> tuple[bytes, str]:
         if 0 <= index < self.info.nchunks and self.cachedir is not None:
@@ -162,7 +163,7 @@ def with_members(entry: Entry, budget: int, cachedir: Path) -> Entry:
     members, vlmeta = describe_file(entry, budget, cachedir)
     info = entry.info
     info = replace(info, vlmeta={**info.vlmeta, **vlmeta}, etag="")  # etag made again
-    out = Entry.described(entry.path, entry.source, entry.stat, info, entry.frame, entry.files)
+    out = Entry.described(entry.path, entry.stamp, info, entry.frame, entry.home)
     out.members = members
     return out
 
@@ -236,7 +237,7 @@ def _member(
         return f"name not usable in caterva ({exc})", {}
     except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         return f"unreadable ({type(exc).__name__}: {exc})", {}
-    member = Member.inside(entry, path, info.etag, info_json(info), cachedir)
+    member = Member.inside(entry, path, info_json(info), cachedir)
     return member, {f"{ds.name}@{k}": why for k, why in bad.items()}
 
 
@@ -254,11 +255,11 @@ def adopt(entries: dict[str, Entry], cachedir: Path) -> None:
         if not path.startswith(inside):  # (one C call: 100,000 entries in a few ms)
             continue
         owner = next(files[p] for p in files if path.startswith(p + "/"))
-        if entry.stat != owner.stat:
+        if entry.stamp != owner.stamp:
             stale.add(owner.path)
         if owner.members is None:
             owner.members = {}
-        member = Member.inside(owner, path, entry.etag, entry.text, cachedir)
+        member = Member.inside(owner, path, entry.text, cachedir)
         entries[path] = owner.members[path] = member
     for parent in stale:
         for path in entries.pop(parent).members:

@@ -18,7 +18,7 @@ from caterva.protocol import rest
 from caterva.publisher.catalog import Catalog, Entry
 from caterva.publisher.hdf5 import Member, file_response
 from caterva.publisher.stats import Stats
-from caterva.publisher.store import StatKey
+from caterva.publisher.store import stamp_of
 from caterva.service.ranges import RangeFileResponse
 from caterva.service.source_api import Group
 
@@ -92,7 +92,7 @@ class CatalogSource:
             raise UnknownDataset(
                 f"no dataset {dataset.path!r} in root {self.catalog.name!r}", path=dataset.path
             ) from None
-        if StatKey.of(st) != dataset.stat:  # being written in place: not what was described
+        if stamp_of(st) != dataset.stamp:  # being written in place: not what was described
             raise Unavailable(f"{dataset.path!r} is being written; retry shortly")
         response = RangeFileResponse(
             dataset.source, stat_result=st, media_type="application/octet-stream"

@@ -14,14 +14,15 @@ from stat import S_ISREG
 
 from caterva.errors import CatervaError
 from caterva.protocol.names import check_path
-from caterva.publisher.store import StatKey
+from caterva.publisher.store import stamp_of
 
 # names writers commonly use while a file is incomplete; hidden names are skipped too
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".swp", "~")
 
-# (path in the root, file, stat key, is a link); not the os.stat_result: 100,000 of those
-# (~400 bytes each) alive until a first scan ends left holes among the entries kept
-Found = tuple[str, str, StatKey, bool]
+# (path in the root, its stat key's stamp, is a link): neither the os.stat_result nor the full
+# file name, 100,000 of which (~400 and ~100 bytes each) alive until a first scan ends left
+# holes among the entries kept
+Found = tuple[str, int, bool]
 
 
 class Tree:
@@ -70,7 +71,7 @@ class Tree:
             except (CatervaError, OSError):
                 continue  # an unusable name, or gone since listed
             if S_ISREG(st.st_mode):
-                yield path, entry.path, StatKey.of(st), entry.is_symlink()
+                yield path, stamp_of(st), entry.is_symlink()
         for entry in subdirs:
             yield from self._walk(entry.path, f"{prefix}{entry.name}/", known)
 
@@ -101,4 +102,4 @@ class Tree:
                 return None
         except (CatervaError, OSError):
             return None
-        return (path, source, StatKey.of(st), link) if S_ISREG(st.st_mode) else None
+        return (path, stamp_of(st), link) if S_ISREG(st.st_mode) else None

@@ -27,8 +27,13 @@ class Versions:
         """The manifest is now ``etag``, after ``paths`` changed."""
         if etag == self.current:
             return
-        step = frozenset(paths)
-        self._steps.append((self.current, step))
+        step = list(paths)
+        if len(step) > self.paths:  # too many to keep (a first scan): no delta spans it
+            self._steps.clear()
+            self._held = 0
+            self.current = etag
+            return
+        self._steps.append((self.current, frozenset(step)))
         self._held += len(step)
         while len(self._steps) > self.size or self._held > self.paths:
             self._held -= len(self._steps.popleft()[1])

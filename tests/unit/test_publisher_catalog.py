@@ -13,7 +13,7 @@ from caterva.errors import ChunkOutOfRange, InvalidName, UnknownDataset
 from caterva.protocol.metadata import chunk_digest
 from caterva.publisher.catalog import Catalog
 from caterva.publisher.entry import Entry, diff
-from caterva.publisher.store import SCHEMA_VERSION, StatKey, Store
+from caterva.publisher.store import SCHEMA_VERSION, Store
 
 
 def make_array(path, value=0.0, shape=(40, 40), chunks=(10, 40)):
@@ -61,7 +61,7 @@ def test_diff_reports_create_update_delete_and_exact_chunks(root, tmp_path):
 
     def diff_of(old, new):
         def entries(infos):
-            return {p: Entry.described(p, p, StatKey(0, 0, 0), i, None, None) for p, i in infos}
+            return {p: Entry.described(p, 0, i, None, None) for p, i in infos}
 
         return diff(entries(old.items()), entries(new.items()))
 
@@ -155,7 +155,7 @@ def test_restart_reuses_cached_digests_and_finds_changes_made_while_down(root, t
     (root / "c.txt").write_bytes(b"plain " * 1000)
     first = catalog(root, tmp_path)
     first.scan()
-    known = {p: (e.stat, e.etag, e.text) for p, e in first.scan().entries.items()}
+    known = {p: (e.stamp, e.text) for p, e in first.scan().entries.items()}
 
     again = catalog(root, tmp_path, known=known)
     assert ops(again.scan()) == [] and again.described == 0  # nothing was read again
@@ -257,7 +257,7 @@ def test_store_keeps_pub_id_and_announced_state(root, tmp_path):
 
     store = Store.open(state)
     assert store.identity() == (pub_id, False)
-    assert store.load() == {"a.b2nd": (entry.stat, entry.etag, entry.text)}
+    assert store.load() == {"a.b2nd": (entry.stamp, entry.text)}
     store.delete("a.b2nd")
     assert store.load() == {}
     store.close()
@@ -312,21 +312,24 @@ def test_a_version_2_store_keeps_its_descriptions(root, tmp_path):
         db.execute("UPDATE datasets SET info = ?", (entry.info.to_bytes().decode(),))
         db.execute("PRAGMA user_version = 2")
     store = Store.open(tmp_path)
-    assert store.load() == {"a.b2nd": (entry.stat, entry.etag, entry.text)}
+    assert store.load() == {"a.b2nd": (entry.stamp, entry.text)}
     store.close()
 
 
 def test_an_unreadable_state_row_is_dropped(root, tmp_path):
     import sqlite3
 
-    make_array(root / "a.b2nd")
-    make_array(root / "b.b2nd")
+    for name in "abc":
+        make_array(root / f"{name}.b2nd")
     store = Store.open(tmp_path)
     store.save_all(catalog(root, tmp_path).scan().entries.values())
     store.close()
     with sqlite3.connect(tmp_path / "publisher.db") as db:
         db.execute("UPDATE datasets SET etag = 'x' WHERE path = 'a.b2nd'")
         db.execute("UPDATE datasets SET info = 'not json' WHERE path = 'b.b2nd'")
+        # entries read the etag from the end of the text: one that does not end with it
+        text = """'{"etag":"' || etag || '","x":1}'"""
+        db.execute(f"UPDATE datasets SET info = {text} WHERE path = 'c.b2nd'")
     store = Store.open(tmp_path)
-    assert store.load() == {}  # both are described again and announced
+    assert store.load() == {}  # all are described again and announced
     store.close()
