@@ -48,6 +48,8 @@ def summary(result: Result, results: list[Result]) -> dict[str, Any]:
         out["met"] = median < result.target.seconds
     if result.older and median:
         out["vs_older"] = result.older / median
+    if result.cpu:  # side by side: what every service spent during these samples
+        out["cpu_s"] = result.cpu
     return out
 
 
@@ -111,17 +113,36 @@ SIDE_ROWS = (
 )
 
 
+def leads(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
+    """Caterva2's time over caterva's: ``lead``, the ratio of the medians, and ``pair_lead``,
+    the median of the ratios of the samples taken together (sample i of each side)."""
+    a, b = ours.get("times_s") or [], theirs.get("times_s") or []
+    out = {}
+    if a and b and all(a):
+        out["lead"] = statistics.median(b) / statistics.median(a)
+        if len(a) == len(b):
+            out["pair_lead"] = statistics.median(y / x for x, y in zip(a, b))
+    return out
+
+
 def side_by_side(rows: list[dict[str, Any]], peer: list[dict[str, Any]], datasets: int) -> str:
     """caterva against Caterva2, row by row, with the plain-HTTP floors of the same run."""
     ours, theirs = {r["name"]: r for r in rows}, {r["name"]: r for r in peer}
     servers = [s for s in ("nginx", "uvicorn") if f"{s}_tiny" in ours]
     lines = [
-        ("scenario", "caterva", "Caterva2", "caterva's lead", *(f"{s} floor" for s in servers))
+        (
+            "scenario",
+            "caterva",
+            "Caterva2",
+            "lead",
+            "pair lead",
+            *(f"{s} floor" for s in servers),
+        )
     ]
     for label, name, floor in SIDE_ROWS:
         a, b = ours.get(name, {}).get("median_s"), theirs.get(name, {}).get("median_s")
         floors = [ours.get(f"{s}_{floor}", {}).get("median_s") for s in servers]
-        lead = f"{b / a:.1f}x" if a and b else "-"
+        lead = leads(ours.get(name, {}), theirs.get(name, {}))
         unverified = [
             who
             for who, r in (("caterva", ours), ("Caterva2", theirs))
@@ -133,7 +154,7 @@ def side_by_side(rows: list[dict[str, Any]], peer: list[dict[str, Any]], dataset
                 + (f" (NOT verified: {', '.join(unverified)})" if unverified else ""),
                 _t(a),
                 _t(b),
-                lead,
+                *(f"{lead[k]:.1f}x" if k in lead else "-" for k in ("lead", "pair_lead")),
                 *map(_t, floors),
             )
         )

@@ -32,6 +32,8 @@ class Result:
     older: float | None = None  # the older system's figure, seconds
     verified: bool | None = None
     note: str = ""
+    # side by side: CPU seconds each service (of both systems) spent during these samples
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 def _ms(seconds: float | None) -> str:

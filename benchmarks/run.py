@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import data, harness, report
-from benchmarks.result import Target
+from benchmarks import data, harness, report, schedule
+from benchmarks.result import Result, Target
 from benchmarks.scenarios import Bench
+from benchmarks.schedule import Scenario
 
 MIB = 2**20
 # The targets' reference: starlette's FileResponse under uvicorn, the HTTP stack caterva itself
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     scratch = rundir / "scratch"
     scratch.mkdir()
     memory: list[dict] = []
-    peer: list = []
+    peer: list[Result] = []
     started = time.time()
     try:
         with harness.Services(rundir) as services:
@@ -90,27 +91,34 @@ def main(argv: list[str] | None = None) -> dict:
             nginx = services.nginx(layout.base)
             if nginx is not None:
                 servers["nginx"] = nginx
+            urls = {k: v.url for k, v in servers.items()}
             bench = Bench(layout, sub.url, scratch, args.repeat, log=log)
+            play = schedule.Play(bench, services, log)
             try:
                 harness.wait_online(bench.client, ["big", "many"])
                 bench.client.follow("big")
-                run_big(bench, {k: v.url for k, v in servers.items()}, older)
+                if args.peer:  # beside caterva's services: the samples of both alternate
+                    play.beside_caterva2(workdir, layout, rundir, args.repeat)
+                baselines(bench, urls)
+                play(big(bench, older, side=bool(args.peer)))
                 memory += peaks(pub_big, sub, _size_text(layout.big))
-                run_many(bench, older)
-                if args.peer:
-                    run_side(bench, {k: v.url for k, v in servers.items()})
+                play(many(bench, older, side=bool(args.peer)))
+                if args.peer:  # what follows is caterva's alone
+                    peer = play.close()
+                    side_floors(bench, urls)
+                bench.change_notify(Target(seconds=0.1))
             finally:
+                play.close()
                 bench.close()
             memory += memory_at(services, small, broker, scratch)
-        if args.peer:  # after caterva's services stopped: each side has the machine alone
-            from benchmarks import peer_caterva2
-
-            peer = peer_caterva2.run(workdir, layout, rundir, args.repeat, log)
     finally:
         shutil.rmtree(rundir, ignore_errors=True)
 
     rows = [report.summary(r, bench.results) for r in bench.results]
+    ours = {r["name"]: r for r in rows}
     peer_rows = [report.summary(r, peer) for r in peer]
+    for row in peer_rows:  # Caterva2's time over caterva's, two ways
+        row.update(report.leads(ours.get(row["name"], {}), row))
     meta = {
         "command": " ".join(
             ["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]
@@ -136,52 +144,72 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print(report.memory_table(memory))
     if peer_rows:
-        print("\nside by side with Caterva2 (medians; lead = Caterva2 time / caterva time)")
+        print(
+            "\nside by side with Caterva2, samples interleaved (medians; lead = Caterva2 "
+            "median / caterva median; pair lead = median of Caterva2 / caterva, sample by sample)"
+        )
         print(report.side_by_side(rows, peer_rows, args.datasets))
     print(f"\nresults: {out}")
     return {"meta": meta, "results": rows, "memory": memory, "peer": peer_rows}
 
 
-def run_big(bench: Bench, servers: dict[str, str], older) -> None:
-    """Whole-file downloads against the plain-HTTP baselines, then selections."""
-    cases = (
-        ("smooth.b2nd", "compressible", 10.5, 0.38),
-        ("noise.b2nd", "incompressible", 12.6, 1.3),
-    )
-    for name, what, _, _ in cases:
+CUBES = (  # file, what, the older system's cold and warm seconds
+    ("smooth.b2nd", "compressible", 10.5, 0.38),
+    ("noise.b2nd", "incompressible", 12.6, 1.3),
+)
+NONE = (Target(), None)  # no target, no older figure
+
+
+def baselines(bench: Bench, servers: dict[str, str]) -> None:
+    """The plain-HTTP baselines of whole-file downloads."""
+    for name, what, _, _ in CUBES:
         for server, url in servers.items():
             bench.baseline(f"big/{name}", f"baseline: {server} static file, {what}", server, url)
-    for name, what, cold_s, warm_s in cases:
+
+
+def big(bench: Bench, older, side: bool) -> list[Scenario]:
+    """Whole-file downloads, then selections; ``side``: with the rows only the side-by-side
+    table has (the CLI where Caterva2 is measured so)."""
+    out = []
+    for name, what, cold_s, warm_s in CUBES:
         base = f"{BASELINE}_{name.split('.')[0]}"
-        bench.download(
-            name, True, f"download {what}, cold", Target(fraction=0.7, baseline=base), older(cold_s)
-        )
-        bench.download(
-            name,
-            False,
-            f"download {what}, warm",
-            Target(fraction=0.9, baseline=base),
-            older(warm_s),
-        )
-    bench.select_cli(True, Target(seconds=0.3), older(0.5))
-    bench.select_client_warm(Target(seconds=0.015), older(0.036))
+        out += [
+            bench.download(
+                name,
+                True,
+                f"download {what}, cold",
+                Target(fraction=0.7, baseline=base),
+                older(cold_s),
+            ),
+            bench.download(
+                name,
+                False,
+                f"download {what}, warm",
+                Target(fraction=0.9, baseline=base),
+                older(warm_s),
+            ),
+        ]
+        if side:
+            out.append(bench.download(name, False, f"download {name}, warm, CLI", *NONE, True))
+    out.append(bench.select_cli(True, Target(seconds=0.3), older(0.5)))
+    if side:
+        out.append(bench.select_cli(False, *NONE))
+    out.append(bench.select_client_warm(Target(seconds=0.015), older(0.036)))
+    return out
 
 
-def run_many(bench: Bench, older) -> None:
-    bench.follow_many(Target(seconds=0.5), older(21.0))
-    bench.download_many(True, Target(seconds=2.0), older(39.0))
-    bench.download_many(False, Target(seconds=1.0), None)
-    bench.cli_roots(Target(seconds=0.2), older(0.26))
-    bench.change_notify(Target(seconds=0.1))
+def many(bench: Bench, older, side: bool) -> list[Scenario]:
+    out = [
+        bench.follow_many(Target(seconds=0.5), older(21.0)),
+        bench.download_many(True, Target(seconds=2.0), older(39.0)),
+        bench.download_many(False, Target(seconds=1.0), None),
+        bench.cli_roots(Target(seconds=0.2), older(0.26)),
+    ]
+    return out + [bench.cli_list()] if side else out
 
 
-def run_side(bench: Bench, servers: dict[str, str]) -> None:
-    """What only the side-by-side table needs: caterva through its CLI where Caterva2 is
-    measured so, and plain-HTTP floors for the rows that move other bytes than a whole cube."""
-    for name in ("smooth.b2nd", "noise.b2nd"):
-        bench.download(name, False, f"download {name}, warm, CLI", Target(), None, cli=True)
-    bench.select_cli(False, Target(), None)
-    bench.cli_list()
+def side_floors(bench: Bench, servers: dict[str, str]) -> None:
+    """Plain-HTTP floors for the side-by-side rows that move other bytes than a whole cube."""
     tiny = bench.layout.small_path(bench.layout.datasets - 1)  # a file nothing rewrites
     selected = sum(map(len, data.selected_chunks(bench.layout)))
     for server, url in servers.items():

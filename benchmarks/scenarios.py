@@ -2,7 +2,8 @@
 
 Each scenario has an untimed setup (e.g. unfollow + follow for a cold cache), a timed part that
 does what a user does, and a verification run once, outside the timed part. Samples are wall
-times in seconds; quick scenarios take several samples per repeat.
+times in seconds; quick scenarios take several samples per repeat. The methods describe a
+Scenario; schedule.py runs it (alone, or beside Caterva2's).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import caterva
 from benchmarks import data
 from benchmarks.floors import Floors
 from benchmarks.result import Result, Target, describe, timed
+from benchmarks.schedule import Scenario
 from caterva import Client
 
 
@@ -67,7 +69,7 @@ class Bench(Floors):
         target: Target,
         older: float | None,
         cli: bool = False,
-    ) -> Result:
+    ) -> Scenario:
         source = self.layout.big / name
         dest = self.scratch / name
         kind = "cold" if cold else "warm"
@@ -83,20 +85,30 @@ class Bench(Floors):
             target=target,
             older=older,
         )
-        if not cold:  # warm: everything cached, whatever ran before
-            self.client.download(f"big/{name}", dest)
-        for _ in range(self.repeat):
+
+        def setup() -> None:
             dest.unlink(missing_ok=True)
             if cold:
                 self.refollow("big")
-            result.times.append(timed(get, True))
-        result.verified = data.same_dataset(source, dest)
-        dest.unlink()
-        return self.record(result)
+
+        def verify() -> bool:
+            same = data.same_dataset(source, dest)
+            dest.unlink()
+            return same
+
+        return Scenario(
+            result,
+            lambda: timed(get, True),
+            self.repeat,
+            setup,
+            # warm: everything cached, whatever ran before
+            prepare=(lambda: None) if cold else lambda: self.client.download(f"big/{name}", dest),
+            verify=verify,
+        )
 
     # --- selections --------------------------------------------------------------------------
 
-    def select_cli(self, cold: bool, target: Target, older: float | None) -> Result:
+    def select_cli(self, cold: bool, target: Target, older: float | None) -> Scenario:
         address = f"big/smooth.b2nd[{self.layout.selection}]"
         kind = "cold" if cold else "warm"
         result = Result(
@@ -107,18 +119,16 @@ class Bench(Floors):
             note=f"caterva show '{address}'",
         )
         command = [*self.cli, "show", address, "--sub", self.sub_url]
-        for _ in range(self.repeat):
-            if cold:
-                self.refollow("big")
-            result.times.append(
-                timed(lambda: subprocess.run(command, capture_output=True, check=True))
-            )
-        q = self.layout.side // 4
-        shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
-        result.verified = f"shape ({q}, {q}, {q})" in shown
-        return self.record(result)
+        run = lambda: subprocess.run(command, capture_output=True, check=True)  # noqa: E731
 
-    def select_client_warm(self, target: Target, older: float, per_repeat: int = 10) -> Result:
+        def verify() -> bool:
+            q = self.layout.side // 4
+            return f"shape ({q}, {q}, {q})" in run().stdout.decode()
+
+        setup = (lambda: self.refollow("big")) if cold else (lambda: None)
+        return Scenario(result, lambda: timed(run), self.repeat, setup, verify=verify)
+
+    def select_client_warm(self, target: Target, older: float, per_repeat: int = 10) -> Scenario:
         result = Result(
             "select_client_warm",
             "select 8 chunks, Python client, warm",
@@ -127,33 +137,44 @@ class Bench(Floors):
             note="ds[sel] on an open Client",
         )
         ds = self.client.dataset("big/smooth.b2nd")
-        got = ds[self.layout.key]  # warms the cache
-        for _ in range(self.repeat * per_repeat):
-            result.times.append(timed(lambda: ds[self.layout.key]))
-        original = data.blosc2.open(str(self.layout.big / "smooth.b2nd"), mode="r")
-        result.verified = bool(np.array_equal(got, original[self.layout.key]))
-        return self.record(result)
+        got = []
+
+        def verify() -> bool:
+            original = data.blosc2.open(str(self.layout.big / "smooth.b2nd"), mode="r")
+            return bool(np.array_equal(got[0], original[self.layout.key]))
+
+        return Scenario(
+            result,
+            lambda: timed(lambda: ds[self.layout.key]),
+            self.repeat * per_repeat,
+            prepare=lambda: got.append(ds[self.layout.key]),  # warms the cache
+            verify=verify,
+        )
 
     # --- the root of many small datasets -----------------------------------------------------
 
-    def follow_many(self, target: Target, older: float) -> Result:
+    def follow_many(self, target: Target, older: float) -> Scenario:
         result = Result(
             "follow_many",
             f"follow a {self.layout.datasets}-dataset root",
             target=target,
             older=older,
         )
-        count = None
-        for _ in range(self.repeat):
+        counts = []
+
+        def setup() -> None:
             if any(r.name == "many" and r.followed for r in self.client.roots()):
                 self.client.unfollow("many")
-            start = time.perf_counter()
-            count = self.client.follow("many")
-            result.times.append(time.perf_counter() - start)
-        result.verified = count == self.layout.datasets
-        return self.record(result)
 
-    def download_many(self, cold: bool, target: Target, older: float) -> Result:
+        def sample() -> float:
+            start = time.perf_counter()
+            counts.append(self.client.follow("many"))
+            return time.perf_counter() - start
+
+        verify = lambda: counts[-1] == self.layout.datasets  # noqa: E731
+        return Scenario(result, sample, self.repeat, setup, verify=verify)
+
+    def download_many(self, cold: bool, target: Target, older: float) -> Scenario:
         kind = "cold" if cold else "warm"
         dest = self.scratch / "many"
         result = Result(
@@ -162,45 +183,54 @@ class Bench(Floors):
             target=target,
             older=older,
         )
-        if not cold:
-            self.client.download("many", dest)
-        for _ in range(self.repeat):
+
+        def setup() -> None:
             shutil.rmtree(dest, ignore_errors=True)
             if cold:
                 self.refollow("many")
-            result.times.append(timed(lambda: self.client.download("many", dest), True))
-        result.verified = all(
-            data.same_dataset(self.layout.many / p, dest / p)
-            for p in map(self.layout.small_path, range(self.layout.datasets))
+
+        def verify() -> bool:
+            same = all(
+                data.same_dataset(self.layout.many / p, dest / p)
+                for p in map(self.layout.small_path, range(self.layout.datasets))
+            )
+            shutil.rmtree(dest)
+            return same
+
+        return Scenario(
+            result,
+            lambda: timed(lambda: self.client.download("many", dest), True),
+            self.repeat,
+            setup,
+            prepare=(lambda: None) if cold else lambda: self.client.download("many", dest),
+            verify=verify,
         )
-        shutil.rmtree(dest)
-        return self.record(result)
 
     # --- the CLI and change events -----------------------------------------------------------
 
-    def cli_roots(self, target: Target, older: float, per_repeat: int = 3) -> Result:
+    def cli_roots(self, target: Target, older: float, per_repeat: int = 3) -> Scenario:
         result = Result("cli_roots", "CLI start-up: caterva roots", target=target, older=older)
         command = [*self.cli, "roots", "--sub", self.sub_url]
-        for _ in range(self.repeat * per_repeat):
-            result.times.append(
-                timed(lambda: subprocess.run(command, capture_output=True, check=True))
-            )
-        shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
-        result.verified = "many" in shown and "big" in shown
-        return self.record(result)
+        run = lambda: subprocess.run(command, capture_output=True, check=True)  # noqa: E731
 
-    def cli_list(self, root: str = "many") -> Result:
+        def verify() -> bool:
+            shown = run().stdout.decode()
+            return "many" in shown and "big" in shown
+
+        return Scenario(result, lambda: timed(run), self.repeat * per_repeat, verify=verify)
+
+    def cli_list(self, root: str = "many") -> Scenario:
         """`caterva list` of the many-dataset root, human output."""
         result = Result("list_many_cli", f"CLI: caterva list {root}", note="rich table")
         command = [*self.cli, "list", root, "--sub", self.sub_url]
-        for _ in range(self.repeat):
-            result.times.append(
-                timed(lambda: subprocess.run(command, capture_output=True, check=True))
-            )
-        shown = subprocess.run(command, capture_output=True, check=True).stdout.decode()
-        names = map(self.layout.small_path, range(self.layout.datasets))
-        result.verified = all(Path(name).name in shown for name in names)
-        return self.record(result)
+        run = lambda: subprocess.run(command, capture_output=True, check=True)  # noqa: E731
+
+        def verify() -> bool:
+            shown = run().stdout.decode()
+            names = map(self.layout.small_path, range(self.layout.datasets))
+            return all(Path(name).name in shown for name in names)
+
+        return Scenario(result, lambda: timed(run), self.repeat, verify=verify)
 
     def change_notify(self, target: Target, per_repeat: int = 5) -> Result:
         """A file rewritten at the publisher -> its update event at a watching client."""

@@ -87,22 +87,25 @@ def test_only_caterva2_is_a_peer():
         run.parse(["--peer", "zarr"])
 
 
-def _row(name, median, verified=True):
-    return {"name": name, "median_s": median, "verified": verified}
+def _row(name, median, verified=True, times=None):
+    return {"name": name, "median_s": median, "verified": verified, "times_s": times or [median]}
 
 
-def test_the_side_by_side_table_shows_the_lead_and_the_floors():
+def test_the_side_by_side_table_shows_the_leads_and_the_floors():
     ours = [
-        _row("download_smooth_cold", 0.5),
+        _row("download_smooth_cold", 0.5, times=[0.5, 0.4, 1.0]),
         _row("uvicorn_smooth", 0.25),
         _row("uvicorn_tiny", 0.01),
         _row("cli_roots", 0.2),
     ]
-    theirs = [_row("download_smooth_cold", 10.0), _row("cli_roots", 1.0, verified=False)]
+    theirs = [
+        _row("download_smooth_cold", 10.0, times=[10.0, 4.0, 12.0]),  # pairs: 20x, 10x, 12x
+        _row("cli_roots", 1.0, verified=False),
+    ]
     lines = report.side_by_side(ours, theirs, 1000).splitlines()
     cold = next(line for line in lines if line.startswith("download compressible cube, cold"))
-    assert cold.split()[4:] == ["500", "ms", "10.00", "s", "20.0x", "250", "ms"]
+    assert cold.split()[4:] == ["500", "ms", "10.00", "s", "20.0x", "12.0x", "250", "ms"]
     startup = next(line for line in lines if line.startswith("CLI start-up"))
     assert "5.0x" in startup and "NOT verified: Caterva2" in startup
     follow = next(line for line in lines if line.startswith("follow a root of 1,000 datasets"))
-    assert follow.split()[-4:] == ["-", "-", "-", "-"]  # measured on neither side here
+    assert follow.split()[-5:] == ["-"] * 5  # measured on neither side here
