@@ -2,7 +2,8 @@
 
 Every ratio in the report is against one of these, measured in the same run: a whole cube, the
 first bytes of one (as many as the selected chunks hold), one tiny file, or every file of the
-many-dataset root through one curl process and one connection.
+many-dataset root through one curl process and one connection; and, for whole cubes, ``cp``
+of the stored file: no download can land the same bytes in a file faster than that.
 """
 
 from __future__ import annotations
@@ -52,6 +53,27 @@ class Floors:
             dest.unlink(missing_ok=True)
             result.times.append(timed(fetch, settle=True))
         result.verified = _same_bytes(source, dest, nbytes)
+        dest.unlink()
+        return self.record(result)
+
+    def copy_floor(self, path: str) -> Result:
+        """The stored file copied to a new file by ``cp`` (no network, no process between):
+        what landing those bytes in a file costs at least on this machine, page cache warm."""
+        source = self.layout.base / path
+        dest = self.scratch / f"copy-{source.name}"
+        result = Result(
+            f"cp_{Path(path).stem}",
+            f"floor: cp, {source.name} to a new file",
+            nbytes=source.stat().st_size,
+            note="cp",
+        )
+        command = ["cp", str(source), str(dest)]
+        for n in range(self.repeat + 1):  # the first, untimed, reads the source into memory
+            dest.unlink(missing_ok=True)
+            took = timed(lambda: subprocess.run(command, check=True), settle=True)
+            if n:
+                result.times.append(took)
+        result.verified = _same_bytes(source, dest)
         dest.unlink()
         return self.record(result)
 

@@ -126,7 +126,8 @@ def leads(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
 
 
 def side_by_side(rows: list[dict[str, Any]], peer: list[dict[str, Any]], datasets: int) -> str:
-    """caterva against Caterva2, row by row, with the plain-HTTP floors of the same run."""
+    """caterva against Caterva2, row by row, with the plain-HTTP floors of the same run and,
+    for whole cubes, the cost of copying the file (``cp``)."""
     ours, theirs = {r["name"]: r for r in rows}, {r["name"]: r for r in peer}
     servers = [s for s in ("nginx", "uvicorn") if f"{s}_tiny" in ours]
     lines = [
@@ -137,11 +138,12 @@ def side_by_side(rows: list[dict[str, Any]], peer: list[dict[str, Any]], dataset
             "lead",
             "pair lead",
             *(f"{s} floor" for s in servers),
+            "cp floor",
         )
     ]
     for label, name, floor in SIDE_ROWS:
         a, b = ours.get(name, {}).get("median_s"), theirs.get(name, {}).get("median_s")
-        floors = [ours.get(f"{s}_{floor}", {}).get("median_s") for s in servers]
+        floors = [ours.get(f"{s}_{floor}", {}).get("median_s") for s in (*servers, "cp")]
         lead = leads(ours.get(name, {}), theirs.get(name, {}))
         unverified = [
             who

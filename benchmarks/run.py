@@ -161,10 +161,11 @@ NONE = (Target(), None)  # no target, no older figure
 
 
 def baselines(bench: Bench, servers: dict[str, str]) -> None:
-    """The plain-HTTP baselines of whole-file downloads."""
+    """The plain-HTTP baselines of whole-file downloads, and what copying the file costs."""
     for name, what, _, _ in CUBES:
         for server, url in servers.items():
             bench.baseline(f"big/{name}", f"baseline: {server} static file, {what}", server, url)
+        bench.copy_floor(f"big/{name}")
 
 
 def big(bench: Bench, older, side: bool) -> list[Scenario]:

@@ -95,6 +95,7 @@ def test_the_side_by_side_table_shows_the_leads_and_the_floors():
     ours = [
         _row("download_smooth_cold", 0.5, times=[0.5, 0.4, 1.0]),
         _row("uvicorn_smooth", 0.25),
+        _row("cp_smooth", 0.125),
         _row("uvicorn_tiny", 0.01),
         _row("cli_roots", 0.2),
     ]
@@ -104,8 +105,20 @@ def test_the_side_by_side_table_shows_the_leads_and_the_floors():
     ]
     lines = report.side_by_side(ours, theirs, 1000).splitlines()
     cold = next(line for line in lines if line.startswith("download compressible cube, cold"))
-    assert cold.split()[4:] == ["500", "ms", "10.00", "s", "20.0x", "12.0x", "250", "ms"]
+    assert cold.split()[4:] == [
+        "500",
+        "ms",
+        "10.00",
+        "s",
+        "20.0x",
+        "12.0x",
+        "250",
+        "ms",
+        "125",
+        "ms",
+    ]
     startup = next(line for line in lines if line.startswith("CLI start-up"))
     assert "5.0x" in startup and "NOT verified: Caterva2" in startup
+    assert startup.split()[-1] == "-"  # no copy floor for a request
     follow = next(line for line in lines if line.startswith("follow a root of 1,000 datasets"))
-    assert follow.split()[-5:] == ["-"] * 5  # measured on neither side here
+    assert follow.split()[-6:] == ["-"] * 6  # measured on neither side here
