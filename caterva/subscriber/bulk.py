@@ -221,8 +221,11 @@ class Response:
                     yield piece
                 if await self._line():
                     raise BadHTTP("a chunk of the body is longer than its size says")
-            while await self._line():  # trailers: ignored
-                pass
+            trailers = 0  # ignored, but not without end
+            while line := await self._line():
+                trailers += len(line)
+                if trailers > MAX_HEAD:
+                    raise BadHTTP("the body's trailers are too large")
         elif self._length is not None:
             async for piece in self._exactly(self._length):
                 yield piece

@@ -188,3 +188,34 @@ def test_every_byte_is_verified_before_it_is_cached(url, tmp_path):
     files = list((tmp_path / "chunks" / str(ds_id)).iterdir())
     assert [f.name for f in files] == [f"0.{info.digests[0]}"]
     assert files[0].read_bytes() == chunks[0]
+
+
+@pytest.mark.parametrize(
+    "answer, text",
+    [
+        (b"garbage\r\n\r\n", "not an HTTP response"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + b"X: y\r\n" * 20000,
+            "trailers",
+        ),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"y" * 70000, "head is too large"),
+    ],
+)
+def test_what_uvicorn_would_never_send_is_a_protocol_error(answer, text):
+    """A raw server on loopback, for answers no ASGI app can make."""
+
+    async def go():
+        async def reply(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            await reader.read()  # until the client gives up and closes
+
+        server = await asyncio.start_server(reply, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, upstream.new_client() as client:
+            with pytest.raises(ProtocolError, match=text):
+                await fetch(client, f"http://127.0.0.1:{port}", "raw")
+
+    asyncio.run(go())
