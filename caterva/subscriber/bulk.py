@@ -11,7 +11,8 @@ Only what the chunk streams need: one request at a time per connection, keep-ali
 origin (a connection goes back to the pool only after a complete body), TLS, a read timeout
 (no byte for that long), no redirects, no content codings, no 1xx. Errors: OSError
 (TimeoutError among them) when the connection fails or ends early, BadHTTP when what came is
-not HTTP/1.1. caterva.subscriber.upstream maps them, as it does httpx's.
+not HTTP/1.x (a test's fake source may answer HTTP/1.0). caterva.subscriber.upstream maps
+them, as it does httpx's.
 """
 
 from __future__ import annotations
@@ -197,8 +198,8 @@ class Response:
         except httptools.HttpParserError as exc:
             raise BadHTTP(f"not an HTTP response ({exc})") from exc
         self.status, self.headers = parser.get_status_code(), seen.headers
-        if not seen.done or self.status < 200 or parser.get_http_version() != "1.1":
-            raise BadHTTP(f"not an HTTP/1.1 final response (status {self.status})")
+        if not seen.done or self.status < 200 or parser.get_http_version() not in ("1.0", "1.1"):
+            raise BadHTTP(f"not an HTTP/1.x final response (status {self.status})")
         coding = (self.header(b"transfer-encoding") or "").strip().lower()
         length = self.header(b"content-length")
         if coding:

@@ -96,8 +96,9 @@ class _Body(httpx.AsyncByteStream):
 def read_in_big_pieces() -> None:
     """httpcore reads a response 64 KiB at a time, with ~100 us of Python around each read;
     a manifest can be tens of megabytes, so read 1 MiB pieces (a 128 MiB body on loopback:
-    ~550 -> ~750 MiB/s; chunk batches go through bulk.py). A class setting, as httpcore has no option for it: made by the subscriber
-    process at start (caterva.subscriber.run), whose only HTTP client talks to sources."""
+    ~550 -> ~750 MiB/s; chunk batches go through bulk.py). A class setting, as httpcore has no
+    option for it: made by the subscriber process at start (caterva.subscriber.run), whose only
+    HTTP client talks to sources."""
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
