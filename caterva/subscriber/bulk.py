@@ -33,7 +33,7 @@ MAX_LINE = 4096  # a chunk-size line (with extensions) or a trailer line
 
 
 class BadHTTP(Exception):
-    """What the server sent is not an HTTP/1.1 response we can read."""
+    """What the server sent is not an HTTP/1.x response we can read."""
 
 
 class _Protocol(asyncio.BufferedProtocol):
@@ -140,8 +140,10 @@ class Response:
         """The next piece received; ConnectionError when the connection ended before."""
         protocol = self.conn.protocol
         while not protocol.ready:
-            if protocol.eof:
-                raise ConnectionError("the source closed the connection before the body ended")
+            if protocol.eof:  # with why, when the transport knows (a reset, a TLS error)
+                raise ConnectionError(
+                    "the source closed the connection before the body ended"
+                ) from protocol.error
             await protocol.wait(self.timeout)
         return protocol.take()
 
