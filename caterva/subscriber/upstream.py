@@ -1,5 +1,8 @@
-"""Talking to sources (publishers and mirrors): one pooled httpx client, errors mapped once.
+"""Talking to sources (publishers and mirrors): one pooled client, errors mapped once.
 
+JSON answers come through httpx; chunk batches, nearly all the bytes, through bulk.py (a lean
+HTTP/1.1 client), over connections of its own but with the same TLS context, headers, source
+tokens, hooks (metrics, a mirror's X-Caterva-Via) and timeouts: requests are built by httpx.
 Any transport failure becomes SourceOffline; a caterva JSON error becomes the same caterva
 error class it was raised as at the source; anything else is a ProtocolError. Callers above
 this module never see httpx exceptions.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +31,7 @@ from caterva.errors import CatervaError, ProtocolError, SourceOffline, SourceRef
 from caterva.protocol import listing, rest
 from caterva.protocol.listing import Listing
 from caterva.protocol.metadata import DatasetInfo
+from caterva.subscriber import bulk
 
 LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16)
 READ_BYTES = 1 << 20
@@ -35,16 +40,65 @@ READ_BYTES = 1 << 20
 class SourceClient(httpx.AsyncClient):
     """The pooled client to sources, and the most bytes of JSON it reads from one answer."""
 
-    def __init__(self, *, max_json: int, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, max_json: int, verify: ssl.SSLContext, **kwargs) -> None:
+        super().__init__(verify=verify, **kwargs)
         self.max_json = max_json
+        self.bulk = bulk.Pool(
+            verify,
+            connect_timeout=self.timeout.connect,
+            read_timeout=self.timeout.read,
+            pool_timeout=self.timeout.pool,
+            max_connections=LIMITS.max_connections,
+            max_idle=LIMITS.max_keepalive_connections,
+        )
+
+    @asynccontextmanager
+    async def stream_bulk(self, method: str, url: str, **kwargs):
+        """(head, body) of a request sent through bulk.py: ``head`` an httpx.Response without
+        its body (raise_for_error reads an error's), ``body`` the bulk body's pieces."""
+        request = self.build_request(method, url, **kwargs)
+        if self.auth is not None:  # one step: SourceTokens adds a header
+            flow = self.auth.async_auth_flow(request)
+            request = await anext(flow)
+            await flow.aclose()
+        for hook in self.event_hooks["request"]:
+            await hook(request)
+        u = request.url
+        if u.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"no {u.scheme!r} sources", request=request)
+        line = b"%s %s HTTP/1.1\r\n" % (method.encode(), u.raw_path)
+        head = line + b"".join(b"%s: %s\r\n" % kv for kv in request.headers.raw) + b"\r\n"
+        key = (u.scheme, u.host, u.port or (443 if u.scheme == "https" else 80))
+        async with self.bulk.request(key, head, request.content) as answer:
+            response = httpx.Response(
+                answer.status, headers=answer.headers, stream=_Body(answer), request=request
+            )
+            for hook in self.event_hooks["response"]:
+                await hook(response)
+            yield response, answer.body()
+
+    async def aclose(self) -> None:
+        await self.bulk.aclose()
+        await super().aclose()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A bulk body as httpx reads one: for the small bodies of errors."""
+
+    def __init__(self, answer: bulk.Response) -> None:
+        self.answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for piece in self.answer.body():
+            yield bytes(piece)
 
 
 def read_in_big_pieces() -> None:
     """httpcore reads a response 64 KiB at a time, with ~100 us of Python around each read;
-    chunk batches are megabytes, so read 1 MiB pieces (a 128 MiB body on loopback: ~550 ->
-    ~750 MiB/s). A class setting, as httpcore has no option for it: made by the subscriber
-    process at start (caterva.subscriber.run), whose only HTTP client talks to sources."""
+    a manifest can be tens of megabytes, so read 1 MiB pieces (a 128 MiB body on loopback:
+    ~550 -> ~750 MiB/s; chunk batches go through bulk.py). A class setting, as httpcore has no
+    option for it: made by the subscriber process at start (caterva.subscriber.run), whose only
+    HTTP client talks to sources."""
     httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
@@ -54,7 +108,9 @@ def new_client(
     """The client to sources; limits not given are the settings ``max_source_json`` and
     ``source_timeout`` (caterva.config)."""
     read = config.parse_duration(config.setting("source_timeout", read_timeout))
+    verify = kwargs.pop("verify", True)
     return SourceClient(
+        verify=verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify),
         max_json=config.parse_size(config.setting("max_source_json", max_json)),
         timeout=httpx.Timeout(30.0, connect=3.0, read=read),
         limits=LIMITS,
@@ -120,11 +176,15 @@ async def raise_for_error(response: httpx.Response, most: int) -> None:
 
 @asynccontextmanager
 async def _mapped(url: str):
-    """httpx's errors as caterva's, for every request to a source (the one place)."""
+    """httpx's and bulk's errors as caterva's, for every request to a source (the one place)."""
     try:
         yield
-    except httpx.TransportError as exc:
+    except CatervaError:  # some are OSErrors too (PermissionError, TimeoutError)
+        raise
+    except (httpx.TransportError, OSError) as exc:  # OSError: bulk's (TimeoutError among them)
         raise SourceOffline(f"source {url} is unreachable ({type(exc).__name__})") from exc
+    except bulk.BadHTTP as exc:
+        raise ProtocolError(f"bad answer from source {url}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise ProtocolError(f"bad answer from source {url}: {exc}") from exc
     except httpx.InvalidURL as exc:  # not an HTTPError; the URL came in an MQTT announcement
@@ -204,11 +264,15 @@ class Source:
         order = (n for n, (_, indices) in enumerate(wanted) for _ in set(indices))
         async with (
             _mapped(self.url),
-            self.client.stream(method, self.url + url, **args) as response,
+            self.client.stream_bulk(method, self.url + url, **args) as (response, body),
         ):
             await raise_for_error(response, self.client.max_json)
+            if response.status_code != 200:  # a redirect is not followed
+                raise ProtocolError(
+                    f"source {self.url} answered a batch with HTTP {response.status_code}"
+                )
             _check_plain(response)
-            async for data in response.aiter_bytes():
+            async for data in body:
                 for i, digest, chunk in reader.feed(data):
                     yield next(order), i, digest, chunk
         reader.close()
