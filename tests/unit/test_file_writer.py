@@ -11,6 +11,7 @@ import blosc2
 import numpy as np
 import pytest
 
+from caterva.protocol import layout
 from caterva.protocol.layout import (
     FileWriter,
     describe,
@@ -78,3 +79,20 @@ def test_a_frame_of_an_schunk_is_the_dataset(size, tmp_path):
     assert copy[:] == source[:]
     head, tail = frame_bounds(info, [len(c) for c in chunks])
     assert (tmp_path / "out.b2frame").read_bytes() == head + b"".join(chunks) + tail
+
+
+def test_chunks_given_as_pieces_and_short_writes_make_the_same_file(tmp_path, monkeypatch):
+    """The client hands each chunk as the pieces it received (rest.BatchReader joined=False),
+    written with writev: the file is the one whole chunks make, even when the kernel takes
+    only a few bytes per call."""
+    source = blosc2.open(str(EXAMPLES[0]), mode="r")
+    whole = written(source, tmp_path / "whole.b2nd")
+    writev = layout.os.writev
+    monkeypatch.setattr(layout.os, "writev", lambda fd, pieces: writev(fd, [pieces[0][:7]]))
+    with FileWriter(whole.info, tmp_path / "pieces.b2nd") as writer:
+        for i in range(source.schunk.nchunks):
+            raw = source.schunk.get_chunk(i)
+            writer.add([memoryview(raw)[k : k + 100] for k in range(0, len(raw), 100)])
+    got = (tmp_path / "pieces.b2nd").read_bytes()
+    assert got == (tmp_path / "whole.b2nd").read_bytes()
+    assert blosc2.open(str(tmp_path / "pieces.b2nd"))[()].tobytes() == source[()].tobytes()
