@@ -223,9 +223,9 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
     """The header and trailer of a frame of ``info``'s layout and vlmeta, as an empty one
     (its chunks change only frame_size and the byte counts in them), or None when blosc2 made
     a frame of an unexpected shape."""
+    # not sort_keys: the trailer keeps vlmeta in the order given
     key = json.dumps(
-        [info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.cparams, info.vlmeta],
-        sort_keys=True,
+        [info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.cparams, info.vlmeta]
     )
     if key not in _FRAMES:
         if len(_FRAMES) >= 64:
