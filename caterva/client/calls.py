@@ -26,7 +26,8 @@ from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo, Manifest
 from caterva.protocol.names import check_root, split_address
 
-Frame = tuple[int, str, bytes]  # (chunk index, digest, compressed bytes)
+# (chunk index, digest, compressed bytes): to ``write``, the bytes as pieces (rest.BatchReader)
+Frame = tuple[int, str, bytes | list[memoryview]]
 POUR_BYTES = 4 << 20  # a file's body is handed on (hashed, written) about this much at a time
 
 
@@ -69,8 +70,9 @@ class Call:
 
     def frames(self) -> rest.BatchReader:
         """The reader of a frames answer: frames that are not the ones asked for, or bigger
-        than their chunks can be, fail before their bytes are kept."""
-        return rest.BatchReader(rest.expected_frames(self.batch))
+        than their chunks can be, fail before their bytes are kept. Frames to ``write`` keep
+        their bytes as the pieces received (written as they are, layout.write_all)."""
+        return rest.BatchReader(rest.expected_frames(self.batch), joined=self.write is None)
 
 
 def json_of(response: httpx.Response) -> Any:

@@ -29,7 +29,7 @@ from caterva.client.calls import (
 )
 from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
-from caterva.client.transport import check, mapped
+from caterva.client.transport import check, mapped, read_in_big_pieces
 from caterva.protocol.metadata import DatasetInfo
 
 if TYPE_CHECKING:
@@ -54,6 +54,10 @@ class Client(ClientBase):
     """
 
     _http_class = httpx.Client
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        read_in_big_pieces(self._http)
 
     def close(self) -> None:
         self._http.close()

@@ -128,7 +128,7 @@ class Assembler:
         self._placed = Placement.of(self.target)
         self._writer = FileWriter(self.info, self._placed.part)
 
-    def add(self, index: int, digest: str, data: bytes) -> None:
+    def add(self, index: int, digest: str, data: bytes | list[memoryview]) -> None:
         self.meter.check()
         if index != self.count:
             raise ProtocolError(f"expected chunk {self.count}, the subscriber sent {index}")
@@ -140,7 +140,7 @@ class Assembler:
         self.count += 1
         self.meter.advance(chunk_nbytes(self.info, index))
 
-    def add_all(self, items: list[tuple[int, str, bytes]]) -> None:
+    def add_all(self, items: list[tuple[int, str, bytes | list[memoryview]]]) -> None:
         for item in items:
             self.add(*item)
 
@@ -182,7 +182,7 @@ class Batch:
     def open(self) -> None:
         pass  # each dataset's file is opened at its first chunk
 
-    def add(self, index: int, digest: str, data: bytes) -> None:
+    def add(self, index: int, digest: str, data: bytes | list[memoryview]) -> None:
         if self._current is None:
             if self._next == len(self.targets):
                 raise ProtocolError("the subscriber sent more chunks than asked for")
@@ -194,7 +194,7 @@ class Batch:
             self._current.finish()
             self._current = None
 
-    def add_all(self, items: list[tuple[int, str, bytes]]) -> None:
+    def add_all(self, items: list[tuple[int, str, bytes | list[memoryview]]]) -> None:
         for item in items:
             self.add(*item)
 

@@ -151,19 +151,24 @@ class FileWriter:
         self.count = 0
         self._ends = frame_ends(info) if info.kind != "file" else None
         if info.kind == "file" or self._ends:
-            self._out = open(dest, "wb")
+            self._out = open(dest, "wb", buffering=0)  # chunks are big: written as they come
             self._sizes: list[int] = []
             if self._ends:
-                self._out.write(self._ends[0])  # its sizes are set at close
+                write_all(self._out.fileno(), [self._ends[0]])  # its sizes are set at close
         else:
             self._container = new_container(info, os.fspath(dest))
 
-    def add(self, raw: bytes) -> None:
+    def add(self, raw: bytes | list[memoryview]) -> None:
+        """The next chunk: its bytes, or a list of pieces of them in order (rest.BatchReader)."""
+        if self._ends:
+            pieces = raw if isinstance(raw, list) else [raw]
+            self._sizes.append(write_all(self._out.fileno(), pieces))
+            self.count += 1
+            return
+        if isinstance(raw, list):
+            raw = b"".join(raw)
         if self.info.kind == "file":
-            self._out.write(blosc2.decompress(raw))
-        elif self._ends:
-            self._sizes.append(len(raw))
-            self._out.write(raw)
+            write_all(self._out.fileno(), [blosc2.decompress(raw)])
         elif self.info.kind == "b2nd":
             self._container.schunk.update_chunk(self.count, raw)
         else:
@@ -176,9 +181,9 @@ class FileWriter:
         elif self._ends:
             with self._out as f:
                 head, tail = frame_bounds(self.info, self._sizes)
-                f.write(tail)
+                write_all(f.fileno(), [tail])
                 f.seek(0)
-                f.write(head)
+                write_all(f.fileno(), [head])
         else:
             del self._container  # blosc2 flushes the frame when the container goes
 
@@ -189,10 +194,26 @@ class FileWriter:
         self.close()
 
 
+def write_all(fd: int, pieces: list) -> int:
+    """Every byte of ``pieces`` (bytes-likes, in order) to ``fd``, at its position, in one
+    writev a time; returns how many. Views of received pieces go to the kernel as they are:
+    joining them first cost a copy into fresh memory, page faults included, per chunk."""
+    pieces = [piece for piece in pieces if len(piece)]
+    total = sum(len(piece) for piece in pieces)
+    while pieces:
+        done = os.writev(fd, pieces[:_IOV_MAX])
+        while pieces and done >= len(pieces[0]):  # a short write resumes where it stopped
+            done -= len(pieces.pop(0))
+        if done:
+            pieces[0] = memoryview(pieces[0])[done:]
+    return total
+
+
 # Where a contiguous frame keeps what its chunks change (c-blosc2's README_CFRAME_FORMAT):
 # header_size (msgpack int32), frame_size (uint64), uncompressed_size and compressed_size
 # (int64), big-endian after their msgpack type byte; trailer_len (uint32) 22 bytes before the
 # end. The chunk count is the index's length.
+_IOV_MAX = 1024  # pieces in one writev (Linux's limit)
 _HEADER_SIZE, _FRAME_SIZE, _FRAME_NBYTES, _FRAME_CBYTES, _TRAILER_LEN = 11, 16, 30, 39, -22
 _INDEX_CPARAMS = blosc2.CParams(typesize=8, nthreads=1, codec=blosc2.Codec.ZSTD, clevel=5)
 _FRAMES: dict[str, tuple[bytes, bytes] | None] = {}  # layout -> (header, trailer)
@@ -202,9 +223,9 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
     """The header and trailer of a frame of ``info``'s layout and vlmeta, as an empty one
     (its chunks change only frame_size and the byte counts in them), or None when blosc2 made
     a frame of an unexpected shape."""
+    # not sort_keys: the trailer keeps vlmeta in the order given
     key = json.dumps(
-        [info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.cparams, info.vlmeta],
-        sort_keys=True,
+        [info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.cparams, info.vlmeta]
     )
     if key not in _FRAMES:
         if len(_FRAMES) >= 64:

@@ -213,16 +213,20 @@ class BatchReader:
 
     A chunk's bytes are kept as views of the pieces fed and joined once when complete: no
     buffer is grown and then cut from the front, which copies big chunks again and again.
+    With ``joined=False`` they are not joined at all: each chunk comes as its list of views,
+    for a writer that hands them to the kernel as they are (layout.write_all) instead of
+    copying every chunk into a fresh buffer first.
     """
 
-    def __init__(self, expected: Iterable[tuple[int, int]]) -> None:
+    def __init__(self, expected: Iterable[tuple[int, int]], joined: bool = True) -> None:
         self._expected = iter(expected)
+        self._joined = joined
         self._head = b""  # a frame header split across pieces
         self._need: tuple[int, int, str] | None = None
         self._parts: list[memoryview] = []
         self._got = 0
 
-    def feed(self, data: bytes) -> Iterator[tuple[int, str, bytes]]:
+    def feed(self, data: bytes) -> Iterator[tuple[int, str, bytes | list[memoryview]]]:
         view = memoryview(data)
         pos, end = 0, len(data)
         while pos < end or (self._need is not None and self._need[1] == 0):
@@ -247,11 +251,10 @@ class BatchReader:
                 pos += take
             if self._got < length:
                 return
-            payload = b"".join(self._parts)
-            self._parts, self._got, self._need = [], 0, None
+            parts, self._parts, self._got, self._need = self._parts, [], 0, None
             if index == ERROR_INDEX:
-                raise _error_of(payload)
-            yield index, digest, payload
+                raise _error_of(b"".join(parts))
+            yield index, digest, b"".join(parts) if self._joined else parts
 
     def _check(self, index: int, length: int) -> None:
         asked, most = next(self._expected, (None, 0))

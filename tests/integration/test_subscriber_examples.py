@@ -142,3 +142,31 @@ def test_every_blosc2_example_downloads_whole_from_the_cache_as_the_original(
             meta = opened.schunk.vlmeta if path.endswith(".b2nd") else opened.vlmeta
             ometa = original.schunk.vlmeta if path.endswith(".b2nd") else original.vlmeta
             assert meta.getall() == ometa.getall(), path
+
+
+def test_a_cold_root_download_writes_every_example_as_the_original(subscriber, tmp_path):
+    """A root comes chunk by chunk (multi-dataset batches and windows, framed here from the
+    pieces received): every file opens as its original, plain files are their bytes."""
+    from caterva.client import Client
+
+    url = str(subscriber.base_url).removesuffix("/").removesuffix("/v1")
+    with Client(url) as client:
+        client.unfollow("example")  # drops the cached chunks: the subscriber fetches them
+        client.follow("example")
+        base = client.download("example", tmp_path / "root")
+    files = [p for p in ORIGINALS if not any(p.startswith(f"{q}/") for q in ORIGINALS)]
+    for path in files:
+        got = base / path
+        if path.endswith((".b2nd", ".b2frame")):
+            opened = blosc2.open(str(got), mode="r")
+            original = blosc2.open(str(EXAMPLE / path), mode="r")
+            values = opened[...] if path.endswith(".b2nd") else np.frombuffer(opened[:], np.uint8)
+            assert np.array_equal(values, ORIGINALS[path], equal_nan=values.dtype.kind in "fc")
+            meta = opened.schunk.vlmeta if path.endswith(".b2nd") else opened.vlmeta
+            ometa = original.schunk.vlmeta if path.endswith(".b2nd") else original.vlmeta
+            assert meta.getall() == ometa.getall(), path
+        else:
+            assert got.read_bytes() == (EXAMPLE / path).read_bytes(), path
+    assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) == sorted(
+        files
+    )

@@ -5,12 +5,14 @@ header and trailer follow from the chunk sizes alone (frame_bounds): what a subs
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import blosc2
 import numpy as np
 import pytest
 
+from caterva.protocol import layout
 from caterva.protocol.layout import (
     FileWriter,
     describe,
@@ -78,3 +80,35 @@ def test_a_frame_of_an_schunk_is_the_dataset(size, tmp_path):
     assert copy[:] == source[:]
     head, tail = frame_bounds(info, [len(c) for c in chunks])
     assert (tmp_path / "out.b2frame").read_bytes() == head + b"".join(chunks) + tail
+
+
+def test_chunks_given_as_pieces_and_short_writes_make_the_same_file(tmp_path, monkeypatch):
+    """The client hands each chunk as the pieces it received (rest.BatchReader joined=False),
+    written with writev: the file is the one whole chunks make, even when the kernel takes
+    only a few bytes per call."""
+    source = blosc2.open(str(EXAMPLES[0]), mode="r")
+    whole = written(source, tmp_path / "whole.b2nd")
+    writev = layout.os.writev
+    monkeypatch.setattr(layout.os, "writev", lambda fd, pieces: writev(fd, [pieces[0][:7]]))
+    with FileWriter(whole.info, tmp_path / "pieces.b2nd") as writer:
+        for i in range(source.schunk.nchunks):
+            raw = source.schunk.get_chunk(i)
+            writer.add([memoryview(raw)[k : k + 100] for k in range(0, len(raw), 100)])
+    got = (tmp_path / "pieces.b2nd").read_bytes()
+    assert got == (tmp_path / "whole.b2nd").read_bytes()
+    assert blosc2.open(str(tmp_path / "pieces.b2nd"))[()].tobytes() == source[()].tobytes()
+
+
+def test_vlmeta_keeps_the_order_of_each_info_asked_for(tmp_path):
+    """Frame ends are cached by layout: two infos that differ only in vlmeta order (a file
+    described here, the same dataset's info from a subscriber's JSON) each get their own."""
+    source = blosc2.asarray(np.arange(400, dtype=np.int32), chunks=(200,), blocks=(100,))
+    source.schunk.vlmeta["units"] = "degC"
+    source.schunk.vlmeta["description"] = "d"
+    info = describe(source, "x.b2nd", "b2nd", size=0, mtime=0)
+    for n, vlmeta in enumerate((info.vlmeta, dict(sorted(info.vlmeta.items())))):
+        with FileWriter(replace(info, vlmeta=vlmeta), tmp_path / f"{n}.b2nd") as writer:
+            for i in range(source.schunk.nchunks):
+                writer.add(source.schunk.get_chunk(i))
+        copy = blosc2.open(str(tmp_path / f"{n}.b2nd"), mode="r")
+        assert list(copy.schunk.vlmeta.getall()) == list(vlmeta)

@@ -232,6 +232,22 @@ def test_batch_frames_survive_any_split(payloads, data):
     assert got == [(i, chunk_digest(p), p) for i, p in enumerate(payloads)]
 
 
+@given(st.lists(st.binary(max_size=300), max_size=8), st.data())
+def test_unjoined_frames_come_as_the_pieces_received(payloads, data):
+    """The client's write path: each chunk as views of the pieces fed, no copy made."""
+    stream = b"".join(rest.frame_header(i, p, chunk_digest(p)) + p for i, p in enumerate(payloads))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    expected = ((i, len(p)) for i, p in enumerate(payloads))
+    reader, got = rest.BatchReader(expected, joined=False), []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)]):
+        got.extend(reader.feed(stream[a:b]))
+    reader.close()
+    assert all(isinstance(parts, list) for _, _, parts in got)
+    assert [(i, d, b"".join(parts)) for i, d, parts in got] == [
+        (i, chunk_digest(p), p) for i, p in enumerate(payloads)
+    ]
+
+
 def test_a_truncated_batch_is_an_error():
     reader = rest.BatchReader([(0, 3)])
     list(reader.feed(rest.frame_header(0, b"abc", chunk_digest(b"abc")) + b"ab"))
