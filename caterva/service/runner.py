@@ -109,6 +109,7 @@ def run(app, sock: socket.socket, *, tls: tuple[str, str] | None = None) -> None
         log_level=None,
         access_log=logs.access_enabled(),
         lifespan="on",
+        ws="none",  # no websockets here: uvicorn would import an implementation at start
         timeout_graceful_shutdown=5,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,

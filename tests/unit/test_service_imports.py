@@ -21,8 +21,16 @@ from caterva.subscriber.app import create_app
 from caterva.subscriber.settings import SubscriberSettings
 create_app(SubscriberSettings(("mqtt://127.0.0.1:9",), "127.0.0.1", 0, Path("."), 1), "u")
 """
-PUBLISHER = "import caterva.publisher.app"
+PUBLISHER = """
+import tempfile
+import caterva.publisher.app
+from caterva.protocol.seal import sign
+from caterva.publisher.signing import load_key
+sign(load_key(Path(tempfile.mkdtemp())), root="r", origin="o", version=1, manifest_etag="e")
+"""
 LATER = {"jinja2", "markupsafe", "markdown_it", "h5py", "caterva.subscriber.c2model"}
+# Ed25519 only: cryptography's serialization package imports its SSH code (and bcrypt)
+KEYS = {"bcrypt", "cryptography.hazmat.primitives.serialization"}
 
 
 def modules(build: str) -> set[str]:
@@ -46,5 +54,7 @@ def test_a_subscriber_imports_the_page_and_caterva2_api_when_first_asked():
     assert not found & (LATER | {"numpy", "blosc2", "caterva.subscriber.web.pages"})
 
 
-def test_a_publisher_imports_h5py_only_for_an_hdf5_file():
-    assert not modules(PUBLISHER) & LATER
+def test_a_publisher_imports_h5py_only_for_an_hdf5_file_and_signs_with_ed25519_alone():
+    found = modules(PUBLISHER)
+    assert "cryptography.hazmat.primitives.asymmetric.ed25519" in found
+    assert not found & (LATER | KEYS)
