@@ -85,9 +85,7 @@ class Seal(Model):
 
 def sign(private, *, root: str, origin: str, version: int, manifest_etag: str) -> Seal:
     """A seal made with ``private`` (an Ed25519PrivateKey)."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    raw = private.public_key().public_bytes_raw()
     unsigned = Seal(
         root=root,
         origin=origin,

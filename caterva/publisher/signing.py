@@ -26,15 +26,15 @@ KEY_FILE = "signing-key"
 
 def load_key(statedir: Path):
     """The Ed25519 private key of this state directory, made on first use."""
+    # not cryptography's serialization module: it imports its SSH and PKCS#12 code (and bcrypt)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
     path = statedir / KEY_FILE
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
         private = Ed25519PrivateKey.generate()
-        raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        raw = private.private_bytes_raw()
         if not atomic.write(
             path, base64.urlsafe_b64encode(raw).decode() + "\n", mode=0o600, keep=True
         ):
@@ -56,12 +56,10 @@ class Sealer:
     """``sealer(manifest_etag)``: the seal of that manifest, signed once per new etag."""
 
     def __init__(self, private, store: Store, *, root: str, origin: str) -> None:
-        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
         self._private = private
         self._store = store
         self.root, self.origin = root, origin
-        self.key = key_text(private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+        self.key = key_text(private.public_key().public_bytes_raw())
         self._last = store.seal()
         self._lock = threading.Lock()  # manifest requests run in worker threads
 

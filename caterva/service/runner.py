@@ -63,7 +63,10 @@ async def ready_with_brokers(service: str, url: str, buses: Sequence[Bus]) -> No
 
 # glibc malloc settings (mallopt parameter numbers from malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-KEEP = 16 << 20  # buffers up to this size come from (and go back to) the heap
+KEEP = 16 << 20  # the heap keeps up to this many free bytes for the next buffers
+# buffers up to this size come from the heap (glibc's most): a .npy answer (up to 16 MiB in the
+# benchmark) then reuses the KEEP bytes kept free instead of mapping fresh pages beside them
+HEAP_MOST = 32 << 20
 ARENAS = 1
 
 
@@ -72,7 +75,7 @@ def tune_malloc() -> None:
 
     A service allocates and frees a buffer per chunk (often MiBs) at every hop. Taken from
     and given back to the OS each time (mmap/munmap), every page of every buffer faults on
-    first touch: that was a third of a cold download's CPU. Buffers up to KEEP bytes now
+    first touch: that was a third of a cold download's CPU. Buffers up to HEAP_MOST bytes now
     come from the heap, an arena keeps up to KEEP bytes free for the next request, and worker
     threads share ARENAS arenas instead of one each, so what is kept stays bounded (about
     ARENAS x KEEP; a second arena bought no measurable speed and cost 20 MiB of peak
@@ -80,7 +83,7 @@ def tune_malloc() -> None:
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, KEEP)
+        libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MOST)
         libc.mallopt(_M_TRIM_THRESHOLD, KEEP)
         libc.mallopt(_M_ARENA_MAX, ARENAS)
     except (OSError, AttributeError):
@@ -109,6 +112,7 @@ def run(app, sock: socket.socket, *, tls: tuple[str, str] | None = None) -> None
         log_level=None,
         access_log=logs.access_enabled(),
         lifespan="on",
+        ws="none",  # no websockets here: uvicorn would import an implementation at start
         timeout_graceful_shutdown=5,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,

@@ -40,7 +40,6 @@ from caterva.errors import UnknownDataset as Unknown
 from caterva.protocol import rest, selection
 from caterva.service.auth import readable
 from caterva.service.http import BYTES, JSON_OBJECT, body_doc, json_body, read_body, responses
-from caterva.subscriber import c2model
 from caterva.subscriber.deps import CacheDep, FollowerDep, ReadDep, Root
 from caterva.subscriber.files import file_response
 from caterva.subscriber.state import Dataset
@@ -90,6 +89,8 @@ async def info(root: Root, path: str, follower: FollowerDep) -> dict:
     paths = follower.followed(root)
     if path not in paths and (inside := _under(paths, path)):
         return {"kind": "group", "mtime": None, "nfiles": len(inside)}
+    from caterva.subscriber import c2model  # numpy: on the first Caterva2 request only
+
     return c2model.metadata(follower.dataset(root, path).info)
 
 
@@ -152,6 +153,8 @@ async def _fetch(ds: Dataset, params: FetchBody, read, request: Request) -> Resp
         raise BadSelection("a subscriber evaluates no expressions (filter): select, then filter")
     if params.indices is not None and (params.slice_ or params.field):
         raise BadSelection("indices cannot be combined with slice_ or field")
+    from caterva.subscriber import c2model
+
     info = ds.info
     dtype = c2model.dtype_of(info)
     if params.field is not None and params.field not in (dtype.names or ()):
