@@ -29,6 +29,7 @@ _MAGIC = slice(2, 10)  # b"b2frame\0"
 _HEADER_LEN, _FRAME_SIZE, _CBYTES = 11, 16, 39  # big-endian fields of the frame header
 _CHUNK_CBYTES = 12  # little-endian int32 in every chunk's header
 _CHUNK_HEAD = 32  # a Blosc2 chunk header's size, the least a chunk can be
+MAX_FILES = 256  # files a plan holds open while it is sent; a batch of more datasets is read
 
 
 @dataclass(slots=True)
@@ -60,6 +61,8 @@ class Plan:
 def plan(wanted: list[tuple[Entry, list[int]]]) -> Plan | None:
     """The frames of ``wanted`` as file ranges, or None when any chunk is not simply a range
     of a described file (the caller reads them instead)."""
+    if len(wanted) > MAX_FILES:
+        return None
     out = Plan([], [])
     try:
         for entry, indices in wanted:

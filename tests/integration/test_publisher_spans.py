@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from caterva.protocol import rest
+from caterva.publisher import spans
 from tests.conftest import Services, free_port
 from tests.integration.source_contract import build_root
 
@@ -100,3 +101,11 @@ def test_a_file_written_in_place_while_a_batch_is_sent_ends_it_short(pub):
         with pytest.raises(httpx.RemoteProtocolError):
             for _ in pieces:
                 pass
+
+
+def test_a_batch_of_more_files_than_a_plan_holds_open_is_read(pub):
+    client, _ = pub
+    wanted = [{"path": "contract/a.b2nd", "i": "0"}] * (spans.MAX_FILES + 1)
+    r = client.post(rest.chunks_of_many(ROOT), json={"datasets": wanted})
+    assert r.status_code == 200 and "content-length" not in r.headers
+    assert r.content == one_by_one(client, "contract/a.b2nd", [0]) * (spans.MAX_FILES + 1)
