@@ -1,7 +1,8 @@
 """The publisher's side of the source API (caterva.service.source_api): its one root, from the
 catalog. Blocking work (blosc2, disk, encoding a large manifest) runs in a worker thread; a
 batch reads a group of about GROUP_BYTES per thread hop (one hop per chunk costs more than
-reading a small chunk), as the client consumes the stream.
+reading a small chunk), as the client consumes the stream; or, where the chunks are plain
+ranges of Blosc2 files (spans.py), not read at all: sent with sendfile.
 """
 
 from __future__ import annotations
