@@ -1,7 +1,8 @@
 """The publisher's side of the source API (caterva.service.source_api): its one root, from the
 catalog. Blocking work (blosc2, disk, encoding a large manifest) runs in a worker thread; a
 batch reads a group of about GROUP_BYTES per thread hop (one hop per chunk costs more than
-reading a small chunk), as the client consumes the stream.
+reading a small chunk), as the client consumes the stream; or, where the chunks are plain
+ranges of Blosc2 files (spans.py), not read at all: sent with sendfile.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from fastapi import Response
 
 from caterva.errors import CatervaError, Unavailable, UnknownDataset, UnknownRoot
 from caterva.protocol import rest
+from caterva.publisher import spans
 from caterva.publisher.catalog import Catalog, Entry
 from caterva.publisher.hdf5 import Member, file_response
 from caterva.publisher.stats import Stats
 from caterva.publisher.store import stamp_of
 from caterva.service.ranges import RangeFileResponse
 from caterva.service.source_api import Group
+from caterva.service.spansend import SpanResponse
 
 log = logging.getLogger("caterva.publisher")
 
@@ -82,6 +85,17 @@ class CatalogSource:
                 self.stats.chunk(entry.path, len(data))
                 out.append((n, data, digest))
         return out, True
+
+    async def batch(self, wanted: list[tuple[Entry, list[int]]]) -> Response | None:
+        """Sent from file ranges (sendfile) when every chunk is simply one (spans.py)."""
+        if any(isinstance(entry, Member) for entry, _ in wanted):
+            return None
+        plan = await anyio.to_thread.run_sync(spans.plan, wanted)
+        if plan is None:
+            return None
+        for part in plan.parts:
+            self.stats.chunk(part.entry.path, part.size)
+        return SpanResponse(plan, spans.changed)
 
     async def file(self, dataset: Entry) -> Response:
         if isinstance(dataset, Member):  # a dataset inside an HDF5 file: made from its chunks

@@ -84,6 +84,10 @@ class Source(Protocol):
         fails the call (a status); a later CatervaError ends the stream with an error frame,
         or the source ends it short (the reader asks again for what is missing)."""
 
+    async def batch(self, wanted: list[tuple[Any, list[int]]]) -> Response | None:
+        """The whole answer to a batch when the source can send it better than as ``chunks``
+        (from file ranges, caterva.service.spansend), else None."""
+
     async def file(self, dataset: Any) -> Response:
         """The whole file, streamed, Range-aware (caterva.service.ranges)."""
 
@@ -142,6 +146,14 @@ async def frames(groups: AsyncIterator[Group]) -> AsyncIterator[bytes]:
     except CatervaError as exc:
         log.warning("a chunk stream ended early: %s", exc)
         yield rest.error_frame(exc)
+
+
+async def batch(source: Source, wanted: list[tuple[Any, list[int]]]) -> Response:
+    response = await source.batch(wanted)
+    if response is None:
+        groups = await source.chunks(wanted)
+        response = StreamingResponse(frames(groups), media_type=rest.BATCH_TYPE)
+    return response
 
 
 async def _source(request: Request) -> Source:
@@ -277,10 +289,9 @@ def router(root_errors: Sequence[int] = (), read_errors: Sequence[int] = ()) -> 
         path: DatasetPath,
         i: Annotated[str, Query(description="Chunk indices and ranges, e.g. `0-7,12`.")],
         source: SourceDep,
-    ) -> StreamingResponse:
+    ) -> Response:
         dataset = source.dataset(root, path)
-        groups = await source.chunks([(dataset, batch_indices(dataset, i))])
-        return StreamingResponse(frames(groups), media_type=rest.BATCH_TYPE)
+        return await batch(source, [(dataset, batch_indices(dataset, i))])
 
     @api.post(
         "/roots/{root}/chunks",
@@ -295,9 +306,8 @@ def router(root_errors: Sequence[int] = (), read_errors: Sequence[int] = ()) -> 
         },
         openapi_extra=body_doc(ChunkLists),
     )
-    async def many_chunks(root: Root, body: ChunkListsBody, source: SourceDep) -> StreamingResponse:
-        groups = await source.chunks(batch_of_many(body, source, root))
-        return StreamingResponse(frames(groups), media_type=rest.BATCH_TYPE)
+    async def many_chunks(root: Root, body: ChunkListsBody, source: SourceDep) -> Response:
+        return await batch(source, batch_of_many(body, source, root))
 
     @api.get(
         "/roots/{root}/file/{path:path}",

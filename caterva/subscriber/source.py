@@ -60,6 +60,10 @@ class FollowedSource:
     async def file(self, dataset: Dataset) -> Response:
         return await file_response(self.read, self.cache, dataset)
 
+    async def batch(self, wanted: Wanted) -> None:
+        """None: its batches stream from the cache and sources (``chunks``)."""
+        return None
+
     async def chunks(self, wanted: Wanted) -> AsyncIterator[Group]:
         """Read (or fetched from the source) in windows of about WINDOW_BYTES, with as many
         bytes being read ahead while a window is sent. Small datasets share a window: one cache
