@@ -153,6 +153,7 @@ class FileWriter:
         if info.kind == "file" or self._ends:
             self._out = open(dest, "wb", buffering=0)  # chunks are big: written as they come
             self._sizes: list[int] = []
+            self._specials: dict[int, int] = {}  # chunk -> its index entry, for bodiless ones
             if self._ends:
                 write_all(self._out.fileno(), [self._ends[0]])  # its sizes are set at close
         else:
@@ -162,7 +163,11 @@ class FileWriter:
         """The next chunk: its bytes, or a list of pieces of them in order (rest.BatchReader)."""
         if self._ends:
             pieces = raw if isinstance(raw, list) else [raw]
-            self._sizes.append(write_all(self._out.fileno(), pieces))
+            if (entry := special_entry(pieces)) is not None:
+                self._specials[self.count] = entry
+                self._sizes.append(0)
+            else:
+                self._sizes.append(write_all(self._out.fileno(), pieces))
             self.count += 1
             return
         if isinstance(raw, list):
@@ -180,7 +185,7 @@ class FileWriter:
             self._out.close()
         elif self._ends:
             with self._out as f:
-                head, tail = frame_bounds(self.info, self._sizes)
+                head, tail = frame_bounds(self.info, self._sizes, self._specials)
                 write_all(f.fileno(), [tail])
                 f.seek(0)
                 write_all(f.fileno(), [head])
@@ -214,6 +219,10 @@ def write_all(fd: int, pieces: list) -> int:
 # (int64), big-endian after their msgpack type byte; trailer_len (uint32) 22 bytes before the
 # end. The chunk count is the index's length.
 _IOV_MAX = 1024  # pieces in one writev (Linux's limit)
+# A chunk's header (c-blosc2's README_CHUNK_FORMAT): 32 bytes; bits 4-6 of byte 31 say which
+# special chunk it is: 1 zeros, 2 NaNs, 3 a repeated value (its bytes follow), 4 uninitialized.
+_CHUNK_HEADER, _CHUNK_FLAGS, _BODILESS = 32, 31, (1, 2, 4)
+HEADER_ONLY = _CHUNK_HEADER  # the size of a chunk that may be kept in the index alone
 _HEADER_SIZE, _FRAME_SIZE, _FRAME_NBYTES, _FRAME_CBYTES, _TRAILER_LEN = 11, 16, 30, 39, -22
 _INDEX_CPARAMS = blosc2.CParams(typesize=8, nthreads=1, codec=blosc2.Codec.ZSTD, clevel=5)
 _FRAMES: dict[str, tuple[bytes, bytes] | None] = {}  # layout -> (header, trailer)
@@ -248,18 +257,36 @@ def frame_ends(info: DatasetInfo) -> tuple[bytes, bytes] | None:
     return _FRAMES[key]
 
 
-def frame_bounds(info: DatasetInfo, sizes: list[int]) -> tuple[bytes, bytes] | None:
+def special_entry(pieces: list) -> int | None:
+    """The chunk index entry of a chunk that is its header alone (pieces of it, in order):
+    all zeros, NaNs or uninitialized. blosc2 keeps no bytes of such a chunk in a frame but
+    says what it is in its index entry (0x80 | the kind, in the top byte), and does not open a
+    frame that holds one as bytes. None for any other chunk (a repeated value keeps its bytes)."""
+    if sum(map(len, pieces)) != _CHUNK_HEADER:
+        return None
+    kind = (bytes(b"".join(pieces))[_CHUNK_FLAGS] >> 4) & 7
+    return (0x80 | kind) << 56 if kind in _BODILESS else None
+
+
+def frame_bounds(
+    info: DatasetInfo, sizes: list[int], specials: dict[int, int] | None = None
+) -> tuple[bytes, bytes] | None:
     """What goes before and after the chunks in a Blosc2 frame of ``info`` whose chunks, one
     after the other, are ``sizes`` bytes long: the header, and the chunk index with the
     trailer. Both follow from the sizes alone, so a frame can be sent as it is made, and any
-    byte of it located before a chunk is read. None when frame_ends is."""
+    byte of it located before a chunk is read. ``specials``: chunks kept in the index alone
+    (special_entry; their size is 0). None when frame_ends is."""
     ends = frame_ends(info)
     if ends is None:
         return None
     head, trailer = bytearray(ends[0]), ends[1]
     body = sum(sizes)
-    offsets = np.cumsum([0, *sizes[:-1]], dtype="<i8") if sizes else None
-    index = b"" if offsets is None else blosc2.compress2(offsets.tobytes(), cparams=_INDEX_CPARAMS)
+    index = b""
+    if sizes:
+        offsets = np.cumsum([0, *sizes[:-1]], dtype="<u8")
+        for n, entry in (specials or {}).items():
+            offsets[n] = entry
+        index = blosc2.compress2(offsets.tobytes(), cparams=_INDEX_CPARAMS)
     struct.pack_into(">Q", head, _FRAME_SIZE, len(head) + body + len(index) + len(trailer))
     struct.pack_into(">qBq", head, _FRAME_NBYTES, info.nbytes, 0xD3, body)
     return bytes(head), index + trailer

@@ -130,13 +130,14 @@ async def file_response(member: Member) -> StreamedFile:
     copy the second time); memory stays at one chunk."""
     import anyio
 
-    from caterva.protocol.layout import frame_bounds
+    from caterva.protocol.layout import HEADER_ONLY, frame_bounds
 
     def sizes() -> list[int]:
         return [len(member.read_chunk(i)[0]) for i in range(member.info.nchunks)]
 
     lengths = await anyio.to_thread.run_sync(sizes)
-    bounds = frame_bounds(member.info, lengths)
+    # a chunk of zeros kept as its header alone belongs in the index (layout.special_entry)
+    bounds = None if HEADER_ONLY in lengths else frame_bounds(member.info, lengths)
     if bounds is None:
         raise CatervaError(f"this blosc2 frames {member.path}'s layout in an unknown way")
     head, tail = bounds

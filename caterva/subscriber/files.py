@@ -52,9 +52,14 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
         return StreamedFile(
             ds.info.size, lambda a, b: _plain(reader, ds, a, b), etag=etag, filename=name
         )
-    from caterva.protocol.layout import frame_bounds
+    from caterva.protocol.layout import HEADER_ONLY, frame_bounds
 
     sizes = await chunk_sizes(reader, cache, ds)
+    if HEADER_ONLY in sizes:  # blosc2 wants it in the index, not the body: not sent so here
+        raise CatervaError(
+            f"{ds.path} has chunks of zeros or NaNs stored as their header alone, which "
+            "this route does not frame: download it with the caterva client"
+        )
     bounds = frame_bounds(ds.info, sizes)
     if bounds is None:
         raise CatervaError(

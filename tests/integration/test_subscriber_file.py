@@ -123,3 +123,23 @@ def test_ranges_are_slices_of_the_whole(stack, path):
     for bad in ("bytes=9-5", "lines=0-1", "bytes=x-y", "bytes="):
         r = stack.http.get(f"/roots/demo/file/{path}", headers={"Range": bad})
         assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_request"), bad
+
+
+def test_a_dataset_with_chunks_of_zeros_downloads_cold_and_warm_and_opens(stack, tmp_path):
+    """Chunks of zeros are kept by blosc2 as their header alone, in the frame's index: both
+    the client's chunk path (cold) and a download of the fully cached dataset (warm: the
+    subscriber's /file refuses, the client frames it) must write a file blosc2 opens."""
+    from caterva.client import Client
+
+    events = stack.events()
+    zeros = blosc2.zeros((6, 400), np.float64, chunks=(1, 400), blocks=(1, 100))
+    zeros[2] = np.arange(400.0)  # one chunk with bytes among them
+    zeros.save(str(stack.data / ".sparse.tmp.b2nd"))
+    os.replace(stack.data / ".sparse.tmp.b2nd", stack.data / "sparse.b2nd")
+    next_event(events, "create", path="sparse.b2nd", timeout=20)
+    with Client(stack.sub.url) as client:
+        for run in ("cold", "warm"):
+            out = client.download("demo/sparse.b2nd", tmp_path / f"{run}.b2nd")
+            assert np.array_equal(blosc2.open(str(out), mode="r")[:], zeros[:]), run
+    refused = httpx.get(f"{stack.sub.url}/v1/roots/demo/file/sparse.b2nd")
+    assert refused.status_code >= 400 and "zeros" in refused.text
