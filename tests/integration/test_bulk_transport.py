@@ -17,33 +17,18 @@ import uvicorn
 
 from caterva.errors import DigestMismatch, NotFound, ProtocolError, SourceOffline
 from caterva.protocol import rest
-from caterva.protocol.metadata import DatasetInfo, chunk_digest
+from caterva.protocol.metadata import DatasetInfo
 from caterva.subscriber import upstream
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.state import State
+from tests.unit.test_cache import make_info as cache_info
 
 NCHUNKS, CHUNK = 6, 100_000
 SEEN: list[tuple[str, int]] = []  # (mode, client port) of each request the server got
 
 
 def make_info(path: str, nchunks: int) -> tuple[DatasetInfo, list[bytes]]:
-    chunks = [bytes([i]) * CHUNK for i in range(nchunks)]
-    info = DatasetInfo(
-        path=path,
-        kind="file",
-        shape=[nchunks * CHUNK],
-        dtype="|u1",
-        chunks=[CHUNK],
-        blocks=[CHUNK],
-        nchunks=nchunks,
-        chunksize=CHUNK,
-        nbytes=nchunks * CHUNK,
-        cbytes=nchunks * CHUNK,
-        cparams={},
-        vlmeta={},
-        digests=[chunk_digest(c) for c in chunks],
-    )
-    return info, chunks
+    return cache_info(path, nchunks, chunk=CHUNK)
 
 
 def frames(mode: str, indices: list[int]) -> bytes:

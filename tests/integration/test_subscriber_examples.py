@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import blosc2
 import httpx
@@ -135,13 +136,19 @@ def test_every_blosc2_example_downloads_whole_from_the_cache_as_the_original(
             )
             got = client.download(f"example/{path}", tmp_path / "file" / path)
             assert got.read_bytes() == chunked[path].read_bytes(), path
-            opened = blosc2.open(str(got), mode="r")
-            original = blosc2.open(str(EXAMPLE / path), mode="r")
-            values = opened[...] if path.endswith(".b2nd") else np.frombuffer(opened[:], np.uint8)
-            assert np.array_equal(values, ORIGINALS[path], equal_nan=values.dtype.kind in "fc")
-            meta = opened.schunk.vlmeta if path.endswith(".b2nd") else opened.vlmeta
-            ometa = original.schunk.vlmeta if path.endswith(".b2nd") else original.vlmeta
-            assert meta.getall() == ometa.getall(), path
+            assert_opens_as_the_original(got, path)
+
+
+def assert_opens_as_the_original(got: Path, path: str) -> None:
+    """``got``, a download of the example ``path``, opens with blosc2 as its original: the
+    same values and the same vlmeta."""
+    opened = blosc2.open(str(got), mode="r")
+    original = blosc2.open(str(EXAMPLE / path), mode="r")
+    values = opened[...] if path.endswith(".b2nd") else np.frombuffer(opened[:], np.uint8)
+    assert np.array_equal(values, ORIGINALS[path], equal_nan=values.dtype.kind in "fc")
+    meta = opened.schunk.vlmeta if path.endswith(".b2nd") else opened.vlmeta
+    ometa = original.schunk.vlmeta if path.endswith(".b2nd") else original.vlmeta
+    assert meta.getall() == ometa.getall(), path
 
 
 def test_a_cold_root_download_writes_every_example_as_the_original(subscriber, tmp_path):
@@ -158,13 +165,7 @@ def test_a_cold_root_download_writes_every_example_as_the_original(subscriber, t
     for path in files:
         got = base / path
         if path.endswith((".b2nd", ".b2frame")):
-            opened = blosc2.open(str(got), mode="r")
-            original = blosc2.open(str(EXAMPLE / path), mode="r")
-            values = opened[...] if path.endswith(".b2nd") else np.frombuffer(opened[:], np.uint8)
-            assert np.array_equal(values, ORIGINALS[path], equal_nan=values.dtype.kind in "fc")
-            meta = opened.schunk.vlmeta if path.endswith(".b2nd") else opened.vlmeta
-            ometa = original.schunk.vlmeta if path.endswith(".b2nd") else original.vlmeta
-            assert meta.getall() == ometa.getall(), path
+            assert_opens_as_the_original(got, path)
         else:
             assert got.read_bytes() == (EXAMPLE / path).read_bytes(), path
     assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) == sorted(

@@ -15,19 +15,22 @@ from caterva.subscriber.state import Dataset, State
 CHUNK = 1000
 
 
-def make_info(path: str, nchunks: int, seed: int = 0) -> tuple[DatasetInfo, list[bytes]]:
-    chunks = [bytes([(seed + i) % 256]) * CHUNK for i in range(nchunks)]
+def make_info(
+    path: str, nchunks: int, seed: int = 0, chunk: int = CHUNK
+) -> tuple[DatasetInfo, list[bytes]]:
+    """A plain file of ``nchunks`` chunks of ``chunk`` bytes, each one byte repeated."""
+    chunks = [bytes([(seed + i) % 256]) * chunk for i in range(nchunks)]
     info = DatasetInfo(
         path=path,
         kind="file",
-        shape=[nchunks * CHUNK],
+        shape=[nchunks * chunk],
         dtype="|u1",
-        chunks=[CHUNK],
-        blocks=[CHUNK],
+        chunks=[chunk],
+        blocks=[chunk],
         nchunks=nchunks,
-        chunksize=CHUNK,
-        nbytes=nchunks * CHUNK,
-        cbytes=nchunks * CHUNK,
+        chunksize=chunk,
+        nbytes=nchunks * chunk,
+        cbytes=nchunks * chunk,
         cparams={},
         vlmeta={},
         digests=[chunk_digest(c) for c in chunks],
