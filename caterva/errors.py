@@ -183,7 +183,8 @@ class StateError(CatervaError, RuntimeError):
 
 
 class NotSupported(CatervaError):
-    """What a subscriber does not do: the writes of the Caterva2 API (it is read-only)."""
+    """What a service does not do: the writes of the Caterva2 API (a subscriber is read-only),
+    a ``/file`` of a dataset it cannot frame from chunk sizes alone (a client frames it)."""
 
     code, status = "not_supported", 501
 

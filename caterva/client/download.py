@@ -19,7 +19,7 @@ from caterva.client.framefile import FrameFile
 from caterva.client.placement import Placement, dataset_target, made_dirs, root_targets
 from caterva.client.program import Parallel, Program
 from caterva.client.transfer import Assembler, Batch, Behind, Meter, Progress
-from caterva.errors import CatervaError, DatasetChanged, DigestMismatch
+from caterva.errors import DatasetChanged, DigestMismatch, NotSupported
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo
 from caterva.protocol.names import split_address
@@ -71,15 +71,14 @@ def dataset(
     A Blosc2 dataset the subscriber holds whole (``cached``) comes as its stored file
     (client/framefile.py): it streams to disk with no framing here, nor blosc2. Otherwise
     its chunks come as they are fetched, framed here; so too when the subscriber cannot
-    frame the layout itself (a plain CatervaError before the first byte)."""
+    frame the dataset itself (NotSupported, before the first byte)."""
     target = dataset_target(info.path, dest, overwrite)
     meter = Meter(info.nbytes, progress)
     if info.kind != "file" and cached is not None and cached.chunks == info.nchunks:
         try:
             return (yield from fill_file(root, info, target, meter))
-        except CatervaError as exc:
-            if type(exc) is not CatervaError:
-                raise
+        except NotSupported:  # the subscriber cannot frame it: the chunk path does
+            pass
     return (yield from fill(root, Assembler(info, target, meter)))
 
 

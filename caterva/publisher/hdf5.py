@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from caterva import atomic
-from caterva.errors import CatervaError
+from caterva.errors import CatervaError, NotSupported
 from caterva.protocol.metadata import DatasetInfo, chunk_digest, info_json
 from caterva.protocol.names import check_path
 from caterva.publisher.entry import Entry
@@ -139,7 +139,7 @@ async def file_response(member: Member) -> StreamedFile:
     # a chunk of zeros kept as its header alone belongs in the index (layout.special_entry)
     bounds = None if HEADER_ONLY in lengths else frame_bounds(member.info, lengths)
     if bounds is None:
-        raise CatervaError(f"this blosc2 frames {member.path}'s layout in an unknown way")
+        raise NotSupported(f"this blosc2 frames {member.path}'s layout in an unknown way")
     head, tail = bounds
     offsets = list(itertools.accumulate(lengths, initial=len(head)))  # offsets[-1]: the tail's
 

@@ -29,7 +29,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
-from caterva.errors import CatervaError, ProtocolError
+from caterva.errors import NotSupported, ProtocolError
 from caterva.protocol import rest
 from caterva.service.ranges import FilePart, StreamedFile
 from caterva.subscriber.cache import Cache
@@ -56,13 +56,13 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
 
     sizes = await chunk_sizes(reader, cache, ds)
     if HEADER_ONLY in sizes:  # blosc2 wants it in the index, not the body: not sent so here
-        raise CatervaError(
+        raise NotSupported(
             f"{ds.path} has chunks of zeros or NaNs stored as their header alone, which "
             "this route does not frame: download it with the caterva client"
         )
     bounds = frame_bounds(ds.info, sizes)
     if bounds is None:
-        raise CatervaError(
+        raise NotSupported(
             f"this blosc2 frames {ds.path}'s layout in a way caterva does not "
             "know: download it with the caterva client"
         )

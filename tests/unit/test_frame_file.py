@@ -48,7 +48,7 @@ class FakeFiles:
         if path == rest.file("r", self.info.path):
             self.files += 1
             if self.file_error is not None:
-                return httpx.Response(500, json={"error": self.file_error})
+                return httpx.Response(501, json={"error": self.file_error})
             headers = {"ETag": self.etag, "Content-Length": str(self.length or len(self.body))}
             return httpx.Response(200, headers=headers, stream=Stream(self.body, self.cut_at))
         if path == rest.chunks("r", self.info.path):
@@ -178,6 +178,6 @@ def test_a_wrong_frame_fails_and_leaves_no_file(fake, tmp_path, spoil, error, ai
 
 
 def test_a_layout_the_subscriber_cannot_frame_comes_as_chunks(fake, tmp_path):
-    fake.file_error = {"code": "caterva_error", "message": "download it with the client"}
+    fake.file_error = {"code": "not_supported", "message": "download it with the client"}
     got = download(fake, tmp_path / "x.b2nd")
     assert fake.files == 1 and got.read_bytes() == fake.frame
