@@ -168,6 +168,6 @@ def test_a_cold_root_download_writes_every_example_as_the_original(subscriber, t
             assert_opens_as_the_original(got, path)
         else:
             assert got.read_bytes() == (EXAMPLE / path).read_bytes(), path
-    assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) == sorted(
-        files
-    )
+    written = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+    # big/ is there once the quick start ran (make_examples.py --big, gitignored): not compared
+    assert sorted(p for p in written if not p.startswith("big/")) == sorted(files)
