@@ -4,6 +4,7 @@ serving them, and what a restart reads again."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import blosc2
 import httpx
@@ -31,8 +32,13 @@ def build_root(root, n=DATASETS):
     return sorted(f"d{i // 100:03d}/t{i:05d}.b2nd" for i in range(n))
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+def open_fds(pid: int, root: Path) -> tuple[int, int]:
+    """How many of ``pid``'s descriptors are files of ``root``, and how many are anything else
+    (sockets, the statedir's database, the log)."""
+    fds = f"/proc/{pid}/fd"
+    targets = [os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds)]
+    inside = sum(t.startswith(f"{root}{os.sep}") for t in targets)
+    return inside, len(targets) - inside
 
 
 def rss_mib(pid: int) -> float:
@@ -69,9 +75,11 @@ def start(spawn, tmp_path, root, *extra):
 
 @pytest.mark.timeout(300)
 def test_serving_every_dataset_keeps_only_a_bounded_set_open(spawn, tmp_path):
-    """Compared with a publisher of 20 datasets that served them all: a publisher of 2,000
-    that served all of its own holds no more open files than its LRU allows, and not the
-    ~70 KB a dataset an open blosc2 container costs."""
+    """A publisher of 2,000 datasets that served all of them holds no more of its files open
+    than its LRU allows, and otherwise what a publisher of 20 holds; nor the ~70 KB a dataset
+    an open blosc2 container costs. (The small root's batches go out by sendfile, whose files
+    are closed when the answer ends: maybe just after the client has it all, so its dataset
+    files are not compared.)"""
     sizes = {}
     for root, n in ((tmp_path / "small", 20), (tmp_path / ROOT, DATASETS)):
         paths = build_root(root, n)
@@ -79,7 +87,9 @@ def test_serving_every_dataset_keeps_only_a_bounded_set_open(spawn, tmp_path):
         with httpx.Client(base_url=service.url, timeout=60) as client:
             serve_all(client, root.name, paths)
             serve_all(client, root.name, paths)
-        sizes[n] = open_fds(service.proc.pid), rss_mib(service.proc.pid)
-    (small_fds, small_rss), (big_fds, big_rss) = sizes[20], sizes[DATASETS]
-    assert big_fds <= small_fds + 8, f"{big_fds} open files against {small_fds}"
+        sizes[n] = open_fds(service.proc.pid, root), rss_mib(service.proc.pid)
+    ((_, small_other), small_rss), ((big_data, big_other), big_rss) = sizes[20], sizes[DATASETS]
+    assert big_data <= 8, f"{big_data} of the root's files open, --open-files 8"
+    # a socket more or less: the test client's keep-alive connection may still be open
+    assert big_other <= small_other + 2, f"{big_other} other descriptors against {small_other}"
     assert big_rss < small_rss + 40, f"{big_rss:.0f} MiB against {small_rss:.0f} MiB"

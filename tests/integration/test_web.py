@@ -26,8 +26,12 @@ from tests.conftest import ROOT, Services
 from tests.integration.authkit import PASSWORD, make_users, tiny_root, wait_root
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoAlertPresentException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -125,7 +129,15 @@ def browser():
 
 
 def wait(driver, condition, timeout: float = 15):
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition(d))
+    """``condition``'s first true value; an element gone stale meanwhile (the page replaced
+    it) is a condition not met yet."""
+    stale = (StaleElementReferenceException,)
+    waiter = WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=stale)
+    return waiter.until(lambda d: condition(d))
+
+
+def loaded(driver) -> bool:
+    return driver.execute_script("return document.readyState") == "complete"
 
 
 def shot(driver, name: str) -> None:
@@ -201,8 +213,11 @@ def test_a_dataset_table_shows_what_numpy_reads(stack, browser):
     box = browser.find_element(By.ID, "i0")  # another index on axis 0, by the page's form
     box.clear()
     box.send_keys("3")
+    table = browser.find_element(By.ID, "values")
     browser.find_element(By.ID, "show").click()
-    wait(browser, lambda d: d.find_element(By.ID, "i0").get_attribute("value") == "3")
+    # the form loads a new page: the box said 3 before it went, so wait for the old one to go
+    wait(browser, lambda d: staleness_of(table)(d) and loaded(d))
+    assert browser.find_element(By.ID, "i0").get_attribute("value") == "3"
     shown = [[float(v) for v in row] for row in cells(browser)]
     assert np.array_equal(np.array(shown), CUBE[3, 0:20, 0:10])
     browser.get(f"{stack.open.url}/roots/demo/table.b2nd?r0=20")
