@@ -68,6 +68,8 @@ class AsyncClient(ClientBase):
     async def _take(self, step: Step) -> Any:
         if isinstance(step, Parallel):
             return await self._parallel(step)
+        if step.local and not self.local:
+            return None
         if step.take is not None:
             frames = self._decoders.frames(step.take)
             try:
@@ -238,7 +240,10 @@ class AsyncEventStream(EventsBase):
             raise StopAsyncIteration
         await self.open()
         with mapped(self._client.url):
-            async for line in self._lines:
-                if (event := event_of(line)) is not None:
-                    return event
+            try:
+                async for line in self._lines:
+                    if (event := event_of(line)) is not None:
+                        return event
+            except httpx.RemoteProtocolError:  # closed without its last chunk as it stopped
+                pass
         raise stream_ended(self._client.url)

@@ -4,6 +4,7 @@ threads, and the events stream's state. Each subclass names its httpx client cla
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Literal
 
@@ -25,6 +26,17 @@ def check_selections(how: str) -> Selections:
     return how  # type: ignore[return-value]
 
 
+def on_this_machine(url: str) -> bool:
+    """Whether ``url`` names this machine: a loopback address, or localhost."""
+    host = httpx.URL(url).host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class ClientBase:
     """See ``Client`` for the options."""
 
@@ -42,6 +54,7 @@ class ClientBase:
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = base_url(url)
+        self.local = on_this_machine(self.url)
         self.selections = check_selections(selections)
         options = connection_options(
             self.url, token=token, email=email, password=password, ca_file=ca_file

@@ -43,7 +43,8 @@ class Call:
     network read at once (blocking file work: the async client calls it in a worker thread).
     With ``pour``, the answer is a body read as it arrives (a file, an .npy selection):
     ``head``, when given, gets its headers, then ``pour`` its body in order, in pieces of
-    about POUR_BYTES (blocking file work too).
+    about POUR_BYTES (blocking file work too). A ``local`` call is asked only of a subscriber
+    on this machine (a loopback URL); elsewhere its answer is None, with no request.
     """
 
     method: str
@@ -58,6 +59,7 @@ class Call:
     write: Callable[[list[Frame]], None] | None = None
     head: Callable[[Mapping[str, str]], None] | None = None
     pour: Callable[[list[bytes]], None] | None = None
+    local: bool = False
 
     def args(self) -> dict[str, Any]:
         """httpx's keyword arguments for this request."""
@@ -246,6 +248,12 @@ class Calls:
     ) -> Call:
         """The stored file of a dataset, its body to ``pour`` (see Call)."""
         return Call("GET", rest.file(check_root(root), info.path), head=head, pour=pour)
+
+    @staticmethod
+    def handoff(root: str, info: DatasetInfo) -> Call:
+        """A ticket for the subscriber to write the file into ours (client/handoff.py)."""
+        path = rest.handoff(check_root(root), info.path)
+        return Call("POST", path, json_of, local=True)
 
     @staticmethod
     def chunks_of_many(

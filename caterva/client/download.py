@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from caterva.client import handoff
 from caterva.client.calls import Cached, Call, Calls, Frame
 from caterva.client.framefile import FrameFile
 from caterva.client.placement import Placement, dataset_target, made_dirs, root_targets
@@ -83,10 +84,17 @@ def dataset(
 
 
 def fill_file(root: str, info: DatasetInfo, target: Path, meter: Meter) -> Program:
-    """``info``'s stored file from the subscriber into ``target``, verified as it arrives:
-    hashed in one thread and written in another while the next bytes travel."""
+    """``info``'s stored file into ``target``: written by a subscriber on this machine
+    (client/handoff.py), else from its ``/file``, verified as it arrives: hashed in one
+    thread and written in another while the next bytes travel."""
     if not target.parent.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ticket = yield Calls.handoff(root, info)
+    except NotSupported:  # none for us (this subscriber has no socket): /file
+        ticket = None
+    if ticket is not None and (done := handoff.receive(ticket, info, target, meter)) is not None:
+        return done
     sink = FrameFile(info, Placement.of(target), meter)
     workers = [Behind(sink.verify, depth=4), Behind(sink.store, depth=4)]
 

@@ -87,6 +87,8 @@ class Client(ClientBase):
     def _take(self, step: Step) -> Any:
         if isinstance(step, Parallel):
             return self._parallel(step)
+        if step.local and not self.local:
+            return None
         if step.take is not None:
             frames = self._decoders.frames(step.take)
             try:
@@ -286,7 +288,10 @@ class EventStream(EventsBase):
             raise StopIteration
         self.open()
         with mapped(self._client.url):
-            for line in self._lines:
-                if (event := event_of(line)) is not None:
-                    return event
+            try:
+                for line in self._lines:
+                    if (event := event_of(line)) is not None:
+                        return event
+            except httpx.RemoteProtocolError:  # closed without its last chunk as it stopped
+                pass
         raise stream_ended(self._client.url)

@@ -84,6 +84,12 @@ def file(root: str, path: str) -> str:
     return f"{API}/roots/{root}/file/{_q(path)}"
 
 
+def handoff(root: str, path: str) -> str:
+    """POST: a ticket for the subscriber to write the file into one of this machine's
+    (caterva.subscriber.handoff)."""
+    return f"{API}/roots/{root}/handoff/{_q(path)}"
+
+
 def etag_matches(if_none_match: str, etag: str) -> bool:
     """Whether an If-None-Match header names ``etag`` (weak or strong, in a list, or ``*``)."""
     tags = [t.strip().removeprefix("W/").strip('"') for t in if_none_match.split(",")]

@@ -4,6 +4,7 @@ events. The source API it also serves (dataset info, chunks, files) is in source
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
 from typing import Annotated
@@ -11,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from caterva.errors import BadSelection
+from caterva.errors import BadSelection, NotSupported
 from caterva.protocol import rest, selection
 from caterva.protocol.names import check_root
 from caterva.service.auth import may_read, readable, require_every, require_grant
@@ -222,6 +223,37 @@ async def data(
     if field is not None:
         array = array[field]
     return NpyResponse(array)
+
+
+@router.post(
+    "/roots/{root}/handoff/{path:path}",
+    summary="A ticket to have the file written into one of this machine's",
+    description="For a client on the subscriber's machine (a loopback connection): a one-use "
+    "ticket, the file's size and ETag, and the abstract Unix socket to send the ticket to, "
+    "with the descriptor of a file open for writing; the subscriber writes the dataset's file "
+    "(as `/file` sends it) into it. 501 `not_supported` for other clients, or where `/file` "
+    "cannot frame the dataset.",
+    responses=responses(400, 404, 409, 501, 502, 503),
+)
+async def handoff(root: Root, path: str, follower: FollowerDep, request: Request) -> dict:
+    local = request.state.handoff
+    if local is None or not _loopback(request.client.host if request.client else ""):
+        raise NotSupported("no local handoff for this client: use /file")
+    ds = follower.dataset(root, path)
+    file = await request.state.source.file(ds)
+    return {
+        "ticket": local.ticket(file),
+        "socket": local.name,
+        "size": file.size,
+        "etag": ds.info.etag,
+    }
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @router.get(

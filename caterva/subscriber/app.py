@@ -1,9 +1,10 @@
 """The subscriber daemon, composed from settings: ``create_app(settings, url)``.
 
     state (SQLite) -> cache (chunk files; reconciled after a crash) -> upstream HTTP client
-    -> discovery + trust + follower (+ its events and their freshness) + read path -> pinned
-    roots -> inbox (MQTT in) on every broker -> prober (HTTP, of sources MQTT cannot vouch
-    for) -> mirror (MQTT out, with --republish) -> metrics (/metrics, /v1/status) -> ready
+    -> discovery + trust + follower (+ its events and their freshness) + read path -> local
+    handoff socket (downloads on this machine) -> pinned roots -> inbox (MQTT in) on every
+    broker -> prober (HTTP, of sources MQTT cannot vouch for) -> mirror (MQTT out, with
+    --republish) -> metrics (/metrics, /v1/status) -> ready
 
 Each part is registered with an AsyncExitStack as soon as it exists, so a start that fails
 halfway releases what it had, and a stop releases everything last-in first-out. What the
@@ -32,6 +33,7 @@ from caterva.subscriber.discovery import Directory
 from caterva.subscriber.events import Events
 from caterva.subscriber.follower import Follower
 from caterva.subscriber.freshness import Freshness
+from caterva.subscriber.handoff import Handoff
 from caterva.subscriber.inbox import Inbox
 from caterva.subscriber.mirror import LoopGuard, Mirror, via_hook
 from caterva.subscriber.pins import Pace, Pins
@@ -60,6 +62,7 @@ class Parts(TypedDict):
     buses: list[Bus]  # every broker's, ours first
     mirror: Mirror | None
     source: FollowedSource  # what the source API serves
+    handoff: Handoff | None  # None: no local socket here (see handoff.py)
     freshness: Freshness
     metrics: CollectorRegistry  # /metrics (metrics.py)
 
@@ -123,6 +126,13 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
     follower = Follower(state, cache, directory, client, events, Trust(state, settings.trusted))
     read = ReadPath(follower, cache, directory, client)
     directory.listeners.append(follower.on_offer)
+    handoff: Handoff | None = Handoff()
+    try:
+        await handoff.start()
+        stack.push_async_callback(handoff.stop)
+    except OSError as exc:  # no AF_UNIX here (a sandbox): clients on this machine use /file
+        log.info("no local handoff socket: %s", exc)
+        handoff = None
     pins = Pins(state, cache, follower, read, Pace(settings.pin_rate))
     pins.want(settings.pin)
     events.listeners.append(pins.on_event)
@@ -180,6 +190,7 @@ async def start(settings: SubscriberSettings, url: str, stack: AsyncExitStack) -
         buses=buses,
         mirror=mirror,
         source=FollowedSource(follower, read, cache),
+        handoff=handoff,
         freshness=freshness,
         metrics=metrics.registry(
             metrics.SubscriberCollector(cache, follower, read, freshness, buses), latency

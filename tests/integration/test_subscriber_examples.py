@@ -111,30 +111,36 @@ def test_random_selections_equal_numpy(subscriber, data):
     assert np.array_equal(got, expected, equal_nan=got.dtype.kind in "fc")
 
 
+@pytest.mark.parametrize("way", ["handoff", "file"])
 def test_every_blosc2_example_downloads_whole_from_the_cache_as_the_original(
-    subscriber, tmp_path, monkeypatch
+    subscriber, tmp_path, monkeypatch, way
 ):
     """Once cached whole, a Blosc2 dataset comes as the subscriber's /file frame, verified as
-    it streams (client/framefile.py): the file is the chunk path's, byte for byte, and opens
-    with blosc2 as the original."""
+    it streams (client/framefile.py), or, on this machine, written by the subscriber into the
+    client's file (client/handoff.py): either way the file is the chunk path's, byte for
+    byte, and opens with blosc2 as the original."""
     from caterva.client import Client, download
 
     url = str(subscriber.base_url).removesuffix("/").removesuffix("/v1")
     blosc2_files = [p for p in sorted(ORIGINALS) if p.endswith((".b2nd", ".b2frame"))]
     for path in blosc2_files:
-        for way in ("chunks", "file"):
-            (tmp_path / way / path).parent.mkdir(parents=True, exist_ok=True)
+        for kind in ("chunks", way):
+            (tmp_path / kind / path).parent.mkdir(parents=True, exist_ok=True)
     with Client(url) as client:
         chunked = {
             p: client.download(f"example/{p}", tmp_path / "chunks" / p) for p in blosc2_files
         }
         monkeypatch.setattr(download, "fill", None)  # the chunk path is not taken now
+        if way == "handoff":
+            monkeypatch.setattr(download, "FrameFile", None)  # nor /file
+        else:
+            client.local = False  # as a client on another machine
         for path in blosc2_files:
             assert (
                 client.dataset(f"example/{path}").cached.chunks
                 == client.info(f"example/{path}").nchunks
             )
-            got = client.download(f"example/{path}", tmp_path / "file" / path)
+            got = client.download(f"example/{path}", tmp_path / way / path)
             assert got.read_bytes() == chunked[path].read_bytes(), path
             assert_opens_as_the_original(got, path)
 

@@ -632,6 +632,36 @@ def test_watch_yields_events_and_skips_blank_lines(client, fake):
     assert fake.requests[-1].url.params["root"] == "r"
 
 
+def test_watch_of_a_stream_closed_mid_chunk_says_it_was_closed(fake):
+    """A subscriber that stops may close the stream without its last chunk: the same end."""
+
+    class Cut(httpx.SyncByteStream, httpx.AsyncByteStream):
+        def __iter__(self):
+            yield b'{"root": "r"}\n'
+            raise httpx.RemoteProtocolError("peer closed connection (incomplete chunked read)")
+
+        async def __aiter__(self):
+            for piece in self:
+                yield piece
+
+    def cut(request):
+        return httpx.Response(200, stream=Cut())
+
+    with Client(URL, transport=httpx.MockTransport(cut)) as c, c.watch("r") as events:
+        assert next(events) == {"root": "r"}
+        with pytest.raises(Unavailable, match="closed the event stream"):
+            next(events)
+
+    async def watch():
+        async with AsyncClient(URL, transport=httpx.MockTransport(cut)) as c:
+            async with c.watch("r") as events:
+                assert await anext(events) == {"root": "r"}
+                with pytest.raises(Unavailable, match="closed the event stream"):
+                    await anext(events)
+
+    asyncio.run(watch())
+
+
 def test_watch_of_an_unfollowed_root_fails_on_open(client, fake):
     fake.followed.clear()
 
