@@ -184,6 +184,7 @@ def test_no_endpoint_changes_users_or_grants(stack, openapi):
                 ("post", "/v1/login"),
                 ("post", "/v1/roots/{root}/chunks"),  # a read whose list is the body
                 ("post", "/api/fetch/{root}/{path}"),  # a read whose key is the body (Caterva2)
+                ("post", "/v1/roots/{root}/handoff/{path}"),  # a read: a ticket for one file
                 ("put", "/v1/roots/{root}/follow"),
                 ("delete", "/v1/roots/{root}/follow"),
             }, (method, template)

@@ -415,10 +415,19 @@ def run_on_a_terminal(stack, *args: str, cwd) -> tuple[int, str]:
 
 
 def test_progress_bar_on_a_terminal_only(run, stack, tmp_path):
+    ok(run("unfollow", "demo"))  # cold: the chunks come one by one, and the rate shows
+    ok(run("follow", "demo"))
     code, screen = run_on_a_terminal(stack, "download", "demo/grid.b2nd", cwd=tmp_path)
     assert code == 0, screen
     assert "━" in screen and "B/s" in screen  # the bar, and the transfer rate column
     assert "saved demo/grid.b2nd" in screen and (tmp_path / "grid.b2nd").stat().st_size > 0
+    # warm: the subscriber writes the file (the handoff), the bar is there all the same
+    code, screen = run_on_a_terminal(
+        stack, "download", "demo/grid.b2nd", "-o", "w.b2nd", cwd=tmp_path
+    )
+    assert code == 0, screen
+    assert "━" in screen and "saved demo/grid.b2nd" in screen
+    assert (tmp_path / "w.b2nd").read_bytes() == (tmp_path / "grid.b2nd").read_bytes()
     piped = ok(run("download", "demo/grid.b2nd", "-o", str(tmp_path / "p.b2nd")))
     assert "━" not in piped.out + piped.err
 

@@ -1,0 +1,141 @@
+"""The local handoff (caterva/subscriber/handoff.py) against a real subscriber: a ticket is one
+use of one file, the socket takes only a ticket and a regular file open for writing, what it
+writes is the /file answer byte for byte, and a client that hangs up leaves nothing open."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from caterva.client import Client
+from tests.conftest import free_port
+from tests.integration.test_subscriber import Stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from tests.conftest import Services
+
+    tmp = tmp_path_factory.mktemp("handoff")
+    services = Services(tmp)
+    try:
+        broker = services.start(
+            "bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")
+        ).url
+        stack = Stack(services.start, tmp, broker)
+        stack.follow()
+        yield stack
+    finally:
+        services.close()
+
+
+def ticket(stack, path: str = "noise.b2nd") -> dict:
+    r = stack.http.post(f"/roots/demo/handoff/{path}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def hand(answer: dict, message: bytes | None = None, fds: tuple[int, ...] = ()) -> list[dict]:
+    """Send ``message`` (the answer's ticket by default) with ``fds``; every reply, in order."""
+    if message is None:
+        message = json.dumps({"ticket": answer["ticket"]}).encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+        sock.settimeout(30)
+        sock.connect("\0" + answer["socket"])
+        socket.send_fds(sock, [message], list(fds))
+        replies = []
+        while (reply := sock.recv(1 << 16)) != b"":
+            replies.append(json.loads(reply))
+            if "written" not in replies[-1]:
+                return replies
+    raise AssertionError(f"the socket closed after {replies}")
+
+
+def code(replies: list[dict]) -> str:
+    return replies[-1]["error"]["code"]
+
+
+def test_what_the_subscriber_writes_is_the_file_answer(stack, tmp_path):
+    stack.http.get("/roots/demo/file/noise.b2nd")  # cached whole
+    answer = ticket(stack)
+    out = tmp_path / "noise.b2nd"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        replies = hand(answer, fds=(fd,))
+    finally:
+        os.close(fd)
+    assert replies[-1] == {"size": answer["size"]}
+    assert all(r["written"] <= answer["size"] for r in replies[:-1])
+    assert out.read_bytes() == stack.http.get("/roots/demo/file/noise.b2nd").content
+    assert answer["etag"] == stack.http.get("/roots/demo/info/noise.b2nd").json()["etag"]
+    # one use
+    fd = os.open(out, os.O_RDWR)
+    try:
+        assert code(hand(answer, fds=(fd,))) == "not_found"
+    finally:
+        os.close(fd)
+
+
+def test_the_socket_takes_a_ticket_and_a_regular_file_open_for_writing(stack, tmp_path):
+    target = tmp_path / "t"
+    target.write_bytes(b"")
+    read_only = os.open(target, os.O_RDONLY)
+    appending = os.open(target, os.O_WRONLY | os.O_APPEND)
+    directory = os.open(tmp_path, os.O_RDONLY)
+    pipe_r, pipe_w = os.pipe()
+    writable = os.open(target, os.O_WRONLY)
+    try:
+        for fds in ((), (read_only,), (appending,), (directory,), (pipe_w,)):
+            assert code(hand(ticket(stack), fds=fds)) == "bad_request", fds
+        assert code(hand(ticket(stack), b"{}", (writable,))) == "not_found"
+        assert code(hand(ticket(stack), b"not json", (writable,))) == "not_found"
+        made_up = {**ticket(stack), "ticket": "0" * 32}
+        assert code(hand(made_up, fds=(writable,))) == "not_found"
+        too_long = json.dumps({"ticket": ticket(stack)["ticket"], "pad": "x" * 8192}).encode()
+        assert code(hand(ticket(stack), too_long, (writable,))) == "not_found"
+        assert target.read_bytes() == b""  # nothing was written through any of them
+    finally:
+        for fd in (read_only, appending, directory, pipe_r, pipe_w, writable):
+            os.close(fd)
+
+
+def open_files(pid: int) -> int:
+    return sum(
+        os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/") for fd in os.listdir(f"/proc/{pid}/fd")
+    )
+
+
+def test_a_client_that_hangs_up_leaves_nothing_open(stack, tmp_path):
+    stack.http.get("/roots/demo/file/noise.b2nd")
+    pid = stack.sub.proc.pid
+    before = open_files(pid)
+    for _ in range(5):
+        answer = ticket(stack)
+        fd = os.open(tmp_path / "gone", os.O_RDWR | os.O_CREAT, 0o600)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+            sock.connect("\0" + answer["socket"])
+            socket.send_fds(sock, [json.dumps({"ticket": answer["ticket"]}).encode()], [fd])
+        os.close(fd)
+    deadline = time.monotonic() + 10
+    while open_files(pid) > before and time.monotonic() < deadline:
+        time.sleep(0.02)  # no signal for "done with a connection nobody reads": poll
+    assert open_files(pid) <= before
+
+
+def test_a_client_on_this_machine_downloads_through_the_handoff(stack, tmp_path, monkeypatch):
+    """The client asks for a ticket and never uses /file; its file lands whole."""
+    from caterva.client import download
+
+    stack.http.get("/roots/demo/file/noise.b2nd")
+    monkeypatch.setattr(download, "FrameFile", None)  # /file is not taken
+    progress = []
+    with Client(stack.sub.url) as client:
+        assert client.local
+        got = client.download("demo/noise.b2nd", tmp_path, progress=lambda *a: progress.append(a))
+    assert got.read_bytes() == stack.http.get("/roots/demo/file/noise.b2nd").content
+    total = progress[-1][1]
+    assert progress[0] == (0, total) and progress[-1] == (total, total)
