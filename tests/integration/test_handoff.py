@@ -11,25 +11,12 @@ import socket
 import pytest
 
 from caterva.client import Client
-from tests.conftest import free_port
-from tests.integration.test_subscriber import Stack
+from tests.integration.test_subscriber import followed_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from tests.conftest import Services
-
-    tmp = tmp_path_factory.mktemp("handoff")
-    services = Services(tmp)
-    try:
-        broker = services.start(
-            "bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")
-        ).url
-        stack = Stack(services.start, tmp, broker)
-        stack.follow()
-        yield stack
-    finally:
-        services.close()
+    yield from followed_stack(tmp_path_factory, "handoff")
 
 
 def ticket(stack, path: str = "noise.b2nd") -> dict:

@@ -11,8 +11,7 @@ import pytest
 import schemathesis
 from schemathesis.config import SchemathesisConfig
 
-from tests.conftest import Services, free_port
-from tests.integration.test_subscriber import Stack
+from tests.integration.test_subscriber import followed_stack
 
 # The same cases on every run: the examples, coverage and fuzzing phases, a few cases each.
 # Root and path are mostly the served ones, so most requests reach a route's real work; a
@@ -51,17 +50,7 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("openapi")
-    services = Services(tmp)
-    try:
-        broker = services.start(
-            "bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")
-        ).url
-        stack = Stack(services.start, tmp, broker)
-        stack.follow()
-        yield stack
-    finally:
-        services.close()
+    yield from followed_stack(tmp_path_factory, "openapi")
 
 
 def run(url: str) -> tuple[list[str], dict[str, set[int]]]:

@@ -143,6 +143,24 @@ def next_event(q: queue.Queue, event: str, timeout: float = 5, **match) -> dict:
     raise AssertionError(f"no {event} event matching {match} within {timeout} s")
 
 
+def followed_stack(tmp_path_factory, name: str):
+    """A broker and a Stack following ``demo``, for a module's tests (yield from it in a
+    module-scoped fixture); stopped after them."""
+    from tests.conftest import Services
+
+    tmp = tmp_path_factory.mktemp(name)
+    services = Services(tmp)
+    try:
+        broker = services.start(
+            "bro", "--port", str(free_port()), "--statedir", str(tmp / "broker")
+        ).url
+        stack = Stack(services.start, tmp, broker)
+        stack.follow()
+        yield stack
+    finally:
+        services.close()
+
+
 @pytest.fixture
 def stack(spawn, tmp_path):
     broker = spawn("bro", "--port", str(free_port()), "--statedir", str(tmp_path / "broker")).url
