@@ -178,8 +178,7 @@ class DatasetBase:
         ndim = len(self.info.shape)
         remote, local = norm[:ndim], norm[ndim:]  # local: the axes of a sub-array field
         want = selection.result_shape(remote) + self._field_subshape()
-        # numpy returns a scalar, not a 0-d array, when every axis is indexed by an int
-        scalar = not any(k is Ellipsis for k in key) and all(not isinstance(k, slice) for k in norm)
+        scalar = selection.is_scalar(key, norm)
         read = self._read_chunks(remote) if how == "chunks" else self._read_npy(remote, want)
         return self._finish(read, want, local, scalar)
 
@@ -195,8 +194,10 @@ class DatasetBase:
     def _printed_call(self, key: Any, width: int) -> tuple[Call, tuple[int, ...]]:
         """The request printing ``self[key]`` at the subscriber, and the shape it prints; a
         bad key raises here, at once."""
-        norm = self._normalize(key if isinstance(key, tuple) else (key,))
-        call = Calls.printed(self.root, self.path, selection.format(norm), self.field, width)
+        key = key if isinstance(key, tuple) else (key,)
+        norm = self._normalize(key)
+        # the key as given: whether it asks for a scalar is part of what is printed
+        call = Calls.printed(self.root, self.path, selection.format(key), self.field, width)
         return call, selection.result_shape(norm)
 
     def _finish(self, read: Reader, want: tuple[int, ...], local: tuple, scalar: bool) -> Reader:

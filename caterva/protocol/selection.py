@@ -127,6 +127,12 @@ def normalize(key: Any, shape: tuple[int, ...] | list[int]) -> Key:
     return tuple(out)
 
 
+def is_scalar(key: Key, norm: Key) -> bool:
+    """Does numpy answer ``key`` (``norm``, normalized) with a scalar, not a 0-d array? When
+    every axis is indexed by an int, and no ``...`` was given (``a[0, ...]`` is 0-d)."""
+    return not any(k is Ellipsis for k in key) and all(not isinstance(k, slice) for k in norm)
+
+
 def _range(item: slice) -> range:
     return range(item.start, -1 if item.stop is None else item.stop, item.step)
 

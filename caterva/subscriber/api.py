@@ -235,6 +235,8 @@ async def printed(
     sel: Annotated[str, SEL] = "...",
     field: Annotated[str | None, FIELD] = None,
 ) -> dict:
+    import numpy as np
+
     from caterva.protocol.dtypes import dtype_to_json
 
     ds, key, dtype = _selection(follower, root, path, sel, field)
@@ -247,6 +249,8 @@ async def printed(
             "and print it"
         )
     array = await _read_printed(read, ds, key, field, dtype.base)
+    if selection.is_scalar(selection.parse(sel), key):  # a scalar's own dtype: U6, not U16
+        array = np.asarray(array[()])
     text = await asyncio.to_thread(printing.text, array, width)
     return {"dtype": dtype_to_json(array.dtype), "shape": list(array.shape), "text": text}
 
@@ -290,7 +294,7 @@ async def _read_printed(
 
     shape = selection.result_shape(key)
     ranges = printing.edges(shape)
-    if ranges is None:
+    if ranges is None or ds.info.kind != "b2nd":  # all of it, or bytes (not an NDArray)
         return await _read(read, ds, key, field)
     ndim = len(ds.info.shape)
     remote, local = key[:ndim], key[ndim:]
