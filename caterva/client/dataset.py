@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from caterva.client.base import Selections
-from caterva.client.calls import Cached, Call, Calls, Printed
+from caterva.client.calls import Cached, Calls, Printed
 from caterva.client.chunksource import AsyncChunkSource, ChunkSource
 from caterva.client.npybody import NpyBody
 from caterva.client.program import Program
@@ -191,15 +191,6 @@ class DatasetBase:
                 f"unsupported index {selection.describe(key)}: use ints, slices and ..."
             ) from exc
 
-    def _printed_call(self, key: Any, width: int) -> tuple[Call, tuple[int, ...]]:
-        """The request printing ``self[key]`` at the subscriber, and the shape it prints; a
-        bad key raises here, at once."""
-        key = key if isinstance(key, tuple) else (key,)
-        norm = self._normalize(key)
-        # the key as given: whether it asks for a scalar is part of what is printed
-        call = Calls.printed(self.root, self.path, selection.format(key), self.field, width)
-        return call, selection.result_shape(norm)
-
     def _finish(self, read: Reader, want: tuple[int, ...], local: tuple, scalar: bool) -> Reader:
         array = yield from read
         if array.shape != want:
@@ -305,7 +296,10 @@ class Dataset(ChunkSource, DatasetBase):
         """``self[key]`` as numpy prints it for a console ``width`` wide (caterva.protocol.
         printing), printed by the subscriber: neither the values nor numpy come here (`caterva
         show`). NotSupported when the subscriber declines: too many values to print."""
-        call, shape = self._printed_call(key, width)
+        key = key if isinstance(key, tuple) else (key,)
+        shape = selection.result_shape(self._normalize(key))  # a bad key raises here, at once
+        # the key as given: whether it asks for a scalar is part of what is printed
+        call = Calls.printed(self.root, self.path, selection.format(key), self.field, width)
         try:
             printed = self._client._take(call)
         except DatasetChanged:  # the version the read began with is gone: once more
