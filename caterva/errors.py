@@ -184,7 +184,9 @@ class StateError(CatervaError, RuntimeError):
 
 class NotSupported(CatervaError):
     """What a service does not do: the writes of the Caterva2 API (a subscriber is read-only),
-    a ``/file`` of a dataset it cannot frame from chunk sizes alone (a client frames it)."""
+    a ``/file`` of a dataset it cannot frame from chunk sizes alone (a client frames it), a
+    ``/printed`` selection of too many values to print (a client prints it), a handoff to a
+    client on another machine."""
 
     code, status = "not_supported", 501
 

@@ -10,15 +10,25 @@ import, so registering these commands costs the catalog commands nothing.
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from caterva.cli import render, values
 from caterva.cli.options import CaFile, Json, Sub, connect, display, emit, err, out
 from caterva.cli.render import literal
-from caterva.errors import BadRequest, BadSelection, CatervaError, TargetExists, UnknownDataset
-from caterva.protocol import rest
+from caterva.errors import (
+    BadRequest,
+    BadSelection,
+    CatervaError,
+    NotSupported,
+    TargetExists,
+    UnknownDataset,
+)
+from caterva.protocol import printing, rest
+
+if TYPE_CHECKING:
+    from caterva.client.calls import Printed
 
 PREVIEW = 4096  # bytes of a plain file or frame `show` prints when no selection is given
 
@@ -102,7 +112,10 @@ def show(
                 )
             else:
                 key = (Ellipsis,)
-        value = ds[key]
+        if as_bytes or as_json:
+            value = ds[key]
+        else:
+            printed = _printed(ds, key, out().width)
     shown = selection.format(key)
     if as_bytes:
         _show_bytes(ds, sel is None, shown, _offset(key, ds.shape), value, as_json)
@@ -120,8 +133,24 @@ def show(
             }
         )
     else:
-        title = values.array_title(ds.address, shown, field, value)
-        display(values.array_view(title, value, out().width))
+        title = values.array_title(ds.address, shown, field, printed.dtype, printed.shape)
+        display(values.array_view(title, printed.text))
+
+
+def _printed(ds, key, width: int) -> "Printed":
+    """``ds[key]`` as numpy prints it: by the subscriber, so that neither the values (all of
+    them, for the few printed of a big selection) nor numpy (~40 ms) come here; by this
+    process when the subscriber declines (too many values to print)."""
+    try:
+        return ds._printed(key, min(width, printing.MAX_WIDTH))
+    except NotSupported:
+        value = ds[key]
+    import numpy as np
+
+    from caterva.client.calls import Printed
+
+    value = np.asarray(value)
+    return Printed(values.numpy_dtype_json(value.dtype), value.shape, printing.text(value, width))
 
 
 def _offset(key, shape) -> int:

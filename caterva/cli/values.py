@@ -15,24 +15,21 @@ from rich.text import Text
 from caterva.cli.render import dtype_text, literal, shape_text
 
 
-def array_view(title: str, value: Any, width: int) -> RenderableType:
-    """numpy's own printing (summarised when large) under a one-line title."""
-    import numpy as np
-
-    header = Text(literal(title), style="dim")
-    with np.printoptions(linewidth=max(width, 40), threshold=1000, edgeitems=4):
-        body = np.array2string(np.asarray(value))
-    return Group(header, Text(body))
+def array_view(title: str, text: str) -> RenderableType:
+    """numpy's text of an array (caterva.protocol.printing) under a one-line title."""
+    # numpy escapes what a terminal would act on; text from a subscriber is made sure of
+    body = "\n".join(literal(line) for line in text.split("\n"))
+    return Group(Text(literal(title), style="dim"), Text(body))
 
 
-def array_title(address: str, sel: str | None, field: str | None, value: Any) -> str:
-    import numpy as np
-
+def array_title(
+    address: str, sel: str | None, field: str | None, dtype: Any, shape: tuple[int, ...]
+) -> str:
+    """``dtype`` in its JSON form (caterva.protocol.dtypes)."""
     where = address + (f"[{sel}]" if sel is not None else "")
     if field is not None:
         where += f" field {field}"
-    dtype = dtype_text(numpy_dtype_json(np.asarray(value).dtype))
-    return f"{where}  {dtype}  shape {shape_text(np.shape(value))}"
+    return f"{where}  {dtype_text(dtype)}  shape {shape_text(shape)}"
 
 
 def numpy_dtype_json(dtype: Any) -> Any:

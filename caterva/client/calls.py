@@ -149,6 +149,30 @@ class Cached:
     bytes: int
 
 
+@dataclass(frozen=True)
+class Printed:
+    """A selection as numpy prints it, printed by the subscriber (``Calls.printed``)."""
+
+    dtype: Any  # its JSON form (caterva.protocol.dtypes)
+    shape: tuple[int, ...]
+    text: str
+
+
+def _printed(response: httpx.Response) -> Printed:
+    body = json_of(response)
+    try:
+        dtype, shape, text = body["dtype"], body["shape"], body["text"]
+        if not (
+            isinstance(dtype, (str, dict))
+            and isinstance(text, str)
+            and all(type(n) is int and n >= 0 for n in shape)
+        ):
+            raise TypeError
+        return Printed(dtype, tuple(shape), text)
+    except (TypeError, KeyError) as exc:
+        raise ProtocolError("the subscriber sent an invalid printed selection") from exc
+
+
 def _roots(response: httpx.Response) -> list[RootInfo]:
     body = json_of(response)
     entries = body.get("roots") if isinstance(body, dict) else None
@@ -219,6 +243,15 @@ class Calls:
             params["field"] = field_name
         path = f"{root_path(root, 'data')}/{quote(path, safe='/')}"
         return Call("GET", path, params=params, pour=pour)
+
+    @staticmethod
+    def printed(root: str, path: str, sel: str, field_name: str | None, width: int) -> Call:
+        """A selection as numpy prints it on lines of ``width`` characters: a Printed."""
+        params = {"sel": sel, "width": str(width)}
+        if field_name is not None:
+            params["field"] = field_name
+        path = f"{root_path(root, 'printed')}/{quote(path, safe='/')}"
+        return Call("GET", path, _printed, params)
 
     @staticmethod
     def chunks(

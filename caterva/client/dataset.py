@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from caterva.client.base import Selections
-from caterva.client.calls import Cached, Calls
+from caterva.client.calls import Cached, Calls, Printed
 from caterva.client.chunksource import AsyncChunkSource, ChunkSource
 from caterva.client.npybody import NpyBody
 from caterva.client.program import Program
@@ -149,9 +149,15 @@ class DatasetBase:
         return dtype_from_json(self.info.dtype)
 
     def _field_subshape(self) -> tuple[int, ...]:
+        """The axes a sub-array field adds, from the dtype's JSON (no numpy: `caterva show`
+        checks a selection of one without it)."""
         if self.field is None:
             return ()
-        return tuple(self._record_dtype().fields[self.field][0].shape)
+        dt = self.info.dtype
+        try:
+            return _subshape(dt["formats"][list(dt["names"]).index(self.field)])
+        except (TypeError, ValueError, KeyError, IndexError) as exc:
+            raise ProtocolError(f"invalid dtype description: {dt!r:.80}") from exc
 
     def _field_view_args(self, name: str) -> tuple[str, DatasetInfo, Cached, str]:
         if self.field is not None:
@@ -168,20 +174,22 @@ class DatasetBase:
         touches and decodes them here, "npy" has the subscriber decode and send an .npy body.
         """
         key = key if isinstance(key, tuple) else (key,)
+        norm = self._normalize(key)
+        ndim = len(self.info.shape)
+        remote, local = norm[:ndim], norm[ndim:]  # local: the axes of a sub-array field
+        want = selection.result_shape(remote) + self._field_subshape()
+        scalar = selection.is_scalar(key, norm)
+        read = self._read_chunks(remote) if how == "chunks" else self._read_npy(remote, want)
+        return self._finish(read, want, local, scalar)
+
+    def _normalize(self, key: tuple) -> selection.Key:
         try:
             selection.format(key)  # checks every item is an int, a slice of ints or ...
-            norm = selection.normalize(key, self.shape)
+            return selection.normalize(key, self.shape)
         except TypeError as exc:  # e.g. a numpy array used as an index
             raise BadSelection(
                 f"unsupported index {selection.describe(key)}: use ints, slices and ..."
             ) from exc
-        ndim = len(self.info.shape)
-        remote, local = norm[:ndim], norm[ndim:]  # local: the axes of a sub-array field
-        want = selection.result_shape(remote) + self._field_subshape()
-        # numpy returns a scalar, not a 0-d array, when every axis is indexed by an int
-        scalar = not any(k is Ellipsis for k in key) and all(not isinstance(k, slice) for k in norm)
-        read = self._read_chunks(remote) if how == "chunks" else self._read_npy(remote, want)
-        return self._finish(read, want, local, scalar)
 
     def _finish(self, read: Reader, want: tuple[int, ...], local: tuple, scalar: bool) -> Reader:
         array = yield from read
@@ -248,6 +256,14 @@ class DatasetBase:
         return True
 
 
+def _subshape(dtype: Any) -> tuple[int, ...]:
+    """The shape of a sub-array dtype's JSON form ({"base": ..., "shape": [...]}), nested ones
+    flattened as numpy does; () for any other dtype."""
+    if isinstance(dtype, dict) and "base" in dtype:
+        return tuple(int(n) for n in dtype["shape"]) + _subshape(dtype["base"])
+    return ()
+
+
 def _layout(info: DatasetInfo) -> tuple:
     """What a normalized key depends on: a read can retry with new digests when it is equal."""
     return (info.kind, info.shape, info.dtype, info.chunks, info.blocks, info.chunksize)
@@ -275,6 +291,22 @@ class Dataset(ChunkSource, DatasetBase):
     def get(self, key: Any = Ellipsis) -> Any:
         """``ds.get(sel)`` is ``ds[sel]``; ``ds.get()`` reads everything."""
         return self[key]
+
+    def _printed(self, key: Any, width: int) -> Printed:
+        """``self[key]`` as numpy prints it for a console ``width`` wide (caterva.protocol.
+        printing), printed by the subscriber: neither the values nor numpy come here (`caterva
+        show`). NotSupported when the subscriber declines: too many values to print."""
+        key = key if isinstance(key, tuple) else (key,)
+        shape = selection.result_shape(self._normalize(key))  # a bad key raises here, at once
+        # the key as given: whether it asks for a scalar is part of what is printed
+        call = Calls.printed(self.root, self.path, selection.format(key), self.field, width)
+        try:
+            printed = self._client._take(call)
+        except DatasetChanged:  # the version the read began with is gone: once more
+            printed = self._client._take(call)
+        if printed.shape != shape:
+            raise ProtocolError(f"asked for shape {shape}, the subscriber printed {printed.shape}")
+        return printed
 
     def __array__(self, dtype=None, copy=None):
         array = self[...]

@@ -32,6 +32,17 @@ def read_selection(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes
     return gather.result()
 
 
+def read_parts(info: DatasetInfo, keys: list[Key], chunks: dict[int, bytes]) -> list[np.ndarray]:
+    """``original[key]`` for each of ``keys`` (normalized, of a Blosc2 NDArray), from
+    ``chunks`` (index -> compressed bytes, every chunk the keys touch). blosc2 decodes only
+    the blocks each key reads: a few values at the corners of big chunks cost little, where
+    Gather decodes whole chunks."""
+    arr = new_container(info)
+    for i, data in chunks.items():
+        arr.schunk.update_chunk(i, data)
+    return [np.asarray(arr[key]) for key in keys]
+
+
 def _read_with_blosc2(info: DatasetInfo, key: Key, get_chunk: Callable[[int], bytes]) -> np.ndarray:
     """``read_selection`` by blosc2's own indexing, for what Gather does not decode itself."""
     from caterva.protocol.selection import touched_chunks

@@ -51,6 +51,8 @@ MAX_BATCH = 4096  # chunk indices in one batch request
 # imported from blosc2: the CLI reads batches too and must start without it (~0.3 s).
 MAX_OVERHEAD = 32
 NPY_MAX = 64 * 2**20  # the most bytes a subscriber decodes into one .npy answer
+SEL_MAX = 4096  # characters of a selection in a query (32 items of three 19-digit bounds fit)
+FIELD_MAX = 1024  # characters of a field name in a query
 ERROR_INDEX = 0xFFFFFFFF  # the index of a frame that carries an error, not a chunk
 ERROR_MAX = 1 << 16  # bytes an error frame may hold
 

@@ -1,14 +1,16 @@
 """numpy-style selections as text, for URLs and the CLI: ``0:10, ::2, -1, ...``.
 
 ``parse`` turns the text into a key (ints, slices, Ellipsis) without evaluating anything;
-``format`` is its inverse. ``normalize`` resolves a key against a shape, and ``touched_chunks``
-says which chunks (flat C-order indices over the chunk grid) a normalized key reads.
+``format`` is its inverse. ``normalize`` resolves a key against a shape, ``part`` narrows a
+normalized key to ranges of its result, and ``touched_chunks`` says which chunks (flat C-order
+indices over the chunk grid) a normalized key reads.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from caterva.errors import BadSelection
@@ -125,12 +127,36 @@ def normalize(key: Any, shape: tuple[int, ...] | list[int]) -> Key:
     return tuple(out)
 
 
+def is_scalar(key: Key, norm: Key) -> bool:
+    """Does numpy answer ``key`` (``norm``, normalized) with a scalar, not a 0-d array? When
+    every axis is indexed by an int, and no ``...`` was given (``a[0, ...]`` is 0-d)."""
+    return not any(k is Ellipsis for k in key) and all(not isinstance(k, slice) for k in norm)
+
+
 def _range(item: slice) -> range:
     return range(item.start, -1 if item.stop is None else item.stop, item.step)
 
 
 def result_shape(key: Key) -> tuple[int, ...]:
     return tuple(len(_range(s)) for s in key if isinstance(s, slice))
+
+
+def part(key: Key, ranges: Sequence[tuple[int, int]]) -> Key:
+    """The normalized key of positions [start, stop) of each result axis of ``key`` (one range
+    per slice, in order): ``original[part(key, ranges)]`` is ``original[key][the ranges]``."""
+    out: list[Any] = []
+    todo = iter(ranges)
+    for item in key:
+        if isinstance(item, int):
+            out.append(item)
+            continue
+        start, stop = next(todo)
+        r = _range(item)[start:stop]
+        if not r:
+            out.append(slice(0, 0, 1))
+        else:  # a negative step that runs past 0 ends at None, as in normalize
+            out.append(slice(r.start, r.stop if r.stop >= 0 else None, r.step))
+    return tuple(out)
 
 
 def touched_chunks(key: Key, chunks: list[int] | tuple[int, ...], grid: list[int]) -> list[int]:

@@ -247,8 +247,9 @@ ERRORS = {
     "(`pin_too_large`).",
     413: "The request body is larger than the service accepts (`body_too_large`, `--max-body`).",
     416: "The Range asks for bytes the file does not have (`range_not_satisfiable`).",
-    501: "Not something this service does (`not_supported`): a write of the Caterva2 API, a "
-    "`/file` of a dataset it cannot frame (the client frames it), a handoff to another machine.",
+    501: "Not something this service does for this request (`not_supported`; the message says "
+    "what to do instead): a write of the Caterva2 API, a `/file` of a dataset it cannot frame "
+    "(the client frames it), a handoff to another machine, a printout too large to render.",
     502: "A source answered wrongly (`protocol_error`, `digest_mismatch`, `untrusted_source`, "
     "`key_changed`, `source_refused`).",
     503: "Not now; retry (`unavailable`: the dataset is being rewritten; `source_offline`: no "

@@ -65,3 +65,21 @@ def test_every_scenario_runs_and_is_verified(tmp_path):
     assert "peer" not in report and "download_smooth_warm_cli" not in results
     assert len(report["memory"]) == 4  # publisher and subscriber, at two sizes
     assert all(m["peak"] > 0 for m in report["memory"])
+
+
+def test_the_show_ab_runs_and_both_sides_print_the_same(tmp_path):
+    """``benchmarks.showab`` with this tree as the other side too: every command runs, and
+    the selection (summarised: printed from its corners) prints the same every time."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.showab", "--old", str(ROOT), "--repeat", "1"]
+        + ["--scale", "0.001", "--workdir", str(tmp_path / "work")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    lines = done.stdout.splitlines()
+    assert sum(" median " in line for line in lines) == 6, done.stdout
+    assert "show, warm: every sample printed the same: True" in lines
+    assert "show, cold: every sample printed the same: True" in lines

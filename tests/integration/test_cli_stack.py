@@ -31,6 +31,7 @@ import pytest
 
 from caterva.cli.app import run_command
 from caterva.client import Client
+from caterva.protocol import printing, rest
 from tests.conftest import ROOT, free_port
 from tests.integration.test_client_stack import Stack, wait_event
 
@@ -376,8 +377,12 @@ def test_catalog_commands_import_neither_numpy_nor_blosc2(stack):
         assert result.code == (3 if "demo/nope.b2nd" in args else 0), (args, result.err)
         assert "httpx" in result.modules  # the check sees real imports
         assert not result.modules & set(HEAVY), (args, result.modules & set(HEAVY))
-    show = finish(start(stack, "show", "demo/line.b2nd[0]", importtime=True))
-    assert {"numpy", "blosc2"} & show.modules  # and it would see them
+    # an array's values are printed by the subscriber: `show` needs numpy only for --json
+    show = finish(start(stack, "show", "demo/grid.b2nd[0:2]", importtime=True))
+    assert show.code == 0 and "httpx" in show.modules, show.err
+    assert not show.modules & set(HEAVY), show.modules & set(HEAVY)
+    machine = finish(start(stack, "show", "demo/line.b2nd[0]", "--json", importtime=True))
+    assert "numpy" in machine.modules  # and it would see them
 
 
 def test_errors_never_show_a_traceback(stack):
@@ -490,6 +495,66 @@ def test_watch_prints_events_until_ctrl_c(stack):
         assert proc.wait(timeout=30) == 0  # Ctrl-C is how watching ends: not an error
         rest = list(iter(lambda q=err: q.get(timeout=10), None))
         assert rest == [], rest  # no traceback, no noise
+
+
+# --- arrays printed by the subscriber, or by the CLI when it declines ----------------------
+
+
+def printed_before(value, width: int = 200) -> str:
+    """numpy's text of ``value`` as `caterva show` printed it before the subscriber did."""
+    with np.printoptions(linewidth=max(width, 40), threshold=1000, edgeitems=4):
+        return np.array2string(np.asarray(value))
+
+
+def test_show_prints_what_the_subscriber_declines_to_print(run, stack):
+    """8**6 values to print is more than a subscriber prints (501 not_supported): the CLI
+    reads the values and prints them itself, the same text."""
+    six = np.random.default_rng(6).integers(0, 100, size=(9,) * 6, dtype=np.uint8)
+    with Client(stack.url) as client, client.watch("demo") as events:
+        blosc2.asarray(six, urlpath=str(stack.data / "six.b2nd"), mode="w", chunks=(5,) * 6)
+        wait_event(events, event="create", path="six.b2nd")
+    r = httpx.get(f"{stack.url}/v1/roots/demo/printed/six.b2nd", params={"width": 80})
+    assert (r.status_code, r.json()["error"]["code"]) == (501, "not_supported")
+    shown = ok(run("show", "demo/six.b2nd[...]")).out
+    title = "demo/six.b2nd[...]  uint8  shape (9, 9, 9, 9, 9, 9)"
+    body = "".join(line.rstrip(" ") + "\n" for line in printed_before(six).split("\n"))
+    assert shown == f"{title}\n{body}"
+    # one axis fewer: printed by the subscriber, read from the corners alone
+    assert ok(run("show", "demo/six.b2nd[0]")).out.split("\n", 1)[1] == "".join(
+        line.rstrip(" ") + "\n" for line in printed_before(six[0]).split("\n")
+    )
+
+
+@pytest.mark.parametrize(
+    "params, where",
+    [
+        ({}, "width"),
+        ({"width": 0}, "width"),
+        ({"width": printing.MAX_WIDTH + 1}, "width"),
+        ({"width": "wide"}, "width"),
+        ({"width": 80, "sel": "0," * rest.SEL_MAX}, "sel"),
+        ({"width": 80, "field": "f" * (rest.FIELD_MAX + 1)}, "field"),
+    ],
+)
+def test_printed_parameters_are_bounded(stack, params, where):
+    r = httpx.get(f"{stack.url}/v1/roots/demo/printed/grid.b2nd", params=params)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_request"), r.text
+    assert r.json()["error"]["message"].startswith(f"invalid {where}: ")
+
+
+def test_printed_selections_are_checked_as_reads_are(stack):
+    url = f"{stack.url}/v1/roots/demo/printed"
+    for path, params, status, code in [
+        ("grid.b2nd", {"sel": "0:2, 1.5"}, 400, "bad_selection"),
+        ("line.b2nd", {"sel": "100"}, 400, "bad_selection"),
+        ("records.b2nd", {"field": "nope"}, 400, "bad_selection"),
+        ("nope.b2nd", {}, 404, "unknown_dataset"),
+    ]:
+        r = httpx.get(f"{url}/{path}", params={"width": 80, **params})
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
+    r = httpx.get(f"{url}/records.b2nd", params={"width": 80, "sel": "5, 1", "field": "pos"})
+    value = stack.originals["records.b2nd"]["pos"][5, 1]  # a sub-array field's axis too
+    assert r.json() == {"dtype": "<f4", "shape": [], "text": printed_before(value, 80)}
 
 
 # --- a source going offline (last: it stops the publisher, then brings it back) -------------

@@ -98,9 +98,10 @@ def test_publisher_answers_as_documented(stack):
 def test_subscriber_answers_as_documented(stack):
     found, answered = run(stack.sub.url)
     assert not found, "\n".join(found)
-    assert len(answered) == 25  # every route but /v1/events (8 of the Caterva2 API)
+    assert len(answered) == 26  # every route but /v1/events (8 of the Caterva2 API)
     assert {200, 400, 404} <= answered["GET /v1/roots/{root}/datasets"]
     assert {200, 400, 404} <= answered["GET /v1/roots/{root}/data/{path}"]
+    assert {200, 400, 404} <= answered["GET /v1/roots/{root}/printed/{path}"]
     # a malformed Range (400) is drawn in some runs only (the suite's order moves the draws):
     # the source contract asserts it (test_whole_files_and_their_ranges)
     assert {200, 206, 404, 416} <= answered["GET /v1/roots/{root}/file/{path}"]

@@ -177,3 +177,92 @@ def test_a_cold_root_download_writes_every_example_as_the_original(subscriber, t
     written = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
     # big/ is there once the quick start ran (make_examples.py --big, gitignored): not compared
     assert sorted(p for p in written if not p.startswith("big/")) == sorted(files)
+
+
+# --- `caterva show`: the subscriber prints, the output is what it was ------------------------
+
+# every Blosc2 NDArray and HDF5 member: what `show` prints as an array
+ARRAYS = sorted(p for p in ORIGINALS if p.endswith(".b2nd") or ".nc/" in p)
+
+
+def printed_before(value, width: int) -> str:
+    """numpy's text of ``value`` as `caterva show` printed it before the subscriber did
+    (caterva/cli/values.py, then)."""
+    with np.printoptions(linewidth=max(width, 40), threshold=1000, edgeitems=4):
+        return np.array2string(np.asarray(value))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_random_selections_print_as_numpy_prints_the_original(subscriber, data):
+    from caterva.protocol.dtypes import dtype_to_json
+
+    path = data.draw(st.sampled_from(sorted(ORIGINALS)))  # plain files too, as bytes
+    original = ORIGINALS[path]
+    fields = original.dtype.names or ()
+    field = data.draw(st.sampled_from([None, *fields]))
+    view = original[field] if field is not None else original
+    key = data.draw(keys_for(view.shape))  # a sub-array field's axis too
+    width = data.draw(st.integers(1, 300))
+    params = {"sel": selection.format(key), "width": width}
+    if field is not None:
+        params["field"] = field
+    r = subscriber.get(f"/roots/example/printed/{path}", params=params)
+    assert r.status_code == 200, r.text
+    expected = np.asarray(view[key])
+    assert r.json() == {
+        "dtype": dtype_to_json(expected.dtype),
+        "shape": list(expected.shape),
+        "text": printed_before(expected, width),
+    }
+
+
+@pytest.fixture
+def show(subscriber, capsys, monkeypatch):
+    """show(*args) -> stdout of `caterva show ARGS` run in this process (run_command)."""
+    from caterva.cli.app import run_command
+
+    url = str(subscriber.base_url).removesuffix("/").removesuffix("/v1")
+    monkeypatch.setenv("CATERVA_CONFIG", "/nonexistent")
+
+    def _show(*args: str) -> str:
+        monkeypatch.setattr("sys.argv", ["caterva", "show", *args, "--sub", url])
+        capsys.readouterr()
+        try:
+            run_command()
+        except SystemExit as exc:
+            assert not exc.code, capsys.readouterr().err
+        out, err = capsys.readouterr()
+        assert err == ""
+        return out
+
+    return _show
+
+
+def test_show_prints_every_example_as_it_did(show):
+    """Each array whole, a selection of each and each field: the title and numpy's text of
+    the original, as `caterva show` printed them when it read the values itself."""
+    from caterva.cli.options import out
+    from caterva.cli.render import dtype_text, shape_text
+    from caterva.protocol.dtypes import dtype_to_json
+
+    def expected(address: str, sel: str, field: str | None, value) -> str:
+        value = np.asarray(value)
+        where = f"{address}[{sel}]" + (f" field {field}" if field is not None else "")
+        title = (
+            f"{where}  {dtype_text(dtype_to_json(value.dtype))}  shape {shape_text(value.shape)}"
+        )
+        lines = [title, *printed_before(value, out().width).split("\n")]
+        return "".join(line.rstrip(" ") + "\n" for line in lines)  # as display() writes
+
+    for path in ARRAYS:
+        original, address = ORIGINALS[path], f"example/{path}"
+        sel = ",".join(["1:-1:2"] * original.ndim) or "..."
+        key = selection.parse(sel)
+        assert show(f"{address}[...]") == expected(address, "...", None, original), path
+        assert show(f"{address}[{sel}]") == expected(address, sel, None, original[key]), path
+        for field in original.dtype.names or ():
+            got = show(f"{address}[{sel}]", "--field", field)
+            assert got == expected(address, sel, field, original[field][key]), (path, field)

@@ -15,6 +15,7 @@ from rich.console import Console
 from caterva.cli import render, rootsview, values
 from caterva.cli.data import split_selection
 from caterva.client import Cached, RootInfo
+from caterva.protocol import printing
 from caterva.protocol.dtypes import dtype_to_json
 from caterva.protocol.metadata import DatasetInfo
 
@@ -227,16 +228,18 @@ def test_bytes_as_text_or_hexdump():
     assert out.splitlines() == ["t", "hello", "... 5 more bytes"]
 
 
-def test_array_view_uses_numpy_printing():
+def test_array_view_prints_numpys_text_under_a_title():
     value = np.arange(6).reshape(2, 3)
-    assert text_of(values.array_view("title", value, 80)).splitlines() == [
+    assert text_of(values.array_view("title", printing.text(value, 80))).splitlines() == [
         "title",
         "[[0 1 2]",
         " [3 4 5]]",
     ]
-    assert values.array_title("r/a", "0:2", None, value) == "r/a[0:2]  int64  shape (2, 3)"
-    big = np.arange(100_000)
-    assert "..." in text_of(values.array_view("t", big, 80))  # summarised, not 100k numbers
+    title = values.array_title("r/a", "0:2", None, dtype_to_json(value.dtype), value.shape)
+    assert title == "r/a[0:2]  int64  shape (2, 3)"
+    # text from a subscriber: what a terminal would act on shows escaped, lines stay lines
+    shown = text_of(values.array_view("t", "[1\x1b[2J\n 2]"))
+    assert shown.splitlines() == ["t", "[1\\x1b[2J", " 2]"]
 
 
 @pytest.mark.parametrize(

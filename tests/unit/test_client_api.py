@@ -16,18 +16,21 @@ import pytest
 
 import caterva
 from caterva.client import AsyncClient, Client
+from caterva.client.calls import Printed
 from caterva.errors import (
     BadRequest,
     BadSelection,
     DigestMismatch,
     NotFollowed,
+    NotSupported,
     ProtocolError,
     SourceOffline,
     Unavailable,
     UnknownDataset,
     UnknownRoot,
 )
-from caterva.protocol import rest, selection
+from caterva.protocol import printing, rest, selection
+from caterva.protocol.dtypes import dtype_to_json
 from caterva.protocol.gather import read_selection
 from caterva.protocol.layout import describe
 from caterva.protocol.metadata import Manifest
@@ -81,6 +84,8 @@ class FakeSubscriber:
         self.garble: dict[int, bytes] = {}  # chunk index -> bytes sent instead of the chunk
         self.extra: list[int] = []  # chunks sent after those asked for
         self.cut: int | None = None  # chunk streams end early, with a read error
+        self.printed: object = None  # the answer of every /printed request, when set
+        self.decline = False  # /printed answers 501 not_supported
 
     def error(self, exc) -> httpx.Response:
         return httpx.Response(exc.status, json=exc.to_payload())
@@ -160,6 +165,20 @@ class FakeSubscriber:
             buf = io.BytesIO()
             np.save(buf, np.asarray(array, order="C"), allow_pickle=False)
             return httpx.Response(200, content=buf.getvalue())
+        if what == "printed":
+            if self.decline:
+                raise NotSupported("too many values to print")
+            if self.printed is not None:
+                return httpx.Response(200, json=self.printed)
+            value = self.originals[rest_]
+            value = np.asarray(
+                (value[q["field"]] if "field" in q else value)[selection.parse(q["sel"])]
+            )
+            text = printing.text(value, int(q["width"]))
+            shape = list(value.shape)
+            return httpx.Response(
+                200, json={"dtype": dtype_to_json(value.dtype), "shape": shape, "text": text}
+            )
         if what == "chunks":
             body = self.frames(rest_, q["i"])
             if self.cut is not None:  # the connection drops after this many bytes
@@ -340,6 +359,62 @@ def test_bad_selections_fail_before_any_request(client, fake, key):
 def test_field_view_of_plain_dtype_is_refused(client):
     with pytest.raises(BadSelection, match="no field"):
         client.dataset("r/one.b2nd")["x"]
+
+
+PRINTED = [
+    ("r/grid/a.b2nd", None, (slice(1, 9, 3), slice(None, None, -5))),
+    ("r/one.b2nd", None, (Ellipsis,)),
+    ("r/rec.b2nd", None, (4,)),
+    ("r/rec.b2nd", "pos", (slice(3, 8), -1)),  # the axis of a sub-array field too
+    ("r/zero.b2nd", None, ()),
+]
+
+
+@pytest.mark.parametrize("address, field, key", PRINTED)
+def test_a_selection_printed_by_the_subscriber(fake, address, field, key):
+    """`caterva show`'s read: numpy's text of the selection, its dtype and shape, from one
+    request that names the selection normalized, the field and the width."""
+    with Client(URL, transport=httpx.MockTransport(fake), selections="npy") as client:
+        ds = client.dataset(address)
+        ds = ds[field] if field is not None else ds
+        got = ds._printed(key, 60)
+    original = fake.originals[address.removeprefix("r/")]
+    value = np.asarray((original[field] if field is not None else original)[key])
+    assert got == Printed(dtype_to_json(value.dtype), value.shape, printing.text(value, 60))
+    asked = fake.requests[-1].url.params
+    assert asked["sel"] == selection.format(key)
+    assert (asked["width"], asked.get("field")) == ("60", field)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [],
+        {"dtype": "<f8", "shape": [4]},
+        {"dtype": "<f8", "shape": [4], "text": 5},
+        {"dtype": 8, "shape": [4], "text": "[1 2 3 4]"},
+        {"dtype": "<f8", "shape": 4, "text": "[1 2 3 4]"},
+        {"dtype": "<f8", "shape": [4.0], "text": "[1 2 3 4]"},
+        {"dtype": "<f8", "shape": [3], "text": "[1 2 3]"},  # not the shape asked for
+    ],
+)
+def test_a_malformed_printed_answer_is_a_protocol_error(fake, answer):
+    fake.printed = answer
+    with Client(URL, transport=httpx.MockTransport(fake), selections="npy") as client:
+        with pytest.raises(ProtocolError):
+            client.dataset("r/one.b2nd")._printed((slice(0, 4),), 80)
+
+
+def test_printing_declined_and_bad_keys(fake):
+    with Client(URL, transport=httpx.MockTransport(fake), selections="npy") as client:
+        ds = client.dataset("r/grid/a.b2nd")
+        sent = len(fake.requests)
+        with pytest.raises(BadSelection, match="too many indices"):
+            ds._printed((0, 0, 0), 80)
+        assert len(fake.requests) == sent  # refused before any request
+        fake.decline = True
+        with pytest.raises(NotSupported):
+            ds._printed((Ellipsis,), 80)
 
 
 def test_plain_file_reads_as_bytes(client):
