@@ -29,7 +29,7 @@ from caterva.client.calls import (
 )
 from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
-from caterva.client.transport import check, mapped, read_in_big_pieces
+from caterva.client.transport import TIMEOUT, check, mapped, read_in_big_pieces
 from caterva.protocol.metadata import DatasetInfo
 
 if TYPE_CHECKING:
@@ -58,9 +58,28 @@ class Client(ClientBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         read_in_big_pieces(self._http)
+        self._lean: httpx.Client | None = None  # see _batches
+
+    def _batches(self) -> httpx.Client:
+        """The httpx client of the chunk batches selections read (``take``): one over
+        client/lean.py's transport, made at the first, with this client's URL and timeout
+        (credentials are this client's, request by request). httpcore took about half of a
+        warm 8-chunk selection's CPU outside decompressing. This client's own with a test's
+        transport, or a proxy from the environment."""
+        if self._lean is None:
+            if type(self._http._transport) is not httpx.HTTPTransport or self._http._mounts:
+                self._lean = self._http
+            else:
+                from caterva.client.lean import LeanTransport  # not at import: CLI start-up
+
+                transport = LeanTransport(self._verify)
+                self._lean = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport)
+        return self._lean
 
     def close(self) -> None:
         self._http.close()
+        if self._lean is not None:
+            self._lean.close()
         self._decoders.close()
 
     def __enter__(self) -> Client:
@@ -90,13 +109,13 @@ class Client(ClientBase):
         if step.take is not None:
             frames = self._decoders.frames(step.take)
             try:
-                self._feed(step, frames.submit)
+                self._feed(step, frames.submit, self._batches())
             except BaseException:
                 frames.cancel()
                 raise
             return frames
         if step.write is not None:
-            return self._feed(step, step.write)
+            return self._feed(step, step.write, self._http)
         if step.pour is not None:
             return self._pour(step)
         with mapped(self.url):
@@ -104,18 +123,24 @@ class Client(ClientBase):
         return step.decode(check(response))
 
     @contextmanager
-    def _response(self, call: Call) -> Iterator[httpx.Response]:
-        """``call``'s answer, streamed; an error answer raises its caterva error."""
-        with mapped(self.url), self._http.stream(call.method, call.path, **call.args()) as response:
+    def _response(self, call: Call, http: httpx.Client | None = None) -> Iterator[httpx.Response]:
+        """``call``'s answer, streamed (by ``http``, this client's own by default); an error
+        answer raises its caterva error."""
+        args = call.args()
+        if http is not None and http is not self._http:
+            args.setdefault("auth", self._http.auth)  # the credentials, as they are now
+        http = http or self._http
+        with mapped(self.url), http.stream(call.method, call.path, **args) as response:
             if response.status_code >= 400:
                 response.read()
                 check(response)
             yield response
 
-    def _feed(self, call: Call, feed: Callable[[list[Frame]], Any]) -> None:
-        """``feed`` the frames of ``call``'s answer, those of each network read at once."""
+    def _feed(self, call: Call, feed: Callable[[list[Frame]], Any], http: httpx.Client) -> None:
+        """``feed`` the frames of ``call``'s answer (by ``http``), those of each network read
+        at once."""
         reader = call.frames()
-        with self._response(call) as response:
+        with self._response(call, http) as response:
             for data in response.iter_bytes():
                 if items := list(reader.feed(data)):
                     feed(items)
