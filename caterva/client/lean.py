@@ -45,9 +45,14 @@ class _Connection:
         self.headers: list[tuple[bytes, bytes]] = []
         self.pieces: collections.deque[bytes] = collections.deque()
         self.received = 0  # bytes read before the head ended
-        self.head_done = self.complete = self.keep_alive = False
+        self.began = self.head_done = self.complete = self.keep_alive = False
 
     # --- httptools' callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.began:  # bytes after the answer: nothing asked for them
+            raise httpx.RemoteProtocolError("more than one answer to one request")
+        self.began = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
@@ -76,6 +81,8 @@ class _Connection:
         try:
             self.parser.feed_data(memoryview(self._buf)[:n])
         except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, httpx.RemoteProtocolError):  # one of ours
+                raise exc.__context__ from None
             raise httpx.RemoteProtocolError(f"not an HTTP/1.1 answer ({exc})") from exc
         if not self.head_done:
             self.received += n
@@ -90,13 +97,18 @@ class _Connection:
         while not self.head_done:
             self.receive()
         status = self.parser.get_status_code()
-        if status < 200 or self.parser.should_upgrade():
+        if status < 200:
             raise httpx.RemoteProtocolError(f"an answer this client cannot read ({status})")
         return status
 
     def idle_and_alive(self) -> bool:
-        """Nothing to read on an idle connection: the server has not closed it."""
+        """Nothing to read on an idle connection: the server has not closed it (nor sent
+        what nobody asked for)."""
         try:
+            if hasattr(select, "poll"):  # select() cannot take descriptors past 1023
+                poll = select.poll()
+                poll.register(self.sock, select.POLLIN)
+                return not poll.poll(0)
             return not select.select([self.sock], [], [], 0)[0]
         except (OSError, ValueError):
             return False

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
 from caterva.protocol.rest import pieces
@@ -115,6 +115,27 @@ class Cache:
             if any(indices for _, indices in missing):
                 await self._fetch([(d, m) for d, m in missing if m], fetch, outs, wanted)
         return outs
+
+    def open_all(self, wanted: Wanted) -> list[tuple[Dataset, int, BinaryIO]] | None:
+        """Every chunk of ``wanted``, in order, as its open file, when the cache holds them all
+        at their version; else None, nothing left open. An open file stays readable when the
+        chunk is evicted; the caller closes them."""
+        opened: list[tuple[Dataset, int, BinaryIO]] = []
+        try:
+            for dataset, indices in wanted:
+                present = self.state.present(dataset.id, indices)
+                folder, digests = self.dir / str(dataset.id), dataset.info.digests
+                for i in indices:
+                    if not 0 <= i < len(digests) or present.get(i, ("",))[0] != digests[i]:
+                        raise FileNotFoundError(i)
+                    file = open(chunk_file(folder, i, digests[i]), "rb", buffering=0)  # noqa: SIM115
+                    opened.append((dataset, i, file))
+        except OSError:  # not held, evicted since the query, or out of descriptors
+            for *_, file in opened:
+                file.close()
+            return None
+        self.hit([(dataset, dict.fromkeys(indices)) for dataset, indices in wanted])
+        return opened
 
     def hit(self, found: list[tuple[Dataset, dict]]) -> None:
         """Count chunks read from the cache, and remember when (for eviction)."""
