@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ from caterva.client.calls import (
 from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
 from caterva.client.transport import TIMEOUT, check, mapped, read_in_big_pieces
+from caterva.errors import from_response
 from caterva.protocol.metadata import DatasetInfo
 
 if TYPE_CHECKING:
@@ -109,13 +110,13 @@ class Client(ClientBase):
         if step.take is not None:
             frames = self._decoders.frames(step.take)
             try:
-                self._feed(step, frames.submit, self._batches())
+                self._feed(step, frames.submit, self._batch(step))
             except BaseException:
                 frames.cancel()
                 raise
             return frames
         if step.write is not None:
-            return self._feed(step, step.write, self._http)
+            return self._feed(step, step.write, self._body(step))
         if step.pour is not None:
             return self._pour(step)
         with mapped(self.url):
@@ -136,12 +137,40 @@ class Client(ClientBase):
                 check(response)
             yield response
 
-    def _feed(self, call: Call, feed: Callable[[list[Frame]], Any], http: httpx.Client) -> None:
-        """``feed`` the frames of ``call``'s answer (by ``http``), those of each network read
-        at once."""
+    @contextmanager
+    def _body(self, call: Call) -> Iterator[Iterator[bytes]]:
+        """``call``'s answer's body, as it comes."""
+        with self._response(call) as response:
+            yield response.iter_bytes()
+
+    @contextmanager
+    def _batch(self, call: Call) -> Iterator[Iterator[bytes]]:
+        """The body of a chunk batch a selection reads, as it comes: asked straight of
+        client/lean.py's transport with the token this client holds; through httpx (still over
+        that transport, if it serves this client) when there is none of ours, or a login to
+        make first, or an expired token to renew."""
+        http, auth = self._batches(), self._http.auth
+        if http is not self._http and (auth is None or auth.token):
+            signed = [] if auth is None else [f"Authorization: Bearer {auth.token}".encode()]
+            url = httpx.URL(self.url + call.path, params=call.params)
+            with mapped(self.url), http._transport.get(url, signed, TIMEOUT) as (status, body):
+                if status < 400:
+                    yield body
+                    return
+                error = from_response(status, b"".join(body))
+            if status != 401 or auth is None or auth.email is None:
+                raise error
+        with self._response(call, http) as response:  # logs in, or again
+            yield response.iter_bytes()
+
+    def _feed(
+        self, call: Call, feed: Callable[[list[Frame]], Any], body: AbstractContextManager
+    ) -> None:
+        """``feed`` the frames of ``call``'s answer (``body``, see _body and _batch), those of
+        each network read at once."""
         reader = call.frames()
-        with self._response(call, http) as response:
-            for data in response.iter_bytes():
+        with body as pieces:
+            for data in pieces:
                 if items := list(reader.feed(data)):
                     feed(items)
         reader.close()

@@ -179,8 +179,19 @@ def test_a_selection_logs_in_by_itself_and_reads_only_granted_roots(stack):
     with Client(stack.url, email=BOB, password=PASSWORD) as fresh:  # its first request: chunks
         got = Dataset(fresh, "other", ds.info, ds.cached)[3:17, ::-3]
         np.testing.assert_array_equal(got, GRID[3:17, ::-3])
+        fresh._http.auth.token = stale = expired_token(stack)  # renewed at the next batch
+        np.testing.assert_array_equal(Dataset(fresh, "other", ds.info, ds.cached)[:, 5], GRID[:, 5])
+        assert fresh._http.auth.token not in (None, stale)
+    with Client(stack.url, token=expired_token(stack)) as stale, pytest.raises(TokenExpired):
+        Dataset(stale, "other", ds.info, ds.cached)[0:2]
     with Client(stack.url, email=ADA, password=PASSWORD) as ada, pytest.raises(Forbidden):
         Dataset(ada, "other", ds.info, ds.cached)[0:2]
+
+
+def expired_token(stack) -> str:
+    secret = load_secret(stack.tmp / "sub" / "token-secret", create=False)
+    past = time.time() - 13 * 3600  # issued 13 hours ago, valid for 12: expired an hour ago
+    return Signer(secret, clock=lambda: past).issue(BOB, ttl=12 * 3600)[0]
 
 
 def test_wrong_passwords_and_unknown_users_get_the_same_answer(stack):

@@ -25,7 +25,7 @@ from caterva.protocol import rest
 from tests.unit.test_cache import make_info
 
 NCHUNKS, CHUNK = 6, 100_000
-SEEN: list[tuple[str, int]] = []  # (mode, client port) of each request the server got
+SEEN: list[tuple[str, int, bool]] = []  # (mode, client port, through httpx) of each request
 
 
 def frames(mode: str, indices: list[int]) -> bytes:
@@ -39,7 +39,8 @@ def frames(mode: str, indices: list[int]) -> bytes:
 
 async def app(scope, receive, send):
     mode = scope["path"].rsplit("/", 1)[-1]
-    SEEN.append((mode, scope["client"][1]))
+    httpx_sent = any(name == b"user-agent" for name, _ in scope["headers"])
+    SEEN.append((mode, scope["client"][1], httpx_sent))
     indices = rest.parse_indices(parse_qs(scope["query_string"].decode())["i"][0])
     body = frames(mode, indices) * (40 if mode == "bad-frame" else 1)
     headers = [(b"content-type", rest.BATCH_TYPE.encode())]
@@ -103,8 +104,10 @@ def outcomes(url: str, *modes: str) -> list:
 
 @pytest.mark.parametrize("mode", ["chunked", "length"])
 def test_every_chunk_arrives_whole_whatever_the_body_framing(url, mode):
+    SEEN.clear()
     (got,) = outcomes(url, mode)
     assert got == dict(enumerate(make_info(mode, NCHUNKS, chunk=CHUNK)[1]))
+    assert SEEN == [(mode, SEEN[0][1], False)]  # asked of the transport itself, not via httpx
 
 
 @pytest.mark.parametrize(
@@ -131,7 +134,7 @@ def test_a_connection_is_kept_only_after_a_complete_body(url):
     SEEN.clear()
     got = outcomes(url, "chunked", "length", "bad-frame", "chunked", "error", "length")
     assert isinstance(got[2], ProtocolError) and isinstance(got[4], NotFound)
-    ports = [port for _, port in SEEN]
+    ports = [port for _, port, _ in SEEN]
     assert ports[0] == ports[1] == ports[2]  # complete bodies: the same connection
     assert ports[3] != ports[2]  # bad-frame left its body unread: that connection is closed
     assert ports[3] == ports[4] == ports[5]  # an error's body is read whole: kept
