@@ -62,6 +62,7 @@ class ClientBase:
         self._http: Any = self._http_class(
             base_url=self.url, timeout=TIMEOUT, transport=transport, **options
         )
+        self._verify = options["verify"]  # for the https connections of client/lean.py
         self._decoders = Decoders()
 
     def __repr__(self) -> str:

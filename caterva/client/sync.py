@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,8 @@ from caterva.client.calls import (
 )
 from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
-from caterva.client.transport import check, mapped, read_in_big_pieces
+from caterva.client.transport import TIMEOUT, check, mapped, read_in_big_pieces
+from caterva.errors import from_response
 from caterva.protocol.metadata import DatasetInfo
 
 if TYPE_CHECKING:
@@ -58,9 +59,28 @@ class Client(ClientBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         read_in_big_pieces(self._http)
+        self._lean: httpx.Client | None = None  # see _batches
+
+    def _batches(self) -> httpx.Client:
+        """The httpx client of the chunk batches selections read (``take``): one over
+        client/lean.py's transport, made at the first, with this client's URL and timeout
+        (credentials are this client's, request by request). httpcore took about half of a
+        warm 8-chunk selection's CPU outside decompressing. This client's own with a test's
+        transport, or a proxy from the environment."""
+        if self._lean is None:
+            if type(self._http._transport) is not httpx.HTTPTransport or self._http._mounts:
+                self._lean = self._http
+            else:
+                from caterva.client.lean import LeanTransport  # not at import: CLI start-up
+
+                transport = LeanTransport(self._verify)
+                self._lean = httpx.Client(base_url=self.url, timeout=TIMEOUT, transport=transport)
+        return self._lean
 
     def close(self) -> None:
         self._http.close()
+        if self._lean is not None:
+            self._lean.close()
         self._decoders.close()
 
     def __enter__(self) -> Client:
@@ -92,13 +112,13 @@ class Client(ClientBase):
         if step.take is not None:
             frames = self._decoders.frames(step.take)
             try:
-                self._feed(step, frames.submit)
+                self._feed(step, frames.submit, self._batch(step))
             except BaseException:
                 frames.cancel()
                 raise
             return frames
         if step.write is not None:
-            return self._feed(step, step.write)
+            return self._feed(step, step.write, self._body(step))
         if step.pour is not None:
             return self._pour(step)
         with mapped(self.url):
@@ -106,19 +126,53 @@ class Client(ClientBase):
         return step.decode(check(response))
 
     @contextmanager
-    def _response(self, call: Call) -> Iterator[httpx.Response]:
-        """``call``'s answer, streamed; an error answer raises its caterva error."""
-        with mapped(self.url), self._http.stream(call.method, call.path, **call.args()) as response:
+    def _response(self, call: Call, http: httpx.Client | None = None) -> Iterator[httpx.Response]:
+        """``call``'s answer, streamed (by ``http``, this client's own by default); an error
+        answer raises its caterva error."""
+        args = call.args()
+        if http is not None and http is not self._http:
+            args.setdefault("auth", self._http.auth)  # the credentials, as they are now
+        http = http or self._http
+        with mapped(self.url), http.stream(call.method, call.path, **args) as response:
             if response.status_code >= 400:
                 response.read()
                 check(response)
             yield response
 
-    def _feed(self, call: Call, feed: Callable[[list[Frame]], Any]) -> None:
-        """``feed`` the frames of ``call``'s answer, those of each network read at once."""
-        reader = call.frames()
+    @contextmanager
+    def _body(self, call: Call) -> Iterator[Iterator[bytes]]:
+        """``call``'s answer's body, as it comes."""
         with self._response(call) as response:
-            for data in response.iter_bytes():
+            yield response.iter_bytes()
+
+    @contextmanager
+    def _batch(self, call: Call) -> Iterator[Iterator[bytes]]:
+        """The body of a chunk batch a selection reads, as it comes: asked straight of
+        client/lean.py's transport with the token this client holds; through httpx (still over
+        that transport, if it serves this client) when there is none of ours, or a login to
+        make first, or an expired token to renew."""
+        http, auth = self._batches(), self._http.auth
+        if http is not self._http and (auth is None or auth.token):
+            signed = [] if auth is None else [f"Authorization: Bearer {auth.token}".encode()]
+            url = httpx.URL(self.url + call.path, params=call.params)
+            with mapped(self.url), http._transport.get(url, signed, TIMEOUT) as (status, body):
+                if status < 400:
+                    yield body
+                    return
+                error = from_response(status, b"".join(body))
+            if status != 401 or auth is None or auth.email is None:
+                raise error
+        with self._response(call, http) as response:  # logs in, or again
+            yield response.iter_bytes()
+
+    def _feed(
+        self, call: Call, feed: Callable[[list[Frame]], Any], body: AbstractContextManager
+    ) -> None:
+        """``feed`` the frames of ``call``'s answer (``body``, see _body and _batch), those of
+        each network read at once."""
+        reader = call.frames()
+        with body as pieces:
+            for data in pieces:
                 if items := list(reader.feed(data)):
                     feed(items)
         reader.close()

@@ -133,6 +133,11 @@ class Gather:
             for parts in itertools.product(*axes)
         }
         self._out = np.empty(tuple(len(_range(s)) for s in key if isinstance(s, slice)), dtype)
+        # what a chunk selected whole is, when its bytes are already in C order (blocks of
+        # whole rows, no padding): decompressed straight into the answer where that part of
+        # the answer is one run of memory (a slab of rows), no copy
+        plain = padded == list(info.chunks) and all(g == 1 for g in grid[1:])
+        self._whole = tuple(slice(0, c, 1) for c in info.chunks) if plain else None
         # the cores shared among the chunks: one chunk alone uses them all
         self._nthreads = nthreads or max(1, (os.cpu_count() or 1) // max(1, len(self._plan)))
         self._local = threading.local()  # each thread's decompression buffers
@@ -142,20 +147,27 @@ class Gather:
             self._held[index] = data
             return
         where, what = self._plan[index]
+        place = self._out[where] if what == self._whole else None
+        if place is not None and place.flags.c_contiguous:
+            self._decompress(index, data, place)
+            return
         raw, chunk, reorder = self._buffers()
+        self._decompress(index, data, raw)
+        if reorder is not None:
+            np.copyto(reorder[1], reorder[0])
+        self._out[where] = chunk[what]
+
+    def _decompress(self, index: int, data: bytes, dst: np.ndarray) -> None:
         try:
-            # blosc2 trusts a chunk's header: more bytes than raw holds would be written past it
+            # blosc2 trusts a chunk's header: more bytes than dst holds would be written past it
             if blosc2.get_cbuffer_sizes(data)[:2] != (self.info.chunksize, len(data)):
                 raise ValueError("sizes in its header")
-            blosc2.decompress2(data, dst=raw, nthreads=self._nthreads)
+            blosc2.decompress2(data, dst=dst, nthreads=self._nthreads)
         except (RuntimeError, ValueError) as exc:
             raise ProtocolError(
                 f"chunk {index} of {self.info.path} is not a Blosc2 chunk of "
                 f"{self.info.chunksize} bytes ({exc})"
             ) from exc
-        if reorder is not None:
-            np.copyto(reorder[1], reorder[0])
-        self._out[where] = chunk[what]
 
     def _buffers(self) -> tuple[np.ndarray, np.ndarray, tuple | None]:
         """This thread's (decompressed chunk, the same in C order, (blocks, C-order view))."""

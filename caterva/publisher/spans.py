@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO
 
 import blosc2
 import numpy as np
@@ -24,38 +22,13 @@ import numpy as np
 from caterva.protocol import rest
 from caterva.publisher.entry import Entry
 from caterva.publisher.store import stamp_of
+from caterva.service.spansend import Part, Plan
 
 _MAGIC = slice(2, 10)  # b"b2frame\0"
 _HEADER_LEN, _FRAME_SIZE, _CBYTES = 11, 16, 39  # big-endian fields of the frame header
 _CHUNK_CBYTES = 12  # little-endian int32 in every chunk's header
 _CHUNK_HEAD = 32  # a Blosc2 chunk header's size, the least a chunk can be
 MAX_FILES = 256  # files a plan holds open while it is sent; a batch of more datasets is read
-
-
-@dataclass(slots=True)
-class Part:
-    """A frame of the batch: its header, then ``size`` bytes of ``file`` from ``offset``."""
-
-    head: bytes
-    file: BinaryIO
-    offset: int
-    size: int
-    entry: Entry
-
-
-@dataclass(slots=True)
-class Plan:
-    parts: list[Part]
-    files: list[BinaryIO]
-
-    @property
-    def length(self) -> int:
-        return sum(len(p.head) + p.size for p in self.parts)
-
-    def close(self) -> None:
-        for file in self.files:
-            file.close()
-        self.files = []
 
 
 def plan(wanted: list[tuple[Entry, list[int]]]) -> Plan | None:

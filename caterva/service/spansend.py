@@ -1,4 +1,5 @@
-"""A batch answer sent from file ranges (caterva.publisher.spans): each frame's header as a
+"""A batch answer sent from file ranges (the publisher's Blosc2 files, caterva.publisher.spans;
+the subscriber's cached chunk files, caterva.subscriber.source): each frame's header as a
 body message, then its chunk with a zero-copy send when the server offers one
 (caterva.service.zerocopy), else read in a worker thread. The length is known up front
 (Content-Length): a file written in place midway ends the answer short, and the client sees
@@ -10,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import anyio
 from starlette.responses import Response
@@ -22,11 +24,38 @@ from caterva.service.zerocopy import ZEROCOPY
 log = logging.getLogger("caterva.http")
 
 
-class SpanResponse(Response):
-    """``plan``: .parts (each .head, .file, .offset, .size), .length and .close();
-    ``changed(part)``: whether a part's file is no longer the version to send."""
+@dataclass(slots=True)
+class Part:
+    """A frame of the batch: its header, then ``size`` bytes of ``file`` from ``offset``;
+    ``entry``: the dataset it is of (anything with a ``path``)."""
 
-    def __init__(self, plan: Any, changed: Callable[[Any], bool]) -> None:
+    head: bytes
+    file: BinaryIO
+    offset: int
+    size: int
+    entry: Any
+
+
+@dataclass(slots=True)
+class Plan:
+    parts: list[Part]
+    files: list[BinaryIO]
+
+    @property
+    def length(self) -> int:
+        return sum(len(p.head) + p.size for p in self.parts)
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()
+        self.files = []
+
+
+class SpanResponse(Response):
+    """``plan``'s frames; ``changed(part)``: whether a part's file is no longer the version
+    to send (checked after it is sent)."""
+
+    def __init__(self, plan: Plan, changed: Callable[[Part], bool]) -> None:
         super().__init__(media_type=rest.BATCH_TYPE)
         self.headers["Content-Length"] = str(plan.length)
         self.plan, self.changed = plan, changed

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from caterva.errors import ChunkOutOfRange, DigestMismatch, ProtocolError, Unavailable
 from caterva.protocol.rest import pieces
@@ -115,6 +115,41 @@ class Cache:
             if any(indices for _, indices in missing):
                 await self._fetch([(d, m) for d, m in missing if m], fetch, outs, wanted)
         return outs
+
+    def open_held(self, dataset: Dataset, indices: list[int]) -> dict[int, BinaryIO]:
+        """Those of ``indices`` the cache holds at ``dataset``'s version, as open files (an open
+        file stays readable when its chunk is evicted); the caller closes them, and counts those
+        it uses (``hit``)."""
+        present = self.state.present(dataset.id, indices)
+        folder, digests = self.dir / str(dataset.id), dataset.info.digests
+        files: dict[int, BinaryIO] = {}
+        try:
+            for i in indices:
+                if 0 <= i < len(digests) and present.get(i, ("",))[0] == digests[i]:
+                    with contextlib.suppress(FileNotFoundError):  # evicted since the query
+                        files[i] = open(chunk_file(folder, i, digests[i]), "rb", buffering=0)  # noqa: SIM115
+        except BaseException:  # out of descriptors, say: nothing left open
+            for file in files.values():
+                file.close()
+            raise
+        return files
+
+    def open_all(self, wanted: Wanted) -> list[tuple[Dataset, int, BinaryIO]] | None:
+        """Every chunk of ``wanted``, in order, as its open file, when the cache holds them all
+        at their version (counted as hits); else None, nothing left open."""
+        opened: list[tuple[Dataset, int, BinaryIO]] = []
+        try:
+            for dataset, indices in wanted:
+                files = self.open_held(dataset, indices)
+                opened += [(dataset, i, file) for i, file in files.items()]
+                if len(files) < len(indices):
+                    raise FileNotFoundError(dataset.path)
+        except OSError:  # not all held, or out of descriptors
+            for *_, file in opened:
+                file.close()
+            return None
+        self.hit([(dataset, dict.fromkeys(indices)) for dataset, indices in wanted])
+        return opened
 
     def hit(self, found: list[tuple[Dataset, dict]]) -> None:
         """Count chunks read from the cache, and remember when (for eviction)."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import itertools
 import os
 from collections.abc import AsyncIterator
@@ -33,7 +32,6 @@ from caterva.errors import NotSupported, ProtocolError
 from caterva.protocol import rest
 from caterva.service.ranges import FilePart, StreamedFile
 from caterva.subscriber.cache import Cache
-from caterva.subscriber.chunkfiles import chunk_file
 from caterva.subscriber.read import ReadPath
 from caterva.subscriber.state import Dataset
 
@@ -72,7 +70,8 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
     async def window(part: list[int]) -> dict[int, bytes | BinaryIO]:
         """A window's chunks: those cached as open files (sent zero-copy), the rest read
         through the cache (fetched)."""
-        files = _open_cached(cache, ds, part)
+        files = cache.open_held(ds, part)
+        cache.hit([(ds, files)])
         try:
             missing = [n for n in part if n not in files]
             return {**files, **(await reader.chunks(ds, missing) if missing else {})}
@@ -111,20 +110,6 @@ async def file_response(reader: ReadPath, cache: Cache, ds: Dataset) -> Streamed
                     _close(ahead.result())
 
     return StreamedFile(offsets[-1] + len(tail), read, etag=etag, filename=name)
-
-
-def _open_cached(cache: Cache, ds: Dataset, indices: list[int]) -> dict[int, BinaryIO]:
-    """Those of ``indices`` the cache holds at this version, as open files (an open file
-    stays readable when evicted); the caller closes them."""
-    present = cache.state.present(ds.id, indices)
-    folder, digests = cache.dir / str(ds.id), ds.info.digests
-    files = {}
-    for i in indices:
-        if i in present and present[i][0] == digests[i]:
-            with contextlib.suppress(FileNotFoundError):  # evicted since the query
-                files[i] = open(chunk_file(folder, i, digests[i]), "rb")  # noqa: SIM115
-    cache.hit([(ds, files)])
-    return files
 
 
 def _close(pieces: dict[int, bytes | BinaryIO]) -> None:

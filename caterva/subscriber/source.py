@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
 from collections.abc import AsyncIterator
 
 from fastapi import Response
@@ -18,6 +19,7 @@ from fastapi import Response
 from caterva.protocol import rest
 from caterva.service.manifests import compress
 from caterva.service.source_api import Group
+from caterva.service.spansend import Part, Plan, SpanResponse
 from caterva.subscriber.cache import Cache, Wanted
 from caterva.subscriber.files import file_response
 from caterva.subscriber.follower import Follower
@@ -26,6 +28,7 @@ from caterva.subscriber.state import Dataset
 
 WINDOW_BYTES = 8 << 20  # a batch stream holds about this many compressed bytes, and as many ahead
 AHEAD = 16  # windows being read ahead at most (each is one source request when cold)
+SPAN_FILES = 64  # cached chunk files a batch answer holds open at most; a bigger one streams
 
 
 class FollowedSource:
@@ -60,9 +63,26 @@ class FollowedSource:
     async def file(self, dataset: Dataset) -> Response:
         return await file_response(self.read, self.cache, dataset)
 
-    async def batch(self, wanted: Wanted) -> None:
-        """None: its batches stream from the cache and sources (``chunks``)."""
-        return None
+    async def batch(self, wanted: Wanted) -> Response | None:
+        """A batch the cache holds whole (of at most SPAN_FILES chunks) is sent from the chunk
+        files (caterva.service.spansend): its head goes before any byte is read, and the kernel
+        copies the chunks to the socket instead of Python reading and writing them (a quarter
+        of the CPU of a warm 8-chunk selection here). None otherwise: streamed by ``chunks``."""
+        if sum(len(indices) for _, indices in wanted) > SPAN_FILES:
+            return None
+        opened = self.cache.open_all(wanted)
+        if opened is None:
+            return None
+        plan = Plan([], [file for _, _, file in opened])
+        try:
+            for dataset, i, file in opened:
+                size = os.fstat(file.fileno()).st_size
+                head = rest.FRAME.pack(i, size, bytes.fromhex(dataset.info.digests[i]))
+                plan.parts.append(Part(head, file, 0, size, dataset))
+        except BaseException:
+            plan.close()
+            raise
+        return SpanResponse(plan, _unchanged)
 
     async def chunks(self, wanted: Wanted) -> AsyncIterator[Group]:
         """Read (or fetched from the source) in windows of about WINDOW_BYTES, with as many
@@ -98,6 +118,11 @@ class FollowedSource:
         finally:
             for task in ahead:
                 task.cancel()
+
+
+def _unchanged(part: Part) -> bool:
+    """A cached chunk file is never written in place: named by its digest, made by a rename."""
+    return False
 
 
 def _start(coro) -> asyncio.Task:

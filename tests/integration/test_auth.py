@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from caterva.client import Client
-from caterva.errors import TokenExpired
+from caterva.errors import Forbidden, TokenExpired
 from caterva.tokens import Signer, load_secret
 from tests.conftest import Services, free_port
 from tests.integration.authkit import (
@@ -166,6 +166,32 @@ def test_grant_and_revoke_take_effect_on_the_next_request(stack):
 def test_the_python_client_logs_in_and_sees_only_granted_roots(stack):
     with Client(stack.url, email=BOB, password=PASSWORD) as client:
         assert [r.name for r in client.roots()] == ["other"]
+
+
+def test_a_selection_logs_in_by_itself_and_reads_only_granted_roots(stack):
+    """A selection's chunk batches go through their own transport (client/lean.py), with the
+    client's credentials: a login made by the batch request itself included."""
+    from caterva.client.dataset import Dataset
+
+    with Client(stack.url, email=BOB, password=PASSWORD) as client:
+        client.follow("other")
+        ds = client.dataset("other/grid.b2nd")
+    with Client(stack.url, email=BOB, password=PASSWORD) as fresh:  # its first request: chunks
+        got = Dataset(fresh, "other", ds.info, ds.cached)[3:17, ::-3]
+        np.testing.assert_array_equal(got, GRID[3:17, ::-3])
+        fresh._http.auth.token = stale = expired_token(stack)  # renewed at the next batch
+        np.testing.assert_array_equal(Dataset(fresh, "other", ds.info, ds.cached)[:, 5], GRID[:, 5])
+        assert fresh._http.auth.token not in (None, stale)
+    with Client(stack.url, token=expired_token(stack)) as stale, pytest.raises(TokenExpired):
+        Dataset(stale, "other", ds.info, ds.cached)[0:2]
+    with Client(stack.url, email=ADA, password=PASSWORD) as ada, pytest.raises(Forbidden):
+        Dataset(ada, "other", ds.info, ds.cached)[0:2]
+
+
+def expired_token(stack) -> str:
+    secret = load_secret(stack.tmp / "sub" / "token-secret", create=False)
+    past = time.time() - 13 * 3600  # issued 13 hours ago, valid for 12: expired an hour ago
+    return Signer(secret, clock=lambda: past).issue(BOB, ttl=12 * 3600)[0]
 
 
 def test_wrong_passwords_and_unknown_users_get_the_same_answer(stack):

@@ -293,6 +293,40 @@ def test_many_datasets_in_one_stream_are_one_request_upstream(stack):
     assert stack.served("grid.b2nd") == 3  # the second read came from the cache
 
 
+def test_a_batch_the_cache_holds_whole_is_sent_from_its_files(stack):
+    """Every chunk cached: a Content-Length answer, the chunk files sent as they are
+    (subscriber/source.py, sendfile); partly cold, or more than SPAN_FILES chunks: streamed
+    (chunked). The same frames either way."""
+    from caterva.protocol.metadata import chunk_digest
+    from caterva.subscriber.source import SPAN_FILES
+
+    stack.follow()
+    stored = blosc2.open(str(stack.data / "noise.b2nd")).schunk
+    assert stored.nchunks == SPAN_FILES  # the most a span answer sends
+
+    def frames(indices):
+        chunks = [stored.get_chunk(i) for i in indices]
+        return b"".join(
+            rest.frame_header(i, c, chunk_digest(c)) + c for i, c in zip(indices, chunks)
+        )
+
+    def get(i):
+        r = stack.http.get("/roots/demo/chunks/noise.b2nd", params={"i": i})
+        assert r.status_code == 200
+        return r.headers.get("content-length"), r.content
+
+    assert get("0-3") == (None, frames(range(4)))  # cold: streamed
+    assert get("0-3") == (str(len(frames(range(4)))), frames(range(4)))  # from the files
+    assert get("2-5") == (None, frames(range(2, 6)))  # 4 and 5 were not cached
+    get(f"0-{SPAN_FILES - 1}")
+    assert get(f"0-{SPAN_FILES - 1}")[0] is not None  # all cached, SPAN_FILES chunks
+    wanted = [{"path": "noise.b2nd", "i": f"0-{SPAN_FILES - 1}"}, {"path": "grid.b2nd", "i": "0"}]
+    stack.http.post("/roots/demo/chunks", json={"datasets": wanted})
+    more = stack.http.post("/roots/demo/chunks", json={"datasets": wanted})  # all cached
+    assert "content-length" not in more.headers
+    assert more.content.startswith(frames(range(SPAN_FILES)))
+
+
 def test_bad_requests_get_json_errors(stack):
     stack.follow()
     cases = {

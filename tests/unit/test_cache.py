@@ -4,6 +4,7 @@ the byte budget, pinning, and recovery from a crash."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -241,3 +242,27 @@ def test_batches_cut_by_bytes_and_count_share_small_datasets(env, monkeypatch):
     # three chunks' worth per request, small datasets together, the big one cut
     assert source.calls == 3
     assert source.requests == [[0], [0], [0], [0], [0, 1], [2, 3, 4]]
+
+
+def test_open_all_gives_every_chunk_as_its_file_or_none_at_all(env):
+    """A batch sent from the chunk files (subscriber/source.py) needs every chunk held at its
+    version: else None, and nothing is left open."""
+    cache, source, add = env
+    a, b = add("a", 4), add("b", 2, seed=9)
+    run(cache.get_many([(a, [0, 1, 2]), (b, [1])], source))
+    hits = cache.stats["hits"]
+    opened = cache.open_all([(a, [2, 0]), (b, [1])])
+    assert [(d.path, i, f.read()) for d, i, f in opened] == [
+        ("a", 2, source.data["a"][2]),
+        ("a", 0, source.data["a"][0]),
+        ("b", 1, source.data["b"][1]),
+    ]
+    assert cache.stats["hits"] == hits + 3
+    for *_, file in opened:
+        file.close()
+    descriptors = len(os.listdir("/proc/self/fd"))
+    assert cache.open_all([(a, [0, 3])]) is None  # 3 not held
+    (cache.dir / str(a.id) / f"1.{a.info.digests[1]}").unlink()  # gone behind the index
+    assert cache.open_all([(a, [0, 1])]) is None
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+    assert cache.stats["hits"] == hits + 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import blosc2
 import numpy as np
@@ -74,3 +75,71 @@ def test_empty_and_zero_d_arrays(shape):
     key = selection.normalize((...,), shape)
     got = gathered(info, key, nd.schunk.get_chunk, random.Random(0))
     np.testing.assert_array_equal(got, array)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "root-example").rglob("*.b2nd"))
+
+
+def keys_for(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple]:
+    """Everything, chunks selected whole (a slab of rows, or one chunk), the last (edge)
+    chunks, steps and negative steps."""
+    if not shape:
+        return [(...,)]
+    c = chunks[0]
+    return [
+        (...,),
+        (slice(c, 3 * c),),
+        tuple(slice(0, k) for k in chunks),
+        (slice(-(shape[0] % c or c), None),),
+        (slice(None, None, 2),),
+        (slice(None, None, -1),),
+        (slice(-2, 1, -3), ...),
+        (0,) if len(shape) == 1 else (slice(1, None), 0),
+    ]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_root_example_dataset_equals_numpy(path):
+    nd = blosc2.open(str(path), mode="r")
+    array = nd[()] if nd.shape == () else nd[...]
+    info = describe(nd, path.name, "b2nd", size=0, mtime=0.0)
+    for key in keys_for(nd.shape, nd.chunks):
+        got = gathered(
+            info, selection.normalize(key, nd.shape), nd.schunk.get_chunk, random.Random(1)
+        )
+        np.testing.assert_array_equal(got, np.asarray(array[key]), err_msg=f"{path.name}{key}")
+
+
+@pytest.mark.parametrize(
+    "shape, chunks, blocks, key, in_place",
+    [
+        ((40,), (8,), (4,), (slice(8, 32),), True),  # whole chunks of a 1-D array
+        ((30, 6), (5, 6), (1, 6), (slice(5, 25),), True),  # slabs of whole rows
+        ((12, 4, 5), (3, 4, 5), (3, 4, 5), (slice(3, 9), ...), True),
+        ((40,), (8,), (4,), (slice(8, 31),), False),  # the last chunk is cut
+        ((37,), (8,), (4,), (slice(32, 37),), False),  # the array's edge chunk
+        ((30, 6), (5, 6), (1, 6), (slice(5, 25), slice(0, 5)), False),  # part of the rows
+        ((30, 6), (5, 6), (5, 3), (slice(5, 25),), False),  # blocks split the rows
+        ((30, 6), (5, 6), (2, 6), (slice(5, 25),), False),  # padded: 3 blocks of 2 rows
+        ((30, 6), (5, 6), (1, 6), (slice(24, 4, -1),), False),  # backwards
+        ((30, 6), (5, 6), (1, 6), (slice(5, 25, 2),), False),
+        ((6, 10, 6), (2, 5, 6), (2, 5, 6), (slice(0, 4), slice(0, 10)), False),  # not one run
+    ],
+)
+def test_chunks_selected_whole_decompress_into_the_answer(shape, chunks, blocks, key, in_place):
+    """Into their place in the answer when it is one run of memory (no copy); else through a
+    thread's buffer. The same values either way, structured dtypes too."""
+    for dtype in (np.float32, REC):
+        array = np.zeros(shape, dtype)
+        values = np.arange(np.prod(shape)).reshape(shape)
+        if dtype is REC:
+            array["t"], array["pos"][..., 0] = values, -values
+        else:
+            array[...] = values
+        nd = blosc2.asarray(array, chunks=chunks, blocks=blocks)
+        info = describe(nd, "x.b2nd", "b2nd", size=0, mtime=0.0)
+        gather = Gather(info, selection.normalize(key, shape))
+        for i in selection.touched_chunks(gather.key, info.chunks, info.chunk_grid):
+            gather.add(i, nd.schunk.get_chunk(i))
+        np.testing.assert_array_equal(gather.result(), array[key])
+        assert hasattr(gather._local, "buffers") is not in_place, (key, dtype)
