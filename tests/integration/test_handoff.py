@@ -1,9 +1,10 @@
 """The local handoff (caterva/subscriber/handoff.py) against a real subscriber: a ticket is one
 use of one file, the socket takes only a ticket and a regular file open for writing, what it
-writes is the /file answer byte for byte."""
+writes is the /file answer byte for byte, and a client that hangs up leaves nothing open."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -87,6 +88,36 @@ def test_the_socket_takes_a_ticket_and_a_regular_file_open_for_writing(stack, tm
     finally:
         for fd in (read_only, appending, directory, pipe_r, pipe_w, writable):
             os.close(fd)
+
+
+def held(pid: int, *places) -> list[str]:
+    """The files in (or being) ``places`` that process ``pid`` has open."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            found += [target for place in places if target.startswith(str(place))]
+    return found
+
+
+def test_a_client_that_hangs_up_leaves_nothing_open(stack, tmp_path):
+    """Each client sends its ticket and file, says it will send nothing more and waits for the
+    subscriber to close the connection (without reading the file); by then neither the client's
+    file nor any cached chunk file is open in the subscriber."""
+    stack.http.get("/roots/demo/file/noise.b2nd")  # cached whole: two windows of files
+    for n in range(5):
+        answer = ticket(stack)
+        target = tmp_path / f"gone{n}"
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
+            sock.settimeout(30)
+            sock.connect("\0" + answer["socket"])
+            socket.send_fds(sock, [json.dumps({"ticket": answer["ticket"]}).encode()], [fd])
+            os.close(fd)
+            sock.shutdown(socket.SHUT_WR)  # hung up: the subscriber stops at its next write
+            while sock.recv(1 << 16) != b"":
+                pass  # its progress and error replies, until it closes the connection
+        assert held(stack.sub.proc.pid, target, stack.tmp / "substate" / "chunks") == []
 
 
 def test_a_client_on_this_machine_downloads_through_the_handoff(stack, tmp_path, monkeypatch):
