@@ -3,6 +3,7 @@ serving them, and what a restart reads again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def build_root(root, n=DATASETS):
 def open_fds(pid: int, root: Path) -> tuple[int, int]:
     """How many of ``pid``'s descriptors are files of ``root``, and how many are anything else
     (sockets, the statedir's database, the log)."""
-    fds = f"/proc/{pid}/fd"
-    targets = [os.readlink(f"{fds}/{fd}") for fd in os.listdir(fds)]
+    fds, targets = f"/proc/{pid}/fd", []
+    for fd in os.listdir(fds):
+        with contextlib.suppress(FileNotFoundError):  # closed since the listing
+            targets.append(os.readlink(f"{fds}/{fd}"))
     inside = sum(t.startswith(f"{root}{os.sep}") for t in targets)
     return inside, len(targets) - inside
 
