@@ -1,94 +1,29 @@
 """The subscriber's receive path for chunk batches (caterva/subscriber/bulk.py through
-upstream.Source.chunks) against a real uvicorn server on loopback that answers as told by the
-dataset path: bodies chunked or of a known length, bad frames, cuts, silence, errors, a
-redirect. Whatever comes, the subscriber sees chunks that passed their digests or a caterva
-error; connections are reused only after a complete body."""
+upstream.Source.chunks) against a misbehaving server (tests/integration/batchserver.py):
+bodies chunked or of a known length, bad frames, cuts, silence, errors, a redirect. Whatever
+comes, the subscriber sees chunks that passed their digests or a caterva error; connections
+are reused only after a complete body."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
-import threading
-from urllib.parse import parse_qs
 
 import pytest
-import uvicorn
 
 from caterva.errors import DigestMismatch, NotFound, ProtocolError, SourceOffline
-from caterva.protocol import rest
-from caterva.protocol.metadata import DatasetInfo
 from caterva.subscriber import upstream
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.state import State
-from tests.unit.test_cache import make_info as cache_info
-
-NCHUNKS, CHUNK = 6, 100_000
-SEEN: list[tuple[str, int]] = []  # (mode, client port) of each request the server got
-
-
-def make_info(path: str, nchunks: int) -> tuple[DatasetInfo, list[bytes]]:
-    return cache_info(path, nchunks, chunk=CHUNK)
-
-
-def frames(mode: str, indices: list[int]) -> bytes:
-    info, chunks = make_info(mode, NCHUNKS)
-    out = []
-    for i in indices:
-        data = chunks[i]
-        if mode == "wrong-bytes" and i == 1:
-            data = b"x" + data[1:]
-        sent = 5 if mode == "bad-frame" and i == 1 else i
-        out.append(rest.FRAME.pack(sent, len(data), bytes.fromhex(info.digests[i])) + data)
-    return b"".join(out)
-
-
-async def app(scope, receive, send):
-    mode = scope["path"].rsplit("/", 1)[-1]
-    SEEN.append((mode, scope["client"][1]))
-    indices = rest.parse_indices(parse_qs(scope["query_string"].decode())["i"][0])
-    body = frames(mode, indices) * (40 if mode == "bad-frame" else 1)
-    headers = [(b"content-type", rest.BATCH_TYPE.encode())]
-    if mode == "error":
-        error = NotFound("no dataset 'error'").to_payload()
-        await send({"type": "http.response.start", "status": 404, "headers": headers})
-        await send({"type": "http.response.body", "body": json.dumps(error).encode()})
-        return
-    if mode == "redirect":
-        location = (b"location", scope["path"].replace("redirect", "chunked").encode())
-        await send({"type": "http.response.start", "status": 302, "headers": [location]})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    if mode in ("length", "cut-mid-frame"):
-        body = body[:-100] if mode == "cut-mid-frame" else body
-        headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    if mode == "silent":
-        await send({"type": "http.response.body", "body": body[:1000], "more_body": True})
-        await asyncio.Event().wait()
-    for at in range(0, len(body), 7777):  # pieces that split frames and their headers
-        if mode == "drop-mid-frame" and at > len(body) // 2:
-            raise RuntimeError("the source goes away")  # uvicorn drops the connection
-        await send({"type": "http.response.body", "body": body[at : at + 7777], "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+from tests.integration.batchserver import NCHUNKS, SEEN, make_info, running
 
 
 @pytest.fixture(scope="module")
 def url():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()  # connections wait in the backlog until uvicorn accepts: no readiness wait
-    config = uvicorn.Config(app, lifespan="off", log_level="critical", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve([sock])), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
+    yield from running()
 
 
 async def fetch(client, url, mode, indices=tuple(range(NCHUNKS))):
-    info, _ = make_info(mode, NCHUNKS)
+    info, _ = make_info(mode)
     source = upstream.Source(client, url)
     return [(i, d, bytes(c)) async for _, i, d, c in source.chunks("r", [(info, list(indices))])]
 
@@ -113,7 +48,7 @@ def run(url, *modes, read_timeout=5.0):
 @pytest.mark.parametrize("mode", ["chunked", "length"])
 def test_every_chunk_arrives_whole_whatever_the_body_framing(url, mode):
     (got,) = run(url, mode)
-    info, chunks = make_info(mode, NCHUNKS)
+    info, chunks = make_info(mode)
     assert got == [(i, info.digests[i], chunks[i]) for i in range(NCHUNKS)]
 
 
@@ -141,7 +76,7 @@ def test_a_connection_is_reused_only_after_a_complete_body(url):
     SEEN.clear()
     got = run(url, "chunked", "length", "bad-frame", "chunked", "error", "length")
     assert isinstance(got[2], ProtocolError) and isinstance(got[4], NotFound)
-    ports = [port for _, port in SEEN]
+    ports = [port for _, port, _ in SEEN]
     assert ports[0] == ports[1] == ports[2]  # complete bodies: the same connection
     assert ports[3] != ports[2]  # bad-frame left its body unread: that connection is closed
     assert ports[3] == ports[4] == ports[5]  # an error's body is read whole: reused
@@ -152,7 +87,7 @@ def test_every_byte_is_verified_before_it_is_cached(url, tmp_path):
     chunk before it is kept, nothing of it or after it."""
     state = State(tmp_path / "state.db")
     cache = Cache(state, tmp_path / "chunks", budget=1 << 30)
-    info, chunks = make_info("wrong-bytes", NCHUNKS)
+    info, chunks = make_info("wrong-bytes")
     state.follow("r", 0)
     ds_id = state.put_datasets("r", [info])[info.path]
     dataset = next(d for d in state.datasets("r") if d.id == ds_id)

@@ -1,89 +1,33 @@
 """The client's receive path for the chunk batches of selections (caterva/client/lean.py behind
-httpx) against a real uvicorn server on loopback that answers as told by the dataset path, and
-a raw server for what no ASGI app sends: bodies chunked or of a known length, bad frames, cuts,
-silence, errors, connections closed while kept. Whatever comes, a read gets the chunks whole
-or a caterva error; connections are kept only after a complete body."""
+httpx) against a misbehaving uvicorn server (tests/integration/batchserver.py) and a raw server
+for what no ASGI app sends: bodies chunked or of a known length, bad frames, cuts, silence,
+errors, connections closed while kept. Whatever comes, a read gets the chunks whole or a
+caterva error; connections are kept only after a complete body."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import socket
 import threading
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
-import uvicorn
 
 from caterva.client import Client
 from caterva.client import sync as client_sync
 from caterva.client.calls import Calls
 from caterva.client.lean import LeanTransport
 from caterva.errors import NotFound, ProtocolError, Unavailable
-from caterva.protocol import rest
-from tests.unit.test_cache import make_info
-
-NCHUNKS, CHUNK = 6, 100_000
-SEEN: list[tuple[str, int, bool]] = []  # (mode, client port, through httpx) of each request
-
-
-def frames(mode: str, indices: list[int]) -> bytes:
-    info, chunks = make_info(mode, NCHUNKS, chunk=CHUNK)
-    out = []
-    for i in indices:
-        sent = 5 if mode == "bad-frame" and i == 1 else i
-        out.append(rest.FRAME.pack(sent, CHUNK, bytes.fromhex(info.digests[i])) + chunks[i])
-    return b"".join(out)
-
-
-async def app(scope, receive, send):
-    mode = scope["path"].rsplit("/", 1)[-1]
-    httpx_sent = any(name == b"user-agent" for name, _ in scope["headers"])
-    SEEN.append((mode, scope["client"][1], httpx_sent))
-    indices = rest.parse_indices(parse_qs(scope["query_string"].decode())["i"][0])
-    body = frames(mode, indices) * (40 if mode == "bad-frame" else 1)
-    headers = [(b"content-type", rest.BATCH_TYPE.encode())]
-    if mode == "error":
-        error = json.dumps(NotFound("no dataset 'error'").to_payload()).encode()
-        await send({"type": "http.response.start", "status": 404, "headers": headers})
-        await send({"type": "http.response.body", "body": error})
-        return
-    if mode in ("length", "cut-mid-frame"):
-        body = body[:-100] if mode == "cut-mid-frame" else body
-        headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    if mode == "silent":
-        await send({"type": "http.response.body", "body": body[:1000], "more_body": True})
-        await asyncio.Event().wait()
-    for at in range(0, len(body), 7777):  # pieces that split frames and their headers
-        if mode == "drop-mid-frame" and at > len(body) // 2:
-            raise RuntimeError("the subscriber goes away")  # uvicorn drops the connection
-        await send({"type": "http.response.body", "body": body[at : at + 7777], "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
-
-
-def serve(target) -> tuple[str, socket.socket]:
-    """A listening socket on loopback (connections wait in its backlog: no readiness wait)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    threading.Thread(target=target, args=(sock,), daemon=True).start()
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", sock
+from tests.integration.batchserver import NCHUNKS, SEEN, frames, listen, make_info, running
 
 
 @pytest.fixture(scope="module")
 def url():
-    config = uvicorn.Config(app, lifespan="off", log_level="critical", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    address, _ = serve(lambda sock: asyncio.run(server.serve([sock])))
-    yield address
-    server.should_exit = True
+    yield from running()
 
 
 def read(client: Client, mode: str) -> dict[int, bytes]:
     """Every chunk of dataset ``mode``, as a selection reads them (one batch, decoders)."""
-    info, _ = make_info(mode, NCHUNKS, chunk=CHUNK)
+    info, _ = make_info(mode)
     got: dict[int, bytes] = {}
     take = lambda i, digest, data: got.__setitem__(i, data)  # noqa: E731
     client._take(Calls.chunks("r", info, list(range(NCHUNKS)), take=take)).finish()
@@ -106,7 +50,7 @@ def outcomes(url: str, *modes: str) -> list:
 def test_every_chunk_arrives_whole_whatever_the_body_framing(url, mode):
     SEEN.clear()
     (got,) = outcomes(url, mode)
-    assert got == dict(enumerate(make_info(mode, NCHUNKS, chunk=CHUNK)[1]))
+    assert got == dict(enumerate(make_info(mode)[1]))
     assert SEEN == [(mode, SEEN[0][1], False)]  # asked of the transport itself, not via httpx
 
 
@@ -174,8 +118,7 @@ def raw_server(script: list):
             connections[0] += 1
             threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
-    address, _ = serve(accept)
-    return address, connections
+    return listen(accept), connections
 
 
 def answer(body: bytes) -> bytes:
@@ -187,7 +130,7 @@ def test_a_kept_connection_the_server_closed_is_replaced():
     (that request is sent again, once, on a new connection)."""
     ok = answer(frames("raw", list(range(NCHUNKS))))
     address, connections = raw_server([(ok, CLOSE), ok, CLOSE, ok, ok])
-    want = dict(enumerate(make_info("raw", NCHUNKS, chunk=CHUNK)[1]))
+    want = dict(enumerate(make_info("raw")[1]))
     with Client(address) as client:
         assert [read(client, "raw") for _ in range(4)] == [want] * 4
     assert connections == [3]
