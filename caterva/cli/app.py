@@ -26,10 +26,10 @@ with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup
 @cache
 def _plain_values_without_pydantic() -> None:
     """typer coerces option and argument values through a pydantic TypeAdapter, and importing
-    pydantic is ~80 ms of every command (a quarter of `caterva roots`). A ``str``, ``bool`` or
-    ``int`` parameter whose value already is one needs no coercion (click made it one), so ours
-    skip it; any other value
-    still gets typer's own. This leans on typer internals: if they move, the patch steps
+    pydantic is ~40-80 ms of a command that has one (a quarter of `caterva roots`). A ``str``,
+    ``bool``, ``int`` or ``Path`` parameter whose value already is one needs no coercion (click
+    made it one; a path is made from click's text), so ours skip it; any other value still gets
+    typer's own. This leans on typer internals: if they move, the patch steps
     aside and commands are only slower (tests/unit/test_cli_startup.py notices). Made by
     run_command(), the `caterva` process, not at import: a program importing the CLI keeps
     typer as is.
@@ -53,11 +53,13 @@ def _plain_values_without_pydantic() -> None:
         def _coerce_value(self, value, param, ctx):
             if type(value) is self.annotation:
                 return value
+            if self.annotation is Path and type(value) is str:  # click's path, as typed
+                return Path(value)
             return build(self.descriptor)._coerce_value(value, param=param, ctx=ctx)
 
     def build_runtime_param(descriptor):
         if (
-            descriptor.annotation in (str, bool, int)
+            descriptor.annotation in (str, bool, int, Path)
             and descriptor.file_annotation is None
             and descriptor.parameter_info.parser is None
         ):
