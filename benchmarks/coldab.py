@@ -1,10 +1,13 @@
 """``python -m benchmarks.coldab``: cold downloads through two subscribers, alternating: an
 A/B of the subscriber's code on one machine at one moment (the load moves too much between
-runs here for before/after runs to compare).
+runs here for before/after runs to compare). With ``--disk``, warm ones instead, the cache
+read from disk.
 
     --old DIR    a checkout of the other code (``git archive REV | tar -x -C DIR``): its
                  subscriber runs from there; the other from this tree. Without it, one.
     --repeat N   cold downloads of each cube per subscriber (the order flips every round)
+    --disk       warm downloads whose cached chunks are not in the page cache (dropped before
+                 each: root only), as a subscriber's cache larger than its memory is read
     --pyspy F    record this tree's subscriber with py-spy (raw stacks, idle included) into
                  F-<cube>-<round>.txt
 
@@ -59,6 +62,14 @@ def refollow(client: Client) -> None:
     client.follow("big")
 
 
+def drop_page_cache() -> None:
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as exc:
+        raise SystemExit(f"--disk drops the page cache, which needs root: {exc}") from None
+
+
 def download(client: Client, name: str, dest: Path, spy: Path | None, pid: int) -> float:
     dest.unlink(missing_ok=True)
     os.sync()
@@ -81,6 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old", type=Path)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--disk", action="store_true")
     parser.add_argument("--pyspy", type=Path)
     harness.add_workdir(parser)
     args = parser.parse_args()
@@ -100,7 +112,14 @@ def main() -> None:
                 for name in ("smooth.b2nd", "noise.b2nd"):
                     order = list(clients.items())
                     for k, client in order[::-1] if r % 2 else order:
-                        refollow(client)
+                        if not args.disk:
+                            refollow(client)
+                        elif r == 0:  # cached whole, once
+                            if name == "smooth.b2nd":
+                                refollow(client)
+                            client.download(f"big/{name}", rundir / name)
+                        if args.disk:
+                            drop_page_cache()
                         pid = subs[k].proc.pid
                         spy = None
                         if args.pyspy and k == "new":

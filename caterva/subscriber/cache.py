@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -119,7 +120,10 @@ class Cache:
     def open_held(self, dataset: Dataset, indices: list[int]) -> dict[int, BinaryIO]:
         """Those of ``indices`` the cache holds at ``dataset``'s version, as open files (an open
         file stays readable when its chunk is evicted); the caller closes them, and counts those
-        it uses (``hit``)."""
+        it uses (``hit``). The kernel is told they will be read whole: a file not in the page
+        cache is read from disk while the files before it are sent (a cube read from disk: 0.24
+        -> 0.15 s for 179 MB in 512 files, 0.85 -> 0.60 s for 1 GiB), and one in it costs
+        nothing more."""
         present = self.state.present(dataset.id, indices)
         folder, digests = self.dir / str(dataset.id), dataset.info.digests
         files: dict[int, BinaryIO] = {}
@@ -128,6 +132,7 @@ class Cache:
                 if 0 <= i < len(digests) and present.get(i, ("",))[0] == digests[i]:
                     with contextlib.suppress(FileNotFoundError):  # evicted since the query
                         files[i] = open(chunk_file(folder, i, digests[i]), "rb", buffering=0)  # noqa: SIM115
+                        os.posix_fadvise(files[i].fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
         except BaseException:  # out of descriptors, say: nothing left open
             for file in files.values():
                 file.close()
