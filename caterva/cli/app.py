@@ -18,7 +18,7 @@ with long_lived():  # typer, rich and the commands' modules (caterva/cli/startup
     import typer
 
     from caterva.cli import commands, daemons, data, helptext, status, trust, users
-    from caterva.cli.options import err
+    from caterva.cli.options import err, on_terminal
     from caterva.cli.render import literal
     from caterva.errors import BadRequest, CatervaError, NotFollowed, NotFound, Unavailable
 
@@ -175,10 +175,13 @@ def run_command() -> None:
     try:
         app()
     except CatervaError as exc:
-        from rich.text import Text
-
         # one line, the message as it is: names in it are data, not markup
-        err().print(Text.assemble(("error:", "bold red"), " ", literal(exc.message)))
+        if on_terminal():
+            from rich.text import Text
+
+            err().print(Text.assemble(("error:", "bold red"), " ", literal(exc.message)))
+        else:  # no style to show: rich (~10 ms to import) has nothing to do
+            sys.stderr.write(f"error: {literal(exc.message)}\n")
         sys.exit(exit_code(exc))
     except KeyboardInterrupt:
         sys.exit(130)

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from caterva.cli import render, rootsview
+from caterva.cli import render
 from caterva.cli.options import CaFile, Json, Sub, connect, display, emit, err, out
 from caterva.errors import NotFollowed
 
@@ -35,7 +35,9 @@ def roots(
     if as_json:
         emit({"roots": [r.to_dict() for r in found]})
     else:
-        display(rootsview.roots_table(found))
+        from caterva.cli.rootsview import roots_table  # rich's tables: only to print one
+
+        display(roots_table(found))
 
 
 def follow(

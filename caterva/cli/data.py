@@ -14,8 +14,18 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from caterva.cli import render, values
-from caterva.cli.options import CaFile, Json, Sub, connect, display, emit, err, out
+from caterva.cli import render
+from caterva.cli.options import (
+    CaFile,
+    Json,
+    Sub,
+    connect,
+    display,
+    emit,
+    err,
+    on_terminal,
+    out,
+)
 from caterva.cli.render import literal
 from caterva.errors import (
     BadRequest,
@@ -80,6 +90,7 @@ def show(
       caterva show 'example/images/terrain.b2nd[0:4, ::100]'
       caterva show example/README.txt --json
     """
+    from caterva.cli import values  # rich's renderables: only for show
     from caterva.protocol import selection
 
     address, sel = split_selection(target)
@@ -141,6 +152,8 @@ def _printed(ds, key, width: int) -> "Printed":
     """``ds[key]`` as numpy prints it: by the subscriber, so that neither the values (all of
     them, for the few printed of a big selection) nor numpy (~40 ms) come here; by this
     process when the subscriber declines (too many values to print)."""
+    from caterva.cli import values  # rich's renderables: only for show
+
     try:
         return ds._printed(key, min(width, printing.MAX_WIDTH))
     except NotSupported:
@@ -165,6 +178,8 @@ def _offset(key, shape) -> int:
 
 def _show_bytes(ds, preview: bool, shown: str, offset: int, value, as_json: bool) -> None:
     import numpy as np
+
+    from caterva.cli import values
 
     data = np.atleast_1d(value).astype(np.uint8).tobytes()
     total = ds.nbytes if preview else len(data)
@@ -244,7 +259,7 @@ def download(
         )
     with connect(sub, ca_file) as client:
         # a bar only for a person watching: on a terminal, and not when piped or logged
-        with _progress(f"{literal(target)} (uncompressed)", enabled=err().is_terminal) as report:
+        with _progress(f"{literal(target)} (uncompressed)", enabled=on_terminal()) as report:
             try:
                 if to_stdout:
                     return _to_stdout(client, target, report)

@@ -18,7 +18,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console, RenderableType
 
 from caterva.cli.render import literal
 from caterva.cli.startup import long_lived, one_shot
@@ -26,6 +25,8 @@ from caterva.errors import BadCredentials, BadRequest, Unauthorized, Unavailable
 from caterva.protocol import rest
 
 if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
     from caterva.client.sync import Client
 
 PROBE_TIMEOUT = 3.0  # seconds: a subscriber's health route answers at once
@@ -129,6 +130,8 @@ def _repoint(flag: str | None) -> str:
 
 @cache
 def out() -> Console:
+    from rich.console import Console
+
     console = Console(highlight=False, markup=False, emoji=False)  # names print as they are
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # piped or redirected: rich would assume 80 columns and crop wide tables
@@ -138,6 +141,8 @@ def out() -> Console:
 
 @cache
 def err() -> Console:
+    from rich.console import Console
+
     # soft_wrap: never split an error line mid-text
     return Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
@@ -146,12 +151,28 @@ _PADDING = re.compile(r" +(?=(?:\x1b\[[0-9;]*m)*$)", re.MULTILINE)
 
 
 def display(renderable: RenderableType) -> None:
-    """Print on stdout, without the spaces rich pads the last column of a table with."""
+    """Print on stdout, without the spaces rich pads the last column of a table with. A line
+    of text goes as it is: rich (~10 ms to import) is for tables, trees and styles."""
+    if isinstance(renderable, str) and "\n" not in renderable:
+        sys.stdout.write(renderable + "\n")
+        sys.stdout.flush()
+        return
     console = out()
     with console.capture() as captured:
         console.print(renderable)
     console.file.write(_PADDING.sub("", captured.get()))
     console.file.flush()
+
+
+def on_terminal() -> bool:
+    """Whether a person watches stderr (for progress bars): rich's answer, without loading rich
+    unless its variables (TTY_COMPATIBLE, FORCE_COLOR) may change it."""
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return err().is_terminal
+    try:
+        return sys.stderr.isatty()
+    except ValueError:  # closed
+        return False
 
 
 def emit(document: Any) -> None:

@@ -16,14 +16,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from rich.cells import cell_len
-from rich.console import RenderableType
 from rich.filesize import decimal as size_text
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
 
+# rich's renderables load in the views that make them (~10 ms): a command that prints a line
+# (download, show) never needs them
 if TYPE_CHECKING:  # the client (and httpx) load when a command runs, not for --help
+    from rich.console import RenderableType
+    from rich.text import Text
+
     from caterva.client import Cached
     from caterva.protocol.metadata import DatasetInfo
 
@@ -73,6 +73,8 @@ def literal(text: Any) -> str:
 
 def plain(text: Any, style: str = "") -> Text:
     """``literal(text)`` as a Text: no markup, no emoji codes, on any console."""
+    from rich.text import Text
+
     return Text(literal(text), style=style)
 
 
@@ -137,7 +139,7 @@ class Columns:
     HEADER = ("path", "kind", "shape", "dtype", "size")
 
     def __init__(self) -> None:
-        self.widths = [cell_len(h) for h in self.HEADER]
+        self.widths = [len(h) for h in self.HEADER]
         self.started = False
 
     def lines(self, entries: Iterable[dict[str, Any]]) -> str:
@@ -146,6 +148,8 @@ class Columns:
         if not self.started:
             rows.insert(0, self.HEADER)
             self.started = True
+        from rich.cells import cell_len
+
         sized = [(row, [len(c) if c.isascii() else cell_len(c) for c in row]) for row in rows]
         for _, cells in sized:
             self.widths = [max(w, n) for w, n in zip(self.widths, cells)]
@@ -171,6 +175,8 @@ def dataset_cells(entry: dict[str, Any]) -> tuple[str, str, str, str, str]:
 
 
 def datasets_tree(root: str, entries: Iterable[dict[str, Any]]) -> RenderableType:
+    from rich.tree import Tree
+
     tree = Tree(plain(root, style="bold"))
     dirs: dict[tuple[str, ...], Tree] = {(): tree}
     for entry in sorted(entries, key=lambda e: PurePosixPath(e["path"]).parts):
@@ -204,6 +210,9 @@ def _scalar_text(dtype: str) -> str:
 
 
 def info_view(address: str, info: DatasetInfo, cached: Cached) -> RenderableType:
+    from rich.table import Table
+    from rich.text import Text
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -247,6 +256,8 @@ def event_line(event: dict[str, Any]) -> Text:
         if isinstance(when, (int, float))
         else "--:--:--"
     )
+    from rich.text import Text
+
     line = Text(stamp + "  ", style="dim")
     line.append(literal(event.get("root", "?")), style="bold")
     line.append(f"  {literal(event.get('event', '?'))}", style="cyan")
