@@ -16,6 +16,7 @@ import typer
 
 from caterva.cli import render
 from caterva.cli.options import CaFile, Json, Sub, connect, display, emit, err, out
+from caterva.cli.startup import long_lived
 from caterva.errors import NotFollowed
 
 Root = Annotated[str, typer.Argument(metavar="ROOT", help="A root name.")]
@@ -35,7 +36,8 @@ def roots(
     if as_json:
         emit({"roots": [r.to_dict() for r in found]})
     else:
-        from caterva.cli.rootsview import roots_table  # rich's tables: only to print one
+        with long_lived():  # rich's tables: only to print one
+            from caterva.cli.rootsview import roots_table
 
         display(roots_table(found))
 

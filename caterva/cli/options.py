@@ -130,7 +130,8 @@ def _repoint(flag: str | None) -> str:
 
 @cache
 def out() -> Console:
-    from rich.console import Console
+    with long_lived():  # rich, as the start-up's modules (caterva/cli/startup.py)
+        from rich.console import Console
 
     console = Console(highlight=False, markup=False, emoji=False)  # names print as they are
     if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -141,7 +142,8 @@ def out() -> Console:
 
 @cache
 def err() -> Console:
-    from rich.console import Console
+    with long_lived():
+        from rich.console import Console
 
     # soft_wrap: never split an error line mid-text
     return Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
