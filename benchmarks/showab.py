@@ -1,5 +1,6 @@
 """``python -m benchmarks.showab``: `caterva show` of the benchmark's 8-chunk selection (the
-``select_cli`` command), warm and cold, and `caterva roots` (start-up and one request), by
+``select_cli`` command), warm and cold, a warm `caterva download` of the compressible cube,
+and `caterva roots` (start-up and one request), by
 this tree's CLI and subscriber and by another checkout's, alternating: an A/B of the CLI on
 one machine at one moment (the load moves too much between runs here for before/after runs
 to compare).
@@ -48,8 +49,15 @@ def main() -> None:
     env = {**os.environ, "CATERVA_CONFIG": "/nonexistent"}
     env.pop("COLUMNS", None)  # piped: 200 columns, on both sides
     show = ["show", f"big/smooth.b2nd[{layout.selection}]"]
-    cases = {"show, warm": (show, False), "show, cold": (show, True), "roots": (["roots"], False)}
     rundir = Path(tempfile.mkdtemp(prefix="showab-"))
+    saved = rundir / "smooth.b2nd"
+    download = ["download", "big/smooth.b2nd", "-o", str(saved)]
+    cases = {
+        "show, warm": (show, False),
+        "show, cold": (show, True),
+        "download, warm": (download, False),
+        "roots": (["roots"], False),
+    }
     try:
         with harness.Services(rundir) as services:
             broker = services.broker()
@@ -63,6 +71,8 @@ def main() -> None:
             def run(k: str, command: list[str]) -> tuple[float, bytes]:
                 # python -m caterva imports caterva from its working directory: that side's
                 argv = [sys.executable, "-m", "caterva", *command, "--sub", subs[k].url]
+                saved.unlink(missing_ok=True)
+                os.sync()  # untimed: the writeback of the last sample's file
                 start = time.perf_counter()
                 done = subprocess.run(argv, cwd=trees[k], env=env, capture_output=True, check=True)
                 return time.perf_counter() - start, done.stdout
@@ -85,7 +95,7 @@ def main() -> None:
                 client.close()
             for (case, k), got in samples.items():
                 print(
-                    f"{case:11} {k}: median {statistics.median(got) * 1000:.1f} ms "
+                    f"{case:14} {k}: median {statistics.median(got) * 1000:.1f} ms "
                     f"({min(got) * 1000:.1f}-{max(got) * 1000:.1f})"
                 )
             for case, outs in printed.items():
