@@ -197,7 +197,13 @@ async def _flush(batch: list[bytes | FilePart], fd: int, at: int, connection: so
         raise ProtocolError("the client went away")
     pieces = batch.copy()
     batch.clear()
-    at = await asyncio.to_thread(_write_all, pieces, fd, at)
+    work = asyncio.ensure_future(asyncio.to_thread(_write_all, pieces, fd, at))
+    try:
+        at = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # a thread cannot be stopped, and the caller closes fd next: let it finish first
+        await asyncio.wait([work])
+        raise
     with contextlib.suppress(OSError):  # progress is a courtesy: never wait for it
         connection.send(json.dumps({"written": at}).encode(), socket.MSG_DONTWAIT)
     return at
