@@ -68,8 +68,9 @@ def test_every_scenario_runs_and_is_verified(tmp_path):
 
 
 def test_the_show_ab_runs_and_both_sides_print_the_same(tmp_path):
-    """``benchmarks.showab`` with this tree as the other side too: every command runs, and
-    the selection (summarised: printed from its corners) prints the same every time."""
+    """``benchmarks.showab`` with this tree as the other side too: every command (show, a
+    download, roots) runs, and the selection (summarised: printed from its corners) prints
+    the same every time."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.showab", "--old", str(ROOT), "--repeat", "1"]
         + ["--scale", "0.001", "--workdir", str(tmp_path / "work")],
@@ -80,6 +81,6 @@ def test_the_show_ab_runs_and_both_sides_print_the_same(tmp_path):
         timeout=110,
     )
     lines = done.stdout.splitlines()
-    assert sum(" median " in line for line in lines) == 6, done.stdout
+    assert sum(" median " in line for line in lines) == 8, done.stdout  # 4 cases, 2 sides
     assert "show, warm: every sample printed the same: True" in lines
     assert "show, cold: every sample printed the same: True" in lines
