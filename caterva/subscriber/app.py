@@ -27,7 +27,7 @@ from caterva import logs
 from caterva.mqtt import BrokerURL, Bus
 from caterva.protocol.topics import check_pub_id
 from caterva.service import auth, http, runner, source_api
-from caterva.subscriber import api, c2compat, metrics, status, upstream
+from caterva.subscriber import api, c2compat, metrics, selections, status, upstream
 from caterva.subscriber.cache import Cache
 from caterva.subscriber.discovery import Directory
 from caterva.subscriber.events import Events
@@ -87,6 +87,7 @@ def create_app(settings: SubscriberSettings, url: str) -> FastAPI:
     http.install(app)
     app.add_middleware(LoopGuard)
     app.include_router(api.router)
+    app.include_router(selections.router)
     app.include_router(status.router)
     app.include_router(metrics.router)
     app.include_router(source_api.router(root_errors=(409,), read_errors=(502, 503)))
