@@ -188,6 +188,18 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     return host, port
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: a loopback address, or localhost."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def listen_address(name: str, flag: str | None = None) -> tuple[str, int]:
     """HOST:PORT a service binds, from its flag or the setting ``name`` (``publisher_http``,
     ``subscriber_http``); a port left out is the one of the setting's default."""

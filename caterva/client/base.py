@@ -4,7 +4,6 @@ threads, and the events stream's state. Each subclass names its httpx client cla
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any, Literal
 
@@ -14,6 +13,7 @@ from caterva.client.auth import Credentials, connection_options
 from caterva.client.calls import Call
 from caterva.client.decoders import Decoders
 from caterva.client.transport import TIMEOUT, base_url
+from caterva.config import is_loopback
 from caterva.errors import BadRequest
 
 #: how a client reads selections: see ``Client``
@@ -24,17 +24,6 @@ def check_selections(how: str) -> Selections:
     if how not in ("chunks", "npy"):
         raise BadRequest(f"selections={how!r}: use 'chunks' or 'npy'")
     return how  # type: ignore[return-value]
-
-
-def on_this_machine(url: str) -> bool:
-    """Whether ``url`` names this machine: a loopback address, or localhost."""
-    host = httpx.URL(url).host
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ClientBase:
@@ -54,7 +43,7 @@ class ClientBase:
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = base_url(url)
-        self.local = on_this_machine(self.url)
+        self.local = is_loopback(httpx.URL(self.url).host)  # a subscriber on this machine
         self.selections = check_selections(selections)
         options = connection_options(
             self.url, token=token, email=email, password=password, ca_file=ca_file

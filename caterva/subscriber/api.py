@@ -4,13 +4,13 @@ in source.py."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from caterva.config import is_loopback
 from caterva.errors import NotSupported
 from caterva.protocol import rest
 from caterva.protocol.names import check_root
@@ -192,7 +192,7 @@ async def datasets(
 )
 async def handoff(root: Root, path: str, follower: FollowerDep, request: Request) -> dict:
     local = request.state.handoff
-    if local is None or not _loopback(request.client.host if request.client else ""):
+    if local is None or not is_loopback(request.client.host if request.client else ""):
         raise NotSupported("no local handoff for this client: use /file")
     ds = follower.dataset(root, path)
     file = await request.state.source.file(ds)
@@ -202,13 +202,6 @@ async def handoff(root: Root, path: str, follower: FollowerDep, request: Request
         "size": file.size,
         "etag": ds.info.etag,
     }
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @router.get(
