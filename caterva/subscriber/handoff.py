@@ -30,7 +30,7 @@ import secrets
 import socket
 import stat
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from caterva.errors import BadRequest, CatervaError, NotFound, ProtocolError
@@ -171,39 +171,53 @@ def _check_target(fd: int) -> None:
 
 
 async def _write(file: StreamedFile, fd: int, connection: socket.socket) -> int:
-    """``file`` into ``fd`` from its start, FLUSH_BYTES at a time in a worker thread (the
-    next window is read meanwhile); stops if the client hangs up."""
+    """``file`` into ``fd`` from its start, FLUSH_BYTES at a time in worker threads; stops if
+    the client hangs up. Two writes are under way at once: while one is copied, the next
+    window is read and its write starts. Taking turns, each window waited ~1 ms for its thread
+    to start (the event loop held the GIL, reading the next): a third of a warm download."""
     pieces = file.read(0, file.size)
-    done = pending = 0
+    at = done = pending = 0
     batch: list[bytes | FilePart] = []
+    writing: deque[asyncio.Future] = deque()
     try:
         async for piece in pieces:
             batch.append(piece)
             pending += piece.count if isinstance(piece, FilePart) else len(piece)
             if pending >= FLUSH_BYTES:
-                done, pending = await _flush(batch, fd, done, connection), 0
-        done = await _flush(batch, fd, done, connection)
+                writing.append(_start(batch, fd, at, connection))
+                batch, at, pending = [], at + pending, 0
+                if len(writing) > 1:
+                    done = await _finished(writing, connection)
+        if batch:
+            writing.append(_start(batch, fd, at, connection))
+            batch = []
+        while writing:
+            done = await _finished(writing, connection)
     finally:
         _close(batch)  # what was taken and not written
+        if writing:  # failed or cancelled: a thread cannot be stopped, and fd is closed next
+            await asyncio.wait(writing)
+            for work in writing:  # their errors are the first one's consequences
+                work.exception()
         await pieces.aclose()  # what was opened and not taken
     if done != file.size:
         raise ProtocolError(f"{file.filename}: wrote {done} of {file.size} bytes")
     return done
 
 
-async def _flush(batch: list[bytes | FilePart], fd: int, at: int, connection: socket.socket) -> int:
-    """Write ``batch`` (emptied: its files closed) at ``at``; where the file now ends."""
+def _start(batch: list[bytes | FilePart], fd: int, at: int, connection: socket.socket):
+    """``batch`` written at ``at`` in a worker thread, which closes its files."""
     if _hung_up(connection):
+        _close(batch)
         raise ProtocolError("the client went away")
-    pieces = batch.copy()
-    batch.clear()
-    work = asyncio.ensure_future(asyncio.to_thread(_write_all, pieces, fd, at))
-    try:
-        at = await asyncio.shield(work)
-    except asyncio.CancelledError:
-        # a thread cannot be stopped, and the caller closes fd next: let it finish first
-        await asyncio.wait([work])
-        raise
+    return asyncio.ensure_future(asyncio.to_thread(_write_all, batch, fd, at))
+
+
+async def _finished(writing: deque[asyncio.Future], connection: socket.socket) -> int:
+    """Where the file ends once the first of ``writing`` is done (then taken off it); the
+    client is told."""
+    at = await asyncio.shield(writing[0])  # cancelled, the caller still waits for the thread
+    writing.popleft()
     with contextlib.suppress(OSError):  # progress is a courtesy: never wait for it
         connection.send(json.dumps({"written": at}).encode(), socket.MSG_DONTWAIT)
     return at
