@@ -48,11 +48,17 @@ class ClientBase:
         options = connection_options(
             self.url, token=token, email=email, password=password, ca_file=ca_file
         )
+        if transport is None:
+            transport = self._own_transport(options["verify"])
         self._http: Any = self._http_class(
             base_url=self.url, timeout=TIMEOUT, transport=transport, **options
         )
-        self._verify = options["verify"]  # for the https connections of client/lean.py
         self._decoders = Decoders()
+
+    @staticmethod
+    def _own_transport(verify: Any) -> Any:
+        """The transport of this kind of client (None: httpx's)."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"

@@ -1,13 +1,14 @@
-"""A lean blocking HTTP/1.1 transport for httpx, for the chunk batches a selection reads.
+"""A lean blocking HTTP/1.1 transport for httpx: the ``Client``'s (client/sync.py).
 
 httpcore spent more of a warm 8-chunk selection's CPU than anything but decompressing:
 every socket read a fresh bytes object, copied again into h11's buffer and out of it, with
-layers of Python around each piece. Here a connection reads into one reused buffer and
-httptools (uvicorn's C parser, a dependency already) parses the head and undoes the body's
-framing, handing each piece of the body on as one bytes object. A batch is asked with
-``get`` when the client holds its token (client/sync.py), else through httpx with this as its
-transport, for httpx's login and renewal; either way the errors raised are httpx's
-(client/transport.py maps them).
+layers of Python around each piece; and importing it was ~10 ms of every CLI command. Here a
+connection reads into one reused buffer and httptools (uvicorn's C parser, a dependency
+already) parses the head and undoes the body's framing, handing each piece of the body on as
+one bytes object. The chunk batches of selections are asked with ``get``, past httpx, when the
+client holds its token; everything else through httpx with this as its transport (its login
+and renewal, JSON bodies). Either way the errors raised are httpx's (client/transport.py maps
+them).
 
 Only what a batch needs: one request at a time per connection, keep-alive (a connection is
 kept only after a complete body, and one the server closed while idle is retried once),

@@ -3,7 +3,6 @@ one place httpx errors and error answers become caterva errors.
 
     mapped()    httpx exceptions -> caterva errors, ``raise ... from exc``
     check()     a 4xx/5xx answer -> the caterva error its JSON body names (errors.from_response)
-    read_in_big_pieces()    a blocking httpx client's connections read READ_BYTES at a time
 
 Every request of ``Client`` and ``AsyncClient`` goes through both (client/sync.py, client/aio.py).
 """
@@ -14,9 +13,7 @@ import os
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import httpcore
 import httpx
 
 from caterva.config import setting
@@ -27,10 +24,6 @@ from caterva.errors import BadRequest, ProtocolError, Unavailable, from_response
 TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 # The events stream is idle for as long as nothing changes.
 STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
-# What one read of a connection asks for. httpcore asks 64 KiB, with a poll, an ioctl, h11's
-# parsing and a garbage-collector tick around each: a cold GiB was 16,000 of them. 1 MiB
-# cost more than it saved (malloc gives such buffers back to the OS and faults them in again).
-READ_BYTES = 256 << 10
 
 
 def base_url(url: str | None) -> str:
@@ -104,41 +97,3 @@ def check(response: httpx.Response) -> httpx.Response:
     if response.status_code >= 400:
         raise from_response(response.status_code, response.content)
     return response
-
-
-def read_in_big_pieces(http: httpx.Client) -> None:
-    """Make ``http``'s connections read READ_BYTES at a time: through its pools' network
-    backend (httpcore has no option for it), so no other httpx client in the process
-    changes. A transport of another kind (a test's) is left as it is."""
-    for transport in [http._transport, *http._mounts.values()]:
-        pool = getattr(transport, "_pool", None)
-        if isinstance(getattr(pool, "_network_backend", None), httpcore.SyncBackend):
-            pool._network_backend = _BigReads()
-
-
-class _BigReads(httpcore.SyncBackend):
-    def connect_tcp(self, *args, **kwargs) -> httpcore.NetworkStream:
-        return _BigReadStream(super().connect_tcp(*args, **kwargs))
-
-    def connect_unix_socket(self, *args, **kwargs) -> httpcore.NetworkStream:
-        return _BigReadStream(super().connect_unix_socket(*args, **kwargs))
-
-
-class _BigReadStream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max(max_bytes, READ_BYTES), timeout)
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, timeout)
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(self, *args, **kwargs) -> httpcore.NetworkStream:
-        return _BigReadStream(self._stream.start_tls(*args, **kwargs))
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)

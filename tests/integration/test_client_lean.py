@@ -36,7 +36,7 @@ def read(client: Client, mode: str) -> dict[int, bytes]:
 
 def outcomes(url: str, *modes: str) -> list:
     with Client(url) as client:
-        assert isinstance(client._batches()._transport, LeanTransport)
+        assert isinstance(client._http._transport, LeanTransport)
         out = []
         for mode in modes:
             try:
@@ -87,10 +87,11 @@ def test_a_connection_is_kept_only_after_a_complete_body(url):
 CLOSE = object()  # in a raw server's script: close the connection
 
 
-def raw_server(script: list):
+def raw_server(script: list, heads: list[bytes] | None = None):
     """Answers requests from ``script`` in turn, on whatever connection they come: an
     answer's bytes, or CLOSE (the request is read, then its connection closed unanswered), or
-    (bytes, CLOSE) (answered, then closed). Returns the address and the connections' count."""
+    (bytes, CLOSE) (answered, then closed). Returns the address and the connections' count;
+    the requests' heads go to ``heads``."""
     lock = threading.Lock()
     connections = [0]
 
@@ -103,8 +104,10 @@ def raw_server(script: list):
                     if not data:
                         return
                     buf += data
-                buf = buf.split(b"\r\n\r\n", 1)[1]
+                head, buf = buf.split(b"\r\n\r\n", 1)
                 with lock:
+                    if heads is not None:
+                        heads.append(head)
                     step = script.pop(0)
                 if step is CLOSE:
                     return
@@ -157,12 +160,25 @@ def test_bytes_after_an_answer_are_an_error_not_the_next_answer():
     extra = answer(b"done") + answer(b"next")
     address, _ = raw_server([(extra, CLOSE)])
     with Client(address) as client, pytest.raises(httpx.RemoteProtocolError, match="more than"):
-        client._batches().get("/")
+        client._http.get("/")
 
 
-def test_a_test_transport_or_a_proxy_keeps_batches_on_httpx(monkeypatch):
-    with Client("http://127.0.0.1:9", transport=httpx.MockTransport(lambda r: None)) as client:
-        assert client._batches() is client._http
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+def test_batches_go_through_a_test_transport_or_a_proxy(monkeypatch):
+    want = dict(enumerate(make_info("raw")[1]))
+    body = frames("raw", list(range(NCHUNKS)))
+    asked: list[str] = []
+
+    def mock(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return httpx.Response(200, content=body)
+
+    with Client("http://127.0.0.1:9", transport=httpx.MockTransport(mock)) as client:
+        assert read(client, "raw") == want
+    assert len(asked) == 1 and asked[0].endswith("/raw")
+
+    heads: list[bytes] = []
+    proxy, _ = raw_server([answer(body)], heads)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
     with Client("http://127.0.0.1:9") as client:
-        assert client._batches() is client._http
+        assert read(client, "raw") == want
+    assert len(heads) == 1 and heads[0].startswith(b"GET http://127.0.0.1:9/")
