@@ -24,7 +24,8 @@ from caterva.cli.options import (
     emit,
     err,
     on_terminal,
-    out,
+    plain,
+    width,
 )
 from caterva.cli.render import literal
 from caterva.errors import (
@@ -126,7 +127,7 @@ def show(
         if as_bytes or as_json:
             value = ds[key]
         else:
-            printed = _printed(ds, key, out().width)
+            printed = _printed(ds, key, width())
     shown = selection.format(key)
     if as_bytes:
         _show_bytes(ds, sel is None, shown, _offset(key, ds.shape), value, as_json)
@@ -145,7 +146,7 @@ def show(
         )
     else:
         title = values.array_title(ds.address, shown, field, printed.dtype, printed.shape)
-        display(values.array_view(title, printed.text))
+        display(values.array_view(title, printed.text, plain()))
 
 
 def _printed(ds, key, width: int) -> "Printed":
@@ -196,7 +197,7 @@ def _show_bytes(ds, preview: bool, shown: str, offset: int, value, as_json: bool
         )
     else:
         title = f"{ds.address}[{shown}]  {ds.kind}, {len(data):,} of {ds.nbytes:,} bytes"
-        display(values.bytes_view(title, data, total, offset))
+        display(values.bytes_view(title, data, total, offset, plain()))
 
 
 @contextmanager

@@ -136,8 +136,30 @@ def out() -> Console:
     console = Console(highlight=False, markup=False, emoji=False)  # names print as they are
     if not console.is_terminal and "COLUMNS" not in os.environ:
         # piped or redirected: rich would assume 80 columns and crop wide tables
-        console.width = 200
+        console.width = PIPED_WIDTH
     return console
+
+
+PIPED_WIDTH = 200
+
+
+def plain() -> bool:
+    """Whether stdout takes text without styles (piped, redirected): rich's answer, without
+    loading rich (~10 ms) unless its variables (TTY_COMPATIBLE, FORCE_COLOR) may change it."""
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return not out().is_terminal
+    try:
+        return not sys.stdout.isatty()
+    except ValueError:  # closed
+        return True
+
+
+def width() -> int:
+    """The columns stdout's text is laid out in (out()'s width)."""
+    columns = os.environ.get("COLUMNS", "")
+    if plain():
+        return int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
+    return out().width
 
 
 @cache
@@ -153,9 +175,10 @@ _PADDING = re.compile(r" +(?=(?:\x1b\[[0-9;]*m)*$)", re.MULTILINE)
 
 
 def display(renderable: RenderableType) -> None:
-    """Print on stdout, without the spaces rich pads the last column of a table with. A line
-    of text goes as it is: rich (~10 ms to import) is for tables, trees and styles."""
-    if isinstance(renderable, str) and "\n" not in renderable:
+    """Print on stdout, without the spaces rich pads the last column of a table with. Text
+    goes as it is (a line, or any when ``plain()``): rich (~10 ms to import) is for tables,
+    trees, styles and wrapping."""
+    if isinstance(renderable, str) and ("\n" not in renderable or plain()):
         sys.stdout.write(renderable + "\n")
         sys.stdout.flush()
         return

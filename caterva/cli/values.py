@@ -1,25 +1,36 @@
-"""How `show` prints values: numpy arrays, records and plain bytes, as rich renderables or
-JSON. Pure functions (no I/O, no client calls); numpy is imported by the functions that need it,
-never at module import.
+"""How `show` prints values: numpy arrays, records and plain bytes, as rich renderables, text
+(``plain``: stdout piped) or JSON. Pure functions (no I/O, no client calls); numpy and rich are
+imported by the functions that need them, never at module import.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from typing import Any
-
-from rich.console import Group, RenderableType
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from caterva.cli.render import dtype_text, literal, shape_text
 
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
-def array_view(title: str, text: str) -> RenderableType:
+
+def array_view(title: str, text: str, plain: bool) -> RenderableType:
     """numpy's text of an array (caterva.protocol.printing) under a one-line title."""
     # numpy escapes what a terminal would act on; text from a subscriber is made sure of
     body = "\n".join(literal(line) for line in text.split("\n"))
-    return Group(Text(literal(title), style="dim"), Text(body))
+    return _titled(literal(title), [body], plain)
+
+
+def _titled(title: str, lines: list[str], plain: bool, note: str = "") -> RenderableType:
+    """``title`` (dim), the ``lines``, and a ``note`` (dim) when there is one."""
+    if plain:
+        return "\n".join([title, *lines, *([note] if note else [])])
+    from rich.console import Group
+    from rich.text import Text
+
+    parts = [Text(title, style="dim"), *map(Text, lines)]
+    return Group(*parts, *([Text(note, style="dim")] if note else []))
 
 
 def array_title(
@@ -39,16 +50,15 @@ def numpy_dtype_json(dtype: Any) -> Any:
     return dtype_to_json(dtype)
 
 
-def bytes_view(title: str, data: bytes, total: int, offset: int = 0) -> RenderableType:
+def bytes_view(
+    title: str, data: bytes, total: int, offset: int = 0, plain: bool = False
+) -> RenderableType:
     """Text when the bytes read as UTF-8, else a hex dump (addresses from ``offset``); says
     what was left out."""
-    header = Text(literal(title), style="dim")
     text = as_text(data)
-    body = Text(text) if text is not None else Text(hexdump(data, offset))
-    parts: list[RenderableType] = [header, body]
-    if total > len(data):
-        parts.append(Text(f"... {total - len(data):,} more bytes", style="dim"))
-    return Group(*parts)
+    body = text if text is not None else hexdump(data, offset)
+    note = f"... {total - len(data):,} more bytes" if total > len(data) else ""
+    return _titled(literal(title), [body], plain, note)
 
 
 def as_text(data: bytes) -> str | None:

@@ -43,7 +43,7 @@ class Result:
     code: int
     out: str
     err: str  # without -X importtime lines
-    modules: set[str]  # top-level packages imported (with importtime=True)
+    modules: set[str]  # modules imported, and their top-level packages (with importtime=True)
 
     def json(self):
         return json.loads(self.out)
@@ -89,11 +89,8 @@ def command(*args: str, importtime: bool = False) -> list[str]:
 def finish(proc: subprocess.Popen, timeout: float = 60) -> Result:
     out, err = proc.communicate(timeout=timeout)
     lines = err.splitlines()
-    modules = {
-        line.split("|")[-1].strip().split(".")[0]
-        for line in lines
-        if line.startswith("import time:")
-    }
+    names = {line.split("|")[-1].strip() for line in lines if line.startswith("import time:")}
+    modules = names | {name.split(".")[0] for name in names}
     err = "".join(line + "\n" for line in lines if not line.startswith("import time:"))
     return Result(proc.returncode, out, err, modules)
 
@@ -381,6 +378,7 @@ def test_catalog_commands_import_neither_numpy_nor_blosc2(stack):
     show = finish(start(stack, "show", "demo/grid.b2nd[0:2]", importtime=True))
     assert show.code == 0 and "httpx" in show.modules, show.err
     assert not show.modules & set(HEAVY), show.modules & set(HEAVY)
+    assert "rich.console" not in show.modules  # piped: text as it is, no styles to render
     machine = finish(start(stack, "show", "demo/line.b2nd[0]", "--json", importtime=True))
     assert "numpy" in machine.modules  # and it would see them
 

@@ -224,21 +224,26 @@ def test_bytes_as_text_or_hexdump():
         "00000020  41 42 43 00 41 42 43 00 41 42 43 00 41 42 43 00  ABC.ABC.ABC.ABC.",
         "00000030  41 42 43 00" + " " * 38 + "ABC.",
     ]
-    out = text_of(values.bytes_view("t", b"hello", total=10))
-    assert out.splitlines() == ["t", "hello", "... 5 more bytes"]
+    for plain in (False, True):
+        out = view_text(values.bytes_view("t", b"hello", total=10, plain=plain))
+        assert out.splitlines() == ["t", "hello", "... 5 more bytes"]
 
 
-def test_array_view_prints_numpys_text_under_a_title():
+def view_text(view) -> str:
+    """What a view prints: text as it is (stdout piped), a renderable as rich renders it."""
+    return view if isinstance(view, str) else text_of(view)
+
+
+@pytest.mark.parametrize("plain", [False, True])
+def test_array_view_prints_numpys_text_under_a_title(plain):
     value = np.arange(6).reshape(2, 3)
-    assert text_of(values.array_view("title", printing.text(value, 80))).splitlines() == [
-        "title",
-        "[[0 1 2]",
-        " [3 4 5]]",
-    ]
+    view = values.array_view("title", printing.text(value, 80), plain)
+    assert isinstance(view, str) == plain
+    assert view_text(view).splitlines() == ["title", "[[0 1 2]", " [3 4 5]]"]
     title = values.array_title("r/a", "0:2", None, dtype_to_json(value.dtype), value.shape)
     assert title == "r/a[0:2]  int64  shape (2, 3)"
     # text from a subscriber: what a terminal would act on shows escaped, lines stay lines
-    shown = text_of(values.array_view("t", "[1\x1b[2J\n 2]"))
+    shown = view_text(values.array_view("t", "[1\x1b[2J\n 2]", plain))
     assert shown.splitlines() == ["t", "[1\\x1b[2J", " 2]"]
 
 
