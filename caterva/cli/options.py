@@ -82,16 +82,16 @@ def probe(client: Client) -> None:
     fails in seconds with a reason (an MQTT port accepts the connection and never answers; a
     publisher answers every subscriber route with 404). Reads get the client's long timeout
     only once the server is known to be a subscriber, which may wait on a far source."""
-    import httpx
-
-    from caterva.client.transport import mapped
+    from caterva.client.calls import Call
+    from caterva.client.transport import Timeout, kind_of, mapped
 
     url = client.url
+    call = Call("GET", rest.HEALTH, timeout=Timeout(PROBE_TIMEOUT, PROBE_TIMEOUT))
     try:
-        with mapped(url):  # connection failures: the client's own errors
-            response = client._http.get(rest.HEALTH, timeout=PROBE_TIMEOUT)
+        with mapped(url), client._exchange(call) as response:  # failures: the client's errors
+            response.read()
     except Unavailable as exc:
-        if isinstance(exc.__cause__, httpx.ReadTimeout):
+        if kind_of(exc.__cause__) == "read-timeout":
             raise BadRequest(
                 f"{url} did not answer within {PROBE_TIMEOUT:g} s: it is not a "
                 "caterva subscriber (an MQTT broker's port, maybe?)"

@@ -1,4 +1,4 @@
-"""``AsyncClient``: the async driver over one pooled ``httpx.AsyncClient``.
+"""``AsyncClient``: the async driver over one pooled ``httpx.AsyncClient`` (client/viahttpx.py).
 
 Same methods, requests, decoding and programs as ``Client`` (client/sync.py), awaited. A
 program resumes in a worker thread (anyio), so its blocking work (decoding a selection,
@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 
+from caterva.client import viahttpx
 from caterva.client.base import ClientBase, EventsBase
 from caterva.client.calls import (
     POUR_BYTES,
@@ -30,14 +31,15 @@ from caterva.client.calls import (
 from caterva.client.dataset import AsyncDataset, Progress
 from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
-from caterva.client.transport import check, mapped
+from caterva.client.transport import check, cut_short, mapped
 from caterva.protocol.metadata import DatasetInfo
 
 
 class AsyncClient(ClientBase):
     """``async with AsyncClient() as client: ds = await client.dataset("r/p"); await ds[0:5]``."""
 
-    _http_class = httpx.AsyncClient
+    def _connect(self, transport: httpx.AsyncBaseTransport | None) -> None:
+        self._http = viahttpx.make(httpx.AsyncClient, self.url, self._options, transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -83,13 +85,13 @@ class AsyncClient(ClientBase):
         if step.pour is not None:
             return await self._pour(step)
         with mapped(self.url):
-            response = await self._http.request(step.method, step.path, **step.args())
+            response = await self._http.request(step.method, step.path, **viahttpx.args(step))
         return step.decode(check(response))
 
     @asynccontextmanager
     async def _response(self, call: Call) -> AsyncIterator[httpx.Response]:
         with mapped(self.url):
-            async with self._http.stream(call.method, call.path, **call.args()) as response:
+            async with self._http.stream(call.method, call.path, **viahttpx.args(call)) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     check(response)
@@ -244,6 +246,7 @@ class AsyncEventStream(EventsBase):
                 async for line in self._lines:
                     if (event := event_of(line)) is not None:
                         return event
-            except httpx.RemoteProtocolError:  # closed without its last chunk as it stopped
-                pass
+            except Exception as exc:  # closed without its last chunk as it stopped
+                if not cut_short(exc):
+                    raise
         raise stream_ended(self._client.url)

@@ -1,5 +1,7 @@
-"""How a client proves who it is: ``Authorization: Bearer`` on every request, and the options
-(credentials, TLS verification) its httpx client is made with."""
+"""How a client proves who it is: ``Authorization: Bearer`` on every request, the login that
+trades an email and password for a token (and again when it expires), and the options
+(credentials, TLS verification) a client is made with. No I/O: the drivers send what ``flow``
+asks (client/lean.py's requests in ``Client``, httpx's through client/viahttpx.py)."""
 
 from __future__ import annotations
 
@@ -7,77 +9,49 @@ import os
 from collections.abc import Generator
 from typing import Any
 
-import httpx
-
-from caterva.client.calls import Calls, json_of
+from caterva.client.calls import Call, Calls, json_of
 from caterva.client.transport import check, verify_option
 from caterva.errors import BadRequest, ProtocolError, TokenExpired, from_response
 
-Flow = Generator[tuple[httpx.Request, bool], httpx.Response, None]
+#: what ``flow`` yields: the login Call to make, or None for the request itself (signed with
+#: the token then held); it is sent each answer, read whole when it is a login's or a 401
+Flow = Generator[Call | None, Any, None]
 
 
-class Credentials(httpx.Auth):
+class Credentials:
     """A token given (or stored by ``caterva login``), or one traded for an email and password
-    at the first request and again when it expires.
-
-    ``_flow`` is written once; the sync and async drivers below only read the bodies it
-    needs (a login's answer, a 401), never a download's stream."""
+    at the first request and again when it expires."""
 
     def __init__(
         self, url: str, token: str | None, email: str | None = None, password: str | None = None
     ) -> None:
         self.url, self.token, self.email, self.password = url, token, email, password
 
-    def _flow(self, request: httpx.Request) -> Flow:
-        """Yields each request to send and whether its whole answer is needed (a 401's always
-        is: it says whether the token expired); is sent the response."""
+    def flow(self) -> Flow:
         if self.token is None and self.email is not None:
-            self._took((yield self._login(), True))
-        response = yield self._sign(request), False
-        if self._expired(response) and isinstance(
-            from_response(401, response.content), TokenExpired
-        ):
-            self._took((yield self._login(), True))
-            yield self._sign(request), False
+            self._took((yield self._login()))
+        response = yield None
+        if self.renews(response) and isinstance(from_response(401, response.content), TokenExpired):
+            self._took((yield self._login()))
+            yield None
 
-    def _login(self) -> httpx.Request:
-        call = Calls.login(self.email, self.password)
-        return httpx.Request(call.method, self.url + call.path, json=call.json)
+    def renews(self, response: Any) -> bool:
+        """Whether ``response``'s whole body is needed: a 401 to an email's login, which may
+        say the token expired."""
+        return response.status_code == 401 and self.email is not None
 
-    def _took(self, response: httpx.Response) -> None:
+    def header(self) -> str | None:
+        """The Authorization header's value, when there is a token."""
+        return f"Bearer {self.token}" if self.token else None
+
+    def _login(self) -> Call:
+        return Calls.login(self.email, self.password)
+
+    def _took(self, response: Any) -> None:
         token = json_of(check(response)).get("token")
         if not isinstance(token, str):
             raise ProtocolError("the subscriber sent a login answer without a token")
         self.token = token
-
-    def _sign(self, request: httpx.Request) -> httpx.Request:
-        if self.token:
-            request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
-
-    def _expired(self, response: httpx.Response) -> bool:
-        return response.status_code == 401 and self.email is not None
-
-    def sync_auth_flow(self, request: httpx.Request):
-        flow, response = self._flow(request), None
-        while (step := _next(flow, response)) is not None:
-            response = yield step[0]
-            if step[1] or response.status_code == 401:
-                response.read()
-
-    async def async_auth_flow(self, request: httpx.Request):
-        flow, response = self._flow(request), None
-        while (step := _next(flow, response)) is not None:
-            response = yield step[0]
-            if step[1] or response.status_code == 401:
-                await response.aread()
-
-
-def _next(flow: Flow, response: httpx.Response | None) -> tuple[httpx.Request, bool] | None:
-    try:
-        return flow.send(response)  # type: ignore[arg-type]
-    except StopIteration:
-        return None
 
 
 def connection_options(
@@ -88,7 +62,7 @@ def connection_options(
     password: str | None = None,
     ca_file: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """``auth`` and ``verify`` for the httpx client of a Client or AsyncClient of ``url``.
+    """``auth`` (Credentials or None) and ``verify`` for a Client or AsyncClient of ``url``.
 
     Without ``token`` or ``email``, the token ``caterva login`` stored for ``url`` is used.
     """

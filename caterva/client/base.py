@@ -1,18 +1,17 @@
 """What ``Client`` and ``AsyncClient`` are built from, with no I/O (httpx's ``BaseClient``
 habit): the subscriber's URL, how selections are read, credentials and TLS, the decoding
-threads, and the events stream's state. Each subclass names its httpx client class."""
+threads, and the events stream's state. Each subclass makes what carries its requests."""
 
 from __future__ import annotations
 
 import os
 from typing import Any, Literal
-
-import httpx
+from urllib.parse import urlsplit
 
 from caterva.client.auth import Credentials, connection_options
 from caterva.client.calls import Call
 from caterva.client.decoders import Decoders
-from caterva.client.transport import TIMEOUT, base_url
+from caterva.client.transport import base_url
 from caterva.config import is_loopback
 from caterva.errors import BadRequest
 
@@ -29,8 +28,6 @@ def check_selections(how: str) -> Selections:
 class ClientBase:
     """See ``Client`` for the options."""
 
-    _http_class: type[httpx.Client] | type[httpx.AsyncClient]
-
     def __init__(
         self,
         url: str | None = None,
@@ -40,32 +37,33 @@ class ClientBase:
         password: str | None = None,
         ca_file: str | os.PathLike | None = None,
         selections: Selections = "chunks",
-        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        transport: Any = None,
     ) -> None:
         self.url = base_url(url)
-        self.local = is_loopback(httpx.URL(self.url).host)  # a subscriber on this machine
+        self.local = is_loopback(urlsplit(self.url).hostname)  # a subscriber on this machine
         self.selections = check_selections(selections)
-        options = connection_options(
+        self._options = connection_options(
             self.url, token=token, email=email, password=password, ca_file=ca_file
         )
-        if transport is None:
-            transport = self._own_transport(options["verify"])
-        self._http: Any = self._http_class(
-            base_url=self.url, timeout=TIMEOUT, transport=transport, **options
-        )
+        self._auth: Credentials | None = self._options.get("auth")
+        self._http: Any = None  # the httpx client carrying the requests, if one does
+        self._connect(transport)
         self._decoders = Decoders()
 
-    @staticmethod
-    def _own_transport(verify: Any) -> Any:
-        """The transport of this kind of client (None: httpx's)."""
-        return None
+    def _connect(self, transport: Any) -> None:
+        """Make what carries the requests (``transport``: an httpx one, for tests)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
 
     def _signed_in(self, answer: dict[str, Any]) -> dict[str, Any]:
         """After ``login``: later requests carry the token it answered with."""
-        self._http.auth = Credentials(self.url, answer["token"])
+        self._auth = Credentials(self.url, answer["token"])
+        if self._http is not None:
+            from caterva.client import viahttpx
+
+            self._http.auth = viahttpx.Auth(self._auth)
         return answer
 
 

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
-from caterva.client.transport import STREAM_TIMEOUT
+from caterva.client.transport import STREAM_TIMEOUT, Timeout
 from caterva.errors import BadRequest, ProtocolError, Unavailable
 from caterva.protocol import rest
 from caterva.protocol.metadata import DatasetInfo, Manifest
@@ -49,26 +47,17 @@ class Call:
 
     method: str
     path: str
-    decode: Callable[[httpx.Response], Any] | None = None
+    decode: Callable[[Any], Any] | None = None  # given the answer, read whole
     params: dict[str, str] = field(default_factory=dict)
     json: Any = None  # a JSON request body
     signed: bool = True  # False: sent without credentials (the login itself)
-    timeout: httpx.Timeout | None = None  # None: the client's
+    timeout: Timeout | None = None  # None: the client's
     batch: tuple[tuple[DatasetInfo, Any], ...] = ()  # the chunks a frames answer holds
     take: Callable[[int, str, bytes], None] | None = None
     write: Callable[[list[Frame]], None] | None = None
     head: Callable[[Mapping[str, str]], None] | None = None
     pour: Callable[[list[bytes]], None] | None = None
     local: bool = False
-
-    def args(self) -> dict[str, Any]:
-        """httpx's keyword arguments for this request."""
-        args: dict[str, Any] = {"params": self.params or None, "json": self.json}
-        if not self.signed:
-            args["auth"] = None
-        if self.timeout is not None:
-            args["timeout"] = self.timeout
-        return args
 
     def frames(self) -> rest.BatchReader:
         """The reader of a frames answer: frames that are not the ones asked for, or bigger
@@ -77,7 +66,7 @@ class Call:
         return rest.BatchReader(rest.expected_frames(self.batch), joined=self.write is None)
 
 
-def json_of(response: httpx.Response) -> Any:
+def json_of(response: Any) -> Any:
     try:
         return response.json()
     except (ValueError, UnicodeDecodeError) as exc:
@@ -158,7 +147,7 @@ class Printed:
     text: str
 
 
-def _printed(response: httpx.Response) -> Printed:
+def _printed(response: Any) -> Printed:
     body = json_of(response)
     try:
         dtype, shape, text = body["dtype"], body["shape"], body["text"]
@@ -173,7 +162,7 @@ def _printed(response: httpx.Response) -> Printed:
         raise ProtocolError("the subscriber sent an invalid printed selection") from exc
 
 
-def _roots(response: httpx.Response) -> list[RootInfo]:
+def _roots(response: Any) -> list[RootInfo]:
     body = json_of(response)
     entries = body.get("roots") if isinstance(body, dict) else None
     if not isinstance(entries, list):
@@ -181,16 +170,16 @@ def _roots(response: httpx.Response) -> list[RootInfo]:
     return [RootInfo.from_dict(e) for e in entries]
 
 
-def _followed(response: httpx.Response) -> int:
+def _followed(response: Any) -> int:
     body = json_of(response)
     return int(body.get("datasets", 0)) if isinstance(body, dict) else 0
 
 
-def _manifest(response: httpx.Response) -> list[DatasetInfo]:
+def _manifest(response: Any) -> list[DatasetInfo]:
     return sorted(Manifest.from_dict(json_of(response)).datasets, key=lambda d: d.path)
 
 
-def _info(response: httpx.Response) -> tuple[DatasetInfo, Cached]:
+def _info(response: Any) -> tuple[DatasetInfo, Cached]:
     body = json_of(response)
     info = DatasetInfo.from_dict(body)
     cached = body.get("cached") or {}

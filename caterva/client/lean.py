@@ -1,33 +1,35 @@
-"""A lean blocking HTTP/1.1 transport for httpx: the ``Client``'s (client/sync.py).
+"""A lean blocking HTTP/1.1 client: the ``Client``'s (client/sync.py), no httpx in it.
 
 httpcore spent more of a warm 8-chunk selection's CPU than anything but decompressing:
 every socket read a fresh bytes object, copied again into h11's buffer and out of it, with
-layers of Python around each piece; and importing it was ~10 ms of every CLI command. Here a
-connection reads into one reused buffer and httptools (uvicorn's C parser, a dependency
+layers of Python around each piece; and importing httpx was ~25 ms of every CLI command. Here
+a connection reads into one reused buffer and httptools (uvicorn's C parser, a dependency
 already) parses the head and undoes the body's framing, handing each piece of the body on as
-one bytes object. The chunk batches of selections are asked with ``get``, past httpx, when the
-client holds its token; everything else through httpx with this as its transport (its login
-and renewal, JSON bodies). Either way the errors raised are httpx's (client/transport.py maps
-them).
+one bytes object. Failures are client/transport.py's ``Failure`` (``mapped`` there makes them
+caterva errors).
 
-Only what a batch needs: one request at a time per connection, keep-alive (a connection is
-kept only after a complete body, and one the server closed while idle is retried once),
-TLS, connect and read timeouts, no proxies (a client that has one configured does not use
-this transport), no 1xx answers, no upgrades.
+Only what the client needs: one request at a time per connection, keep-alive (a connection is
+kept only after a complete body, and one the server closed while idle is retried once), TLS,
+connect and read timeouts, no proxies (a client that has one configured uses httpx), no 1xx
+answers, no upgrades.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import select
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
 
 import httptools
-import httpx
+
+from caterva.client.transport import Failure, Timeout
 
 READ_BYTES = 256 << 10  # one socket read at most, into the connection's one buffer
 MAX_HEAD = 64 << 10  # a response's status line and headers
@@ -54,7 +56,7 @@ class _Connection:
 
     def on_message_begin(self) -> None:
         if self.began:  # bytes after the answer: nothing asked for them
-            raise httpx.RemoteProtocolError("more than one answer to one request")
+            raise Failure("broken", "more than one answer to one request")
         self.began = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -80,17 +82,17 @@ class _Connection:
             if self.head_done and self._until_close():
                 self.complete = True
                 return
-            raise httpx.RemoteProtocolError("the subscriber closed the connection mid-answer")
+            raise Failure("broken", "the subscriber closed the connection mid-answer")
         try:
             self.parser.feed_data(memoryview(self._buf)[:n])
         except httptools.HttpParserError as exc:
-            if isinstance(exc.__context__, httpx.RemoteProtocolError):  # one of ours
+            if isinstance(exc.__context__, Failure):  # one of ours
                 raise exc.__context__ from None
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.1 answer ({exc})") from exc
+            raise Failure("broken", f"not an HTTP/1.1 answer ({exc})") from exc
         if not self.head_done:
             self.received += n
             if self.received > MAX_HEAD:
-                raise httpx.RemoteProtocolError("the answer's head is too large")
+                raise Failure("broken", "the answer's head is too large")
 
     def _until_close(self) -> bool:
         names = {name.lower() for name, _ in self.headers}
@@ -101,7 +103,7 @@ class _Connection:
             self.receive()
         status = self.parser.get_status_code()
         if status < 200:
-            raise httpx.RemoteProtocolError(f"an answer this client cannot read ({status})")
+            raise Failure("broken", f"an answer this client cannot read ({status})")
         return status
 
     def idle_and_alive(self) -> bool:
@@ -123,14 +125,35 @@ class _Connection:
             pass
 
 
-class _Body(httpx.SyncByteStream):
-    """A response's body as it comes; its connection goes back to the pool once complete."""
+class Headers(dict):
+    """A response's headers, looked up by name in any case (stored in lower case)."""
 
-    def __init__(self, transport: LeanTransport, conn: _Connection) -> None:
-        self._transport, self._conn = transport, conn
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
+class Answer:
+    """A response: ``status_code``, ``headers``, and its body as it
+    comes (``iter_bytes``, ``iter_lines``) or whole (``read``, then ``content``, ``json()``).
+    Its connection goes back to the pool once the body is read to its end; ``close`` drops
+    it otherwise (its state unknown)."""
+
+    def __init__(self, pool: Pool, conn: _Connection) -> None:
+        self._pool, self._conn = pool, conn
+        self.status_code = conn.parser.get_status_code()
+        self.headers = Headers(
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in conn.headers
+        )
         self._done = False
+        self._content: bytes | None = None
 
-    def __iter__(self) -> Iterator[bytes]:
+    def iter_bytes(self) -> Iterator[bytes]:
         conn = self._conn
         with _mapped():
             while True:
@@ -140,17 +163,38 @@ class _Body(httpx.SyncByteStream):
                     break
                 conn.receive()
         self._done = True
-        self._transport._release(conn, conn.keep_alive)
+        self._pool._release(conn, conn.keep_alive)
+
+    def iter_lines(self) -> Iterator[str]:
+        rest = b""
+        for data in self.iter_bytes():
+            *lines, rest = (rest + data).split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r").decode()
+        if rest:
+            yield rest.rstrip(b"\r").decode()
+
+    def read(self) -> bytes:
+        if self._content is None:
+            self._content = b"".join(self.iter_bytes())
+        return self._content
+
+    @property
+    def content(self) -> bytes:
+        return self.read()
+
+    def json(self) -> Any:
+        return json.loads(self.read())
 
     def close(self) -> None:
         if not self._done:  # not read to its end: the connection is in an unknown state
             self._done = True
-            self._transport._release(self._conn, False)
+            self._pool._release(self._conn, False)
 
 
-class LeanTransport(httpx.BaseTransport):
-    """httpx's transport for requests to one subscriber, made with the httpx client's
-    ``verify`` (False, True or an ssl.SSLContext, as client/auth.py gives)."""
+class Pool:
+    """Connections to a subscriber, kept alive between requests; ``verify``: False, True or
+    an ssl.SSLContext (client/auth.py)."""
 
     def __init__(self, verify: ssl.SSLContext | bool) -> None:
         self._verify = verify
@@ -158,64 +202,59 @@ class LeanTransport(httpx.BaseTransport):
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        timeout = request.extensions.get("timeout", {})
-        conn = self._exchange(request.url, _head(request) + request.read(), timeout)
-        return httpx.Response(
-            conn.parser.get_status_code(),
-            headers=conn.headers,
-            stream=_Body(self, conn),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
-
     @contextmanager
-    def get(
-        self, url: httpx.URL, headers: list[bytes], timeout: httpx.Timeout
-    ) -> Iterator[tuple[int, Iterator[bytes]]]:
-        """GET ``url`` with no httpx around it: (status, body pieces). ``headers``: lines such
-        as ``b"Authorization: Bearer ..."``. A warm selection's request went through ~0.2 ms
-        of httpx before it left (twice that after the client sat idle)."""
-        lines = [b"GET " + url.raw_path + b" HTTP/1.1", b"Host: " + url.netloc, *headers]
-        conn = self._exchange(url, b"\r\n".join(lines) + b"\r\n\r\n", timeout.as_dict())
-        body = _Body(self, conn)
+    def request(
+        self, method: str, url: str, headers: list[bytes], body: bytes, timeout: Timeout
+    ) -> Iterator[Answer]:
+        """``method`` ``url`` (absolute) with ``headers`` (lines such as ``b"Accept: x"``)
+        and ``body``; the answer once its head came, closed at the end."""
+        parts = urlsplit(url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"{method} {target} HTTP/1.1".encode(), f"Host: {parts.netloc}".encode()]
+        lines += headers
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(b"Content-Length: %d" % len(body))
+        origin = (parts.scheme, parts.hostname or "", parts.port or _PORTS.get(parts.scheme, 0))
+        message = b"\r\n".join(lines) + b"\r\n\r\n" + body
+        answer = Answer(self, self._exchange(origin, message, timeout))
         try:
-            yield conn.parser.get_status_code(), iter(body)
+            yield answer
         finally:
-            body.close()
+            answer.close()
 
-    def _exchange(self, url: httpx.URL, message: bytes, timeout: dict) -> _Connection:
-        """Send ``message`` to ``url``'s origin; the connection once the answer's head came."""
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+    def _exchange(
+        self, origin: tuple[str, str, int], message: bytes, timeout: Timeout
+    ) -> _Connection:
+        """Send ``message`` to ``origin``; the connection once the answer's head came."""
         for retry in (True, False):
             conn = self._reuse(origin) or self._connect(origin, timeout)
             try:
                 with _mapped():
-                    conn.sock.settimeout(timeout.get("write"))
+                    conn.sock.settimeout(timeout.read)
                     conn.sock.sendall(message)
-                    conn.sock.settimeout(timeout.get("read"))
                     conn.read_head()
                 break
-            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            except Failure as exc:
                 conn.close()
                 # a kept connection the server closed meanwhile: once more on a new one
-                if not (retry and conn.reused and not conn.head_done):
+                if not (retry and conn.reused and not conn.head_done and exc.kind == "broken"):
                     raise
             except BaseException:
                 conn.close()
                 raise
         return conn
 
-    def _connect(self, origin: tuple[str, str, int], timeout: dict) -> _Connection:
+    def _connect(self, origin: tuple[str, str, int], timeout: Timeout) -> _Connection:
         scheme, host, port = origin
-        if scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"{scheme!r} is not http or https")
+        if scheme not in _PORTS:
+            raise Failure("scheme", f"{scheme!r} is not http or https")
         with _mapped(connecting=True):
-            sock = socket.create_connection((host, port), timeout=timeout.get("connect"))
+            sock = socket.create_connection((host, port), timeout=timeout.connect)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if scheme == "https":
                     if self._ssl is None:
-                        self._ssl = httpx.create_ssl_context(verify=self._verify)
+                        self._ssl = _ssl_context(self._verify)
                     sock = self._ssl.wrap_socket(sock, server_hostname=host)
             except BaseException:
                 sock.close()
@@ -253,21 +292,28 @@ class LeanTransport(httpx.BaseTransport):
             conn.close()
 
 
-def _head(request: httpx.Request) -> bytes:
-    lines = [request.method.encode("ascii") + b" " + request.url.raw_path + b" HTTP/1.1"]
-    lines += [name + b": " + value for name, value in request.headers.raw]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
+_PORTS = {"http": 80, "https": 443}
+
+
+def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @contextmanager
 def _mapped(connecting: bool = False) -> Iterator[None]:
-    """Socket errors as the httpx exceptions client/transport.py maps (a failed TLS
-    handshake stays their cause: it tells why)."""
+    """Socket errors as Failures (a failed TLS handshake stays their cause: it tells why)."""
     try:
         yield
     except TimeoutError as exc:
-        timeout = httpx.ConnectTimeout if connecting else httpx.ReadTimeout
-        raise timeout(str(exc) or "timed out") from exc
+        kind = "connect-timeout" if connecting else "read-timeout"
+        raise Failure(kind, str(exc) or "timed out") from exc
     except OSError as exc:
-        error = httpx.ConnectError if connecting else httpx.ReadError
-        raise error(str(exc) or type(exc).__name__) from exc
+        raise Failure(
+            "connect" if connecting else "broken", str(exc) or type(exc).__name__
+        ) from exc

@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from caterva.client.calls import Call, root_path
 from caterva.errors import BadRequest, ProtocolError
 from caterva.protocol import rest
@@ -41,7 +39,7 @@ class Page:
         return datasets
 
 
-def _page(response: httpx.Response) -> Page:
+def _page(response: Any) -> Page:
     lines = response.content.splitlines()
     # each line one JSON object: what --json copies out undecoded stays one document
     if not all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):

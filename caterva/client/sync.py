@@ -1,4 +1,5 @@
-"""``Client``: the blocking driver over one pooled ``httpx.Client``.
+"""``Client``: the blocking driver over client/lean.py's connections (httpx's when a test gives
+a transport, or the environment names a proxy: client/viahttpx.py).
 
 It never touches asyncio, so it also works inside a running event loop (a notebook cell).
 What each method asks and how answers decode is in client/calls.py, reads and downloads are
@@ -8,14 +9,13 @@ feeds the bytes back, as client/aio.py does for ``AsyncClient``.
 
 from __future__ import annotations
 
+import json
 import os
-import ssl
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import httpx
+from urllib.parse import urlencode
 
 from caterva.client.base import ClientBase, EventsBase
 from caterva.client.calls import (
@@ -28,11 +28,10 @@ from caterva.client.calls import (
     event_of,
     stream_ended,
 )
-from caterva.client.lean import LeanTransport
+from caterva.client.lean import Answer, Pool
 from caterva.client.listing import Page, Pager
 from caterva.client.program import Parallel, Program, Step, advance
-from caterva.client.transport import TIMEOUT, check, mapped
-from caterva.errors import from_response
+from caterva.client.transport import TIMEOUT, check, cut_short, mapped
 from caterva.protocol.metadata import DatasetInfo
 
 if TYPE_CHECKING:
@@ -46,7 +45,8 @@ class Client(ClientBase):
     ``token=``, or ``email=`` and ``password=``; with neither, the token ``caterva login``
     stored for this URL is used. ``ca_file`` verifies an https:// subscriber signed by a
     private CA (env CATERVA_CA_FILE). ``transport`` is for tests (an httpx transport, e.g.
-    ``httpx.MockTransport``).
+    ``httpx.MockTransport``): the requests then go through httpx, as they do when the
+    environment names a proxy (HTTP_PROXY, ...).
 
     ``selections`` is how ``ds[sel]`` reads: "chunks" (default) fetches the compressed chunks
     a selection touches and decodes them here, so every byte crosses the wire once,
@@ -56,21 +56,29 @@ class Client(ClientBase):
     decompressed as they arrive, on a pool of one thread per core that ``close()`` stops.
     """
 
-    _http_class = httpx.Client
+    def _connect(self, transport: Any) -> None:
+        """client/lean.py's connections: httpcore took about half of a warm 8-chunk
+        selection's CPU outside decompressing, and importing httpx ~25 ms of a CLI command.
+        httpx with a test's transport, or a proxy (the environment's: urllib's getproxies,
+        as httpx reads them)."""
+        from urllib.request import getproxies
 
-    @staticmethod
-    def _own_transport(verify: ssl.SSLContext | bool) -> httpx.BaseTransport | None:
-        """client/lean.py's: httpcore's took about half of a warm 8-chunk selection's CPU
-        outside decompressing, and ~10 ms of a CLI command to import. httpx's own (httpcore)
-        when the environment names a proxy: httpx uses those only with its own transport."""
-        from urllib.request import getproxies  # httpx's source of them too
+        proxied = any(scheme in getproxies() for scheme in ("http", "https", "all"))
+        if transport is None and not proxied:
+            self._pool: Pool | None = Pool(self._options["verify"])
+            return
+        import httpx
 
-        if any(scheme in getproxies() for scheme in ("http", "https", "all")):
-            return None
-        return LeanTransport(verify)
+        from caterva.client import viahttpx
+
+        self._pool = None
+        self._http = viahttpx.make(httpx.Client, self.url, self._options, transport)
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
+        if self._pool is not None:
+            self._pool.close()
         self._decoders.close()
 
     def __enter__(self) -> Client:
@@ -102,7 +110,7 @@ class Client(ClientBase):
         if step.take is not None:
             frames = self._decoders.frames(step.take)
             try:
-                self._feed(step, frames.submit, self._batch(step))
+                self._feed(step, frames.submit, self._body(step))
             except BaseException:
                 frames.cancel()
                 raise
@@ -111,18 +119,59 @@ class Client(ClientBase):
             return self._feed(step, step.write, self._body(step))
         if step.pour is not None:
             return self._pour(step)
-        with mapped(self.url):
-            response = self._http.request(step.method, step.path, **step.args())
-        return step.decode(check(response))
+        with self._response(step) as response:
+            response.read()
+        return step.decode(response)
 
     @contextmanager
-    def _response(self, call: Call) -> Iterator[httpx.Response]:
+    def _response(self, call: Call) -> Iterator[Any]:
         """``call``'s answer, streamed; an error answer raises its caterva error."""
-        with mapped(self.url), self._http.stream(call.method, call.path, **call.args()) as response:
+        with mapped(self.url), self._exchange(call) as response:
             if response.status_code >= 400:
                 response.read()
                 check(response)
             yield response
+
+    @contextmanager
+    def _exchange(self, call: Call) -> Iterator[Any]:
+        """``call`` sent with this client's credentials (a login made first when they need
+        one, and again when the token expired: client/auth.py); its answer."""
+        if self._pool is None:
+            from caterva.client import viahttpx
+
+            with self._http.stream(call.method, call.path, **viahttpx.args(call)) as response:
+                yield response
+            return
+        auth = self._auth if call.signed else None
+        flow = auth.flow() if auth is not None else None
+        step = next(flow) if flow is not None else None
+        while True:
+            if step is not None:  # a login, read whole
+                with self._send(step, None) as login:
+                    login.read()
+                step = flow.send(login)
+                continue
+            with self._send(call, auth) as answer:
+                if auth is not None and auth.renews(answer):
+                    answer.read()
+                    try:
+                        step = flow.send(answer)  # a login to make, then this once more
+                        continue
+                    except StopIteration:
+                        pass
+                yield answer
+                return
+
+    def _send(self, call: Call, auth: Any) -> AbstractContextManager[Answer]:
+        """``call`` over client/lean.py's connections, signed with ``auth``'s token if any."""
+        url = self.url + call.path + (f"?{urlencode(call.params)}" if call.params else "")
+        headers, body = [], b""
+        if auth is not None and (value := auth.header()) is not None:
+            headers.append(f"Authorization: {value}".encode())
+        if call.json is not None:
+            body = json.dumps(call.json, separators=(",", ":")).encode()
+            headers.append(b"Content-Type: application/json")
+        return self._pool.request(call.method, url, headers, body, call.timeout or TIMEOUT)
 
     @contextmanager
     def _body(self, call: Call) -> Iterator[Iterator[bytes]]:
@@ -130,32 +179,11 @@ class Client(ClientBase):
         with self._response(call) as response:
             yield response.iter_bytes()
 
-    @contextmanager
-    def _batch(self, call: Call) -> Iterator[Iterator[bytes]]:
-        """The body of a chunk batch a selection reads, as it comes: asked straight of
-        client/lean.py's transport with the token this client holds; through httpx when there
-        is a login to make first, or an expired token to renew, or a proxy or a test's
-        transport in the way. A warm selection's request spent ~0.2 ms in httpx before it
-        left (twice that after the client sat idle)."""
-        transport, auth = self._http._transport, self._http.auth
-        if isinstance(transport, LeanTransport) and (auth is None or auth.token):
-            signed = [] if auth is None else [f"Authorization: Bearer {auth.token}".encode()]
-            url = httpx.URL(self.url + call.path, params=call.params)
-            with mapped(self.url), transport.get(url, signed, TIMEOUT) as (status, body):
-                if status < 400:
-                    yield body
-                    return
-                error = from_response(status, b"".join(body))
-            if status != 401 or auth is None or auth.email is None:
-                raise error
-        with self._response(call) as response:  # logs in, or again
-            yield response.iter_bytes()
-
     def _feed(
         self, call: Call, feed: Callable[[list[Frame]], Any], body: AbstractContextManager
     ) -> None:
-        """``feed`` the frames of ``call``'s answer (``body``, see _body and _batch), those of
-        each network read at once."""
+        """``feed`` the frames of ``call``'s answer (``body``, see _body), those of each
+        network read at once."""
         reader = call.frames()
         with body as pieces:
             for data in pieces:
@@ -332,6 +360,7 @@ class EventStream(EventsBase):
                 for line in self._lines:
                     if (event := event_of(line)) is not None:
                         return event
-            except httpx.RemoteProtocolError:  # closed without its last chunk as it stopped
-                pass
+            except Exception as exc:  # closed without its last chunk as it stopped
+                if not cut_short(exc):
+                    raise
         raise stream_ended(self._client.url)

@@ -179,9 +179,9 @@ def test_a_selection_logs_in_by_itself_and_reads_only_granted_roots(stack):
     with Client(stack.url, email=BOB, password=PASSWORD) as fresh:  # its first request: chunks
         got = Dataset(fresh, "other", ds.info, ds.cached)[3:17, ::-3]
         np.testing.assert_array_equal(got, GRID[3:17, ::-3])
-        fresh._http.auth.token = stale = expired_token(stack)  # renewed at the next batch
+        fresh._auth.token = stale = expired_token(stack)  # renewed at the next batch
         np.testing.assert_array_equal(Dataset(fresh, "other", ds.info, ds.cached)[:, 5], GRID[:, 5])
-        assert fresh._http.auth.token not in (None, stale)
+        assert fresh._auth.token not in (None, stale)
     with Client(stack.url, token=expired_token(stack)) as stale, pytest.raises(TokenExpired):
         Dataset(stale, "other", ds.info, ds.cached)[0:2]
     with Client(stack.url, email=ADA, password=PASSWORD) as ada, pytest.raises(Forbidden):

@@ -16,13 +16,15 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import blosc2
-import httpx
 import numpy as np
 import pytest
 
 from caterva.client import Client
+from caterva.client.lean import Pool
 from tests.conftest import ROOT
 from tests.integration import test_cli_stack
 from tests.integration.test_cli_stack import command, env_for
@@ -190,23 +192,25 @@ def test_a_failed_root_download_leaves_no_directory(run, tmp_path, monkeypatch):
 def test_a_root_changing_under_a_download_is_no_traceback(run, stack, tmp_path, monkeypatch, when):
     gone = stack.data / "tide" / "levels.b2nd"
     kept = gone.read_bytes()
-    send = httpx.Client.send
+    request = Pool.request
 
     def remove() -> None:
         with Client(stack.url) as client, client.watch("demo") as events:
             gone.unlink()
             wait_event(events, event="delete", path="tide/levels.b2nd")
 
-    def list_then_remove(self, request, **kwargs):  # the change comes with the root's listing
-        listing = request.url.path.endswith("/manifest") and gone.exists()
+    @contextmanager
+    def list_then_remove(self, method, url, *args):  # the change comes with the root's listing
+        listing = urlsplit(url).path.endswith("/manifest") and gone.exists()
         if listing and when.startswith("before"):
             remove()
-        response = send(self, request, **kwargs)
-        if listing and when.startswith("after"):
-            remove()
-        return response
+        with request(self, method, url, *args) as answer:
+            if listing and when.startswith("after"):
+                answer.read()
+                remove()
+            yield answer
 
-    monkeypatch.setattr(httpx.Client, "send", list_then_remove)
+    monkeypatch.setattr(Pool, "request", list_then_remove)
     try:
         result = run("download", "demo", "-o", str(tmp_path / "out"), "--json")
     finally:

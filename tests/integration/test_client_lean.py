@@ -1,5 +1,5 @@
-"""The client's receive path for the chunk batches of selections (caterva/client/lean.py behind
-httpx) against a misbehaving uvicorn server (tests/integration/batchserver.py) and a raw server
+"""The client's receive path (caterva/client/lean.py), for the chunk batches of selections,
+against a misbehaving uvicorn server (tests/integration/batchserver.py) and a raw server
 for what no ASGI app sends: bodies chunked or of a known length, bad frames, cuts, silence,
 errors, connections closed while kept. Whatever comes, a read gets the chunks whole or a
 caterva error; connections are kept only after a complete body."""
@@ -15,7 +15,7 @@ import pytest
 from caterva.client import Client
 from caterva.client import sync as client_sync
 from caterva.client.calls import Calls
-from caterva.client.lean import LeanTransport
+from caterva.client.lean import Pool
 from caterva.errors import NotFound, ProtocolError, Unavailable
 from tests.integration.batchserver import NCHUNKS, SEEN, frames, listen, make_info, running
 
@@ -36,7 +36,7 @@ def read(client: Client, mode: str) -> dict[int, bytes]:
 
 def outcomes(url: str, *modes: str) -> list:
     with Client(url) as client:
-        assert isinstance(client._http._transport, LeanTransport)
+        assert isinstance(client._pool, Pool) and client._http is None
         out = []
         for mode in modes:
             try:
@@ -51,7 +51,7 @@ def test_every_chunk_arrives_whole_whatever_the_body_framing(url, mode):
     SEEN.clear()
     (got,) = outcomes(url, mode)
     assert got == dict(enumerate(make_info(mode)[1]))
-    assert SEEN == [(mode, SEEN[0][1], False)]  # asked of the transport itself, not via httpx
+    assert SEEN == [(mode, SEEN[0][1], False)]  # over client/lean.py, not httpx
 
 
 @pytest.mark.parametrize(
@@ -159,8 +159,8 @@ def test_what_uvicorn_would_never_send_is_a_caterva_error(raw, text):
 def test_bytes_after_an_answer_are_an_error_not_the_next_answer():
     extra = answer(b"done") + answer(b"next")
     address, _ = raw_server([(extra, CLOSE)])
-    with Client(address) as client, pytest.raises(httpx.RemoteProtocolError, match="more than"):
-        client._http.get("/")
+    with Client(address) as client, pytest.raises(Unavailable, match="more than"):
+        read(client, "raw")
 
 
 def test_batches_go_through_a_test_transport_or_a_proxy(monkeypatch):

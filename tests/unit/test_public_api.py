@@ -56,17 +56,20 @@ def test_unknown_names_fail_like_any_module():
 
 
 def test_import_is_cheap():
-    """`import caterva` loads neither httpx, numpy nor blosc2; using the client loads httpx only."""
+    """`import caterva` loads neither httpx, numpy nor blosc2; nor does the blocking client
+    (its requests go over client/lean.py); the async one loads httpx."""
     code = (
         "import sys, caterva\n"
         "heavy = lambda: sorted({m.split('.')[0] for m in sys.modules}\n"
         "                       & {'httpx', 'numpy', 'blosc2'})\n"
         "print(heavy())\n"
-        "caterva.Client\n"
+        "caterva.Client('http://127.0.0.1:9').close()\n"
+        "print(heavy())\n"
+        "caterva.AsyncClient\n"
         "print(heavy())\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == ["[]", "['httpx']"]
+    assert out.stdout.splitlines() == ["[]", "[]", "['httpx']"]
 
 
 @pytest.mark.parametrize(
