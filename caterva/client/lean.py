@@ -20,16 +20,18 @@ import collections
 import json
 import select
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httptools
 
 from caterva.client.transport import Failure, Timeout
+
+if TYPE_CHECKING:
+    import ssl  # imported for https only: a plain-http command spares it
 
 READ_BYTES = 256 << 10  # one socket read at most, into the connection's one buffer
 MAX_HEAD = 64 << 10  # a response's status line and headers
@@ -296,6 +298,8 @@ _PORTS = {"http": 80, "https": 443}
 
 
 def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
+    import ssl
+
     if isinstance(verify, ssl.SSLContext):
         return verify
     context = ssl.create_default_context()

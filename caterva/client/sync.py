@@ -59,11 +59,12 @@ class Client(ClientBase):
     def _connect(self, transport: Any) -> None:
         """client/lean.py's connections: httpcore took about half of a warm 8-chunk
         selection's CPU outside decompressing, and importing httpx ~25 ms of a CLI command.
-        httpx with a test's transport, or a proxy (the environment's: urllib's getproxies,
-        as httpx reads them)."""
-        from urllib.request import getproxies
-
-        proxied = any(scheme in getproxies() for scheme in ("http", "https", "all"))
+        httpx with a test's transport, or a proxy the environment names (HTTP_PROXY,
+        HTTPS_PROXY, ALL_PROXY in either case, which httpx would use)."""
+        proxied = any(
+            value and name.lower() in ("http_proxy", "https_proxy", "all_proxy")
+            for name, value in os.environ.items()
+        )
         if transport is None and not proxied:
             self._pool: Pool | None = Pool(self._options["verify"])
             return

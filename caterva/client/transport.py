@@ -12,16 +12,18 @@ Nothing here imports httpx: a ``Client`` without it (the CLI) never loads it (~2
 from __future__ import annotations
 
 import os
-import ssl
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from caterva.config import setting
 from caterva.errors import BadRequest, CatervaError, ProtocolError, Unavailable, from_response
+
+if TYPE_CHECKING:
+    import ssl  # imported for https only: a plain-http command spares it
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def verify_option(ca_file: str | os.PathLike | None = None) -> ssl.SSLContext | 
     path = str(setting("ca_file", os.fspath(ca_file) if ca_file is not None else None)).strip()
     if not path:
         return True
+    import ssl
+
     try:
         return ssl.create_default_context(cafile=os.path.expanduser(path))
     except (OSError, ssl.SSLError) as exc:
@@ -136,6 +140,9 @@ def kind_of(exc: BaseException | None) -> str | None:
 
 def _tls_error(exc: BaseException, url: str) -> Unavailable | None:
     """A clear error for a failed TLS handshake (the failure only says "connect")."""
+    ssl: Any = sys.modules.get("ssl")  # no TLS error without it
+    if ssl is None:
+        return None
     cause: BaseException | None = exc
     while cause is not None and not isinstance(cause, ssl.SSLError):
         cause = cause.__cause__ or cause.__context__
