@@ -14,12 +14,14 @@ back:
     placement.py    where a download lands (targets, .part files, FIFOs, symlinks)
     decoders.py     the threads chunk frames decode on as they arrive
     base.py         what both clients are built from (URL, options, decoding threads)
-    auth.py         credentials: a token, or one traded for an email and password
-    transport.py    the httpx boundary: timeouts, TLS, httpx errors and error answers mapped
+    auth.py         credentials: a token, or one traded for an email and password (no I/O)
+    transport.py    the HTTP boundary: URL, timeouts, TLS, failures and error answers mapped
+    lean.py         the blocking HTTP/1.1 connections ``Client`` speaks over (no httpx)
+    viahttpx.py     httpx, where it carries requests: AsyncClient's, a Client's behind a proxy
     sync.py, aio.py the drivers: Client (blocking), AsyncClient (anyio)
 
 Names load on first use, so a program that only uses ``Client`` (the CLI) never imports
-the async client (anyio)."""
+the async client (anyio), nor httpx."""
 
 from __future__ import annotations
 
