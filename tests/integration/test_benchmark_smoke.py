@@ -84,3 +84,23 @@ def test_the_show_ab_runs_and_both_sides_print_the_same(tmp_path):
     assert sum(" median " in line for line in lines) == 8, done.stdout  # 4 cases, 2 sides
     assert "show, warm: every sample printed the same: True" in lines
     assert "show, cold: every sample printed the same: True" in lines
+
+
+def test_the_copy_floor_runs_every_way(tmp_path):
+    """``benchmarks.copyfloor``: the chunks copied three ways, each timed; scratch removed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.copyfloor", "--repeat", "1", "--scale", "0.001"]
+        + ["--workdir", str(tmp_path / "work")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line for line in done.stdout.splitlines() if " median " in line]
+    assert [line.split(" median ")[0].strip() for line in lines] == [
+        "a file per chunk",
+        "one file, a call per chunk",
+        "one file, one call",
+    ], done.stdout
+    assert not (tmp_path / "work" / "copyfloor").exists()
