@@ -144,8 +144,8 @@ class Client(ClientBase):
                 yield response
             return
         auth = self._auth if call.signed else None
-        flow = auth.flow() if auth is not None else None
-        step = next(flow) if flow is not None else None
+        flow = auth.flow() if auth is not None else iter([None])
+        step = next(flow)
         while True:
             if step is not None:  # a login, read whole
                 with self._send(step, None) as login:
@@ -153,13 +153,15 @@ class Client(ClientBase):
                 step = flow.send(login)
                 continue
             with self._send(call, auth) as answer:
-                if auth is not None and auth.renews(answer):
-                    answer.read()
-                    try:
-                        step = flow.send(answer)  # a login to make, then this once more
-                        continue
-                    except StopIteration:
-                        pass
+                if auth is None or not auth.renews(answer):
+                    yield answer
+                    return
+                answer.read()
+                try:
+                    step = flow.send(answer)  # a login to make, then this once more
+                    continue
+                except StopIteration:  # not an expired token: this 401 is the answer
+                    pass
                 yield answer
                 return
 

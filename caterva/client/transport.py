@@ -44,7 +44,8 @@ STREAM_TIMEOUT = Timeout(connect=5.0, read=None)
 class Failure(Exception):
     """What went wrong on the way to an answer, as ``kind``: "connect" (no connection, or no
     TLS session), "connect-timeout", "read-timeout", "broken" (the connection failed or was
-    closed mid-answer), "protocol" (bytes that are not an HTTP/1.1 answer), "scheme"."""
+    closed mid-answer, or sent bytes that are not an HTTP/1.1 answer), "scheme"; httpx's
+    other errors map to "protocol" (``kind_of``)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)

@@ -206,9 +206,9 @@ async def _write(file: StreamedFile, fd: int, connection: socket.socket) -> int:
 
 
 def _start(batch: list[bytes | FilePart], fd: int, at: int, connection: socket.socket):
-    """``batch`` written at ``at`` in a worker thread, which closes its files."""
+    """``batch`` written at ``at`` in a worker thread, which closes its files (when the client
+    went away instead, the caller closes them)."""
     if _hung_up(connection):
-        _close(batch)
         raise ProtocolError("the client went away")
     return asyncio.ensure_future(asyncio.to_thread(_write_all, batch, fd, at))
 
