@@ -1,7 +1,9 @@
-"""``python -m benchmarks.copyfloor``: what the kernel takes to copy a cube's chunks into a new
-file, as the handoff does (one ``copy_file_range`` per cached chunk file, into a file reserved
-first), against the same bytes copied from one file in one call, and from one file chunk by
-chunk: how much of a warm local download a cache keeping a dataset in one file would save.
+"""``python -m benchmarks.copyfloor``: what a warm local download's copy costs: a cube's chunk
+files written into a new file (reserved first) as the handoff writes them
+(caterva.subscriber.handoff: read into a buffer, two windows at once in worker threads),
+against one ``copy_file_range`` per chunk file (the handoff's way before), and against the same
+bytes copied from one file in one call (the floor: what a cache keeping a dataset in one file
+could reach).
 
     --repeat N   samples of each way (the order flips every round)
     --scale S    cube size, 1 = 1 GiB (the benchmark's data, made once in --workdir)
@@ -17,33 +19,65 @@ import os
 import shutil
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blosc2
 
 from benchmarks import data, harness
+from caterva.service.ranges import FilePart
+from caterva.subscriber import handoff
 
 
-def copy(target: Path, sources: list[tuple[Path, int, int]], size: int) -> float:
-    """Seconds to copy each (file, offset, count) of ``sources``, in order, into ``target``
-    (each file opened once, closed after its last piece)."""
+def timed(target: Path, size: int, write) -> float:
+    """Seconds ``write(fd)`` takes to fill ``target``, reserved first, as a download's is."""
     target.unlink(missing_ok=True)
     os.sync()  # untimed: the last sample's writeback
     start = time.perf_counter()
     out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.posix_fallocate(out, 0, size)
-    at, fd, current = 0, -1, None
-    for path, offset, count in sources:
-        if path != current:
-            if fd >= 0:
-                os.close(fd)
-            fd, current = os.open(path, os.O_RDONLY), path
-        while count:
-            n = os.copy_file_range(fd, out, count, offset, at)
-            offset, at, count = offset + n, at + n, count - n
-    os.close(fd)
+    write(out)
     os.close(out)
     return time.perf_counter() - start
+
+
+def copied(sources: list[tuple[Path, int]]):
+    """Each (file, size) of ``sources`` copied by the kernel in turn, a call each."""
+
+    def write(out: int) -> None:
+        at = 0
+        for path, count in sources:
+            fd, offset = os.open(path, os.O_RDONLY), 0
+            while offset < count:
+                n = os.copy_file_range(fd, out, count - offset, offset, at)
+                offset, at = offset + n, at + n
+            os.close(fd)
+
+    return write
+
+
+def handed_off(files: list[tuple[Path, int]], pool: ThreadPoolExecutor):
+    """The handoff's writes: windows of FLUSH_BYTES, two under way at once."""
+    windows: list[tuple[int, list[tuple[Path, int]]]] = [(0, [])]
+    pending = at = 0
+    for path, count in files:
+        windows[-1][1].append((path, count))
+        pending, at = pending + count, at + count
+        if pending >= handoff.FLUSH_BYTES:
+            windows.append((at, []))
+            pending = 0
+
+    def write(out: int) -> None:
+        writing = []
+        for at, window in windows:
+            parts = [FilePart(open(path, "rb", buffering=0), 0, n) for path, n in window]  # noqa: SIM115 (closed by the write)
+            writing.append(pool.submit(handoff._write_all, parts, out, at))
+            if len(writing) > 1:
+                writing.pop(0).result()
+        for work in writing:
+            work.result()
+
+    return write
 
 
 def main() -> None:
@@ -61,25 +95,27 @@ def main() -> None:
         chunks = [schunk.get_chunk(i) for i in range(schunk.nchunks)]
         whole = scratch / "whole"
         whole.write_bytes(b"".join(chunks))
-        files, pieces, at = [], [], 0
+        files = []
         for i, chunk in enumerate(chunks):
             path = scratch / f"{i}.chunk"
             path.write_bytes(chunk)
-            files.append((path, 0, len(chunk)))
-            pieces.append((whole, at, len(chunk)))
-            at += len(chunk)
-        ways = {
-            "a file per chunk": files,
-            "one file, a call per chunk": pieces,
-            "one file, one call": [(whole, 0, at)],
-        }
-        samples: dict[str, list[float]] = {way: [] for way in ways}
-        for r in range(args.repeat):
-            for way in list(ways)[:: -1 if r % 2 else 1]:
-                samples[way].append(copy(scratch / "out", ways[way], at))
-        print(f"{len(chunks)} chunks, {at / 1e6:.1f} MB")
+            files.append((path, len(chunk)))
+        size = sum(len(chunk) for chunk in chunks)
+        with ThreadPoolExecutor(2) as pool:
+            ways = {
+                "handoff (buffered, 2 at once)": handed_off(files, pool),
+                "copy_file_range a file": copied(files),
+                "one file, one call": copied([(whole, size)]),
+            }
+            samples: dict[str, list[float]] = {way: [] for way in ways}
+            for r in range(args.repeat):
+                for way in list(ways)[:: -1 if r % 2 else 1]:
+                    samples[way].append(timed(scratch / "out", size, ways[way]))
+                    if (scratch / "out").read_bytes() != whole.read_bytes():
+                        raise SystemExit(f"{way}: the copy differs from the chunks")
+        print(f"{len(chunks)} chunks, {size / 1e6:.1f} MB")
         for way, got in samples.items():
-            print(f"{way:28} median {statistics.median(got) * 1000:.1f} ms")
+            print(f"{way:30} median {statistics.median(got) * 1000:.1f} ms")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -99,8 +99,8 @@ def test_the_copy_floor_runs_every_way(tmp_path):
     )
     lines = [line for line in done.stdout.splitlines() if " median " in line]
     assert [line.split(" median ")[0].strip() for line in lines] == [
-        "a file per chunk",
-        "one file, a call per chunk",
+        "handoff (buffered, 2 at once)",
+        "copy_file_range a file",
         "one file, one call",
     ], done.stdout
     assert not (tmp_path / "work" / "copyfloor").exists()

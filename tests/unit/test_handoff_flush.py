@@ -1,12 +1,17 @@
 """The handoff's writes run in worker threads, which cannot be stopped: a handoff cancelled
 (the subscriber stopping) must not go on to close the client's descriptor while a thread
-still writes into it (a number the process may hand to another file at once)."""
+still writes into it (a number the process may hand to another file at once). Each write goes
+through a buffer: what lands is exactly the pieces, in order, wherever the buffer fills."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
+import pytest
+
+from caterva.errors import ProtocolError
 from caterva.subscriber import handoff
 
 
@@ -69,3 +74,42 @@ def test_the_writes_land_where_their_bytes_go(monkeypatch):
     monkeypatch.setattr(handoff, "_write_all", write_all)
     assert asyncio.run(handoff._write(File(), 99, Client())) == File.size
     assert sorted(calls) == [(b"x", 0), (b"y", handoff.FLUSH_BYTES)]
+
+
+def test_a_write_through_its_buffer_is_the_bytes_in_order(tmp_path, monkeypatch):
+    """Chunk files and bytes, across buffer boundaries (a buffer of 7 bytes), land exactly."""
+    monkeypatch.setattr(handoff, "_spare", [])
+    monkeypatch.setattr(handoff, "COPY_BYTES", 7)
+    pieces = [b"head-", b"0123456789abcdefghij", b"", b"Z" * 30, b"x", b"-tail"]
+    batch = []
+    for n, data in enumerate(pieces):
+        if n in (1, 3, 4):  # cached chunks: a part of a file, not all of it
+            path = tmp_path / f"{n}.chunk"
+            path.write_bytes(b"<<" + data + b">>")
+            batch.append(handoff.FilePart(open(path, "rb", buffering=0), 2, len(data)))  # noqa: SIM115
+        else:
+            batch.append(data)
+    target = tmp_path / "out"
+    target.write_bytes(b"?" * 3)
+    fd = os.open(target, os.O_RDWR)
+    try:
+        end = handoff._write_all(batch, fd, 3)
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == b"???" + b"".join(pieces)
+    assert end == 3 + sum(map(len, pieces))
+    assert all(piece.file.closed for piece in batch if isinstance(piece, handoff.FilePart))
+    assert len(handoff._spare) == 1  # the buffer is kept for the next write
+
+
+def test_a_chunk_file_shorter_than_its_part_fails_the_write(tmp_path):
+    path = tmp_path / "0.chunk"
+    path.write_bytes(b"abc")
+    part = handoff.FilePart(open(path, "rb", buffering=0), 1, 5)  # noqa: SIM115
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(ProtocolError, match="shorter than expected"):
+            handoff._write_all([part], fd, 0)
+    finally:
+        os.close(fd)
+    assert part.file.closed
