@@ -229,7 +229,10 @@ def _write_all(batch: list[bytes | FilePart], fd: int, at: int) -> int:
     of 512 chunk files, against 61 ms for copy_file_range (a call per file: on ext4 the
     kernel copies through a pipe, a page at a time), the buffer still in the CPU's cache when
     it is written (benchmarks/copyfloor.py)."""
-    buffer = _spare.pop() if _spare else memoryview(bytearray(COPY_BYTES))
+    try:
+        buffer = _spare.pop()
+    except IndexError:  # none spare (a write in another thread may have taken the last)
+        buffer = memoryview(bytearray(COPY_BYTES))
     filled = 0
     try:
         for piece in batch:
