@@ -236,7 +236,7 @@ def _write_all(batch: list[bytes | FilePart], fd: int, at: int) -> int:
     filled = 0
     try:
         for piece in batch:
-            data = memoryview(piece) if isinstance(piece, bytes) else None
+            data = None if isinstance(piece, FilePart) else memoryview(piece)
             done, size = 0, piece.count if data is None else len(data)
             while done < size:
                 room = buffer[filled : filled + min(size - done, len(buffer) - filled)]
