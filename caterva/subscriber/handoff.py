@@ -43,7 +43,7 @@ MAX_CONNECTIONS = 64  # connections being served at once; more are closed unansw
 REQUEST_WAIT = 5.0  # seconds a connection may take to send its ticket
 FLUSH_BYTES = 8 << 20  # written per worker-thread hop, and between progress messages
 COPY_BYTES = 1 << 20  # a write's buffer: read into, written from (see _write_all)
-SPARE_BUFFERS = 4  # kept for the next writes: a new buffer costs a page fault a page
+SPARE_BUFFERS = 2  # kept for the next handoff's two writes: a new buffer costs a fault a page
 _spare: list[memoryview] = []
 
 
