@@ -113,3 +113,28 @@ def test_a_chunk_file_shorter_than_its_part_fails_the_write(tmp_path):
     finally:
         os.close(fd)
     assert part.file.closed
+
+
+def test_any_bytes_like_piece_is_written_as_bytes(tmp_path):
+    target = tmp_path / "out"
+    fd = os.open(target, os.O_RDWR | os.O_CREAT)
+    try:
+        handoff._write_all([bytearray(b"abc"), memoryview(b"def"), b"ghi"], fd, 0)
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == b"abcdefghi"
+
+
+def test_a_spare_buffer_another_write_took_meanwhile_is_made_anew(tmp_path, monkeypatch):
+    class Raced(list):  # seen holding one, taken by another thread before this one's pop
+        def __bool__(self) -> bool:
+            return True
+
+    monkeypatch.setattr(handoff, "_spare", Raced())
+    target = tmp_path / "out"
+    fd = os.open(target, os.O_RDWR | os.O_CREAT)
+    try:
+        assert handoff._write_all([b"abc"], fd, 0) == 3
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == b"abc"
