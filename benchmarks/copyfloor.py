@@ -15,11 +15,13 @@ The chunk files are the compressible cube's chunks, written once into a scratch 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
+import socket
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import blosc2
@@ -56,26 +58,28 @@ def copied(sources: list[tuple[Path, int]]):
     return write
 
 
-def handed_off(files: list[tuple[Path, int]], pool: ThreadPoolExecutor):
-    """The handoff's writes: windows of FLUSH_BYTES, two under way at once."""
-    windows: list[tuple[int, list[tuple[Path, int]]]] = [(0, [])]
-    pending = at = 0
-    for path, count in files:
-        windows[-1][1].append((path, count))
-        pending, at = pending + count, at + count
-        if pending >= handoff.FLUSH_BYTES:
-            windows.append((at, []))
-            pending = 0
+class Cached:
+    """What the handoff writes from: a file made of cached chunk files, in order."""
+
+    filename = "cube"
+
+    def __init__(self, files: list[tuple[Path, int]]) -> None:
+        self.files, self.size = files, sum(count for _, count in files)
+
+    async def read(self, start: int, stop: int) -> AsyncIterator[FilePart]:
+        for path, count in self.files:
+            yield FilePart(open(path, "rb", buffering=0), 0, count)  # noqa: SIM115 (closed by the write)
+
+
+def handed_off(files: list[tuple[Path, int]], loop: asyncio.AbstractEventLoop):
+    """The handoff's own write (``handoff._write``: windows, two under way, progress sent on
+    a socket pair standing for the client's connection)."""
 
     def write(out: int) -> None:
-        writing = []
-        for at, window in windows:
-            parts = [FilePart(open(path, "rb", buffering=0), 0, n) for path, n in window]  # noqa: SIM115 (closed by the write)
-            writing.append(pool.submit(handoff._write_all, parts, out, at))
-            if len(writing) > 1:
-                writing.pop(0).result()
-        for work in writing:
-            work.result()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours, theirs:
+            ours.setblocking(False)
+            loop.run_until_complete(handoff._write(Cached(files), out, ours))
 
     return write
 
@@ -101,9 +105,10 @@ def main() -> None:
             path.write_bytes(chunk)
             files.append((path, len(chunk)))
         size = sum(len(chunk) for chunk in chunks)
-        with ThreadPoolExecutor(2) as pool:
+        loop = asyncio.new_event_loop()
+        try:
             ways = {
-                "handoff (buffered, 2 at once)": handed_off(files, pool),
+                "handoff (buffered, 2 at once)": handed_off(files, loop),
                 "copy_file_range a file": copied(files),
                 "one file, one call": copied([(whole, size)]),
             }
@@ -113,6 +118,8 @@ def main() -> None:
                     samples[way].append(timed(scratch / "out", size, ways[way]))
                     if (scratch / "out").read_bytes() != whole.read_bytes():
                         raise SystemExit(f"{way}: the copy differs from the chunks")
+        finally:
+            loop.close()
         print(f"{len(chunks)} chunks, {size / 1e6:.1f} MB")
         for way, got in samples.items():
             print(f"{way:30} median {statistics.median(got) * 1000:.1f} ms")
