@@ -16,6 +16,16 @@ from caterva.errors import BadRequest, ProtocolError, TokenExpired, from_respons
 #: what ``flow`` yields: the login Call to make, or None for the request itself (signed with
 #: the token then held); it is sent each answer, read whole when it is a login's or a 401
 Flow = Generator[Call | None, Any, None]
+END = object()  # what ``step`` returns once the flow has nothing more to send
+
+
+def step(flow: Flow, response: Any) -> Any:
+    """``flow``'s next step once sent ``response`` (None at the start): a login Call, None
+    (the request itself), or END."""
+    try:
+        return flow.send(response)
+    except StopIteration:
+        return END
 
 
 class Credentials:

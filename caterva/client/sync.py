@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from caterva.client.auth import END, step
 from caterva.client.base import ClientBase, EventsBase
 from caterva.client.calls import (
     POUR_BYTES,
@@ -145,24 +146,20 @@ class Client(ClientBase):
             return
         auth = self._auth if call.signed else None
         flow = auth.flow() if auth is not None else iter([None])
-        step = next(flow)
+        next_step = next(flow)
         while True:
-            if step is not None:  # a login, read whole
-                with self._send(step, None) as login:
+            if next_step is not None:  # a login, read whole
+                with self._send(next_step, None) as login:
                     login.read()
-                step = flow.send(login)
+                next_step = flow.send(login)
                 continue
             with self._send(call, auth) as answer:
-                if auth is None or not auth.renews(answer):
-                    yield answer
-                    return
-                answer.read()
-                try:
-                    step = flow.send(answer)  # a login to make, then this once more
-                    continue
-                except StopIteration:  # not an expired token: this 401 is the answer
-                    pass
-                yield answer
+                if auth is not None and auth.renews(answer):
+                    answer.read()
+                    next_step = step(flow, answer)  # a login to make, then this once more
+                    if next_step is not END:
+                        continue
+                yield answer  # a 401 included, when not for an expired token
                 return
 
     def _send(self, call: Call, auth: Any) -> AbstractContextManager[Answer]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from caterva.client.auth import Credentials, Flow
+from caterva.client.auth import END, Credentials, step
 from caterva.client.calls import Call
 from caterva.client.transport import TIMEOUT, Timeout
 
@@ -48,33 +48,23 @@ class Auth(httpx.Auth):
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
 
-    def _request(self, request: httpx.Request, step: Call | None) -> httpx.Request:
-        if step is not None:  # a login
-            return httpx.Request(step.method, self.credentials.url + step.path, json=step.json)
+    def _request(self, request: httpx.Request, call: Call | None) -> httpx.Request:
+        if call is not None:  # a login
+            return httpx.Request(call.method, self.credentials.url + call.path, json=call.json)
         if (value := self.credentials.header()) is not None:
             request.headers["Authorization"] = value
         return request
 
     def sync_auth_flow(self, request: httpx.Request):
         flow, response = self.credentials.flow(), None
-        while (step := _next(flow, response)) is not _END:
-            response = yield self._request(request, step)
-            if step is not None or self.credentials.renews(response):
+        while (call := step(flow, response)) is not END:
+            response = yield self._request(request, call)
+            if call is not None or self.credentials.renews(response):
                 response.read()
 
     async def async_auth_flow(self, request: httpx.Request):
         flow, response = self.credentials.flow(), None
-        while (step := _next(flow, response)) is not _END:
-            response = yield self._request(request, step)
-            if step is not None or self.credentials.renews(response):
+        while (call := step(flow, response)) is not END:
+            response = yield self._request(request, call)
+            if call is not None or self.credentials.renews(response):
                 await response.aread()
-
-
-_END = object()
-
-
-def _next(flow: Flow, response: httpx.Response | None) -> Any:
-    try:
-        return flow.send(response)
-    except StopIteration:
-        return _END
